@@ -1,0 +1,42 @@
+"""The connector command line (spec/check/discover/read/write), parsed without importing the CDK.
+
+Same verbs and flags as the CDK's AirbyteEntrypoint, so Airbyte's platform and PyAirbyte drive
+either path identically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pgbyte_common.errors import ConfigError
+
+
+def build_parser(prog: str, verbs: tuple[str, ...]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=f"{prog}: an Airbyte connector")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(verbs) + "}")
+    for verb in verbs:
+        cmd = sub.add_parser(verb)
+        if verb != "spec":
+            cmd.add_argument("--config", required=True, help="path to the config JSON")
+        if verb in ("read", "write"):
+            cmd.add_argument("--catalog", required=True, help="path to the configured catalog")
+        if verb == "read":
+            cmd.add_argument("--state", help="path to the state JSON")
+        cmd.add_argument("--debug", action="store_true", help="log at DEBUG level")
+    return parser
+
+
+def load_json_file(path: str | Path, what: str) -> Any:
+    """Read a JSON file named on the command line; errors name the file and the problem."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the {what} file {path}: {exc.strerror}.") from None
+    try:
+        return orjson.loads(data) if data.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"The {what} file {path} is not valid JSON: {exc}.") from None

@@ -1,0 +1,273 @@
+"""Config → libpq connection: host/port/database/credentials, SSL modes, JDBC-style extras.
+
+Both connectors accept the configs of Airbyte's official Postgres connectors. Those configs carry
+JDBC vocabulary (`jdbc_url_params`, PEM certificates inline); here they become libpq keywords and
+files, because psycopg speaks libpq.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from pgbyte_common.errors import ConfigError, describe_connect_error
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+# pgjdbc parameter → libpq keyword. Values pass through unchanged unless noted in _convert.
+_JDBC_TO_LIBPQ = {
+    "connecttimeout": "connect_timeout",
+    "logintimeout": "connect_timeout",
+    "applicationname": "application_name",
+    "sslmode": "sslmode",
+    "sslrootcert": "sslrootcert",
+    "sslcert": "sslcert",
+    "sslkey": "sslkey",
+    "sslpassword": "sslpassword",
+    "options": "options",
+    "gssencmode": "gssencmode",
+    "targetservertype": "target_session_attrs",
+    "tcpkeepalive": "keepalives",
+    "currentschema": "options",
+}
+# pgjdbc-only tuning knobs with no libpq meaning. Airbyte configs often carry them (for example
+# prepareThreshold=0 for pgbouncer); they change nothing here, so they are accepted and ignored.
+_JDBC_IGNORED = {
+    "preparethreshold", "defaultrowfetchsize", "stringtype", "rewritebatchedinserts",
+    "socketTimeout".lower(), "binarytransfer", "preferquerymode", "reWriteBatchedInserts".lower(),
+    "loglevel", "loggerlevel", "autosave", "cancelsignaltimeout",
+}  # fmt: skip
+_TARGET_SERVER_TYPES = {
+    "any": "any", "primary": "primary", "master": "primary", "secondary": "standby",
+    "standby": "standby", "preferSecondary".lower(): "prefer-standby",
+    "preferStandby".lower(): "prefer-standby",
+}  # fmt: skip
+
+# Keys whose values are secrets wherever they appear in a config (the specs mark them
+# airbyte_secret). Used to mask them in every message we print.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "client_key",
+        "client_key_password",
+        "tunnel_user_password",
+        "ssh_key",
+        "ca_certificate",
+        "client_certificate",
+    }
+)
+
+
+def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
+    """Parse `k=v&k=v` into libpq keywords; unknown keys are a ConfigError naming them."""
+    params: dict[str, str] = {}
+    if not raw or not raw.strip():
+        return params
+    unknown: list[str] = []
+    for part in raw.strip().lstrip("?").split("&"):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key, value = unquote(key.strip()), unquote(value.strip())
+        if not sep or not key:
+            raise ConfigError(
+                f"jdbc_url_params: {part!r} is not of the form key=value (use k1=v1&k2=v2)."
+            )
+        lowered = key.lower()
+        if lowered in _JDBC_IGNORED:
+            continue
+        libpq_key = _JDBC_TO_LIBPQ.get(lowered)
+        if libpq_key is None and _is_libpq_keyword(key):
+            libpq_key = key
+        if libpq_key is None:
+            unknown.append(key)
+            continue
+        if lowered == "currentschema":
+            value = f"-c search_path={value}"
+            if "options" in params:
+                value = f"{params['options']} {value}"
+        elif lowered == "tcpkeepalive":
+            value = "1" if value.lower() in ("true", "1", "yes") else "0"
+        elif lowered == "targetservertype":
+            value = _TARGET_SERVER_TYPES.get(value.lower(), value)
+        params[libpq_key] = value
+    if unknown:
+        raise ConfigError(
+            f"jdbc_url_params: unsupported parameter(s) {', '.join(sorted(unknown))}. "
+            "Supported: libpq keywords (connect_timeout, application_name, options, sslmode, "
+            "keepalives, target_session_attrs, ...) and their JDBC names (connectTimeout, "
+            "ApplicationName, currentSchema, sslmode, tcpKeepAlive, targetServerType)."
+        )
+    return params
+
+
+def _is_libpq_keyword(key: str) -> bool:
+    try:
+        psycopg.conninfo.conninfo_to_dict(make_conninfo(**{key: "x"}))
+    except psycopg.ProgrammingError:
+        return False
+    return True
+
+
+def collect_secrets(config: Any) -> list[str]:
+    """Every secret value in a config (nested objects included), longest first for masking."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in SECRET_KEYS and isinstance(value, str) and value:
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(config)
+    if isinstance(config, dict) and isinstance(config.get("jdbc_url_params"), str):
+        for part in config["jdbc_url_params"].split("&"):
+            key, _, value = part.partition("=")
+            if "password" in key.lower() and value:
+                found.append(value)
+    return sorted(set(found), key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to connect. `password` is kept out of repr so it never reaches a log."""
+
+    host: str
+    port: int
+    database: str
+    username: str
+    password: str | None = field(default=None, repr=False)
+    ssl_mode: str = "prefer"
+    ssl: dict[str, str] = field(default_factory=dict, repr=False)
+    params: dict[str, str] = field(default_factory=dict)
+    application_name: str = "pgbyte"
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], *, application_name: str, default_ssl_mode: str = "prefer"
+    ) -> ConnectionSettings:
+        missing = [k for k in ("host", "database", "username") if not config.get(k)]
+        if missing:
+            raise ConfigError(f"The config lacks required field(s): {', '.join(missing)}.")
+        try:
+            port = int(config.get("port", 5432))
+        except (TypeError, ValueError):
+            raise ConfigError(f"port must be a number, got {config.get('port')!r}.") from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"port must be between 1 and 65535, got {port}.")
+        _check_tunnel(config.get("tunnel_method"))
+        ssl_mode, ssl = _ssl_settings(config, default_ssl_mode)
+        return cls(
+            host=str(config["host"]).strip(),
+            port=port,
+            database=str(config["database"]),
+            username=str(config["username"]),
+            password=config.get("password") or None,
+            ssl_mode=ssl_mode,
+            ssl=ssl,
+            params=parse_jdbc_url_params(config.get("jdbc_url_params")),
+            application_name=application_name,
+        )
+
+    def conninfo(self, **overrides: Any) -> str:
+        """The libpq connection string (holds the password: never log it)."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.username,
+            "sslmode": self.ssl_mode,
+            "connect_timeout": 30,
+            "application_name": self.application_name,
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        kwargs.update(_materialize_ssl_files(self.ssl))
+        kwargs.update(self.params)
+        kwargs.update(overrides)
+        return make_conninfo(**kwargs)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """Open a connection; failures become actionable ConfigError/TransientError."""
+        try:
+            return psycopg.connect(self.conninfo(), **kwargs)
+        except psycopg.Error as exc:
+            raise describe_connect_error(
+                exc,
+                host=self.host,
+                port=self.port,
+                database=self.database,
+                username=self.username,
+            ) from None
+
+
+def _check_tunnel(tunnel: Any) -> None:
+    if not tunnel:
+        return
+    method = tunnel.get("tunnel_method", "NO_TUNNEL") if isinstance(tunnel, dict) else tunnel
+    if method != "NO_TUNNEL":
+        raise ConfigError(
+            f"tunnel_method {method} is not supported by pgbyte yet: open the SSH tunnel "
+            "yourself (ssh -L) and point host/port at its local end, or use NO_TUNNEL."
+        )
+
+
+def _ssl_settings(config: dict[str, Any], default: str) -> tuple[str, dict[str, str]]:
+    raw = config.get("ssl_mode")
+    if raw is None:
+        # Airbyte's destination has a plain `ssl` flag beside (or instead of) ssl_mode.
+        return ("require" if config.get("ssl") is True else default), {}
+    mode = raw.get("mode") if isinstance(raw, dict) else raw
+    if mode not in SSL_MODES:
+        raise ConfigError(f"ssl_mode.mode must be one of {', '.join(SSL_MODES)}; got {mode!r}.")
+    files: dict[str, str] = {}
+    if isinstance(raw, dict):
+        for key in ("ca_certificate", "client_certificate", "client_key", "client_key_password"):
+            if raw.get(key):
+                files[key] = str(raw[key])
+    if mode in ("verify-ca", "verify-full") and "ca_certificate" not in files:
+        raise ConfigError(f"ssl_mode {mode} needs ca_certificate (the CA's PEM text).")
+    return mode, files
+
+
+_ssl_dir: Path | None = None
+
+
+def _materialize_ssl_files(ssl: dict[str, str]) -> dict[str, str]:
+    """libpq reads certificates from files: write the inline PEMs to a private temp dir."""
+    global _ssl_dir
+    if not ssl:
+        return {}
+    if _ssl_dir is None:
+        _ssl_dir = Path(tempfile.mkdtemp(prefix="pgbyte-ssl-"))
+        atexit.register(shutil.rmtree, _ssl_dir, True)
+    out: dict[str, str] = {}
+    names = {
+        "ca_certificate": "sslrootcert",
+        "client_certificate": "sslcert",
+        "client_key": "sslkey",
+    }
+    for key, keyword in names.items():
+        if key in ssl:
+            path = _ssl_dir / f"{keyword}.pem"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(ssl[key] if ssl[key].endswith("\n") else ssl[key] + "\n")
+            out[keyword] = str(path)
+    if "client_key_password" in ssl:
+        out["sslpassword"] = ssl["client_key_password"]
+    return out

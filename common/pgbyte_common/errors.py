@@ -1,0 +1,109 @@
+"""One exception hierarchy for both connectors, each class carrying its Airbyte failure_type.
+
+Messages are written for a person: what went wrong and what to change. They never contain a
+secret; `describe_connect_error` builds them from the settings (never the password) rather than
+from the server's text alone.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors as pg_errors
+
+
+class PgbyteError(Exception):
+    """Base class. `failure_type` is the Airbyte TRACE ERROR failure_type for this error."""
+
+    failure_type = "system_error"
+
+    def __init__(self, message: str, *, internal: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.internal = internal
+
+
+class ConfigError(PgbyteError):
+    """The user's config (or catalog/state) is wrong: credentials, host, database, options."""
+
+    failure_type = "config_error"
+
+
+class TransientError(PgbyteError):
+    """Worth retrying as is: a lost connection, a server shutting down, a serialization failure."""
+
+    failure_type = "transient_error"
+
+
+class SystemError_(PgbyteError):
+    """A bug or an unexpected state: neither the user's config nor a passing fault."""
+
+    failure_type = "system_error"
+
+
+# SQLSTATE classes that mean "try again later" rather than "fix your config".
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P", "40001", "40P01", "53")
+
+
+def _where(host: str, port: int, database: str) -> str:
+    return f"{host}:{port}/{database}"
+
+
+def describe_connect_error(
+    exc: psycopg.Error, *, host: str, port: int, database: str, username: str
+) -> PgbyteError:
+    """Turn a psycopg connection error into an actionable PgbyteError, never quoting a secret."""
+    where = _where(host, port, database)
+    text = str(exc).strip()
+    lowered = text.lower()
+    if isinstance(exc, pg_errors.InvalidPassword) or "password authentication failed" in lowered:
+        return ConfigError(
+            f"Authentication failed for user {username!r} at {where}: "
+            "check the username and password."
+        )
+    if isinstance(exc, pg_errors.InvalidAuthorizationSpecification) or "no pg_hba.conf" in lowered:
+        return ConfigError(
+            f"The server at {where} refused user {username!r} (pg_hba.conf or role): "
+            "check the username, the role's LOGIN right and the server's pg_hba.conf."
+        )
+    if isinstance(exc, pg_errors.InvalidCatalogName) or (
+        "database" in lowered and "does not exist" in lowered
+    ):
+        return ConfigError(
+            f"Database {database!r} does not exist on {host}:{port}: check the database name."
+        )
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return ConfigError(f"Unknown host {host!r}: check the host name.")
+    if "connection refused" in lowered:
+        return ConfigError(
+            f"Nothing accepts connections at {host}:{port}: check the host and port, and that "
+            "the server is running and listening there."
+        )
+    if "timeout expired" in lowered or "timed out" in lowered:
+        return TransientError(
+            f"Connecting to {host}:{port} timed out: check the host, port and firewall."
+        )
+    if "ssl" in lowered or "certificate" in lowered:
+        return ConfigError(f"SSL negotiation with {host}:{port} failed: {_first_line(text)}")
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return ConfigError(f"User {username!r} lacks a privilege on {where}: {_first_line(text)}")
+    return classify_error(exc, context=f"Connecting to {where} failed")
+
+
+def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
+    """Map any exception raised while working with the database to a PgbyteError."""
+    if isinstance(exc, PgbyteError):
+        return exc
+    text = _first_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, psycopg.Error):
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if isinstance(exc, psycopg.OperationalError) and not sqlstate:
+            return TransientError(f"{context}: the connection to the server was lost ({text}).")
+        if sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+            return TransientError(f"{context}: {text}")
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return ConfigError(f"{context}: {text} (grant the privilege or remove the stream)")
+    return SystemError_(f"{context}: {text}", internal=repr(exc))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""

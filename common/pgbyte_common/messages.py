@@ -1,0 +1,154 @@
+"""Lean Airbyte protocol output: one JSON message per line, serialized by orjson.
+
+The hot paths (`read`, `write`) print through `MessageWriter` instead of the CDK's AirbyteMessage
+objects (DESIGN.md §5). Every non-RECORD message passes through the secret masker; RECORD lines
+are written as the bytes they already are.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from typing import Any, BinaryIO
+
+import orjson
+
+from pgbyte_common.errors import PgbyteError, SystemError_
+
+MASK = "****"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SecretMasker:
+    """Replaces every known secret value in a text with ****."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self.secrets = sorted({s for s in (secrets or []) if s}, key=len, reverse=True)
+
+    def add(self, secrets: list[str]) -> None:
+        self.secrets = sorted({*self.secrets, *(s for s in secrets if s)}, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+def _descriptor(name: str, namespace: str | None) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        descriptor["namespace"] = namespace
+    return descriptor
+
+
+class MessageWriter:
+    """Writes protocol messages to a binary stream (stdout by default)."""
+
+    def __init__(self, out: BinaryIO | None = None, masker: SecretMasker | None = None) -> None:
+        self.out = out if out is not None else sys.stdout.buffer
+        self.masker = masker or SecretMasker()
+
+    def raw(self, data: bytes) -> None:
+        """Write already-serialized lines (RECORDs) unchanged."""
+        self.out.write(data)
+
+    def message(self, message: dict[str, Any]) -> None:
+        line = orjson.dumps(message).decode()
+        self.out.write(self.masker.mask(line).encode() + b"\n")
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def log(self, level: str, text: str) -> None:
+        self.message({"type": "LOG", "log": {"level": level, "message": text}})
+
+    def connection_status(self, ok: bool, text: str | None = None) -> None:
+        status: dict[str, Any] = {"status": "SUCCEEDED" if ok else "FAILED"}
+        if text:
+            status["message"] = text
+        self.message({"type": "CONNECTION_STATUS", "connectionStatus": status})
+        self.flush()
+
+    def stream_status(self, name: str, namespace: str | None, status: str) -> None:
+        self.message({
+            "type": "TRACE",
+            "trace": {
+                "type": "STREAM_STATUS",
+                "emitted_at": now_ms(),
+                "stream_status": {
+                    "stream_descriptor": _descriptor(name, namespace),
+                    "status": status,
+                },
+            },
+        })  # fmt: skip
+
+    def estimate(self, name: str, namespace: str | None, rows: int, nbytes: int) -> None:
+        self.message({
+            "type": "TRACE",
+            "trace": {
+                "type": "ESTIMATE",
+                "emitted_at": now_ms(),
+                "estimate": {
+                    "name": name,
+                    "namespace": namespace,
+                    "type": "STREAM",
+                    "row_estimate": max(rows, 0),
+                    "byte_estimate": max(nbytes, 0),
+                },
+            },
+        })  # fmt: skip
+
+    def stream_state(
+        self,
+        name: str,
+        namespace: str | None,
+        state: dict[str, Any],
+        *,
+        record_count: int,
+        stats_key: str = "sourceStats",
+    ) -> None:
+        self.message({
+            "type": "STATE",
+            "state": {
+                "type": "STREAM",
+                "stream": {
+                    "stream_descriptor": _descriptor(name, namespace),
+                    "stream_state": state,
+                },
+                stats_key: {"recordCount": float(record_count)},
+            },
+        })  # fmt: skip
+
+    def error(
+        self,
+        text: str,
+        *,
+        failure_type: str = "system_error",
+        internal: str | None = None,
+        stream: tuple[str, str | None] | None = None,
+    ) -> None:
+        error: dict[str, Any] = {"message": text, "failure_type": failure_type}
+        if internal:
+            error["internal_message"] = internal
+        if stream:
+            error["stream_descriptor"] = _descriptor(*stream)
+        self.message({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": now_ms(),
+                                                 "error": error}})  # fmt: skip
+        self.flush()
+
+    def exception(
+        self, exc: BaseException, *, stream: tuple[str, str | None] | None = None
+    ) -> None:
+        """One TRACE ERROR for an exception, with its failure_type and a masked stack trace."""
+        if not isinstance(exc, PgbyteError):
+            exc = SystemError_(f"Unexpected error: {exc}", internal=repr(exc))
+        stack = "".join(traceback.format_exception(exc))
+        self.error(
+            exc.message, failure_type=exc.failure_type, internal=exc.internal or stack,
+            stream=stream,
+        )  # fmt: skip

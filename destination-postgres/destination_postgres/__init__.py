@@ -1,0 +1,1 @@
+"""pgbyte's Airbyte destination connector for PostgreSQL."""

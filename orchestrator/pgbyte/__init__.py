@@ -1,0 +1,1 @@
+"""pgbyte: a thin orchestrator that pipes an Airbyte source into a destination per connection."""

@@ -1,0 +1,1 @@
+"""pgbyte's Airbyte source connector for PostgreSQL."""
