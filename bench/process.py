@@ -1,0 +1,251 @@
+"""Timed child processes: one command or a pipeline joined by an OS pipe, with peak RSS per process.
+
+Each child is reaped with `os.wait4`, which hands back that child's own resource usage
+(`ru_maxrss` is the peak resident set of the child and the descendants it waited for), so the
+figures belong to the measured process and not to the harness. Children start in their own
+session so that `kill_all()` can end a child together with anything it spawned, on Ctrl-C or
+after a timeout, by process-group id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Every child still running, so that cleanup can end it whatever happens to the harness.
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+_LIVE_LOCK = threading.Lock()
+
+DEVNULL = Path(os.devnull)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one timed run of a command or pipeline did."""
+
+    seconds: float
+    returncodes: tuple[int, ...]
+    peak_rss_mb: tuple[float, ...]
+    cpu_seconds: float
+    stderr_tails: tuple[str, ...]
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and all(code == 0 for code in self.returncodes)
+
+    def failure(self, names: Sequence[str]) -> str:
+        """One readable reason naming each process that failed and the end of its stderr."""
+        if self.timed_out:
+            return "timed out"
+        parts = []
+        for name, code, tail in zip(names, self.returncodes, self.stderr_tails, strict=True):
+            if code != 0:
+                parts.append(f"{name} exited {code}" + (f": {tail}" if tail else ""))
+        return "; ".join(parts) or "ok"
+
+
+@dataclass
+class Masker:
+    """Replaces known secrets in any text the harness prints."""
+
+    secrets: set[str] = field(default_factory=set)
+
+    def add(self, *values: object) -> None:
+        self.secrets.update(str(v) for v in values if v and len(str(v)) >= 4)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "****")
+        return text
+
+
+MASK = Masker()
+
+
+def _tail(path: Path, limit: int = 600) -> str:
+    """The last lines of a stderr file, squeezed onto one line and masked."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 4000))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    squeezed = " | ".join(lines[-4:])
+    return MASK(squeezed[-limit:])
+
+
+def run_pipeline(
+    commands: Sequence[Sequence[str]],
+    *,
+    workdir: Path,
+    stdin: Path | None = None,
+    stdout: Path = DEVNULL,
+    env: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    timeout: float = 3600.0,
+) -> Outcome:
+    """Run `commands` joined stdout→stdin by OS pipes (like a shell's `|`) and time the whole.
+
+    The clock runs from the first spawn until the last process is reaped. Nothing passes through
+    the harness: the pipes join the children directly. `env` is one environment for all or one
+    per command.
+    """
+    envs = list(env) if isinstance(env, Sequence) else [env] * len(commands)
+    stderr_paths = [workdir / f"stderr-{time.monotonic_ns()}-{i}.log" for i in range(len(commands))]
+    procs: list[subprocess.Popen[bytes]] = []
+    handles = []
+    timed_out = threading.Event()
+    try:
+        in_handle = stdin.open("rb") if stdin else subprocess.DEVNULL
+        if stdin:
+            handles.append(in_handle)
+        out_handle = stdout.open("wb")
+        handles.append(out_handle)
+        start = time.perf_counter()
+        previous = in_handle
+        for index, (command, err_path) in enumerate(zip(commands, stderr_paths, strict=True)):
+            last = index == len(commands) - 1
+            err_handle = err_path.open("wb")
+            handles.append(err_handle)
+            proc = subprocess.Popen(
+                list(command),
+                stdin=previous,
+                stdout=out_handle if last else subprocess.PIPE,
+                stderr=err_handle,
+                env=dict(envs[index]) if envs[index] is not None else None,
+                cwd=workdir,
+                start_new_session=True,
+            )
+            with _LIVE_LOCK:
+                _LIVE[proc.pid] = proc
+            if index > 0:
+                # The parent's copy of the read end must go, or the writer never sees EPIPE.
+                previous.close()
+            procs.append(proc)
+            previous = proc.stdout
+        watchdog = threading.Timer(timeout, lambda: (timed_out.set(), kill_all()))
+        watchdog.daemon = True
+        watchdog.start()
+        codes: list[int] = []
+        rss: list[float] = []
+        cpu = 0.0
+        try:
+            for proc in procs:
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                with _LIVE_LOCK:
+                    _LIVE.pop(proc.pid, None)
+                codes.append(proc.returncode)
+                rss.append(usage.ru_maxrss / 1024.0)  # Linux reports KiB
+                cpu += usage.ru_utime + usage.ru_stime
+            seconds = time.perf_counter() - start
+        finally:
+            watchdog.cancel()
+    finally:
+        for proc in procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
+        for handle in handles:
+            if hasattr(handle, "close"):
+                handle.close()
+    tails = tuple(_tail(path) for path in stderr_paths)
+    for path in stderr_paths:
+        path.unlink(missing_ok=True)
+    return Outcome(
+        seconds=seconds,
+        returncodes=tuple(codes),
+        peak_rss_mb=tuple(rss),
+        cpu_seconds=cpu,
+        stderr_tails=tails,
+        timed_out=timed_out.is_set(),
+    )
+
+
+def run_quick(
+    command: Sequence[str],
+    *,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+    stdout: Path | None = None,
+) -> tuple[int, bytes, str]:
+    """Run a short untimed command; return (exit code, stdout unless redirected, stderr tail)."""
+    err_path = workdir / f"stderr-quick-{time.monotonic_ns()}.log"
+    with err_path.open("wb") as err:
+        out = stdout.open("wb") if stdout else subprocess.PIPE
+        try:
+            proc = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=dict(env) if env is not None else None,
+                cwd=workdir,
+                start_new_session=True,
+            )
+            with _LIVE_LOCK:
+                _LIVE[proc.pid] = proc
+            try:
+                data, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _end(proc)
+                data = b""
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.pop(proc.pid, None)
+        except OSError as exc:  # not executable, missing interpreter, ...
+            err_path.unlink(missing_ok=True)
+            return 127, b"", MASK(str(exc))
+        finally:
+            if stdout:
+                out.close()
+    tail = _tail(err_path)
+    err_path.unlink(missing_ok=True)
+    return proc.returncode if proc.returncode is not None else -9, data or b"", tail
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie waiting to be reaped counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _end(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Terminate a child's process group, give it `grace` seconds, then kill what is left.
+
+    It does not reap: whoever waits for the child (wait4, communicate) still gets its status.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(proc.pid):
+            time.sleep(0.05)
+        if not _alive(proc.pid):
+            return
+
+
+def kill_all(*, reap: bool = False) -> None:
+    """End every child the harness started that is still running (Ctrl-C, timeout, exit)."""
+    with _LIVE_LOCK:
+        procs: Iterable[subprocess.Popen[bytes]] = list(_LIVE.values())
+    for proc in procs:
+        _end(proc)
+        if reap:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, os.WNOHANG)
+            with _LIVE_LOCK:
+                _LIVE.pop(proc.pid, None)

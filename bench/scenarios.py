@@ -1,0 +1,195 @@
+"""The full-refresh scenarios: source read, destination write, the shell-style pipe, pgbyte sync.
+
+Every scenario verifies what it produced — the records the source emitted, the rows the
+destination's raw and normalized tables hold after each timed run (the tables are dropped,
+untimed, before each run, so the counts prove that run loaded them), the STATE echoed back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.connectors import (
+    configured_catalog,
+    connection_file,
+    password_env,
+    write_json,
+)
+from bench.context import Context, progress, timed
+from bench.dataset import TABLE
+from bench.messages import count_messages, generate_in_sql
+from bench.process import run_pipeline
+from bench.report import FAILED, UNAVAILABLE, Step
+
+
+def write_configs(ctx: Context) -> None:
+    """The two connector configs every scenario shares."""
+    ctx.files["source_config"] = write_json(
+        ctx.path("source-config.json"), ctx.source.connector_config(schemas=["public"])
+    )
+    ctx.files["dest_config"] = write_json(
+        ctx.path("dest-config.json"), ctx.dest.connector_config(schema="public")
+    )
+
+
+def write_catalog(ctx: Context) -> None:
+    """The full-refresh overwrite catalog of firenibble (needs ctx.streams)."""
+    ctx.files["catalog_full"] = write_json(
+        ctx.path("catalog-full.json"),
+        configured_catalog(
+            ctx.streams[TABLE], sync_mode="full_refresh", destination_sync_mode="overwrite"
+        ),
+    )
+
+
+def source_argv(ctx: Context, catalog: Path, state: Path | None = None) -> list[str]:
+    argv = [*ctx.commands.source, "read", "--config", str(ctx.files["source_config"])]
+    argv += ["--catalog", str(catalog)]
+    return argv + (["--state", str(state)] if state else [])
+
+
+def dest_argv(ctx: Context, catalog: Path) -> list[str]:
+    return [
+        *ctx.commands.destination, "write", "--config", str(ctx.files["dest_config"]),
+        "--catalog", str(catalog),
+    ]  # fmt: skip
+
+
+def verify_dest(ctx: Context, step: Step, stream: str, dest_out: Path, expected: int) -> str | None:
+    """Both destination tables hold `expected` rows and at least one STATE came back."""
+    counts = ctx.dest_counts(stream)
+    echoed = count_messages(dest_out).states
+    step.verified = {**counts, "expected_rows": expected, "states_echoed": echoed}
+    if counts["normalized_rows"] != expected or counts["raw_rows"] != expected:
+        return (
+            f"destination holds {counts['normalized_rows']} normalized / {counts['raw_rows']} raw "
+            f"rows of {stream}, expected {expected}"
+        )
+    if echoed == 0:
+        return "the destination echoed no STATE"
+    return None
+
+
+def source(ctx: Context) -> Step:
+    step = Step("source", "source-postgres read → /dev/null", ("source",), rows=ctx.rows)
+    step.table_bytes = ctx.table.heap_bytes
+    reason = ctx.missing("source")
+    if reason:
+        ctx.report.add(step).fail(reason, UNAVAILABLE)
+        return step
+    # One untimed read into a file proves the output (and feeds the destination benchmark).
+    messages = ctx.path("messages.jsonl")
+    progress("  source read → messages file (untimed, verifies the records)")
+    argv = source_argv(ctx, ctx.files["catalog_full"])
+    outcome = run_pipeline([argv], workdir=ctx.workdir, stdout=messages, timeout=ctx.timeout)
+    if not outcome.ok:
+        ctx.report.add(step).fail(outcome.failure(["source-postgres"]), FAILED)
+        return step
+    counted = count_messages(messages)
+    step.output_bytes = counted.bytes
+    step.verified = {
+        "records": counted.records,
+        "expected_rows": ctx.rows,
+        "states": counted.states,
+        "source_stats_record_count": counted.source_record_count,
+    }
+    if counted.records != ctx.rows:
+        ctx.report.add(step).fail(f"verification: {counted.records} RECORDs, expected {ctx.rows}")
+        return step
+    ctx.files["messages"] = messages
+    ctx.report.notes.append("destination input: the messages of one `source-postgres read`")
+    return timed(
+        ctx,
+        step,
+        lambda _: run_pipeline([argv], workdir=ctx.workdir, timeout=ctx.timeout),
+    )
+
+
+def messages_file(ctx: Context) -> Path:
+    """The destination's input: the source's output when it worked, else generated in SQL."""
+    if "messages" not in ctx.files:
+        path = ctx.path("messages-sql.jsonl")
+        progress("  generating the messages file in SQL (the source read did not produce one)")
+        generate_in_sql(ctx.source, TABLE, path)
+        ctx.files["messages"] = path
+        ctx.report.notes.append(
+            "destination input: messages generated in SQL (row_to_json of firenibble), because "
+            "the source did not produce them in this run"
+        )
+    return ctx.files["messages"]
+
+
+def destination(ctx: Context) -> Step:
+    step = Step("destination", "destination-postgres write (overwrite)", ("destination",))
+    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
+    reason = ctx.missing("destination")
+    if reason:
+        ctx.report.add(step).fail(reason, UNAVAILABLE)
+        return step
+    messages = messages_file(ctx)
+    step.output_bytes = messages.stat().st_size
+    dest_out = ctx.path("dest-out.jsonl")
+    argv = dest_argv(ctx, ctx.files["catalog_full"])
+    return timed(
+        ctx,
+        step,
+        lambda _: run_pipeline(
+            [argv], workdir=ctx.workdir, stdin=messages, stdout=dest_out, timeout=ctx.timeout
+        ),
+        before=lambda _: ctx.drop_dest_tables(TABLE),
+        verify=lambda _: verify_dest(ctx, step, TABLE, dest_out, ctx.rows),
+    )
+
+
+def pipe(ctx: Context) -> Step:
+    step = Step("pipe", "source read | destination write", ("source", "destination"))
+    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
+    reason = ctx.missing("source", "destination")
+    if reason:
+        ctx.report.add(step).fail(reason, UNAVAILABLE)
+        return step
+    dest_out = ctx.path("pipe-out.jsonl")
+    argvs = [source_argv(ctx, ctx.files["catalog_full"]), dest_argv(ctx, ctx.files["catalog_full"])]
+    return timed(
+        ctx,
+        step,
+        lambda _: run_pipeline(argvs, workdir=ctx.workdir, stdout=dest_out, timeout=ctx.timeout),
+        before=lambda _: ctx.drop_dest_tables(TABLE),
+        verify=lambda _: verify_dest(ctx, step, TABLE, dest_out, ctx.rows),
+    )
+
+
+def sync(ctx: Context) -> Step:
+    step = Step("sync", "pgbyte sync (full refresh, overwrite)", ("pgbyte",))
+    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
+    reason = ctx.missing("pgbyte", "source", "destination")
+    if reason:
+        ctx.report.add(step).fail(reason, UNAVAILABLE)
+        return step
+    conn = connection_file(
+        ctx.path("bench-full.yaml"), name="bench-full", commands=ctx.commands,
+        source=ctx.source, dest=ctx.dest, stream=TABLE, sync_mode="full_refresh",
+        destination_sync_mode="overwrite", state=ctx.path("state/bench-full.json"),
+    )  # fmt: skip
+    out = ctx.path("sync-out.log")
+    env = password_env(ctx.source, ctx.dest)
+    argv = [*ctx.commands.pgbyte, "sync", str(conn)]
+
+    def verify(_: int) -> str | None:
+        counts = ctx.dest_counts(TABLE)
+        step.verified = {**counts, "expected_rows": ctx.rows}
+        if counts["normalized_rows"] != ctx.rows or counts["raw_rows"] != ctx.rows:
+            return (
+                f"destination holds {counts['normalized_rows']} normalized / "
+                f"{counts['raw_rows']} raw rows, expected {ctx.rows}"
+            )
+        return None
+
+    return timed(
+        ctx,
+        step,
+        lambda _: run_pipeline([argv], workdir=ctx.workdir, stdout=out, env=env,
+                               timeout=ctx.timeout),
+        before=lambda _: ctx.drop_dest_tables(TABLE),
+        verify=verify,
+    )  # fmt: skip

@@ -1,0 +1,119 @@
+"""The two PostgreSQL endpoints a benchmark runs against: throwaway servers or given DSNs.
+
+By default the source and the destination are two ThrowawayServers (initdb in a temp dir, fsync
+off), as DESIGN.md §5 measured them, so a run needs nothing set up beforehand. `--source-dsn` and
+`--dest-dsn` point at existing databases instead (their user must be able to create tables).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from pgbyte.throwaway_pg import ThrowawayServer, find_bin_dir
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bench.process import MASK
+
+BENCH_DATABASES = {"source": "bench_source", "destination": "bench_dest"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One database: how the harness, psql and a connector config reach it."""
+
+    role: str
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def conninfo(self) -> str:
+        return make_conninfo(
+            host=self.host, port=self.port, user=self.user, password=self.password,
+            dbname=self.dbname,
+        )  # fmt: skip
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo(), autocommit=True)
+
+    def connector_config(self, **extra: object) -> dict[str, object]:
+        """A config in the shape of Airbyte's Postgres connector specs (both sides accept it)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "database": self.dbname,
+            "username": self.user,
+            "password": self.password,
+            "ssl_mode": {"mode": "disable"},
+            **extra,
+        }
+
+    def psql(self, command: str) -> list[str]:
+        """argv of psql running one SQL command; the password travels in the environment."""
+        conninfo = make_conninfo(host=self.host, port=self.port, user=self.user, dbname=self.dbname)
+        return [
+            str(find_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            "-d", conninfo, "-c", command,
+        ]  # fmt: skip
+
+    def psql_env(self) -> dict[str, str]:
+        return {**os.environ, "PGPASSWORD": self.password, "PGSSLMODE": "disable"}
+
+    @classmethod
+    def from_dsn(cls, role: str, dsn: str) -> Endpoint:
+        params = conninfo_to_dict(dsn)
+        password = str(params.get("password") or os.environ.get("PGPASSWORD", ""))
+        MASK.add(password)
+        return cls(
+            role=role,
+            host=str(params.get("host") or "127.0.0.1"),
+            port=int(params.get("port") or 5432),
+            user=str(params.get("user") or os.environ.get("USER", "postgres")),
+            password=password,
+            dbname=str(params.get("dbname") or "postgres"),
+        )
+
+
+@dataclass
+class Servers:
+    """Starts what is needed and stops only what it started."""
+
+    source_dsn: str | None = None
+    dest_dsn: str | None = None
+    started: list[ThrowawayServer] = field(default_factory=list)
+
+    def endpoints(self) -> tuple[Endpoint, Endpoint]:
+        return self._endpoint("source", self.source_dsn), self._endpoint(
+            "destination", self.dest_dsn
+        )
+
+    def _endpoint(self, role: str, dsn: str | None) -> Endpoint:
+        if dsn:
+            return Endpoint.from_dsn(role, dsn)
+        server = ThrowawayServer()
+        self.started.append(server)  # before start(): a half-started server is cleaned up too
+        server.start()
+        MASK.add(server.password)
+        dbname = BENCH_DATABASES[role]
+        server.create_database(dbname)
+        return Endpoint(
+            role=role, host=server.host, port=server.port, user=server.user,
+            password=server.password, dbname=dbname,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        while self.started:
+            self.started.pop().stop()
+
+    def data_dirs(self) -> list[Path]:
+        return [server.root for server in self.started if server.root]
+
+
+def server_version(endpoint: Endpoint) -> str:
+    with endpoint.connect() as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
