@@ -1,10 +1,194 @@
-"""The `pgbyte` command line."""
+"""The `pgbyte` command line: check, discover, sync, state show|reset, history.
+
+Exit codes: 0 success; 1 a check or sync failed; 2 a usage or connection-file error;
+130 / 143 a sync cancelled by SIGINT (Ctrl-C) / SIGTERM.
+"""
 
 from __future__ import annotations
 
+import argparse
+import signal
 import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from pgbyte.connection import Connection, ConnectionFileError, load_connection
+from pgbyte.protocol import ConnectorError
+from pgbyte.report import Reporter, format_summary
+from pgbyte.runner import RunnerError
+from pgbyte.session import Cancelled, Session
+from pgbyte.state import StateFileError, StateStore, read_history
+from pgbyte.sync import sync
 
 
-def main() -> None:
-    print("pgbyte: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgbyte",
+        description="Pipe an Airbyte source into an Airbyte destination, per connection file.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("connection", metavar="CONN", help="connection file (YAML)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("-v", "--verbose", action="store_true", help="show DEBUG logs too")
+        return p
+
+    command("check", "check both connectors' configs and connections")
+    command("discover", "list the source's streams: sync modes, keys, column counts")
+    p = command("sync", "run the connection once (Sync Now)")
+    p.add_argument(
+        "--progress-every", type=float, default=10.0, metavar="SECONDS",
+        help="interval of plain progress lines when stderr is not a terminal (default 10)",
+    )  # fmt: skip
+    p.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
+    state = sub.add_parser("state", help="show or reset a connection's saved state")
+    state_sub = state.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (("show", "print the saved state"), ("reset", "forget the saved state")):
+        p = state_sub.add_parser(name, help=text, description=text)
+        p.add_argument("connection", metavar="CONN")
+    p = command("history", "list past syncs of a connection")
+    p.add_argument("--limit", type=int, default=20, help="newest N syncs (default 20)")
+    return parser
+
+
+def _install_signals(session: Session) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        session.cancel_signal = signum
+        session.cancel.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def cmd_check(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> int:
+    with Session(conn, reporter.log) as session:
+        _install_signals(session)
+        outcomes = session.check()
+    if args.json:
+        _print_json([{"connector": r, "ok": ok, "message": m} for r, ok, m in outcomes])
+    else:
+        for role, ok, text in outcomes:
+            print(f"{role}: {'succeeded' if ok else 'FAILED'}" + (f" — {text}" if text else ""))
+    return 0 if all(ok for _, ok, _ in outcomes) else 1
+
+
+def cmd_discover(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> int:
+    with Session(conn, reporter.log) as session:
+        _install_signals(session)
+        catalog, _ = session.discover()
+    streams = catalog.get("streams") or []
+    if args.json:
+        _print_json(catalog)
+        return 0
+    rows = [("stream", "sync modes", "cursor", "primary key", "columns")]
+    for s in streams:
+        name = f"{s['namespace']}.{s['name']}" if s.get("namespace") else s["name"]
+        cursor = "source-defined" if s.get("source_defined_cursor") else ""
+        cursor = cursor or ".".join(s.get("default_cursor_field") or []) or "-"
+        key = ", ".join(".".join(p) for p in s.get("source_defined_primary_key") or []) or "-"
+        columns = len(((s.get("json_schema") or {}).get("properties")) or {})
+        modes = ", ".join(s.get("supported_sync_modes") or ["full_refresh"])
+        rows.append((name, modes, cursor, key, str(columns)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"({len(streams)} stream{'s' if len(streams) != 1 else ''})")
+    return 0
+
+
+def cmd_sync(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> int:
+    with Session(conn, reporter.log) as session:
+        _install_signals(session)
+        summary = sync(session, reporter)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(format_summary(summary), flush=True)
+    if summary["status"] == "succeeded":
+        return 0
+    if summary["status"] == "cancelled":
+        return 128 + session.cancel_signal
+    return 1
+
+
+def cmd_state(conn: Connection, args: argparse.Namespace) -> int:
+    store = StateStore(conn.state_path)
+    if args.action == "show":
+        states = store.states()
+        if not states:
+            print(f"no saved state ({conn.state_path})", file=sys.stderr)
+        _print_json(states)
+        return 0
+    removed = store.reset()
+    print(f"state {'reset' if removed else 'was already empty'}: {conn.state_path}")
+    return 0
+
+
+def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
+    entries = read_history(conn.history_path)[-max(args.limit, 0) :] if args.limit else []
+    if args.json:
+        _print_json(entries)
+        return 0
+    if not entries:
+        print(f"no syncs yet ({conn.history_path})")
+    for entry in entries:
+        total = entry.get("total") or {}
+        line = (
+            f"{entry.get('started_at')}  {entry.get('status', '?'):9}  "
+            f"{entry.get('duration_seconds', 0):8.1f} s  "
+            f"{total.get('records_emitted', 0):>10,} emitted  "
+            f"{total.get('records_committed', 0):>10,} committed"
+        )
+        print(line)
+        for stream in entry.get("streams") or []:
+            print(
+                f"    {stream.get('destination_stream')}: {stream.get('records_emitted', 0):,} "
+                f"emitted, {stream.get('records_committed', 0):,} committed"
+            )
+        if entry.get("reason"):
+            print(f"    reason: {entry['reason']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    tty = False if getattr(args, "plain", False) else None
+    reporter = Reporter(
+        tty=tty, progress_every=getattr(args, "progress_every", 10.0),
+        min_level="DEBUG" if verbose else "INFO",
+    )  # fmt: skip
+    try:
+        conn = load_connection(args.connection, strict=args.command not in ("state", "history"))
+        if args.command == "state":
+            code = cmd_state(conn, args)
+        elif args.command == "history":
+            code = cmd_history(conn, args)
+        else:
+            code = {"check": cmd_check, "discover": cmd_discover, "sync": cmd_sync}[args.command](
+                conn, args, reporter
+            )
+    except ConnectionFileError as exc:
+        print(f"pgbyte: {exc}", file=sys.stderr)
+        code = 2
+    except (ConnectorError, RunnerError, StateFileError) as exc:
+        print(f"pgbyte: {exc}", file=sys.stderr)
+        code = 1
+    except Cancelled as exc:
+        print(f"pgbyte: cancelled by signal {exc.signum}", file=sys.stderr)
+        code = 128 + exc.signum
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

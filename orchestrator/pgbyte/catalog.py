@@ -1,0 +1,221 @@
+"""Configured catalogs: which streams sync how, and their names on the destination side.
+
+The destination's catalog gets the connection's prefix and namespace mapping applied exactly as
+Airbyte's platform does it (NamespacingMapper): the stream name becomes `prefix + name`; the
+namespace is the source's (`source`), none so the destination uses its default schema
+(`destination`), or the custom format with `${SOURCE_NAMESPACE}` replaced by the source's
+namespace (`""` when it has none) — a blank result meaning none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from pgbyte.connection import SOURCE_NAMESPACE_PLACEHOLDER, Connection, StreamChoice
+from pgbyte.protocol import ConnectorError
+from pgbyte.secrets import Masker
+
+
+def validate_config(
+    spec: dict[str, Any], config: dict[str, Any], label: str, masker: Masker
+) -> None:
+    """Check a config against the connector's connectionSpecification (JSON Schema draft 7)."""
+    schema = spec.get("connectionSpecification") or {}
+    validator = jsonschema.Draft7Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        # The message may quote the offending value: mask it in case it was a secret.
+        problems.append(f"{where}: {_short(error)}")
+    if problems:
+        raise ConnectorError(
+            masker.mask(
+                f"The {label} config does not match the connector's spec: " + "; ".join(problems)
+            ),
+            failure_type="config_error",
+        )
+
+
+def _short(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        return "matches none of the allowed variants (check its mode/method field)"
+    return error.message
+
+
+def map_namespace(mode: str, source_namespace: str | None) -> str | None:
+    """The destination namespace for a source namespace under `namespace:` (platform rules)."""
+    if mode == "source":
+        return source_namespace
+    if mode == "destination":
+        return None
+    result = mode.replace(SOURCE_NAMESPACE_PLACEHOLDER, source_namespace or "")
+    return result if result.strip() else None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One configured stream: its source-side and destination-side names."""
+
+    name: str
+    namespace: str | None
+    dest_name: str
+    dest_namespace: str | None
+    sync_mode: str
+    destination_sync_mode: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    @property
+    def dest_label(self) -> str:
+        return f"{self.dest_namespace}.{self.dest_name}" if self.dest_namespace else self.dest_name
+
+
+class StreamMap:
+    """Source ⇄ destination stream names for one sync."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self._to_dest = {(r.name, r.namespace): r for r in routes}
+        self._to_source = {(r.dest_name, r.dest_namespace): r for r in routes}
+
+    def by_source(self, name: str, namespace: str | None) -> Route | None:
+        return self._to_dest.get((name, namespace))
+
+    def by_dest(self, name: str, namespace: str | None) -> Route | None:
+        return self._to_source.get((name, namespace))
+
+    @property
+    def is_identity(self) -> bool:
+        return all(r.name == r.dest_name and r.namespace == r.dest_namespace for r in self.routes)
+
+
+def _find(streams: list[dict[str, Any]], choice: StreamChoice) -> dict[str, Any]:
+    matches = [
+        s for s in streams
+        if s["name"] == choice.name
+        and (choice.namespace is None or s.get("namespace") == choice.namespace)
+    ]  # fmt: skip
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(sorted(_label(s) for s in streams)) or "none"
+        raise ConnectorError(
+            f"stream {choice.name!r}"
+            + (f" in namespace {choice.namespace!r}" if choice.namespace else "")
+            + f" is not among the discovered streams ({known})",
+            failure_type="config_error",
+        )
+    spaces = ", ".join(sorted(str(s.get("namespace")) for s in matches))
+    raise ConnectorError(
+        f"stream {choice.name!r} exists in several namespaces ({spaces}): add namespace: to it",
+        failure_type="config_error",
+    )
+
+
+def _label(stream: dict[str, Any]) -> str:
+    return f"{stream['namespace']}.{stream['name']}" if stream.get("namespace") else stream["name"]
+
+
+def _configure(
+    stream: dict[str, Any], choice: StreamChoice, conn: Connection, dest_modes: list[str]
+) -> dict[str, Any]:
+    label = _label(stream)
+    sync_mode = choice.sync_mode or conn.sync_mode
+    supported = stream.get("supported_sync_modes") or ["full_refresh"]
+    if sync_mode not in supported:
+        raise ConnectorError(
+            f"stream {label}: the source does not support sync_mode {sync_mode} "
+            f"(supported: {', '.join(supported)})",
+            failure_type="config_error",
+        )
+    default_dest = "append" if sync_mode == "incremental" else "overwrite"
+    dest_mode = choice.destination_sync_mode or conn.destination_sync_mode or default_dest
+    if dest_modes and dest_mode not in dest_modes:
+        raise ConnectorError(
+            f"stream {label}: the destination does not support destination_sync_mode "
+            f"{dest_mode} (supported: {', '.join(dest_modes)})",
+            failure_type="config_error",
+        )
+    configured: dict[str, Any] = {
+        "stream": stream,
+        "sync_mode": sync_mode,
+        "destination_sync_mode": dest_mode,
+    }
+    cursor = list(choice.cursor_field or ()) or stream.get("default_cursor_field") or []
+    if sync_mode == "incremental" and not cursor and not stream.get("source_defined_cursor"):
+        raise ConnectorError(
+            f"stream {label}: incremental needs a cursor; add cursor_field: [column] to it",
+            failure_type="config_error",
+        )
+    if cursor:
+        configured["cursor_field"] = list(cursor)
+    key = [list(p) for p in choice.primary_key] if choice.primary_key else None
+    key = key or stream.get("source_defined_primary_key") or []
+    if dest_mode == "append_dedup" and not key:
+        raise ConnectorError(
+            f"stream {label}: append_dedup needs a primary key; add primary_key: [[column]]",
+            failure_type="config_error",
+        )
+    if key:
+        configured["primary_key"] = key
+    return configured
+
+
+def build_catalogs(
+    conn: Connection,
+    discovered: dict[str, Any],
+    dest_spec: dict[str, Any],
+    *,
+    sync_id: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any], StreamMap]:
+    """(source configured catalog, destination configured catalog, stream map)."""
+    streams = list(discovered.get("streams") or [])
+    if conn.streams is None:
+        choices = [StreamChoice(name=s["name"], namespace=s.get("namespace")) for s in streams]
+    else:
+        choices = list(conn.streams)
+    if not choices:
+        raise ConnectorError(
+            "the source discovered no streams to sync", failure_type="config_error"
+        )
+    dest_modes = list(dest_spec.get("supported_destination_sync_modes") or [])
+    source_streams, dest_streams, routes = [], [], []
+    for choice in choices:
+        configured = _configure(_find(streams, choice), choice, conn, dest_modes)
+        # Airbyte's refresh fields: overwrite truncates older generations, append keeps them.
+        configured["generation_id"] = sync_id
+        configured["minimum_generation_id"] = (
+            sync_id if configured["destination_sync_mode"] == "overwrite" else 0
+        )
+        configured["sync_id"] = sync_id
+        stream = configured["stream"]
+        name, namespace = stream["name"], stream.get("namespace")
+        dest_stream = {**stream, "name": conn.prefix + name}
+        dest_namespace = map_namespace(conn.namespace, namespace)
+        if dest_namespace is None:
+            dest_stream.pop("namespace", None)
+        else:
+            dest_stream["namespace"] = dest_namespace
+        source_streams.append(configured)
+        dest_streams.append({**configured, "stream": dest_stream})
+        routes.append(
+            Route(
+                name, namespace, dest_stream["name"], dest_namespace,
+                configured["sync_mode"], configured["destination_sync_mode"],
+            )
+        )  # fmt: skip
+    seen: dict[tuple[str, str | None], Route] = {}
+    for route in routes:
+        other = seen.setdefault((route.dest_name, route.dest_namespace), route)
+        if other is not route:
+            raise ConnectorError(
+                f"streams {other.label} and {route.label} would both land in destination "
+                f"stream {route.dest_label}; use namespace: source or a custom format",
+                failure_type="config_error",
+            )
+    return {"streams": source_streams}, {"streams": dest_streams}, StreamMap(routes)

@@ -1,0 +1,289 @@
+"""Connection files: YAML naming a source, a destination, and how streams map between them.
+
+```yaml
+name: full-refresh-overwrite        # optional; defaults to the file's stem
+source:      {command: source-postgres, config: {...}}     # or image: <docker image> (+ network)
+destination: {command: destination-postgres, config: {...}}
+prefix: overwrite_                  # prepended to every destination stream name
+namespace: destination              # source | destination | a format "raw_${SOURCE_NAMESPACE}"
+sync_mode: full_refresh             # default for every stream (extension)
+destination_sync_mode: overwrite    # default for every stream (extension)
+streams: [...]                      # omitted: every discovered stream
+state: .pgbyte/state/<name>.json    # relative paths are relative to the connection file's directory
+```
+
+`${VAR}` anywhere in a string value is replaced by the environment variable VAR; a missing
+variable is an error naming it (and the file), never an empty string. `$${VAR}` stays literal, and
+so does `${SOURCE_NAMESPACE}` in `namespace:`, which is the platform's own placeholder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SYNC_MODES = ("full_refresh", "incremental")
+DESTINATION_SYNC_MODES = ("overwrite", "append", "append_dedup")
+SOURCE_NAMESPACE_PLACEHOLDER = "${SOURCE_NAMESPACE}"
+_VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOP_KEYS = {
+    "name", "source", "destination", "prefix", "namespace", "streams", "state",
+    "sync_mode", "destination_sync_mode",
+}  # fmt: skip
+_STREAM_KEYS = {
+    "name", "namespace", "sync_mode", "destination_sync_mode", "cursor_field", "primary_key",
+}  # fmt: skip
+
+
+class ConnectionFileError(ValueError):
+    """The connection file is unreadable or wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ConnectorRef:
+    """Where a connector comes from (a command or a Docker image) and the config it gets."""
+
+    role: str  # "source" or "destination"
+    config: dict[str, Any] = field(repr=False)
+    command: tuple[str, ...] | None = None
+    image: str | None = None
+    network: str | None = None
+
+    def describe(self) -> str:
+        return self.image if self.image else " ".join(self.command or ())
+
+
+@dataclass(frozen=True)
+class StreamChoice:
+    """One stream the connection file selects, with the modes it asks for."""
+
+    name: str
+    namespace: str | None = None
+    sync_mode: str | None = None
+    destination_sync_mode: str | None = None
+    cursor_field: tuple[str, ...] | None = None
+    primary_key: tuple[tuple[str, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A parsed connection file."""
+
+    name: str
+    path: Path
+    source: ConnectorRef
+    destination: ConnectorRef
+    prefix: str = ""
+    namespace: str = "source"
+    streams: tuple[StreamChoice, ...] | None = None
+    sync_mode: str = "full_refresh"
+    destination_sync_mode: str | None = None
+    state_path: Path = Path(".pgbyte/state/connection.json")
+
+    @property
+    def history_path(self) -> Path:
+        """The history file lives beside the state file: `<name>.history.jsonl`."""
+        return self.state_path.with_name(self.state_path.stem + ".history.jsonl")
+
+
+def substitute_env(
+    node: Any, env: Mapping[str, str], where: str, *, keep: set[str], strict: bool = True
+) -> Any:
+    """Replace ${VAR} in every string of a YAML tree; a missing variable raises naming it
+    (or, not strict — for commands that never start a connector — becomes empty)."""
+    if isinstance(node, dict):
+        return {
+            k: substitute_env(v, env, f"{where}.{k}", keep=keep, strict=strict)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [
+            substitute_env(v, env, f"{where}[{i}]", keep=keep, strict=strict)
+            for i, v in enumerate(node)
+        ]
+    if not isinstance(node, str):
+        return node
+
+    def repl(match: re.Match[str]) -> str:
+        escaped, var = match.group(1), match.group(2)
+        if escaped:
+            return "${" + var + "}"
+        if var in keep:
+            return match.group(0)
+        if var not in env:
+            if not strict:
+                return ""
+            raise ConnectionFileError(
+                f"environment variable {var} is not set (used at {where}); export it or "
+                f"write the value into the connection file"
+            )
+        return env[var]
+
+    return _VAR.sub(repl, node)
+
+
+def load_connection(
+    path: str | Path, *, env: Mapping[str, str] | None = None, strict: bool = True
+) -> Connection:
+    """Read and check a connection file; every problem is a ConnectionFileError naming it.
+
+    `strict=False` lets missing environment variables pass as empty strings: for commands that
+    only read the state or history and never hand a config to a connector."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConnectionFileError(f"{path}: no such connection file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConnectionFileError(f"{path}: cannot read it ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConnectionFileError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConnectionFileError(f"{path}: expected a mapping with source: and destination:")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise ConnectionFileError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    # namespace: keeps the platform's ${SOURCE_NAMESPACE} placeholder for the mapping step.
+    data = substitute_env(
+        raw, os.environ if env is None else env, path.name, keep={"SOURCE_NAMESPACE"},
+        strict=strict,
+    )  # fmt: skip
+    name = str(data.get("name") or path.stem)
+    base = path.resolve().parent
+    state = Path(str(data.get("state") or f".pgbyte/state/{name}.json"))
+    sync_mode = _choice(data.get("sync_mode", "full_refresh"), SYNC_MODES, path, "sync_mode")
+    dest_mode = data.get("destination_sync_mode")
+    if dest_mode is not None:
+        dest_mode = _choice(dest_mode, DESTINATION_SYNC_MODES, path, "destination_sync_mode")
+    namespace = data.get("namespace", "source")
+    if not isinstance(namespace, str) or not namespace.strip():
+        raise ConnectionFileError(
+            f"{path}: namespace must be source, destination or a format such as "
+            f'"raw_${{SOURCE_NAMESPACE}}"'
+        )
+    prefix = data.get("prefix") or ""
+    if not isinstance(prefix, str):
+        raise ConnectionFileError(f"{path}: prefix must be a string, got {prefix!r}")
+    return Connection(
+        name=name,
+        path=path,
+        source=_connector(data.get("source"), "source", path),
+        destination=_connector(data.get("destination"), "destination", path),
+        prefix=prefix,
+        namespace=namespace.strip(),
+        streams=_streams(data.get("streams"), path),
+        sync_mode=sync_mode,
+        destination_sync_mode=dest_mode,
+        state_path=state if state.is_absolute() else base / state,
+    )
+
+
+def _choice(value: Any, allowed: tuple[str, ...], path: Path, key: str) -> str:
+    if value not in allowed:
+        raise ConnectionFileError(
+            f"{path}: {key} must be one of {', '.join(allowed)}; got {value!r}"
+        )
+    return str(value)
+
+
+def _connector(node: Any, role: str, path: Path) -> ConnectorRef:
+    if not isinstance(node, dict):
+        raise ConnectionFileError(f"{path}: {role}: must be a mapping with command: or image:")
+    unknown = sorted(set(node) - {"command", "image", "network", "config"})
+    if unknown:
+        raise ConnectionFileError(f"{path}: {role}: unknown key(s) {', '.join(unknown)}")
+    config = node.get("config", {})
+    if not isinstance(config, dict):
+        raise ConnectionFileError(f"{path}: {role}.config must be a mapping")
+    command, image = node.get("command"), node.get("image")
+    if (command is None) == (image is None):
+        raise ConnectionFileError(f"{path}: {role}: give exactly one of command: or image:")
+    if image is not None:
+        if not isinstance(image, str) or not image.strip():
+            raise ConnectionFileError(f"{path}: {role}.image must be an image name")
+        network = node.get("network")
+        return ConnectorRef(role, config, image=image.strip(), network=network and str(network))
+    if node.get("network") is not None:
+        raise ConnectionFileError(f"{path}: {role}.network only applies to image:")
+    if isinstance(command, str):
+        argv = tuple(shlex.split(command))
+    elif isinstance(command, list) and all(isinstance(c, str | int | float) for c in command):
+        argv = tuple(str(c) for c in command)
+    else:
+        raise ConnectionFileError(f"{path}: {role}.command must be a string or a list of strings")
+    if not argv:
+        raise ConnectionFileError(f"{path}: {role}.command is empty")
+    return ConnectorRef(role, config, command=argv)
+
+
+def _streams(node: Any, path: Path) -> tuple[StreamChoice, ...] | None:
+    if node is None:
+        return None
+    if not isinstance(node, list) or not node:
+        raise ConnectionFileError(f"{path}: streams must be a non-empty list (or omitted)")
+    streams = []
+    for i, item in enumerate(node):
+        where = f"{path}: streams[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConnectionFileError(f"{where} needs a name")
+        unknown = sorted(set(item) - _STREAM_KEYS)
+        if unknown:
+            raise ConnectionFileError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        sync_mode = item.get("sync_mode")
+        if sync_mode is not None:
+            _choice(sync_mode, SYNC_MODES, path, f"streams[{i}].sync_mode")
+        dest_mode = item.get("destination_sync_mode")
+        if dest_mode is not None:
+            _choice(dest_mode, DESTINATION_SYNC_MODES, path, f"streams[{i}].destination_sync_mode")
+        streams.append(
+            StreamChoice(
+                name=str(item["name"]),
+                namespace=None if item.get("namespace") is None else str(item["namespace"]),
+                sync_mode=sync_mode,
+                destination_sync_mode=dest_mode,
+                cursor_field=_path(item.get("cursor_field"), f"{where}.cursor_field"),
+                primary_key=_key(item.get("primary_key"), f"{where}.primary_key"),
+            )
+        )
+    return tuple(streams)
+
+
+def _path(value: Any, where: str) -> tuple[str, ...] | None:
+    """cursor_field: `updated_at` or `[updated_at]` or a nested path `[a, b]`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConnectionFileError(f"{where} must be a field name or a list of names")
+
+
+def _key(value: Any, where: str) -> tuple[tuple[str, ...], ...] | None:
+    """primary_key: `id`, `[id, other]` or Airbyte's own `[[id], [other]]`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return ((value,),)
+    if isinstance(value, list) and value:
+        parts = []
+        for part in value:
+            if isinstance(part, str):
+                parts.append((part,))
+            elif isinstance(part, list) and part and all(isinstance(p, str) for p in part):
+                parts.append(tuple(part))
+            else:
+                raise ConnectionFileError(f"{where}: {part!r} is not a field name or path")
+        return tuple(parts)
+    raise ConnectionFileError(f"{where} must be a field name or a list such as [[id]]")

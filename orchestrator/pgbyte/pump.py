@@ -1,0 +1,282 @@
+"""The hot path: source stdout → (rename streams) → destination stdin, and the echo reader.
+
+`SourcePump` runs on its own thread. It reads the source's stdout a megabyte at a time, cuts the
+block at its last newline, and hands whole lines on: runs of RECORD lines go through
+`RecordRewriter.records_block` (bytes in, bytes out); the rare other lines are parsed — STATE and
+TRACE STREAM_STATUS are forwarded with mapped stream names, LOG/ESTIMATE/ERROR are consumed here.
+`DestinationReader` runs on another thread and turns echoed STATEs into saved state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pgbyte.protocol import log_text, parse_line
+from pgbyte.rewrite import NL_REC, RecordRewriter, state_descriptors
+from pgbyte.runner import ConnectorProcess
+from pgbyte.secrets import Masker
+from pgbyte.state import StateStore
+
+CHUNK = 1 << 20
+# A newline not followed by a RECORD envelope starts some other line (or ends the block).
+_OTHER_LINE = re.compile(rb'\n(?!\{"type":"RECORD","record":\{)')
+
+
+@dataclass
+class StreamProgress:
+    """What the source said about one stream, beside the rewriter's counts."""
+
+    status: str = "PENDING"
+    row_estimate: int | None = None
+    byte_estimate: int | None = None
+    committed: int = 0
+    committed_by_stats: bool = False
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass
+class SyncProgress:
+    """State shared by the pump threads and the main thread (ints and lists: GIL-safe)."""
+
+    streams: list[StreamProgress]
+    source_errors: list[dict[str, Any]] = field(default_factory=list)
+    dest_errors: list[dict[str, Any]] = field(default_factory=list)
+    source_log_errors: list[str] = field(default_factory=list)
+    dest_log_errors: list[str] = field(default_factory=list)
+    states_forwarded: int = 0
+    states_committed: int = 0
+    dest_broken: bool = False
+
+
+LogFn = Callable[[str, str], None]
+
+
+class SourcePump:
+    """Forwards the source's output to the destination (one thread)."""
+
+    def __init__(
+        self,
+        source: ConnectorProcess,
+        dest: ConnectorProcess,
+        rewriter: RecordRewriter,
+        progress: SyncProgress,
+        masker: Masker,
+        log: LogFn,
+    ) -> None:
+        self.source, self.dest = source, dest
+        self.rewriter, self.progress = rewriter, progress
+        self.masker, self.log = masker, log
+        self.partial_tail = b""  # an unterminated last line, seen at EOF
+        self._out_fd = dest.stdin.fileno() if dest.stdin is not None else -1
+        self._lock = threading.Lock()  # the main thread may also write (INCOMPLETE statuses)
+
+    def run(self) -> None:
+        fd = self.source.stdout.fileno()
+        carry = b""
+        try:
+            while True:
+                data = os.read(fd, CHUNK)
+                if not data:
+                    break
+                end = data.rfind(b"\n")
+                if end < 0:
+                    carry += data  # a line longer than a chunk: keep collecting it
+                    continue
+                block = b"".join((b"\n", carry, memoryview(data)[: end + 1]))
+                carry = data[end + 1 :]
+                out = self.process(block)
+                if out and not self.write(out):
+                    return
+        except OSError:
+            return  # the source's pipe broke: its exit code tells the story
+        self.partial_tail = carry
+
+    def write(self, data: bytes) -> bool:
+        """Write everything to the destination; False once its stdin is gone."""
+        if self.progress.dest_broken:
+            return False
+        view = memoryview(data)
+        with self._lock:
+            try:
+                while view:
+                    written = os.write(self._out_fd, view)
+                    view = view[written:]
+            except (BrokenPipeError, OSError):
+                self.progress.dest_broken = True
+                return False
+        return True
+
+    def process(self, block: bytes) -> bytes:
+        """`\\n` + whole lines in, the lines to forward out."""
+        lines = block.count(b"\n") - 1
+        if block.count(NL_REC) == lines:
+            return self.rewriter.records_block(block)
+        pieces: list[bytes] = []
+        pos, last = 0, len(block) - 1
+        for match in _OTHER_LINE.finditer(block):
+            start = match.start()
+            if start == last:
+                break
+            if start > pos:
+                pieces.append(self.rewriter.records_block(block[pos : start + 1]))
+            end = block.index(b"\n", start + 1)
+            forward = self.other_line(block[start + 1 : end])
+            if forward is not None:
+                pieces.append(forward)
+            pos = end
+        if pos < last:
+            pieces.append(self.rewriter.records_block(block[pos:]))
+        return b"".join(pieces)
+
+    def other_line(self, line: bytes) -> bytes | None:
+        """A non-RECORD (or oddly shaped) line: map and forward it, or consume it."""
+        message = parse_line(line)
+        if message is None:
+            if line.strip():
+                text = self.masker.mask(line.decode("utf-8", "replace").strip()[:2000])
+                self.log("INFO", f"[source] {text}")
+            return None
+        kind = message.get("type")
+        if kind == "RECORD":
+            return self.rewriter.record_line(message, len(line) + 1)
+        if kind == "STATE":
+            state = message.get("state") or {}
+            for descriptor in state_descriptors(state):
+                self.rewriter.descriptor_to_dest(descriptor)
+            self.progress.states_forwarded += 1
+            return orjson.dumps(message) + b"\n"
+        if kind == "LOG":
+            level, text = log_text("source", message)
+            if level in ("ERROR", "FATAL"):
+                self.progress.source_log_errors.append(
+                    self.masker.mask(str(message["log"].get("message", "")))
+                )
+            self.log(level, self.masker.mask(text))
+            return None
+        if kind == "TRACE":
+            return self.trace(message)
+        return None  # CONTROL, SPEC, …: nothing the destination needs
+
+    def trace(self, message: dict[str, Any]) -> bytes | None:
+        trace = message.get("trace") or {}
+        kind = trace.get("type")
+        if kind == "ERROR":
+            error = dict(trace.get("error") or {})
+            error["message"] = self.masker.mask(str(error.get("message") or ""))
+            error.pop("internal_message", None)
+            error.pop("stack_trace", None)
+            self.progress.source_errors.append(error)
+            self.log("ERROR", f"[source] ERROR {error['message']}")
+            return None
+        if kind == "ESTIMATE":
+            estimate = trace.get("estimate") or {}
+            index = self.rewriter.route_index(estimate)
+            if index is not None:
+                stream = self.progress.streams[index]
+                stream.row_estimate = estimate.get("row_estimate")
+                stream.byte_estimate = estimate.get("byte_estimate")
+            return None
+        if kind == "STREAM_STATUS":
+            status = trace.get("stream_status") or {}
+            descriptor = status.get("stream_descriptor") or {}
+            index = self.rewriter.route_index(descriptor)
+            if index is not None:
+                self._status(index, str(status.get("status")))
+            self.rewriter.descriptor_to_dest(descriptor)
+            return orjson.dumps(message) + b"\n"
+        return None
+
+    def _status(self, index: int, status: str) -> None:
+        stream = self.progress.streams[index]
+        if status in ("STARTED", "RUNNING") and stream.started_at is None:
+            stream.started_at = time.monotonic()
+        if status in ("COMPLETE", "INCOMPLETE"):
+            stream.ended_at = time.monotonic()
+        stream.status = status
+
+    def close_destination_input(self) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            if self.dest.stdin is not None:
+                self.dest.stdin.close()
+
+
+class DestinationReader:
+    """Reads the destination's stdout (one thread): echoed states are saved, logs printed."""
+
+    def __init__(
+        self,
+        dest: ConnectorProcess,
+        rewriter: RecordRewriter,
+        progress: SyncProgress,
+        store: StateStore,
+        masker: Masker,
+        log: LogFn,
+        *,
+        save_every: float = 1.0,
+    ) -> None:
+        self.dest, self.rewriter, self.progress = dest, rewriter, progress
+        self.store, self.masker, self.log = store, masker, log
+        self.save_every = save_every
+        self._last_save = 0.0
+        self.save_error: Exception | None = None
+
+    def run(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            for line in iter(self.dest.stdout.readline, b""):
+                message = parse_line(line)
+                if message is None:
+                    if line.strip():
+                        text = self.masker.mask(line.decode("utf-8", "replace").strip()[:2000])
+                        self.log("INFO", f"[destination] {text}")
+                    continue
+                kind = message.get("type")
+                if kind == "STATE":
+                    self.echo(message.get("state") or {})
+                elif kind == "LOG":
+                    level, text = log_text("destination", message)
+                    if level in ("ERROR", "FATAL"):
+                        self.progress.dest_log_errors.append(
+                            self.masker.mask(str(message["log"].get("message", "")))
+                        )
+                    self.log(level, self.masker.mask(text))
+                elif kind == "TRACE" and (message.get("trace") or {}).get("type") == "ERROR":
+                    error = dict(message["trace"].get("error") or {})
+                    error["message"] = self.masker.mask(str(error.get("message") or ""))
+                    self.progress.dest_errors.append(error)
+                    self.log("ERROR", f"[destination] ERROR {error['message']}")
+
+    def echo(self, state: dict[str, Any]) -> None:
+        """A committed state: count its records, map it back to source names, keep it."""
+        descriptors = state_descriptors(state)
+        stats = state.get("destinationStats") or state.get("sourceStats") or {}
+        count = stats.get("recordCount")
+        if state.get("type") == "STREAM" and descriptors and count is not None:
+            index = self.rewriter.route_index(descriptors[0], dest=True)
+            if index is not None:
+                stream = self.progress.streams[index]
+                stream.committed += int(count)
+                stream.committed_by_stats = True
+        for descriptor in descriptors:
+            self.rewriter.descriptor_to_source(descriptor)
+        self.store.merge(state)
+        self.progress.states_committed += 1
+        now = time.monotonic()
+        if now - self._last_save >= self.save_every:
+            self.save()
+            self._last_save = now
+
+    def save(self) -> None:
+        try:
+            self.store.save()
+        except OSError as exc:  # reported by the sync; the next save may still succeed
+            self.save_error = exc

@@ -1,0 +1,209 @@
+"""Renaming streams on the hot path without parsing RECORD lines.
+
+RECORD lines are rewritten a block at a time with `bytes.count`/`bytes.replace` on the envelope
+bytes that precede the record's data, anchored at the start of a line: a block always starts with
+a `\\n`, and JSON lines hold no raw newline, so `\\n{"type":"RECORD","record":{"stream":"S",...`
+can only be a line's own envelope — never text inside a value (a quote inside a JSON string is
+escaped) nor a nested object (those are not at a line start).
+
+Envelope layouts handled at that speed (everything else falls back to parsing each line):
+  H   {"type":"RECORD","record":{"stream":S,"namespace":N,...          (pgbyte's source)
+  HB  {"type":"RECORD","record":{"namespace":N,"stream":S,...
+  T   {"type":"RECORD","record":{"stream":S,"data":{...},...,"namespace":N}}   (the CDK's order)
+  T0  {"type":"RECORD","record":{"stream":S,"data":...                  (no namespace)
+A block is rewritten fast only when the rules' match counts add up to its number of RECORD
+lines (and, for T, the namespace tails to the T records); otherwise that block is parsed line by
+line — correct for any key order, only slower.
+
+Non-RECORD messages (STATE, TRACE) are small and rare: they are parsed and mapped as objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pgbyte.catalog import Route, StreamMap
+
+REC = b'{"type":"RECORD","record":{'
+NL_REC = b"\n" + REC
+
+
+def _json_forms(value: str) -> list[bytes]:
+    """The ways a JSON writer may spell a string: raw UTF-8 (orjson) and ASCII-escaped (json)."""
+    forms = [orjson.dumps(value)]
+    ascii_form = json.dumps(value).encode()
+    if ascii_form not in forms:
+        forms.append(ascii_form)
+    return forms
+
+
+@dataclass(frozen=True)
+class Rule:
+    old: bytes
+    new: bytes
+    route: int  # index into StreamMap.routes
+    tail_namespace: str | None = None  # T layout: the record's namespace is in its tail
+
+
+class RecordRewriter:
+    """Maps RECORD lines to destination names and counts records/bytes per route."""
+
+    def __init__(self, smap: StreamMap) -> None:
+        self.smap = smap
+        self.records = [0] * len(smap.routes)
+        self.bytes = [0] * len(smap.routes)
+        self.slow_lines = 0  # lines that needed parsing (for diagnostics and tests)
+        self._index = {id(route): i for i, route in enumerate(smap.routes)}
+        rules: dict[bytes, Rule] = {}
+        self._tails: dict[str, tuple[bytes, bytes]] = {}
+        for index, route in enumerate(smap.routes):
+            for rule in self._route_rules(index, route):
+                rules.setdefault(rule.old, rule)  # same bytes for two routes: first one wins
+        self._rules = list(rules.values())
+        self._recent: list[Rule] = []
+
+    def _route_rules(self, index: int, route: Route) -> list[Rule]:
+        dst = orjson.dumps(route.dest_name)
+        dns = None if route.dest_namespace is None else orjson.dumps(route.dest_namespace)
+        rules = []
+        for s in _json_forms(route.name):
+            if route.namespace is None:
+                extra = b',"namespace":' + dns if dns is not None else b""
+                rules.append(
+                    Rule(NL_REC + b'"stream":' + s + b',"data":',
+                         NL_REC + b'"stream":' + dst + extra + b',"data":', index)
+                )  # fmt: skip
+                continue
+            new_ns = b'"namespace":' + dns + b"," if dns is not None else b""
+            for n in _json_forms(route.namespace):
+                rules.append(
+                    Rule(NL_REC + b'"stream":' + s + b',"namespace":' + n + b",",
+                         NL_REC + b'"stream":' + dst + b"," + new_ns, index)
+                )  # fmt: skip
+                rules.append(
+                    Rule(NL_REC + b'"namespace":' + n + b',"stream":' + s + b",",
+                         NL_REC + new_ns + b'"stream":' + dst + b",", index)
+                )  # fmt: skip
+            rules.append(
+                Rule(NL_REC + b'"stream":' + s + b',"data":',
+                     NL_REC + b'"stream":' + dst + b',"data":', index,
+                     tail_namespace=route.namespace)
+            )  # fmt: skip
+            if route.namespace != route.dest_namespace:
+                tail_new = b"" if dns is None else b',"namespace":' + dns
+                self._tails[route.namespace] = (
+                    b',"namespace":' + orjson.dumps(route.namespace) + b"}}\n",
+                    tail_new + b"}}\n",
+                )
+        return rules
+
+    # -- RECORD blocks ---------------------------------------------------------------------
+    def records_block(self, seg: bytes) -> bytes:
+        """Rewrite `\\n` + k RECORD lines (each ending in `\\n`); returns the lines without the
+        leading `\\n`."""
+        expected = seg.count(NL_REC)
+        hits: list[tuple[Rule, int]] = []
+        total = 0
+        for rule in self._candidates():
+            count = seg.count(rule.old)
+            if count:
+                hits.append((rule, count))
+                total += count
+                if total >= expected:
+                    break
+        if total != expected:
+            return self._slow_block(seg)
+        tails: dict[str, int] = defaultdict(int)
+        for rule, count in hits:
+            if rule.tail_namespace is not None and rule.tail_namespace in self._tails:
+                tails[rule.tail_namespace] += count
+        for namespace, count in tails.items():
+            if seg.count(self._tails[namespace][0]) != count:
+                return self._slow_block(seg)
+        for rule, _ in hits:
+            if rule.old != rule.new:
+                seg = seg.replace(rule.old, rule.new)
+        for namespace in tails:
+            old, new = self._tails[namespace]
+            seg = seg.replace(old, new)
+        self._recent = [rule for rule, _ in hits]
+        size = len(seg) - 1
+        if len(hits) == 1:
+            route = hits[0][0].route
+            self.records[route] += expected
+            self.bytes[route] += size
+        else:
+            for rule, count in hits:
+                self.records[rule.route] += count
+                self.bytes[rule.route] += size * count // expected
+        return seg[1:]
+
+    def _candidates(self) -> list[Rule]:
+        recent = self._recent
+        return recent + [r for r in self._rules if r not in recent] if recent else self._rules
+
+    def _slow_block(self, seg: bytes) -> bytes:
+        out = []
+        for line in seg[1:].split(b"\n")[:-1]:
+            out.append(self.record_line(orjson.loads(line), len(line) + 1))
+        return b"".join(out)
+
+    def record_line(self, message: dict[str, Any], size: int) -> bytes:
+        """Map one parsed RECORD message; returns its line (the slow path)."""
+        self.slow_lines += 1
+        record = message.get("record") or {}
+        route = self.smap.by_source(record.get("stream"), record.get("namespace"))
+        if route is not None:
+            index = self._index[id(route)]
+            self.records[index] += 1
+            self.bytes[index] += size
+            record["stream"] = route.dest_name
+            if route.dest_namespace is None:
+                record.pop("namespace", None)
+            else:
+                record["namespace"] = route.dest_namespace
+        return orjson.dumps(message) + b"\n"
+
+    # -- descriptors in STATE / TRACE ------------------------------------------------------
+    def descriptor_to_dest(self, descriptor: dict[str, Any]) -> None:
+        route = self.smap.by_source(descriptor.get("name"), descriptor.get("namespace"))
+        if route is not None:
+            _set_descriptor(descriptor, route.dest_name, route.dest_namespace)
+
+    def descriptor_to_source(self, descriptor: dict[str, Any]) -> None:
+        route = self.smap.by_dest(descriptor.get("name"), descriptor.get("namespace"))
+        if route is not None:
+            _set_descriptor(descriptor, route.name, route.namespace)
+
+    def route_index(self, descriptor: dict[str, Any], *, dest: bool = False) -> int | None:
+        name, namespace = descriptor.get("name"), descriptor.get("namespace")
+        route = self.smap.by_dest(name, namespace) if dest else self.smap.by_source(name, namespace)
+        return None if route is None else self._index[id(route)]
+
+
+def _set_descriptor(descriptor: dict[str, Any], name: str, namespace: str | None) -> None:
+    descriptor["name"] = name
+    if namespace is None:
+        descriptor.pop("namespace", None)
+    else:
+        descriptor["namespace"] = namespace
+
+
+def state_descriptors(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stream descriptors inside a STATE message's `state` (STREAM and GLOBAL)."""
+    kind = state.get("type")
+    if kind == "STREAM":
+        descriptor = (state.get("stream") or {}).get("stream_descriptor")
+        return [descriptor] if isinstance(descriptor, dict) else []
+    if kind == "GLOBAL":
+        return [
+            s["stream_descriptor"]
+            for s in (state.get("global") or {}).get("stream_states") or []
+            if isinstance(s, dict) and isinstance(s.get("stream_descriptor"), dict)
+        ]
+    return []

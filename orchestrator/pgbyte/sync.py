@@ -1,0 +1,296 @@
+"""Sync Now: discover, build catalogs, run `read` piped into `write`, keep the committed state.
+
+Order of events: both specs and the source's discover run in parallel; configs are validated
+against the specs; the configured catalogs are built (destination names mapped); `read` and
+`write` start together; the pump thread forwards the source's output while another thread reads
+the destination's echoes (never waiting on one side before reading the other).
+
+Ending:
+- the source ends cleanly → the destination's stdin is closed and it finishes;
+- the source fails (non-zero exit, TRACE ERROR) → streams it left unfinished are marked
+  INCOMPLETE for the destination (which then keeps its previous overwrite tables), its stdin is
+  closed, and what it commits still counts;
+- the destination fails → the source is stopped;
+- Ctrl-C / SIGTERM → both are stopped (terminate, wait, kill).
+In every case only states the destination echoed are saved, and one history line is appended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from pgbyte.catalog import StreamMap, build_catalogs
+from pgbyte.protocol import ConnectorError, drain_stderr, failure_reason, stop_process
+from pgbyte.pump import DestinationReader, SourcePump, StreamProgress, SyncProgress
+from pgbyte.report import Reporter
+from pgbyte.rewrite import RecordRewriter
+from pgbyte.runner import ConnectorProcess, RunnerError
+from pgbyte.session import Cancelled, Session
+from pgbyte.state import StateFileError, StateStore, append_history, read_history
+
+SOURCE_EXIT_GRACE = 60.0  # after its stdout closed, the source should exit promptly
+DEST_FAILURE_GRACE = 300.0  # after a source failure, time the destination gets to commit
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SyncRun:
+    """One sync of one connection; `run()` returns the summary (also appended to history)."""
+
+    def __init__(self, session: Session, reporter: Reporter) -> None:
+        self.session = session
+        self.conn = session.conn
+        self.reporter = reporter
+        self.started_at = _now()
+        self.t0 = time.monotonic()
+        self.smap: StreamMap | None = None
+        self.rewriter: RecordRewriter | None = None
+        self.progress: SyncProgress | None = None
+        self.store: StateStore | None = None
+        self.status = "failed"
+        self.reason: str | None = None
+
+    # -- entry ---------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        try:
+            self.store = StateStore(self.conn.state_path)
+            self._run()
+        except Cancelled as exc:
+            self.status, self.reason = "cancelled", _cancel_reason(exc.signum)
+        except (ConnectorError, RunnerError, StateFileError) as exc:
+            self.status = "failed"
+            self.reason = self.session.masker.mask(str(exc))
+        summary = self.summary()
+        with contextlib.suppress(OSError):
+            append_history(self.conn.history_path, summary)
+        return summary
+
+    def _run(self) -> None:
+        session = self.session
+        self.reporter.info(f"sync {self.conn.name}: discovering streams")
+        discovered, dest_spec = session.discover()
+        sync_id = len(read_history(self.conn.history_path)) + 1
+        source_catalog, dest_catalog, self.smap = build_catalogs(
+            self.conn, discovered, dest_spec, sync_id=sync_id
+        )
+        self.rewriter = RecordRewriter(self.smap)
+        self.progress = SyncProgress(streams=[StreamProgress() for _ in self.smap.routes])
+        source_config, dest_config = session.configs()
+        states = self.store.states()
+        state_path = session.private_file("state.json", states) if states else None
+        source_catalog_path = session.private_file("source-catalog.json", source_catalog)
+        dest_catalog_path = session.private_file("destination-catalog.json", dest_catalog)
+        names = ", ".join(f"{r.label} → {r.dest_label}" for r in self.smap.routes)
+        self.reporter.info(f"sync {self.conn.name}: {names}")
+        dest = session.destination.run("write", config=dest_config, catalog=dest_catalog_path,
+                                       stdin=True)  # fmt: skip
+        session.track(dest)
+        source = session.source.run(
+            "read", config=source_config, catalog=source_catalog_path, state=state_path
+        )
+        session.track(source)
+        self._pipe(source, dest)
+
+    # -- the pipe --------------------------------------------------------------------------------
+    def _pipe(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:
+        session, progress, log = self.session, self.progress, self.reporter.log
+        pump = SourcePump(source, dest, self.rewriter, progress, session.masker, log)
+        reader = DestinationReader(dest, self.rewriter, progress, self.store, session.masker, log)
+        source_tail: list[str] = []
+        dest_tail: list[str] = []
+        threads = [
+            threading.Thread(target=pump.run, name="pump", daemon=True),
+            threading.Thread(target=reader.run, name="echo", daemon=True),
+            drain_stderr(source.stderr, "source", session.masker, source_tail, log),
+            drain_stderr(dest.stderr, "destination", session.masker, dest_tail, log),
+        ]
+        threads[0].start()
+        threads[1].start()
+        self.reporter.start(self._rows)
+        try:
+            self._supervise(source, dest, pump, threads[0], source_tail, dest_tail)
+        finally:
+            self.reporter.stop()
+            stop_process(source, grace=5)
+            stop_process(dest, grace=10)
+            for thread in threads:
+                thread.join(10)
+            reader.save()
+            source.close()
+            dest.close()
+            if reader.save_error is not None:
+                self.reporter.log("ERROR", f"pgbyte: could not save the state: {reader.save_error}")
+
+    def _supervise(
+        self,
+        source: ConnectorProcess,
+        dest: ConnectorProcess,
+        pump: SourcePump,
+        pump_thread: threading.Thread,
+        source_tail: list[str],
+        dest_tail: list[str],
+    ) -> None:
+        progress = self.progress
+        while pump_thread.is_alive():
+            self._check_cancel(source, dest)
+            if progress.dest_broken or dest.poll() is not None:
+                # The destination is gone before the source finished: stop the source.
+                stop_process(source, grace=5)
+                dest_rc = self._wait(dest, 30.0, source, dest)
+                self.reason = self._dest_reason(dest_rc, dest_tail)
+                return
+            self.reporter.tick()
+            pump_thread.join(0.2)
+        source_rc = self._wait(source, SOURCE_EXIT_GRACE, source, dest)
+        source_failed = source_rc != 0 or bool(progress.source_errors)
+        if pump.partial_tail and not source_failed:
+            pump.write(pump.process(b"\n" + pump.partial_tail + b"\n"))
+        if source_failed:
+            self._mark_incomplete(pump)
+        pump.close_destination_input()
+        grace = DEST_FAILURE_GRACE if source_failed else None
+        dest_rc = self._wait(dest, grace, source, dest)
+        dest_failed = dest_rc != 0 or bool(progress.dest_errors)
+        if source_failed:
+            code = None if source_rc == 0 else source_rc
+            self.reason = failure_reason(
+                "source", "read", code, progress.source_errors, progress.source_log_errors,
+                source_tail, self.session.masker,
+            )  # fmt: skip
+        elif dest_failed:
+            self.reason = self._dest_reason(dest_rc, dest_tail)
+        else:
+            self.status = "succeeded"
+
+    def _dest_reason(self, dest_rc: int | None, dest_tail: list[str]) -> str:
+        progress = self.progress
+        return failure_reason(
+            "destination", "write", dest_rc, progress.dest_errors, progress.dest_log_errors,
+            dest_tail, self.session.masker,
+        )  # fmt: skip
+
+    def _check_cancel(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:
+        if self.session.cancel.is_set():
+            for proc in (source, dest):
+                proc.terminate()
+            stop_process(source, grace=5)
+            stop_process(dest, grace=10)
+            raise Cancelled(self.session.cancel_signal)
+
+    def _wait(
+        self,
+        proc: ConnectorProcess,
+        timeout: float | None,
+        source: ConnectorProcess,
+        dest: ConnectorProcess,
+    ) -> int | None:
+        """Wait for one process while staying responsive to Ctrl-C; stop it after `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while proc.poll() is None:
+            self._check_cancel(source, dest)
+            if deadline is not None and time.monotonic() > deadline:
+                return stop_process(proc, grace=5)
+            self.reporter.tick()
+            with contextlib.suppress(Exception):
+                proc.wait(0.2)
+        return proc.poll()
+
+    def _mark_incomplete(self, pump: SourcePump) -> None:
+        """Tell the destination which streams did not finish, so it keeps their old tables."""
+        for index, route in enumerate(self.smap.routes):
+            stream = self.progress.streams[index]
+            if stream.status in ("COMPLETE", "INCOMPLETE"):
+                continue
+            descriptor = {"name": route.dest_name}
+            if route.dest_namespace is not None:
+                descriptor["namespace"] = route.dest_namespace
+            message = {
+                "type": "TRACE",
+                "trace": {
+                    "type": "STREAM_STATUS",
+                    "emitted_at": int(time.time() * 1000),
+                    "stream_status": {"stream_descriptor": descriptor, "status": "INCOMPLETE"},
+                },
+            }
+            stream.status = "INCOMPLETE"
+            pump.write(orjson.dumps(message) + b"\n")
+
+    # -- reporting -------------------------------------------------------------------------------
+    def _rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for index, route in enumerate(self.smap.routes):
+            stream = self.progress.streams[index]
+            rows.append({
+                "label": f"{route.label} → {route.dest_label}",
+                "status": stream.status,
+                "records": self.rewriter.records[index],
+                "bytes": self.rewriter.bytes[index],
+                "estimate": stream.row_estimate,
+                "started_at": stream.started_at,
+                "ended_at": stream.ended_at,
+            })  # fmt: skip
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        streams = []
+        if self.smap is not None:
+            for index, route in enumerate(self.smap.routes):
+                stream = self.progress.streams[index]
+                emitted = self.rewriter.records[index]
+                committed = stream.committed
+                if self.status == "succeeded" and not stream.committed_by_stats:
+                    # No echoed state counted this stream's records; a destination that exits 0
+                    # after the end of its input has committed all of it.
+                    committed = emitted
+                seconds = None
+                if stream.started_at is not None:
+                    seconds = round((stream.ended_at or time.monotonic()) - stream.started_at, 3)
+                streams.append({
+                    "stream": route.name,
+                    "namespace": route.namespace,
+                    "destination_stream": route.dest_name,
+                    "destination_namespace": route.dest_namespace,
+                    "sync_mode": route.sync_mode,
+                    "destination_sync_mode": route.destination_sync_mode,
+                    "status": stream.status.lower(),
+                    "records_emitted": emitted,
+                    "records_committed": committed,
+                    "bytes": self.rewriter.bytes[index],
+                    "duration_seconds": seconds,
+                })  # fmt: skip
+        return {
+            "connection": self.conn.name,
+            "status": self.status,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "ended_at": _now(),
+            "duration_seconds": round(time.monotonic() - self.t0, 3),
+            "streams": streams,
+            "total": {
+                "records_emitted": sum(s["records_emitted"] for s in streams),
+                "records_committed": sum(s["records_committed"] for s in streams),
+                "bytes": sum(s["bytes"] for s in streams),
+            },
+            "states_committed": self.progress.states_committed if self.progress else 0,
+            "state_file": str(self.conn.state_path),
+        }
+
+
+def _cancel_reason(signum: int) -> str:
+    name = {2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+    return (
+        f"The sync was cancelled by {name}; both connectors were stopped and the state was "
+        "saved up to the last state the destination committed."
+    )
+
+
+def sync(session: Session, reporter: Reporter) -> dict[str, Any]:
+    return SyncRun(session, reporter).run()
