@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from psycopg import sql
@@ -44,7 +45,7 @@ def generate_in_sql(source: Endpoint, table: str, path: Path) -> int:
         f'"emitted_at":{emitted_at},"data":'
     )
     query = sql.SQL(
-        "COPY (SELECT {} || row_to_json(t)::text || '}}' FROM {} t ORDER BY f0) TO STDOUT"
+        "COPY (SELECT {} || row_to_json(t)::text || '}}}}' FROM {} t ORDER BY f0) TO STDOUT"
     )
     query = query.format(head, sql.Identifier(table))
     with source.connect() as conn, path.open("wb") as out:
@@ -84,15 +85,17 @@ class MessageCount:
     states: int
     source_record_count: float | None  # sourceStats.recordCount summed over all states
     bytes: int
+    first_data: dict[str, Any] | None  # the first RECORD's data, parsed, to check its shape
 
 
 def count_messages(path: Path) -> MessageCount:
     """Count RECORD and STATE lines (one pass, bounded memory)."""
     records = states = 0
     source_count: float | None = None
+    first_data = None
     with path.open("rb") as handle:
         for line in handle:
-            if line.startswith(RECORD_PREFIX):
+            if line.startswith(RECORD_PREFIX) and records:
                 records += 1
                 continue
             try:
@@ -102,6 +105,7 @@ def count_messages(path: Path) -> MessageCount:
             kind = message.get("type")
             if kind == "RECORD":
                 records += 1
+                first_data = first_data or message["record"].get("data")
             elif kind == "STATE":
                 states += 1
                 state = message.get("state") or {}
@@ -109,4 +113,4 @@ def count_messages(path: Path) -> MessageCount:
                 # Airbyte counts the records since the previous state of the stream.
                 if "recordCount" in stats:
                     source_count = (source_count or 0.0) + float(stats["recordCount"])
-    return MessageCount(records, states, source_count, path.stat().st_size)
+    return MessageCount(records, states, source_count, path.stat().st_size, first_data)

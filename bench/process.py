@@ -1,10 +1,12 @@
 """Timed child processes: one command or a pipeline joined by an OS pipe, with peak RSS per process.
 
-Each child is reaped with `os.wait4`, which hands back that child's own resource usage
-(`ru_maxrss` is the peak resident set of the child and the descendants it waited for), so the
-figures belong to the measured process and not to the harness. Children start in their own
-session so that `kill_all()` can end a child together with anything it spawned, on Ctrl-C or
-after a timeout, by process-group id.
+Peak memory is the kernel's high-water mark of each child's resident set (`VmHWM` in
+/proc/PID/status), sampled every 20 ms while it runs, the largest over the child and its own
+descendants (so `pgbyte sync` reports its largest process). `ru_maxrss` from wait4 would be
+wrong here: a child forked from the harness inherits the harness's peak, whatever it execs.
+CPU time comes from `os.wait4` (user + system of the child and the descendants it waited for).
+Children start in their own session so that `kill_all()` can end a child together with anything
+it spawned, on Ctrl-C or after a timeout, by process-group id.
 """
 
 from __future__ import annotations
@@ -68,6 +70,55 @@ class Masker:
 
 
 MASK = Masker()
+
+
+class RssSampler(threading.Thread):
+    """Polls VmHWM of a few process trees until stopped; `peaks` maps root pid → MB."""
+
+    def __init__(self, pids: list[int], interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.interval = interval
+        self.peaks = {pid: 0.0 for pid in pids}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(self.interval)
+
+    def sample(self) -> None:
+        for root in self.pids:
+            for pid in _tree(root):
+                self.peaks[root] = max(self.peaks[root], _hwm_mb(pid))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def _tree(root: int) -> list[int]:
+    """root and its descendants, from /proc/PID/task/TID/children."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _tail(path: Path, limit: int = 600) -> str:
@@ -134,8 +185,9 @@ def run_pipeline(
         watchdog = threading.Timer(timeout, lambda: (timed_out.set(), kill_all()))
         watchdog.daemon = True
         watchdog.start()
+        sampler = RssSampler([proc.pid for proc in procs])
+        sampler.start()
         codes: list[int] = []
-        rss: list[float] = []
         cpu = 0.0
         try:
             for proc in procs:
@@ -144,11 +196,11 @@ def run_pipeline(
                 with _LIVE_LOCK:
                     _LIVE.pop(proc.pid, None)
                 codes.append(proc.returncode)
-                rss.append(usage.ru_maxrss / 1024.0)  # Linux reports KiB
                 cpu += usage.ru_utime + usage.ru_stime
             seconds = time.perf_counter() - start
         finally:
             watchdog.cancel()
+            sampler.stop()
     finally:
         for proc in procs:
             if proc.stdout is not None:
@@ -162,7 +214,7 @@ def run_pipeline(
     return Outcome(
         seconds=seconds,
         returncodes=tuple(codes),
-        peak_rss_mb=tuple(rss),
+        peak_rss_mb=tuple(sampler.peaks[proc.pid] for proc in procs),
         cpu_seconds=cpu,
         stderr_tails=tails,
         timed_out=timed_out.is_set(),

@@ -142,7 +142,9 @@ class Report:
 
 
 def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """format(value, spec), or a dash as wide as the spec asks."""
+    width = int("".join(ch for ch in spec.split(".")[0].split(",")[0] if ch.isdigit()) or 0)
+    return f"{'-':>{width}}" if value is None else format(value, spec)
 
 
 def render(report: Report) -> str:

@@ -16,7 +16,7 @@ from bench.connectors import (
     write_json,
 )
 from bench.context import Context, progress, timed
-from bench.dataset import TABLE
+from bench.dataset import COLUMNS, TABLE
 from bench.messages import count_messages, generate_in_sql
 from bench.process import run_pipeline
 from bench.report import FAILED, UNAVAILABLE, Step
@@ -95,6 +95,10 @@ def source(ctx: Context) -> Step:
     }
     if counted.records != ctx.rows:
         ctx.report.add(step).fail(f"verification: {counted.records} RECORDs, expected {ctx.rows}")
+        return step
+    missing = sorted(set(COLUMNS) - set(counted.first_data or {}))
+    if missing:
+        ctx.report.add(step).fail(f"verification: the first RECORD lacks {', '.join(missing)}")
         return step
     ctx.files["messages"] = messages
     ctx.report.notes.append("destination input: the messages of one `source-postgres read`")
