@@ -1,10 +1,26 @@
-"""Console entry point of `source-postgres`."""
+"""Console entry point of `source-postgres`: `read` takes the lean path, other verbs the CDK."""
 
 from __future__ import annotations
 
 import sys
 
 
+def _verb(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def run() -> None:
-    print("source-postgres: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    argv = sys.argv[1:]
+    if _verb(argv) == "read":
+        # Imported here so that `read` never pays for importing airbyte_cdk.
+        from source_postgres.lean import main_read
+
+        sys.exit(main_read(argv))
+    from airbyte_cdk.entrypoint import launch
+    from airbyte_cdk.exception_handler import init_uncaught_exception_handler
+    from airbyte_cdk.logger import init_logger
+
+    from source_postgres.source import SourcePostgres
+
+    init_uncaught_exception_handler(init_logger("airbyte"))
+    launch(SourcePostgres(), argv)

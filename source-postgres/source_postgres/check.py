@@ -1,0 +1,72 @@
+"""`check`: can this config connect, see the configured schemas and read at least one table?
+
+Returns a verdict instead of raising, so both envelopes report CONNECTION_STATUS FAILED with a
+message a person can act on. Messages name hosts, users and schemas, never a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from pgbyte_common.errors import PgbyteError, classify_error
+from psycopg import sql
+
+from source_postgres.config import SourceConfig, require_supported_method
+from source_postgres.discovery import discover_tables
+
+SCHEMAS_QUERY = """
+SELECT s.name, n.oid IS NOT NULL AS present,
+       n.oid IS NOT NULL AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS usable
+FROM unnest(%(schemas)s::text[]) AS s(name)
+LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = s.name
+"""
+
+
+def check(raw_config: Any) -> tuple[bool, str]:
+    """(succeeded, message) for a raw config dict."""
+    try:
+        config = SourceConfig.from_config(raw_config)
+        require_supported_method(config)
+        with config.connection.connect(autocommit=True) as conn:
+            return _check_connected(conn, config)
+    except PgbyteError as exc:
+        return False, exc.message
+    except psycopg.Error as exc:
+        return False, classify_error(exc, context="Checking the connection").message
+
+
+def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tuple[bool, str]:
+    user = config.connection.username
+    where = f"{config.connection.host}:{config.connection.port}/{config.connection.database}"
+    if config.schemas:
+        rows = conn.execute(SCHEMAS_QUERY, {"schemas": list(config.schemas)}).fetchall()
+        missing = [name for name, present, _ in rows if not present]
+        if missing:
+            return False, (
+                f"Schema(s) {', '.join(missing)} do not exist in database "
+                f"{config.connection.database!r}: check `schemas` in the config "
+                "(names are case sensitive)."
+            )
+        unusable = [name for name, _, usable in rows if not usable]
+        if unusable:
+            return False, (
+                f"User {user!r} lacks USAGE on schema(s) {', '.join(unusable)} at {where}: run "
+                f"GRANT USAGE ON SCHEMA {', '.join(unusable)} TO {user}; or remove them "
+                "from `schemas`."
+            )
+    tables = discover_tables(conn, config.schemas)
+    scope = ", ".join(config.schemas) if config.schemas else "any schema"
+    if not tables:
+        return False, (
+            f"User {user!r} can SELECT no table or view in {scope} at {where}: grant it, e.g. "
+            "GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO <user>; (or the schemas are "
+            "empty)."
+        )
+    first = tables[0]
+    conn.execute(
+        sql.SQL("SELECT FROM {}.{} LIMIT 0").format(
+            sql.Identifier(first.schema), sql.Identifier(first.name)
+        )
+    )
+    return True, f"Connected to {where}; {len(tables)} readable table(s) and view(s) in {scope}."

@@ -1,0 +1,219 @@
+"""Full-refresh read: every configured stream from one consistent snapshot, as protocol lines.
+
+`read_messages` is the one source of truth for `read`: a generator of serialized protocol lines
+(bytes holding one or many `\\n`-terminated JSON messages). The console script writes them to
+stdout as they come; the CDK envelope (`SourcePostgres.read`) parses them into AirbyteMessages.
+
+All streams are read in one REPEATABLE READ READ ONLY transaction, so rows committed by others
+while the sync runs never appear, whichever stream they belong to. Each stream runs under a
+savepoint: a stream whose table vanished or is unreadable ends INCOMPLETE with a TRACE ERROR
+and the transaction (and its snapshot) goes on with the next stream.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from pgbyte_common.connection import collect_secrets
+from pgbyte_common.errors import ConfigError, PgbyteError, TransientError, classify_error
+from pgbyte_common.messages import MessageWriter, SecretMasker, now_ms
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from source_postgres.catalog import ConfiguredStream
+from source_postgres.config import SourceConfig, require_supported_method
+from source_postgres.discovery import Table, discover_tables
+from source_postgres.record_sql import record_query, unescape_copy_text
+from source_postgres.state import full_refresh_state
+
+# Flush RECORD bytes in chunks of about this size: large writes, bounded memory.
+CHUNK_BYTES = 1 << 20
+
+# Session settings that make value rendering independent of the server's defaults.
+SESSION_SETTINGS = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET client_encoding = 'UTF8'",
+)
+
+ESTIMATE_QUERY = """
+SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::int8,
+       COALESCE(sum(pg_catalog.pg_relation_size(c.oid)), 0)::int8
+FROM pg_catalog.pg_class c
+WHERE c.relkind IN ('r', 'm')
+  AND (c.oid = %(oid)s
+       OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(oid)s::regclass)))
+"""
+
+
+@dataclass
+class ReadOutcome:
+    """What happened, for the exit status."""
+
+    failed: list[tuple[str, str | None]] = field(default_factory=list)
+    records: int = 0
+
+
+class _Lines:
+    """A MessageWriter target that hands each serialized message back to the generator."""
+
+    def __init__(self, masker: SecretMasker) -> None:
+        self.buffer = io.BytesIO()
+        self.writer = MessageWriter(self.buffer, masker)
+
+    def take(self) -> bytes:
+        data = self.buffer.getvalue()
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        return data
+
+
+def read_messages(
+    raw_config: Any, streams: list[ConfiguredStream], outcome: ReadOutcome
+) -> Iterator[bytes]:
+    """Yield the protocol lines of a full-refresh read of `streams`."""
+    lines = _Lines(SecretMasker(collect_secrets(raw_config)))
+    out = lines.writer
+    config = SourceConfig.from_config(raw_config)
+    require_supported_method(config)
+    with config.connection.connect(autocommit=True) as conn:
+        for statement in SESSION_SETTINGS:
+            conn.execute(statement)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
+        for stream in streams:
+            table = tables.get(stream.descriptor)
+            out.stream_status(stream.name, stream.namespace, "STARTED")
+            yield lines.take()
+            try:
+                yield from _read_stream(conn, stream, table, lines, outcome)
+            except PgbyteError as exc:
+                outcome.failed.append(stream.descriptor)
+                out.exception(exc, stream=stream.descriptor)
+                out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
+                yield lines.take()
+                if isinstance(exc, TransientError):
+                    break  # the connection is gone: the next streams cannot be read either
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+            conn.execute("ROLLBACK")  # read only: nothing to commit
+
+
+def _resolve(
+    conn: psycopg.Connection[Any], config: SourceConfig, streams: list[ConfiguredStream]
+) -> dict[tuple[str, str | None], Table]:
+    """Map each configured stream to the readable relation it names."""
+    namespaces = {s.namespace for s in streams if s.namespace is not None}
+    if any(s.namespace is None for s in streams):
+        namespaces.update(config.schemas or ())
+    found = discover_tables(conn, sorted(namespaces)) if namespaces else []
+    by_key = {(t.schema, t.name): t for t in found}
+    resolved: dict[tuple[str, str | None], Table] = {}
+    for stream in streams:
+        if stream.namespace is not None:
+            table = by_key.get((stream.namespace, stream.name))
+        else:
+            # A stream without namespace: the first configured schema holding that name.
+            order = config.schemas or tuple(sorted({t.schema for t in found}))
+            table = next((by_key[(s, stream.name)] for s in order if (s, stream.name) in by_key),
+                         None)  # fmt: skip
+        if table is not None:
+            resolved[stream.descriptor] = table
+    return resolved
+
+
+def _read_stream(
+    conn: psycopg.Connection[Any],
+    stream: ConfiguredStream,
+    table: Table | None,
+    lines: _Lines,
+    outcome: ReadOutcome,
+) -> Iterator[bytes]:
+    out = lines.writer
+    label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
+    if stream.sync_mode != "full_refresh":
+        raise ConfigError(
+            f"Stream {label}: sync_mode {stream.sync_mode} is not supported by pgbyte yet; "
+            "configure it as full_refresh."
+        )
+    if table is None:
+        raise ConfigError(
+            f"Stream {label}: no such table or view that user can SELECT (dropped, renamed, "
+            "or privileges revoked since discover?). Run discover again and update the catalog."
+        )
+    columns = table.columns
+    if stream.columns is not None:
+        wanted = set(stream.columns)
+        columns = tuple(c for c in table.columns if c.name in wanted)
+        unknown = sorted(wanted - {c.name for c in table.columns})
+        if unknown:
+            out.log("WARN", f"Stream {label}: column(s) {', '.join(unknown)} no longer "
+                    "exist or are not readable; they are left out.")  # fmt: skip
+    emitted_at = now_ms()
+    query = record_query(
+        schema=table.schema,
+        table=table.name,
+        columns=columns,
+        stream=stream.name,
+        namespace=stream.namespace,
+        emitted_at=emitted_at,
+    )
+    count = 0
+    conn.execute("SAVEPOINT pgbyte_stream")
+    try:
+        if table.kind in ("r", "m", "p"):
+            rows, nbytes = conn.execute(ESTIMATE_QUERY, {"oid": table.oid}).fetchone()
+            out.estimate(stream.name, stream.namespace, rows, nbytes)
+        out.stream_status(stream.name, stream.namespace, "RUNNING")
+        yield lines.take()
+        with conn.cursor().copy(query) as copy:
+            read = copy.read
+            parts: list[Any] = []
+            size = 0
+            while data := read():
+                parts.append(data)
+                size += len(data)
+                if size >= CHUNK_BYTES:
+                    chunk = unescape_copy_text(b"".join(parts))
+                    count += chunk.count(b"\n")
+                    yield chunk
+                    parts, size = [], 0
+            if parts:
+                chunk = unescape_copy_text(b"".join(parts))
+                count += chunk.count(b"\n")
+                yield chunk
+        conn.execute("RELEASE SAVEPOINT pgbyte_stream")
+    except psycopg.Error as exc:
+        outcome.records += count
+        if not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("ROLLBACK TO SAVEPOINT pgbyte_stream")
+        raise _stream_error(exc, label, conn) from None
+    outcome.records += count
+    out.stream_state(stream.name, stream.namespace, full_refresh_state(), record_count=count)
+    out.stream_status(stream.name, stream.namespace, "COMPLETE")
+    yield lines.take()
+
+
+def _stream_error(exc: psycopg.Error, label: str, conn: psycopg.Connection[Any]) -> PgbyteError:
+    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
+        return ConfigError(
+            f"Stream {label}: the table or one of its columns no longer exists "
+            f"({str(exc).strip().splitlines()[0]}). Run discover again and update the catalog."
+        )
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        user = conn.info.user
+        return ConfigError(
+            f"Stream {label}: user {user!r} may not read it ({str(exc).strip().splitlines()[0]})."
+            f" GRANT SELECT ON {label} TO {user}; or remove the stream from the catalog."
+        )
+    if conn.broken:
+        return TransientError(f"Stream {label}: the connection to the server was lost ({exc}).")
+    return classify_error(exc, context=f"Reading stream {label}")
+
+
+__all__ = ["ReadOutcome", "read_messages", "sql"]

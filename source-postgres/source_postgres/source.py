@@ -1,0 +1,101 @@
+"""The CDK envelope: `SourcePostgres(airbyte_cdk.sources.Source)`.
+
+Thin on purpose. spec/check/discover wrap spec.py, check.py and discovery.py in the CDK's
+models; `read` (used in-process, e.g. by the CDK standard tests) parses the very lines the lean
+console path writes (reader.read_messages) into AirbyteMessages. The console script sends `read`
+to the lean path and every other verb here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+import orjson
+from airbyte_cdk.models import (
+    AirbyteCatalog,
+    AirbyteConnectionStatus,
+    AirbyteMessage,
+    AirbyteMessageSerializer,
+    ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteCatalogSerializer,
+    ConnectorSpecification,
+    FailureType,
+    Status,
+)
+from airbyte_cdk.sources import Source
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from pgbyte_common.errors import PgbyteError
+
+from source_postgres.catalog import parse_catalog
+from source_postgres.check import check as run_check
+from source_postgres.config import SourceConfig
+from source_postgres.discovery import discover_tables
+from source_postgres.reader import ReadOutcome, read_messages
+from source_postgres.spec import spec_message
+
+
+def traced(exc: PgbyteError) -> AirbyteTracedException:
+    """A PgbyteError as the CDK's exception (same message and failure_type)."""
+    return AirbyteTracedException(
+        message=exc.message,
+        internal_message=exc.internal,
+        failure_type=FailureType(exc.failure_type),
+    )
+
+
+class SourcePostgres(Source):
+    """Airbyte source for PostgreSQL (pgbyte)."""
+
+    def spec(self, logger: logging.Logger) -> ConnectorSpecification:
+        return (
+            ConnectorSpecification.model_validate(spec_message())
+            if hasattr(ConnectorSpecification, "model_validate")
+            else ConnectorSpecification(**spec_message())
+        )
+
+    def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
+        ok, message = run_check(dict(config))
+        return AirbyteConnectionStatus(
+            status=Status.SUCCEEDED if ok else Status.FAILED, message=message
+        )
+
+    def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
+        try:
+            settings = SourceConfig.from_config(dict(config))
+            with settings.connection.connect(autocommit=True) as conn:
+                tables = discover_tables(conn, settings.schemas)
+        except PgbyteError as exc:
+            raise traced(exc) from None
+        streams = [AirbyteMessageSerializer.load({"type": "CATALOG", "catalog": {
+            "streams": [t.airbyte_stream() for t in tables]}}).catalog]  # fmt: skip
+        return streams[0]
+
+    def read(
+        self,
+        logger: logging.Logger,
+        config: Mapping[str, Any],
+        catalog: ConfiguredAirbyteCatalog,
+        state: MutableMapping[str, Any] | list[Any] | None = None,
+    ) -> Iterator[AirbyteMessage]:
+        raw_catalog = (
+            catalog
+            if isinstance(catalog, dict)
+            else ConfiguredAirbyteCatalogSerializer.dump(catalog)
+        )
+        outcome = ReadOutcome()
+        try:
+            streams = parse_catalog(raw_catalog)
+            for blob in read_messages(dict(config), streams, outcome):
+                for line in blob.splitlines():
+                    if line:
+                        yield AirbyteMessageSerializer.load(orjson.loads(line))
+        except PgbyteError as exc:
+            raise traced(exc) from None
+        if outcome.failed:
+            names = ", ".join(f"{ns}.{name}" if ns else name for name, ns in outcome.failed)
+            raise AirbyteTracedException(
+                message=f"These streams did not sync successfully: {names}.",
+                failure_type=FailureType.config_error,
+            )

@@ -1,0 +1,229 @@
+"""Postgres column types → Airbyte JSON schemas, and the SQL rendering values as Airbyte expects.
+
+One table drives both `discover` (the JSON schema of a column) and `read` (the SQL expression
+Postgres evaluates so that `row_to_json` already yields the value Airbyte expects). Following
+Airbyte's source-postgres (DESIGN.md §4), with deliberate differences where they lose less:
+
+- numeric/float NaN and ±Infinity have no JSON number: the value becomes null and the record's
+  `meta.changes` says so (Airbyte nulls them silently).
+- timestamps keep BC years (`... BC`, as Airbyte) and `infinity`/`-infinity` pass through as those
+  strings instead of becoming null or an invented far date: a Postgres destination stores them
+  back exactly; typed destinations null them with their own `meta.changes` entry.
+- bytea is base64 (the brief's choice; Airbyte's 3.x emits `\\x` hex) with contentEncoding set.
+- arrays whose elements need converting are rebuilt element by element; such multi-dimensional
+  arrays come out flattened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+# Kinds: how a base type is rendered. `passthrough` kinds are emitted by row_to_json as is.
+INTEGER_TYPES = {"int2", "int4", "int8"}
+PASSTHROUGH_STRING_TYPES = {"text", "varchar", "bpchar", "name", "char", "uuid", "date"}
+
+
+@dataclass(frozen=True)
+class PgType:
+    """One pg_type row, enough to resolve domains and arrays."""
+
+    oid: int
+    name: str
+    typtype: str  # b base, c composite, d domain, e enum, p pseudo, r range, m multirange
+    category: str  # typcategory: A array, N numeric, S string, ...
+    elem: int  # element type of an array type, else 0
+    base: int  # base type of a domain, else 0
+    typmod: int  # the domain's typmod, -1 otherwise
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How one column is discovered and read."""
+
+    kind: str
+    schema: dict[str, Any]
+    elem_kind: str | None = None  # for kind == "array"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def may_be_special(self) -> bool:
+        """Whether a value can be NaN/±Infinity (nulled and reported in meta.changes)."""
+        return self.kind in ("float", "numeric", "numeric_int") or (
+            self.kind == "array" and self.elem_kind in ("float", "numeric", "numeric_int")
+        )
+
+
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "integer": {"type": "integer"},
+    "numeric_int": {"type": "integer"},
+    "numeric": {"type": "number"},
+    "float": {"type": "number"},
+    "money": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "date": {"type": "string", "format": "date"},
+    "timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "airbyte_type": "timestamp_without_timezone",
+    },
+    "timestamptz": {
+        "type": "string",
+        "format": "date-time",
+        "airbyte_type": "timestamp_with_timezone",
+    },
+    "time": {"type": "string", "format": "time", "airbyte_type": "time_without_timezone"},
+    "timetz": {"type": "string", "format": "time", "airbyte_type": "time_with_timezone"},
+    "bytea": {"type": "string", "contentEncoding": "base64"},
+    "json": {"type": "string"},
+    "text": {"type": "string"},
+    "string": {"type": "string"},
+}
+
+_BY_NAME = {
+    "int2": "integer", "int4": "integer", "int8": "integer", "oid": "oid",
+    "float4": "float", "float8": "float", "money": "money", "bool": "boolean",
+    "date": "date", "timestamp": "timestamp", "timestamptz": "timestamptz",
+    "time": "time", "timetz": "timetz", "bytea": "bytea", "json": "json", "jsonb": "json",
+    "text": "text", "varchar": "text", "bpchar": "text", "name": "text", "char": "text",
+    "uuid": "text",
+}  # fmt: skip
+
+
+class TypeCatalog:
+    """The database's pg_type rows by oid; resolves domains to their base types."""
+
+    def __init__(self, types: list[PgType]) -> None:
+        self.by_oid = {t.oid: t for t in types}
+
+    def resolve(self, oid: int, typmod: int) -> tuple[PgType | None, int]:
+        """Follow domains down to the base type; a domain's own typmod wins if set."""
+        seen = 0
+        pg_type = self.by_oid.get(oid)
+        while pg_type is not None and pg_type.typtype == "d" and seen < 32:
+            if typmod < 0:
+                typmod = pg_type.typmod
+            pg_type = self.by_oid.get(pg_type.base)
+            seen += 1
+        return pg_type, typmod
+
+    def mapping(self, oid: int, typmod: int) -> ColumnMapping:
+        pg_type, typmod = self.resolve(oid, typmod)
+        if pg_type is None:
+            return ColumnMapping("string", dict(_SCHEMAS["string"]))
+        if pg_type.category == "A" and pg_type.elem:
+            elem_type, elem_mod = self.resolve(pg_type.elem, typmod)
+            elem_kind = _scalar_kind(elem_type, elem_mod)
+            items = _nullable(_SCHEMAS[_schema_kind(elem_kind)])
+            return ColumnMapping("array", {"type": "array", "items": items}, elem_kind=elem_kind)
+        kind = _scalar_kind(pg_type, typmod)
+        return ColumnMapping(kind, dict(_SCHEMAS[_schema_kind(kind)]))
+
+
+def _schema_kind(kind: str) -> str:
+    return "integer" if kind == "oid" else kind
+
+
+def _scalar_kind(pg_type: PgType | None, typmod: int) -> str:
+    if pg_type is None:
+        return "string"
+    if pg_type.name == "numeric":
+        # numeric(p,0) holds integers only (Airbyte maps it to integer); typmod encodes
+        # ((precision << 16) | scale) + 4, and -1 means unconstrained.
+        if typmod >= 4 and ((typmod - 4) & 0xFFFF) == 0:
+            return "numeric_int"
+        return "numeric"
+    if pg_type.typtype in ("b",) and pg_type.name in _BY_NAME:
+        return _BY_NAME[pg_type.name]
+    # enums, ranges, composites, geometric, network, xml, bit, interval, hstore, ...: their
+    # text output. Composites and extension types with a cast to json (hstore) would otherwise
+    # be nested as JSON objects by row_to_json.
+    return "string"
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    out = dict(schema)
+    out["type"] = ["null", schema["type"]]
+    return out
+
+
+def column_schema(mapping: ColumnMapping, *, nullable: bool) -> dict[str, Any]:
+    """The JSON schema of a column; nullable columns get ["null", T]."""
+    return _nullable(mapping.schema) if nullable else dict(mapping.schema)
+
+
+# --- read side: SQL expressions ------------------------------------------------------------
+
+_TS_FORMAT = sql.Literal('YYYY-MM-DD"T"HH24:MI:SS.US')
+_TIME_FORMAT = sql.Literal("HH24:MI:SS.US")
+
+
+def _finite_check(ref: sql.Composable) -> sql.Composable:
+    # x - x is 0 for every finite number and NaN for NaN/±Infinity (NaN = 0 is false in PG).
+    return sql.SQL("({0} - {0} = 0)").format(ref)
+
+
+def special_flag(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
+    """A boolean SQL expression: true when the value is NaN/±Infinity (never null)."""
+    if mapping.kind == "array":
+        return sql.SQL(
+            "EXISTS (SELECT 1 FROM unnest({0}) AS _pgbyte_u(_pgbyte_e) WHERE {1} IS FALSE)"
+        ).format(ref, _finite_check(sql.Identifier("_pgbyte_e")))
+    return sql.SQL("{0} IS FALSE").format(_finite_check(ref))
+
+
+def scalar_expr(ref: sql.Composable, kind: str) -> sql.Composable:
+    """SQL rendering one value of `kind` for row_to_json."""
+    if kind in ("float", "numeric", "numeric_int"):
+        return sql.SQL("CASE WHEN {0} THEN {1} END").format(_finite_check(ref), ref)
+    if kind == "money":
+        return sql.SQL("{0}::numeric").format(ref)
+    if kind == "oid":
+        return sql.SQL("{0}::int8").format(ref)
+    if kind in ("integer", "boolean", "text", "date"):
+        return ref
+    if kind == "timestamp":
+        return _timestamp(sql.SQL("{0}::timestamp").format(ref), suffix="")
+    if kind == "timestamptz":
+        # Rendered in UTC with a Z, as Airbyte does.
+        return _timestamp(sql.SQL("({0}::timestamptz AT TIME ZONE 'UTC')").format(ref), suffix="Z")
+    if kind == "time":
+        return sql.SQL("to_char({0}::time, {1})").format(ref, _TIME_FORMAT)
+    if kind == "timetz":
+        offset = sql.SQL("extract(timezone FROM {0}::timetz)").format(ref)
+        return sql.SQL(
+            "to_char({0}::time, {1}) || CASE WHEN {2} = 0 THEN 'Z' ELSE "
+            "(CASE WHEN {2} < 0 THEN '-' ELSE '+' END) || "
+            "to_char(make_interval(secs => abs({2})::float8), 'HH24:MI') END"
+        ).format(ref, _TIME_FORMAT, offset)
+    if kind == "bytea":
+        # encode() wraps base64 every 76 characters; the newlines are not part of the value.
+        return sql.SQL("translate(encode({0}::bytea, 'base64'), E'\\n', '')").format(ref)
+    return sql.SQL("{0}::text").format(ref)
+
+
+def _timestamp(ref: sql.Composable, *, suffix: str) -> sql.Composable:
+    # to_char gives NULL for ±infinity: fall back to the text 'infinity'/'-infinity'.
+    return sql.SQL(
+        "COALESCE(to_char({0}, {1}) || {2} || "
+        "CASE WHEN {0} < '0001-01-01'::timestamp THEN ' BC' ELSE '' END, {0}::text)"
+    ).format(ref, _TS_FORMAT, sql.Literal(suffix))
+
+
+ARRAY_PASSTHROUGH = {"integer", "boolean", "text", "date"}
+
+
+def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
+    """SQL rendering a column's value for row_to_json."""
+    if mapping.kind != "array":
+        return scalar_expr(ref, mapping.kind)
+    elem_kind = mapping.elem_kind or "string"
+    if elem_kind in ARRAY_PASSTHROUGH:
+        return ref
+    elem = scalar_expr(sql.Identifier("_pgbyte_e"), elem_kind)
+    return sql.SQL(
+        "CASE WHEN {0} IS NOT NULL THEN ARRAY(SELECT {1} FROM unnest({0}) WITH ORDINALITY "
+        "AS _pgbyte_u(_pgbyte_e, _pgbyte_i) ORDER BY _pgbyte_i) END"
+    ).format(ref, elem)
