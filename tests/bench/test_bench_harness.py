@@ -1,0 +1,159 @@
+"""The benchmark harness (`python -m bench`) at a tiny N: what it reports, never how fast.
+
+Fake connectors (tests/bench/fakes) let every scenario run whatever state the real connectors are
+in; a stub that exits 2 stands for a connector not implemented yet; one run uses the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench_helpers import PYTHON, REPO_ROOT, fake
+
+ROWS = 2000
+SCENARIO_STEPS = ["source", "destination", "pipe", "sync", "inc_full", "inc_first", "inc_update"]
+BASELINES = ["copy_text", "copy_from", "copy_pipe"]
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    out = tmp / "report.json"
+    result = subprocess.run(
+        [PYTHON, "-m", "bench", "--rows", str(ROWS), "--json", str(out), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return result, report
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """One full run on throwaway servers with the fake programs, each step twice."""
+    tmp = tmp_path_factory.mktemp("bench-fake")
+    return run_bench(
+        tmp, "--repeat", "2",
+        "--source-cmd", fake("fake_source.py"),
+        "--dest-cmd", fake("fake_destination.py"),
+        "--pgbyte-cmd", fake("fake_pgbyte.py"),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A run where all three programs are stubs that exit 2."""
+    tmp = tmp_path_factory.mktemp("bench-stub")
+    stub = fake("stub.py")
+    return run_bench(
+        tmp, "--repeat", "1", "--source-cmd", stub, "--dest-cmd", stub, "--pgbyte-cmd", stub
+    )
+
+
+def test_fake_run_exits_zero_and_prints_the_table(fake_run):
+    """A run where every step works exits 0 and prints the step table and the goals."""
+    result, _ = fake_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "COPY|COPY binary" in result.stdout
+    assert "goals:" in result.stdout
+
+
+def test_report_describes_the_run(fake_run):
+    """The JSON names N, the repeat count, the date, the machine and the table's size."""
+    _, report = fake_run
+    assert report["rows"] == ROWS
+    assert report["repeat"] == 2
+    assert report["date"].endswith("UTC")
+    assert report["machine"]["nproc"] >= 1 and report["machine"]["memory_gb"] > 0
+    assert report["table"]["heap_bytes"] > 0
+
+
+def test_every_step_ran_twice_and_verified(fake_run):
+    """Each baseline and scenario step is ok with two times whose best is the minimum."""
+    _, report = fake_run
+    for key in BASELINES + SCENARIO_STEPS:
+        step = report["steps"][key]
+        assert step["status"] == "ok", (key, step["reason"])
+        assert len(step["times_s"]) == 2
+        assert step["best_s"] == min(step["times_s"]) > 0
+        assert step["median_s"] >= step["best_s"]
+
+
+def test_destination_rows_are_verified(fake_run):
+    """The destination step counted N rows in both tables and an echoed STATE."""
+    _, report = fake_run
+    verified = report["steps"]["destination"]["verified"]
+    assert verified["normalized_rows"] == verified["raw_rows"] == ROWS
+    assert verified["states_echoed"] >= 1
+
+
+def test_source_records_are_verified(fake_run):
+    """The source step counted N RECORD lines in its output."""
+    _, report = fake_run
+    assert report["steps"]["source"]["verified"]["records"] == ROWS
+
+
+def test_incremental_update_merged_the_changed_rows(fake_run):
+    """After 1% changed, the dedup sync keeps N rows and sums equal to the source's."""
+    _, report = fake_run
+    verified = report["steps"]["inc_update"]["verified"]
+    assert verified["changed_rows"] == ROWS // 100
+    assert verified["normalized_rows"] == ROWS
+    assert verified["dest_sum_f1"] == verified["source_sum_f1"] != "None"
+
+
+def test_ratios_divide_best_times(fake_run):
+    """Each ratio is the best time of the scenario over the best time of its baseline."""
+    _, report = fake_run
+    steps = report["steps"]
+    expected = steps["sync"]["best_s"] / steps["copy_pipe"]["best_s"]
+    assert report["ratios"]["pgbyte sync / COPY|COPY"] == pytest.approx(expected, rel=0.01)
+
+
+def test_goals_of_each_issue_are_judged(fake_run):
+    """Issues 2, 3, 4 and 6 each have goals with a measured value and a met/missed verdict."""
+    _, report = fake_run
+    assert {goal["issue"] for goal in report["goals"]} == {2, 3, 4, 6}
+    for goal in report["goals"]:
+        assert goal["value"] is not None and goal["met"] in (True, False), goal
+
+
+def test_peak_memory_is_reported_per_process(fake_run):
+    """Every process of a step has a peak RSS above zero."""
+    _, report = fake_run
+    rss = report["steps"]["pipe"]["peak_rss_mb"]
+    assert set(rss) == {"source", "destination"}
+    assert all(mb > 0 for mb in rss.values())
+
+
+def test_stub_programs_are_reported_unavailable(stub_run):
+    """Programs that exit 2 make their scenarios 'unavailable' with the reason, exit 0."""
+    result, report = stub_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    for key in SCENARIO_STEPS:
+        assert report["steps"][key]["status"] == "unavailable"
+    assert "not implemented yet" in report["programs"]["source"]
+
+
+def test_baselines_still_run_when_programs_are_stubs(stub_run):
+    """The COPY baselines are measured even when no connector works."""
+    _, report = stub_run
+    for key in BASELINES:
+        assert report["steps"][key]["status"] == "ok"
+
+
+def test_real_connectors_never_crash_the_harness(tmp_path):
+    """With the installed connectors, whatever their state, the report is written and each
+    step is ok, failed with a reason, or unavailable."""
+    result, report = run_bench(tmp_path, "--repeat", "1", "--only", "source,destination")
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    for key, step in report["steps"].items():
+        assert step["status"] in ("ok", "failed", "unavailable"), key
+        assert step["status"] == "ok" or step["reason"]
