@@ -101,7 +101,7 @@ class SourcePump:
             return  # the source's pipe broke: its exit code tells the story
         self.partial_tail = carry
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes | memoryview) -> bool:
         """Write everything to the destination; False once its stdin is gone."""
         if self.progress.dest_broken:
             return False
@@ -116,26 +116,29 @@ class SourcePump:
                 return False
         return True
 
-    def process(self, block: bytes) -> bytes:
+    def process(self, block: bytes) -> bytes | memoryview:
         """`\\n` + whole lines in, the lines to forward out."""
-        lines = block.count(b"\n") - 1
-        if block.count(NL_REC) == lines:
-            return self.rewriter.records_block(block)
-        pieces: list[bytes] = []
-        pos, last = 0, len(block) - 1
-        for match in _OTHER_LINE.finditer(block):
+        last = len(block) - 1
+        first = _OTHER_LINE.search(block)  # always matches: at least the final newline
+        if first is None or first.start() == last:
+            return self.rewriter.records_block(block, block.count(NL_REC))
+        pieces: list[bytes | memoryview] = []
+        pos = 0
+        for match in _OTHER_LINE.finditer(block, first.start()):
             start = match.start()
             if start == last:
                 break
             if start > pos:
-                pieces.append(self.rewriter.records_block(block[pos : start + 1]))
+                seg = block[pos : start + 1]
+                pieces.append(self.rewriter.records_block(seg, seg.count(NL_REC)))
             end = block.index(b"\n", start + 1)
             forward = self.other_line(block[start + 1 : end])
             if forward is not None:
                 pieces.append(forward)
             pos = end
         if pos < last:
-            pieces.append(self.rewriter.records_block(block[pos:]))
+            seg = block[pos:]
+            pieces.append(self.rewriter.records_block(seg, seg.count(NL_REC)))
         return b"".join(pieces)
 
     def other_line(self, line: bytes) -> bytes | None:

@@ -66,6 +66,7 @@ class RecordRewriter:
                 rules.setdefault(rule.old, rule)  # same bytes for two routes: first one wins
         self._rules = list(rules.values())
         self._recent: list[Rule] = []
+        self._single_identity = len(smap.routes) == 1 and smap.is_identity
 
     def _route_rules(self, index: int, route: Route) -> list[Rule]:
         dst = orjson.dumps(route.dest_name)
@@ -103,10 +104,14 @@ class RecordRewriter:
         return rules
 
     # -- RECORD blocks ---------------------------------------------------------------------
-    def records_block(self, seg: bytes) -> bytes:
-        """Rewrite `\\n` + k RECORD lines (each ending in `\\n`); returns the lines without the
-        leading `\\n`."""
-        expected = seg.count(NL_REC)
+    def records_block(self, seg: bytes, expected: int) -> bytes | memoryview:
+        """Rewrite `\\n` + `expected` RECORD lines (each ending in `\\n`); returns the lines
+        without the leading `\\n`."""
+        if self._single_identity:
+            # One stream, names unchanged: nothing to rewrite and nobody else to count for.
+            self.records[0] += expected
+            self.bytes[0] += len(seg) - 1
+            return memoryview(seg)[1:]
         hits: list[tuple[Rule, int]] = []
         total = 0
         for rule in self._candidates():
@@ -133,6 +138,7 @@ class RecordRewriter:
             seg = seg.replace(old, new)
         self._recent = [rule for rule, _ in hits]
         size = len(seg) - 1
+        out = memoryview(seg)[1:]
         if len(hits) == 1:
             route = hits[0][0].route
             self.records[route] += expected
@@ -141,7 +147,7 @@ class RecordRewriter:
             for rule, count in hits:
                 self.records[rule.route] += count
                 self.bytes[rule.route] += size * count // expected
-        return seg[1:]
+        return out
 
     def _candidates(self) -> list[Rule]:
         recent = self._recent

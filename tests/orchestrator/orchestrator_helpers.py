@@ -1,0 +1,146 @@
+"""Helpers for the orchestrator tests: connection files and `pgbyte` run as a subprocess.
+
+Connection files reference the server's password as ${PGBYTE_TEST_PASSWORD}; `pgbyte()` puts
+it in the child's environment, so a password that shows up in any output was leaked by pgbyte
+or a connector, never by the test itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+PASSWORD_VAR = "PGBYTE_TEST_PASSWORD"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "orchestrator"
+
+
+def console_script(name: str) -> str:
+    """The installed console script in .venv/bin (the real program, as a user runs it)."""
+    return str(REPO_ROOT / ".venv" / "bin" / name)
+
+
+def write_connection(
+    directory: Path,
+    source_config: dict[str, Any],
+    dest_config: dict[str, Any],
+    *,
+    name: str = "conn",
+    **extra: Any,
+) -> Path:
+    """A connection file with the passwords replaced by ${PGBYTE_TEST_PASSWORD}."""
+    source = {**source_config, "password": "${" + PASSWORD_VAR + "}"}
+    dest = {**dest_config, "password": "${" + PASSWORD_VAR + "}"}
+    body = {
+        "source": {"command": console_script("source-postgres"), "config": source},
+        "destination": {"command": console_script("destination-postgres"), "config": dest},
+        **extra,
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def pgbyte_env(password: str) -> dict[str, str]:
+    return {**os.environ, PASSWORD_VAR: password}
+
+
+def pgbyte(
+    *args: str, password: str, timeout: float = 180, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `pgbyte` console script to the end."""
+    return subprocess.run(
+        [console_script("pgbyte"), *args],
+        env=pgbyte_env(password), capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        check=False,
+    )  # fmt: skip
+
+
+def sync_json(conn: Path, password: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`pgbyte sync --json`: the process and its parsed summary."""
+    result = pgbyte("sync", str(conn), "--json", password=password)
+    try:
+        summary = orjson.loads(result.stdout)
+    except orjson.JSONDecodeError:
+        pytest.fail(f"no JSON summary (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result, summary
+
+
+def children(pid: int) -> list[int]:
+    """Direct child pids of a process (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class RunningSync:
+    """`pgbyte sync` started in the background, with its stderr lines collected."""
+
+    def __init__(self, conn: Path, password: str) -> None:
+        self.proc = subprocess.Popen(
+            [console_script("pgbyte"), "sync", str(conn), "--json", "--progress-every", "0.1"],
+            env=pgbyte_env(password), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.stderr: list[str] = []
+
+    def wait_for_line(self, needle: str, timeout: float = 120) -> str:
+        """Block until pgbyte prints a stderr line containing `needle`."""
+        deadline = time.monotonic() + timeout
+        assert self.proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.stderr.append(line)
+            if needle in line:
+                return line
+        pytest.fail(f"pgbyte never printed {needle!r}:\n{''.join(self.stderr)}")
+
+    def connector(self, verb: str, timeout: float = 60) -> int:
+        """Pid of the connector child running `verb` (read / write)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pid in children(self.proc.pid):
+                if f" {verb} " in cmdline(pid) + " ":
+                    return pid
+            time.sleep(0.05)
+        pytest.fail(f"no connector running {verb}")
+
+    def finish(self, timeout: float = 180) -> tuple[int, dict, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        stderr = "".join(self.stderr) + err
+        return self.proc.returncode, orjson.loads(out), stderr
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()

@@ -1,0 +1,103 @@
+"""Connection files: keys, ${VAR} from the environment, defaults, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pgbyte.connection import ConnectionFileError, load_connection
+from pgbyte.runner import SubprocessRunner, make_runner
+
+BASE = """
+source:
+  command: source-postgres
+  config: {host: localhost, password: "${SRC_PW}"}
+destination:
+  command: [destination-postgres, --flag]
+  config: {host: localhost, password: "${DST_PW}"}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "full-refresh-overwrite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_variables_come_from_the_environment(tmp_path) -> None:
+    """${VAR} in a config value is replaced by the environment variable's value."""
+    conn = load_connection(write(tmp_path, BASE), env={"SRC_PW": "s3cret", "DST_PW": "d"})
+    assert (conn.source.config["password"], conn.destination.config["password"]) == ("s3cret", "d")
+
+
+def test_missing_variable_is_an_error_naming_it(tmp_path) -> None:
+    """A variable missing from the environment fails loading and the message names it."""
+    with pytest.raises(ConnectionFileError, match=r"DST_PW.*destination\.config\.password"):
+        load_connection(write(tmp_path, BASE), env={"SRC_PW": "x"})
+
+
+def test_name_defaults_to_the_file_stem(tmp_path) -> None:
+    """Without name:, the connection is named after its file."""
+    conn = load_connection(write(tmp_path, BASE), env={"SRC_PW": "", "DST_PW": ""})
+    assert conn.name == "full-refresh-overwrite"
+
+
+def test_state_defaults_beside_the_connection_file(tmp_path, monkeypatch) -> None:
+    """The default state path is .pgbyte/state/<name>.json in the file's directory, any cwd."""
+    monkeypatch.chdir("/")
+    conn = load_connection(write(tmp_path, BASE), env={"SRC_PW": "", "DST_PW": ""})
+    expected = tmp_path.resolve() / ".pgbyte/state/full-refresh-overwrite.json"
+    assert (conn.state_path, conn.history_path.parent) == (expected, expected.parent)
+
+
+def test_source_namespace_placeholder_is_kept(tmp_path) -> None:
+    """namespace: raw_${SOURCE_NAMESPACE} is the platform's placeholder, not an env variable."""
+    text = BASE + 'namespace: "raw_${SOURCE_NAMESPACE}"\nprefix: p_\n'
+    conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    assert (conn.namespace, conn.prefix) == ("raw_${SOURCE_NAMESPACE}", "p_")
+
+
+def test_command_string_and_list(tmp_path) -> None:
+    """command: accepts a shell-like string or a list; both become an argv."""
+    conn = load_connection(write(tmp_path, BASE), env={"SRC_PW": "", "DST_PW": ""})
+    assert conn.source.command == ("source-postgres",)
+    assert conn.destination.command == ("destination-postgres", "--flag")
+    assert isinstance(make_runner(conn.source), SubprocessRunner)
+
+
+def test_streams_shorthand_and_keys(tmp_path) -> None:
+    """Streams take a bare name or the full form; primary_key accepts Airbyte's [[id]]."""
+    text = BASE + """streams:
+  - users
+  - {name: orders, namespace: sales, sync_mode: incremental, cursor_field: updated_at,
+     destination_sync_mode: append_dedup, primary_key: [[id]]}
+"""
+    conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    users, orders = conn.streams
+    assert users.name == "users" and users.sync_mode is None
+    assert (orders.namespace, orders.cursor_field, orders.primary_key) == (
+        "sales", ("updated_at",), (("id",),),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ("bogus: 1\n", "unknown key"),
+        ("streams:\n  - {name: a, sync_mode: sometimes}\n", "sync_mode must be one of"),
+        ("destination_sync_mode: replace\n", "destination_sync_mode must be one of"),
+    ],
+)
+def test_bad_keys_are_named(tmp_path, extra, needle) -> None:
+    """An unknown key or mode is rejected with a message naming it."""
+    with pytest.raises(ConnectionFileError, match=needle):
+        load_connection(write(tmp_path, BASE + extra), env={"SRC_PW": "", "DST_PW": ""})
+
+
+def test_image_entries_are_accepted(tmp_path) -> None:
+    """image: (+ network:) is a valid connector entry, dispatched to the Docker runner."""
+    text = BASE.replace("command: source-postgres", "image: pgbyte/source-postgres:dev\n  network: host")
+    conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    assert (conn.source.image, conn.source.network, conn.source.command) == (
+        "pgbyte/source-postgres:dev", "host", None,
+    )  # fmt: skip

@@ -1,0 +1,126 @@
+"""Namespace/prefix rules, the state file (merge, atomic replace, mode) and secret masking."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import orjson
+import pytest
+from pgbyte.catalog import build_catalogs, map_namespace
+from pgbyte.connection import Connection, ConnectorRef
+from pgbyte.protocol import ConnectorError
+from pgbyte.secrets import Masker, collect_secrets, secret_keys_from_spec
+from pgbyte.state import StateStore, atomic_write
+
+
+@pytest.mark.parametrize(
+    "mode,source_ns,expected",
+    [
+        ("source", "sales", "sales"),
+        ("source", None, None),
+        ("destination", "sales", None),
+        ("raw_${SOURCE_NAMESPACE}", "sales", "raw_sales"),
+        ("raw_${SOURCE_NAMESPACE}", None, "raw_"),
+        ("${SOURCE_NAMESPACE}", None, None),
+        ("fixed", "sales", "fixed"),
+    ],
+)
+def test_namespace_rules_follow_the_platform(mode, source_ns, expected) -> None:
+    """source / destination / custom format map namespaces as Airbyte's NamespacingMapper."""
+    assert map_namespace(mode, source_ns) == expected
+
+
+def connection(**kw) -> Connection:
+    ref = ConnectorRef("source", {}, command=("x",))
+    return Connection(name="c", path=__import__("pathlib").Path("c.yaml"), source=ref,
+                      destination=ref, **kw)  # fmt: skip
+
+
+CATALOG = {"streams": [
+    {"name": "users", "namespace": "public", "json_schema": {}, "supported_sync_modes":
+     ["full_refresh", "incremental"], "source_defined_primary_key": [["id"]]},
+    {"name": "users", "namespace": "sales", "json_schema": {}, "supported_sync_modes":
+     ["full_refresh"]},
+]}  # fmt: skip
+
+
+def test_destination_catalog_has_prefix_and_namespace() -> None:
+    """The destination's configured catalog carries the mapped names; the source's does not."""
+    source, dest, _ = build_catalogs(
+        connection(prefix="p_", namespace="raw_${SOURCE_NAMESPACE}"), CATALOG, {}
+    )
+    assert [(s["stream"]["name"], s["stream"]["namespace"]) for s in source["streams"]] == [
+        ("users", "public"), ("users", "sales"),
+    ]  # fmt: skip
+    assert [(s["stream"]["name"], s["stream"]["namespace"]) for s in dest["streams"]] == [
+        ("p_users", "raw_public"), ("p_users", "raw_sales"),
+    ]  # fmt: skip
+
+
+def test_two_streams_landing_in_one_table_is_refused() -> None:
+    """namespace: destination with same-named streams from two schemas is a clear error."""
+    with pytest.raises(ConnectorError, match="would both land"):
+        build_catalogs(connection(namespace="destination"), CATALOG, {})
+
+
+def test_unsupported_destination_mode_is_refused() -> None:
+    """A destination_sync_mode the destination's spec does not list is refused before a sync."""
+    spec = {"supported_destination_sync_modes": ["overwrite", "append"]}
+    with pytest.raises(ConnectorError, match="append_dedup"):
+        build_catalogs(connection(destination_sync_mode="append_dedup"), CATALOG, spec)
+
+
+def stream_state(name: str, value: int) -> dict:
+    return {"type": "STREAM", "stream": {"stream_descriptor": {"name": name, "namespace": "p"},
+            "stream_state": {"cursor": value}}, "destinationStats": {"recordCount": 1.0}}  # fmt: skip
+
+
+def test_state_keeps_the_latest_per_stream_without_stats(tmp_path) -> None:
+    """Merging keeps one state per stream, the newest, with source/destination stats stripped."""
+    store = StateStore(tmp_path / "s.json")
+    for name, value in (("a", 1), ("b", 1), ("a", 2)):
+        store.merge(stream_state(name, value))
+    store.save()
+    saved = orjson.loads((tmp_path / "s.json").read_bytes())
+    assert [(s["stream"]["stream_descriptor"]["name"], s["stream"]["stream_state"]["cursor"],
+             "destinationStats" in s) for s in saved] == [("a", 2, False), ("b", 1, False)]  # fmt: skip
+
+
+def test_state_file_is_replaced_not_rewritten(tmp_path) -> None:
+    """Each save renames a new file over the old one (new inode), owner-only, no temp left."""
+    path = tmp_path / "state" / "c.json"
+    store = StateStore(path)
+    store.merge(stream_state("a", 1))
+    store.save()
+    first = path.stat().st_ino
+    store.merge(stream_state("a", 2))
+    store.save()
+    assert path.stat().st_ino != first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert os.listdir(path.parent) == ["c.json"]
+
+
+def test_failed_state_write_leaves_the_old_file(tmp_path, monkeypatch) -> None:
+    """A crash between writing the temp file and renaming it keeps the previous state intact."""
+    path = tmp_path / "c.json"
+    atomic_write(path, b"[1]")
+
+    def broken_replace(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write(path, b"[2]")
+    assert (path.read_bytes(), os.listdir(tmp_path)) == (b"[1]", ["c.json"])
+
+
+def test_secrets_from_spec_and_known_keys_are_masked() -> None:
+    """airbyte_secret fields (any depth), password-like keys and jdbc passwords are masked."""
+    spec = {"properties": {"tunnel": {"oneOf": [{"properties": {"ssh_key": {
+        "airbyte_secret": True}, "my_token": {"airbyte_secret": True}}}]}}}  # fmt: skip
+    config = {"password": "pw-1", "tunnel": {"my_token": "tok-2"},
+              "jdbc_url_params": "a=b&password=pw-3"}  # fmt: skip
+    masker = Masker(collect_secrets(config, secret_keys_from_spec(spec)))
+    text = masker.mask('login with pw-1, token tok-2, jdbc pw-3 and {"p": "pw-1"}')
+    assert "pw-" not in text and "tok-2" not in text
