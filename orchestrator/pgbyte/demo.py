@@ -190,7 +190,9 @@ def check_numbers(outputs: list[str], dst: psycopg.Connection[Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgbyte.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pgbyte.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (connection files)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="pgbyte-demo-"))

@@ -7,11 +7,11 @@ or a connector, never by the test itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def sync_json(conn: Path, password: str) -> tuple[subprocess.CompletedProcess[st
     try:
         summary = orjson.loads(result.stdout)
     except orjson.JSONDecodeError:
-        pytest.fail(f"no JSON summary (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+        pytest.fail(f"no JSON summary ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result, summary
 
 
@@ -80,10 +80,8 @@ def children(pid: int) -> list[int]:
     """Direct child pids of a process (Linux /proc)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 

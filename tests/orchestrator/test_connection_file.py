@@ -67,11 +67,14 @@ def test_command_string_and_list(tmp_path) -> None:
 
 def test_streams_shorthand_and_keys(tmp_path) -> None:
     """Streams take a bare name or the full form; primary_key accepts Airbyte's [[id]]."""
-    text = BASE + """streams:
+    text = (
+        BASE
+        + """streams:
   - users
   - {name: orders, namespace: sales, sync_mode: incremental, cursor_field: updated_at,
      destination_sync_mode: append_dedup, primary_key: [[id]]}
 """
+    )
     conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
     users, orders = conn.streams
     assert users.name == "users" and users.sync_mode is None
@@ -96,7 +99,8 @@ def test_bad_keys_are_named(tmp_path, extra, needle) -> None:
 
 def test_image_entries_are_accepted(tmp_path) -> None:
     """image: (+ network:) is a valid connector entry, dispatched to the Docker runner."""
-    text = BASE.replace("command: source-postgres", "image: pgbyte/source-postgres:dev\n  network: host")
+    image = "image: pgbyte/source-postgres:dev\n  network: host"
+    text = BASE.replace("command: source-postgres", image)
     conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
     assert (conn.source.image, conn.source.network, conn.source.command) == (
         "pgbyte/source-postgres:dev", "host", None,

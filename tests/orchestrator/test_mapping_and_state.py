@@ -72,8 +72,12 @@ def test_unsupported_destination_mode_is_refused() -> None:
 
 
 def stream_state(name: str, value: int) -> dict:
-    return {"type": "STREAM", "stream": {"stream_descriptor": {"name": name, "namespace": "p"},
-            "stream_state": {"cursor": value}}, "destinationStats": {"recordCount": 1.0}}  # fmt: skip
+    descriptor = {"name": name, "namespace": "p"}
+    return {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": descriptor, "stream_state": {"cursor": value}},
+        "destinationStats": {"recordCount": 1.0},
+    }
 
 
 def test_state_keeps_the_latest_per_stream_without_stats(tmp_path) -> None:
@@ -83,8 +87,12 @@ def test_state_keeps_the_latest_per_stream_without_stats(tmp_path) -> None:
         store.merge(stream_state(name, value))
     store.save()
     saved = orjson.loads((tmp_path / "s.json").read_bytes())
-    assert [(s["stream"]["stream_descriptor"]["name"], s["stream"]["stream_state"]["cursor"],
-             "destinationStats" in s) for s in saved] == [("a", 2, False), ("b", 1, False)]  # fmt: skip
+    found = [
+        (s["stream"]["stream_descriptor"]["name"], s["stream"]["stream_state"]["cursor"],
+         "destinationStats" in s)
+        for s in saved
+    ]  # fmt: skip
+    assert found == [("a", 2, False), ("b", 1, False)]
 
 
 def test_state_file_is_replaced_not_rewritten(tmp_path) -> None:
