@@ -36,11 +36,13 @@ def write_connection(
     dest_config: dict[str, Any],
     *,
     name: str = "conn",
+    dest_password: str | None = None,
     **extra: Any,
 ) -> Path:
-    """A connection file with the passwords replaced by ${PGBYTE_TEST_PASSWORD}."""
+    """A connection file with the passwords replaced by ${PGBYTE_TEST_PASSWORD} (or, for the
+    destination, `dest_password` written literally)."""
     source = {**source_config, "password": "${" + PASSWORD_VAR + "}"}
-    dest = {**dest_config, "password": "${" + PASSWORD_VAR + "}"}
+    dest = {**dest_config, "password": dest_password or "${" + PASSWORD_VAR + "}"}
     body = {
         "source": {"command": console_script("source-postgres"), "config": source},
         "destination": {"command": console_script("destination-postgres"), "config": dest},

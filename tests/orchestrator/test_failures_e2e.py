@@ -1,0 +1,138 @@
+"""Failed syncs with the real connectors: killed source, failing destination, Ctrl-C, bad input.
+
+Whatever ends a sync early, pgbyte must exit non-zero with a reason, leave no connector running,
+keep the previous overwrite tables, and save no state beyond what the destination echoed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+from orchestrator_helpers import (
+    PASSWORD_VAR,
+    RunningSync,
+    alive,
+    console_script,
+    pgbyte,
+    sync_json,
+    write_connection,
+)
+
+BIG_ROWS = 300_000
+
+
+@pytest.fixture
+def big_setup(tmp_path, pg_server, source_conn, source_config, dest_config, dest_conn):
+    """A table synced once with 3 rows (the 'previous tables'), then grown to BIG_ROWS rows."""
+    source_conn.execute("CREATE TABLE big(id integer PRIMARY KEY, payload text)")
+    source_conn.execute("INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, 3) i")
+    conn = write_connection(tmp_path, source_config, dest_config, prefix="ow_",
+                            namespace="destination")  # fmt: skip
+    run, _ = sync_json(conn, pg_server.password)
+    assert run.returncode == 0, run.stderr
+    source_conn.execute(
+        "INSERT INTO big SELECT i, repeat(md5(i::text), 4) FROM generate_series(4, %s) i",
+        (BIG_ROWS,),
+    )
+    state_path = tmp_path / ".pgbyte" / "state" / "conn.json"
+    return conn, state_path, state_path.read_bytes()
+
+
+def dest_counts(dest_conn) -> tuple[int, int]:
+    return (
+        dest_conn.execute('SELECT count(*) FROM public."ow_big"').fetchone()[0],
+        dest_conn.execute('SELECT count(*) FROM public."_airbyte_raw_ow_big"').fetchone()[0],
+    )
+
+
+def start_and_wait_for_records(conn, password, running_syncs) -> RunningSync:
+    run = RunningSync(conn, password)
+    running_syncs.append(run)
+    run.wait_for_line(" records, ")  # a progress line: records are flowing
+    return run
+
+
+def test_source_killed_mid_sync_keeps_previous_tables(big_setup, pg_server, dest_conn,
+                                                      running_syncs) -> None:  # fmt: skip
+    """A source killed mid-stream: sync failed, overwrite tables as before, state unchanged."""
+    conn, state_path, state_before = big_setup
+    run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
+    os.kill(run.connector("read"), signal.SIGKILL)
+    code, summary, _ = run.finish()
+    assert (code, summary["status"]) == (1, "failed")
+    assert "source" in summary["reason"]
+    assert dest_counts(dest_conn) == (3, 3)
+    assert state_path.read_bytes() == state_before
+
+
+def test_destination_killed_mid_sync_stops_the_source(big_setup, pg_server, dest_conn,
+                                                      running_syncs) -> None:  # fmt: skip
+    """A destination killed mid-stream: sync failed, source stopped, no new state saved."""
+    conn, state_path, state_before = big_setup
+    run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
+    reader, writer = run.connector("read"), run.connector("write")
+    os.kill(writer, signal.SIGKILL)
+    code, summary, _ = run.finish()
+    assert (code, summary["status"], "destination" in summary["reason"]) == (1, "failed", True)
+    assert not alive(reader)
+    assert dest_counts(dest_conn) == (3, 3)
+    assert state_path.read_bytes() == state_before
+
+
+def test_ctrl_c_cancels_and_stops_both_connectors(big_setup, pg_server, dest_conn,
+                                                  running_syncs) -> None:  # fmt: skip
+    """SIGINT to pgbyte: exit 130, both connectors gone, previous tables and state kept."""
+    conn, state_path, state_before = big_setup
+    run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
+    reader, writer = run.connector("read"), run.connector("write")
+    run.proc.send_signal(signal.SIGINT)
+    code, summary, _ = run.finish()
+    assert (code, summary["status"]) == (130, "cancelled")
+    assert not alive(reader) and not alive(writer)
+    assert dest_counts(dest_conn) == (3, 3)
+    assert state_path.read_bytes() == state_before
+
+
+def test_failing_destination_reports_its_message(tmp_path, pg_server, source_conn,
+                                                 source_config, dest_config) -> None:  # fmt: skip
+    """A destination that cannot connect: exit 1, its own message as reason, no state saved."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    bad = {**dest_config, "database": "no_such_database_here"}
+    conn = write_connection(tmp_path, source_config, bad)
+    run, summary = sync_json(conn, pg_server.password)
+    assert (run.returncode, summary["status"]) == (1, "failed")
+    assert "no_such_database_here" in summary["reason"]
+    assert not (tmp_path / ".pgbyte" / "state" / "conn.json").exists()
+
+
+def test_wrong_password_is_never_echoed(tmp_path, pg_server, source_conn, source_config,
+                                        dest_config) -> None:  # fmt: skip
+    """A wrong destination password fails the sync; the wrong password is in no output."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    wrong = "Wr0ng-" + pg_server.password[::-1]
+    conn = write_connection(tmp_path, source_config, dest_config, dest_password=wrong)
+    run = pgbyte("sync", str(conn), password=pg_server.password)
+    history = (tmp_path / ".pgbyte" / "state" / "conn.history.jsonl").read_text()
+    assert run.returncode == 1
+    assert wrong not in run.stdout + run.stderr + history
+
+
+def test_missing_environment_variable_is_named(tmp_path, source_config, dest_config) -> None:
+    """A connection file using an unset ${VAR}: exit 2 and the message names the variable."""
+    conn = write_connection(tmp_path, source_config, dest_config)
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_VAR}
+    run = subprocess.run([console_script("pgbyte"), "sync", str(conn)], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 2 and PASSWORD_VAR in run.stderr
+
+
+def test_config_not_matching_spec_is_refused(tmp_path, pg_server, source_config,
+                                             dest_config) -> None:  # fmt: skip
+    """A config the connector's spec rejects fails before any data moves, naming the field."""
+    conn = write_connection(tmp_path, {**source_config, "port": "not-a-port"}, dest_config)
+    run, summary = sync_json(conn, pg_server.password)
+    assert (run.returncode, summary["status"], summary["streams"]) == (1, "failed", [])
+    assert "port" in summary["reason"]
