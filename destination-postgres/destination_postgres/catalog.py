@@ -1,0 +1,111 @@
+"""The configured catalog → one StreamTarget per stream: where its tables go and their columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgbyte_common.errors import ConfigError
+
+from destination_postgres import naming
+from destination_postgres.config import DestinationConfig
+from destination_postgres.typemap import Column, columns_for
+
+META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
+MODES = ("overwrite", "append", "append_dedup")
+
+
+@dataclass
+class StreamTarget:
+    """One stream's destination: the plan (names, columns) and the counters of this write."""
+
+    name: str
+    namespace: str | None
+    mode: str
+    schema: str
+    raw_schema: str
+    raw_table: str
+    norm_table: str | None  # None when disable_type_dedupe
+    hashid: str
+    columns: list[Column]
+    primary_key: list[list[str]] = field(default_factory=list)
+    # Runtime state of the current write.
+    lines: list[bytes] = field(default_factory=list)
+    linenos: list[int] = field(default_factory=list)
+    nbytes: int = 0
+    since_state: int = 0
+    committed: int = 0
+    received: int = 0
+    nul_stripped: int = 0
+    uncastable: dict[str, int] = field(default_factory=dict)
+    status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
+    swapped: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    @property
+    def overwrite(self) -> bool:
+        return self.mode == "overwrite"
+
+    @property
+    def load_raw(self) -> tuple[str, str]:
+        """(schema, table) the raw rows go to during this write."""
+        table = naming.temporary(self.raw_table) if self.overwrite else self.raw_table
+        return self.raw_schema, table
+
+    @property
+    def load_norm(self) -> tuple[str, str] | None:
+        if self.norm_table is None:
+            return None
+        table = naming.temporary(self.norm_table) if self.overwrite else self.norm_table
+        return self.schema, table
+
+
+def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]:
+    if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
+        raise ConfigError('The configured catalog must be a JSON object with a "streams" list.')
+    targets: list[StreamTarget] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for index, entry in enumerate(catalog["streams"]):
+        stream = entry.get("stream") if isinstance(entry, dict) else None
+        if not isinstance(stream, dict) or not isinstance(stream.get("name"), str):
+            raise ConfigError(f"Catalog stream #{index} has no stream.name.")
+        name = stream["name"]
+        if not name or "\x00" in name:
+            raise ConfigError(f"Catalog stream #{index} has an empty or invalid name {name!r}.")
+        namespace = stream.get("namespace") or None
+        mode = entry.get("destination_sync_mode") or "append"
+        if mode not in MODES:
+            raise ConfigError(
+                f"Stream {name}: destination_sync_mode {mode!r} is not supported; "
+                f"use one of {', '.join(MODES)}."
+            )
+        schema = namespace or config.schema
+        raw_schema = config.raw_data_schema or schema
+        reserved = {*META_COLUMNS, naming.hashid_column(name)}
+        target = StreamTarget(
+            name=name,
+            namespace=namespace,
+            mode=mode,
+            schema=schema,
+            raw_schema=raw_schema,
+            raw_table=naming.raw_table(name),
+            norm_table=None if config.disable_type_dedupe else naming.normalized_table(name),
+            hashid=naming.hashid_column(name),
+            columns=columns_for(stream.get("json_schema"), reserved),
+            primary_key=entry.get("primary_key") or [],
+        )
+        for sch, table in ((raw_schema, target.raw_table), (schema, target.norm_table)):
+            if table is None:
+                continue
+            owner = seen.get((sch, table, "t"))
+            if owner is not None:
+                raise ConfigError(
+                    f"Streams {owner!r} and {target.label!r} would both write table "
+                    f"{sch}.{table}: give them different namespaces or a prefix."
+                )
+            seen[(sch, table, "t")] = target.label
+        targets.append(target)
+    return targets

@@ -1,0 +1,50 @@
+"""`check`: connect, make sure the target schema exists, create and drop a probe table."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+from pgbyte_common.errors import ConfigError, PgbyteError, classify_error
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from destination_postgres import ddl
+from destination_postgres.config import DestinationConfig
+
+
+def run_check(config: dict[str, Any]) -> tuple[bool, str | None]:
+    """(succeeded, message). The message is written for a person and never holds a secret."""
+    try:
+        cfg = DestinationConfig.from_dict(config)
+        with cfg.settings.connect(autocommit=True) as conn:
+            for schema in dict.fromkeys([cfg.schema, cfg.raw_data_schema or cfg.schema]):
+                _probe(conn, schema, cfg.settings.username)
+    except PgbyteError as exc:
+        return False, exc.message
+    except Exception as exc:  # noqa: BLE001 - check reports, never raises
+        return False, classify_error(exc, context="Checking the destination failed").message
+    return True, None
+
+
+def _probe(conn: psycopg.Connection[Any], schema: str, username: str) -> None:
+    table = f"_airbyte_connection_test_{secrets.token_hex(6)}"
+    try:
+        ddl.ensure_schema(conn, schema)
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id integer, data jsonb)").format(
+                sql.Identifier(schema, table)
+            )
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
+    except pg_errors.InsufficientPrivilege:
+        raise ConfigError(
+            f"User {username!r} may not create tables in schema {schema!r}: grant it with "
+            f"GRANT CREATE ON SCHEMA {schema} TO {username} (or CREATE ON DATABASE when the "
+            "schema does not exist yet), or choose another schema."
+        ) from None
+    except pg_errors.ReadOnlySqlTransaction:
+        raise ConfigError(
+            "The server is read-only (a standby?): point the destination at the primary."
+        ) from None

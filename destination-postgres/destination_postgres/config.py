@@ -1,0 +1,48 @@
+"""Parsed destination config: connection settings plus where and how tables are written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pgbyte_common.connection import ConnectionSettings
+from pgbyte_common.errors import ConfigError
+
+APPLICATION_NAME = "pgbyte-destination-postgres"
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    settings: ConnectionSettings
+    schema: str = "public"
+    raw_data_schema: str | None = None
+    disable_type_dedupe: bool = False
+    drop_cascade: bool = False
+    soft_delete: bool = False
+
+    @classmethod
+    def from_dict(cls, config: Any) -> DestinationConfig:
+        if not isinstance(config, dict):
+            raise ConfigError("The config must be a JSON object.")
+        schema = config.get("schema") or "public"
+        raw_schema = config.get("raw_data_schema") or None
+        for key, value in (("schema", schema), ("raw_data_schema", raw_schema)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{key} must be a non-empty string, got {value!r}.")
+        return cls(
+            settings=ConnectionSettings.from_config(config, application_name=APPLICATION_NAME),
+            schema=schema,
+            raw_data_schema=raw_schema,
+            disable_type_dedupe=_flag(config, "disable_type_dedupe"),
+            drop_cascade=_flag(config, "drop_cascade"),
+            soft_delete=config.get("cdc_deletion_mode") == "Soft delete",
+        )
+
+
+def _flag(config: dict[str, Any], key: str) -> bool:
+    value = config.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}.")
+    return value

@@ -1,0 +1,160 @@
+"""DDL for the tutorial layout: schemas, raw and typed tables, new columns, the overwrite swap.
+
+Every identifier goes through psycopg.sql.Identifier; nothing here builds SQL with f-strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from destination_postgres.catalog import StreamTarget
+from destination_postgres.naming import temporary
+from destination_postgres.typemap import Column, kind_of_existing
+
+
+def ident(schema: str, table: str) -> sql.Composed:
+    return sql.Identifier(schema, table)
+
+
+def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    """CREATE SCHEMA only when missing: needing no CREATE-on-database right when it exists."""
+    exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if not exists:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def existing_columns(
+    conn: psycopg.Connection[Any], schema: str, table: str
+) -> dict[str, str] | None:
+    """Column name → format_type of an existing table, or None when the table does not exist."""
+    rows = conn.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')""",
+        (schema, table),
+    ).fetchall()
+    if not rows:
+        return None
+    return {name: typ for name, typ in rows if name is not None}
+
+
+def create_raw(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid, "
+            "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone "
+            "DEFAULT CURRENT_TIMESTAMP)"
+        ).format(ident(schema, table))
+    )
+
+
+def create_normalized(
+    conn: psycopg.Connection[Any], schema: str, table: str, columns: list[Column], hashid: str
+) -> None:
+    parts = [sql.SQL("{} {}").format(sql.Identifier(c.name), c.pg_type) for c in columns]
+    parts += [
+        sql.SQL("_airbyte_ab_id uuid"),
+        sql.SQL("_airbyte_emitted_at timestamp with time zone"),
+        sql.SQL("_airbyte_normalized_at timestamp with time zone DEFAULT now()"),
+        sql.SQL("{} text").format(sql.Identifier(hashid)),
+    ]
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            ident(schema, table), sql.SQL(", ").join(parts)
+        )
+    )
+
+
+def drop(conn: psycopg.Connection[Any], schema: str, table: str, *, cascade: bool) -> None:
+    conn.execute(
+        sql.SQL("DROP TABLE IF EXISTS {}{}").format(
+            ident(schema, table), sql.SQL(" CASCADE" if cascade else "")
+        )
+    )
+
+
+def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
+    """Create what the stream loads into; returns the names of columns added to an old table.
+
+    overwrite: fresh temporary tables (leftovers of a killed run are dropped first).
+    append/append_dedup: the final tables, created when missing; properties new in this
+    sync become new columns (existing rows get NULL). An existing column keeps its type, so a
+    column once widened to numeric stays numeric.
+    """
+    ensure_schema(conn, target.raw_schema)
+    raw_schema, raw_table = target.load_raw
+    if target.overwrite:
+        drop(conn, raw_schema, raw_table, cascade=True)
+    create_raw(conn, raw_schema, raw_table)
+    norm = target.load_norm
+    if norm is None:
+        return []
+    schema, table = norm
+    ensure_schema(conn, schema)
+    if target.overwrite:
+        drop(conn, schema, table, cascade=True)
+    existing = existing_columns(conn, schema, table)
+    if existing is None:
+        create_normalized(conn, schema, table, target.columns, target.hashid)
+        return []
+    added: list[str] = []
+    for i, col in enumerate(target.columns):
+        if col.name in existing:
+            kind = kind_of_existing(existing[col.name])
+            if kind != col.kind:
+                target.columns[i] = Column(key=col.key, name=col.name, kind=kind)
+            continue
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                ident(schema, table), sql.Identifier(col.name), col.pg_type
+            )
+        )
+        added.append(col.name)
+    for meta, typ in (
+        ("_airbyte_ab_id", "uuid"),
+        ("_airbyte_emitted_at", "timestamp with time zone"),
+        ("_airbyte_normalized_at", "timestamp with time zone"),
+        (target.hashid, "text"),
+    ):
+        if meta not in existing:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                    ident(schema, table), sql.Identifier(meta), sql.SQL(typ)
+                )
+            )
+    return added
+
+
+def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) -> None:
+    """Replace the final tables by the loaded temporaries (call inside one transaction)."""
+    pairs = [(target.raw_schema, target.raw_table)]
+    if target.norm_table is not None:
+        pairs.append((target.schema, target.norm_table))
+    for schema, final in pairs:
+        drop(conn, schema, final, cascade=cascade)
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                ident(schema, temporary(final)), sql.Identifier(final)
+            )
+        )
+
+
+def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    if not target.overwrite:
+        return
+    drop(conn, *target.load_raw, cascade=True)
+    if target.load_norm is not None:
+        drop(conn, *target.load_norm, cascade=True)
+
+
+def widen_to_numeric(conn: psycopg.Connection[Any], target: StreamTarget, col: Column) -> None:
+    schema, table = target.load_norm  # type: ignore[misc]
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE numeric").format(
+            ident(schema, table), sql.Identifier(col.name)
+        )
+    )

@@ -1,0 +1,172 @@
+"""Stream JSON schema → typed columns, and the SQL that casts `_airbyte_data` values into them.
+
+Mapping (DESIGN.md §4): integer → bigint (widened to numeric when a value does not fit),
+number → numeric (unconstrained: Airbyte's numeric(38,9) rounds and overflows), boolean,
+date, time/timetz, timestamp/timestamptz by format and airbyte_type, string → text, and
+object/array/unions/anything else → jsonb.
+
+Two cast flavours: the fast one is a plain `::type` per value, used for a whole batch; when it
+raises a data exception the batch is redone with the guarded one, where a value that cannot be
+cast becomes NULL (counted). PostgreSQL 15 has no pg_input_is_valid, so the guard is a cheap
+regex for the common shapes and a plpgsql try-function (an exception block, i.e. a
+subtransaction) only for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+# kind → PostgreSQL type
+PG_TYPES = {
+    "bigint": "bigint",
+    "numeric": "numeric",
+    "boolean": "boolean",
+    "date": "date",
+    "time": "time without time zone",
+    "timetz": "time with time zone",
+    "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "text": "text",
+    "jsonb": "jsonb",
+}
+# format_type() spelling of an existing column → kind (columns we did not create keep theirs).
+_EXISTING = {v: k for k, v in PG_TYPES.items()} | {"integer": "bigint", "smallint": "bigint"}
+TYPED_KINDS = ("bigint", "numeric", "boolean", "date", "time", "timetz", "timestamp",
+               "timestamptz")  # fmt: skip
+
+_WELL_KNOWN = {
+    "Integer": "bigint", "Number": "numeric", "Boolean": "boolean", "String": "text",
+    "BinaryData": "text", "Date": "date", "TimestampWithTimezone": "timestamptz",
+    "TimestampWithoutTimezone": "timestamp", "TimeWithTimezone": "timetz",
+    "TimeWithoutTimezone": "time",
+}  # fmt: skip
+
+
+def kind_of(schema: Any) -> str:
+    """The column kind for one property's JSON schema."""
+    if not isinstance(schema, dict):
+        return "jsonb"
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return _WELL_KNOWN.get(ref.rsplit("/", 1)[-1], "jsonb")
+    raw = schema.get("type")
+    types = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
+    types = [t for t in types if t != "null"]
+    if len(types) != 1:
+        return "jsonb"  # no type, or a union: keep the JSON value as is
+    airbyte_type = schema.get("airbyte_type")
+    kind = types[0]
+    if kind == "integer" or (kind == "number" and airbyte_type == "integer"):
+        return "bigint"
+    if kind == "number":
+        return "numeric"
+    if kind == "boolean":
+        return "boolean"
+    if kind == "string":
+        fmt = schema.get("format")
+        if fmt == "date":
+            return "date"
+        if fmt == "date-time":
+            return "timestamp" if airbyte_type == "timestamp_without_timezone" else "timestamptz"
+        if fmt == "time":
+            return "timetz" if airbyte_type == "time_with_timezone" else "time"
+        return "text"
+    return "jsonb"
+
+
+def kind_of_existing(pg_type: str) -> str:
+    return _EXISTING.get(pg_type, "text" if "char" in pg_type else "jsonb")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the property name in _airbyte_data
+    name: str  # the column name (shortened when over 63 bytes)
+    kind: str
+
+    @property
+    def pg_type(self) -> sql.Composable:
+        return sql.SQL(PG_TYPES[self.kind])
+
+    def text_value(self, data: sql.Composable) -> sql.Composable:
+        return sql.SQL("({} ->> {})").format(data, sql.Literal(self.key))
+
+    def fast_expr(self, data: sql.Composable) -> sql.Composable:
+        if self.kind == "jsonb":
+            # JSON null becomes SQL NULL, as Airbyte's normalization does.
+            return sql.SQL("NULLIF({} -> {}, 'null'::jsonb)").format(data, sql.Literal(self.key))
+        if self.kind == "text":
+            return self.text_value(data)
+        return sql.SQL("{}::{}").format(self.text_value(data), self.pg_type)
+
+    def safe_expr(self, data: sql.Composable) -> sql.Composable:
+        if self.kind not in TYPED_KINDS:
+            return self.fast_expr(data)
+        value = self.text_value(data)
+        guard = _GUARDS.get(self.kind)
+        fn = sql.Identifier("pg_temp", f"pgbyte_try_{self.kind}")
+        if guard is None:
+            return sql.SQL("{}({})").format(fn, value)
+        return sql.SQL("CASE WHEN {v} ~ {g} THEN {v}::{t} ELSE {fn}({v}) END").format(
+            v=value, g=sql.Literal(guard), t=self.pg_type, fn=fn
+        )
+
+    def failed_expr(self, data: sql.Composable) -> sql.Composable:
+        """True when the value is present but cannot be cast (it will be NULL)."""
+        return sql.SQL("({v} IS NOT NULL AND {s} IS NULL)").format(
+            v=self.text_value(data), s=self.safe_expr(data)
+        )
+
+    def overflow_expr(self, data: sql.Composable) -> sql.Composable:
+        """True when an integer value does not fit in bigint (the column must widen)."""
+        return sql.SQL("({v} ~ '^\\s*[-+]?[0-9]{{19,}}(\\.0*)?\\s*$' AND {s} IS NULL)").format(
+            v=self.text_value(data), s=self.safe_expr(data)
+        )
+
+
+# Regexes whose match guarantees the plain cast succeeds (so no exception block is entered).
+_GUARDS = {
+    "bigint": r"^\s*[-+]?[0-9]{1,18}\s*$",
+    "numeric": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$",
+    "boolean": r"^(true|false)$",
+    "date": r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$",
+}
+
+TRY_FUNCTIONS_SQL = "\n".join(
+    f"CREATE OR REPLACE FUNCTION pg_temp.pgbyte_try_{kind}(v text) RETURNS {PG_TYPES[kind]} "
+    "LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN v::" + PG_TYPES[kind] + "; "
+    "EXCEPTION WHEN others THEN RETURN NULL; END $$;"
+    for kind in TYPED_KINDS
+    if kind != "bigint"
+) + (
+    # An integer written as 12.0 is still an integer; 12.5 is not (no silent rounding).
+    "\nCREATE OR REPLACE FUNCTION pg_temp.pgbyte_try_bigint(v text) RETURNS bigint "
+    "LANGUAGE plpgsql STABLE AS $$ DECLARE n numeric; BEGIN n := v::numeric; "
+    "IF n <> trunc(n) THEN RETURN NULL; END IF; RETURN n::bigint; "
+    "EXCEPTION WHEN others THEN RETURN NULL; END $$;"
+)
+
+
+def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
+    """One Column per property, names made unique against each other and the meta columns."""
+    props = json_schema.get("properties") if isinstance(json_schema, dict) else None
+    if not isinstance(props, dict):
+        return []
+    from destination_postgres.naming import fit
+
+    taken = set(reserved)
+    out: list[Column] = []
+    for key, schema in props.items():
+        name = fit(key)
+        if name in taken:  # e.g. a property called _airbyte_ab_id
+            name = fit(key, suffix="_1")
+            n = 1
+            while name in taken:
+                n += 1
+                name = fit(key, suffix=f"_{n}")
+        taken.add(name)
+        out.append(Column(key=key, name=name, kind=kind_of(schema)))
+    return out

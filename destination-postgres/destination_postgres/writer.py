@@ -1,0 +1,337 @@
+"""The `write` message loop: stdin lines → per-stream batches → commits → echoed STATEs.
+
+Lean on purpose (DESIGN.md §5): stdin is read in large binary chunks, each line is parsed once
+by orjson only to route it, and RECORD lines are handed to Postgres as they are. A STATE is
+echoed after everything before it is committed; an overwrite stream's tables are swapped in
+when its STREAM_STATUS COMPLETE arrives (or, for sources that send no statuses, at a clean end
+of input). Bad input ends the write with one TRACE ERROR naming the line; nothing committed is
+lost and no overwrite is swapped by a broken run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+import psycopg
+from pgbyte_common.errors import PgbyteError, SystemError_, TransientError, classify_error
+from pgbyte_common.messages import MessageWriter
+
+from destination_postgres import ddl, loader
+from destination_postgres.catalog import StreamTarget
+
+BATCH_BYTES = 32 << 20  # per stream and in total: bounds memory whatever the input size
+READ_CHUNK = 1 << 22
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+class InputError(PgbyteError):
+    """The input stream is broken at a given line (the message names it)."""
+
+    failure_type = "system_error"
+
+
+def read_lines(fd: int) -> Iterator[list[bytes]]:
+    """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
+    comes on its own at EOF."""
+    pending: list[bytes] = []
+    while True:
+        chunk = os.read(fd, READ_CHUNK)
+        if not chunk:
+            break
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            pending.append(tail)
+        yield lines
+    if pending:
+        yield [b"".join(pending)]
+
+
+class Writer:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        targets: list[StreamTarget],
+        out: MessageWriter,
+        *,
+        drop_cascade: bool = False,
+        batch_bytes: int = BATCH_BYTES,
+    ) -> None:
+        self.conn = conn
+        self.targets = targets
+        self.out = out
+        self.drop_cascade = drop_cascade
+        self.batch_bytes = batch_bytes
+        self.by_key: dict[tuple[str, str | None], StreamTarget] = {}
+        by_name: dict[str, list[StreamTarget]] = {}
+        for t in targets:
+            self.by_key[(t.name, t.namespace)] = t
+            by_name.setdefault(t.name, []).append(t)
+        # A RECORD whose namespace is missing (or differs) still finds a stream of that name
+        # when there is only one.
+        self.by_name = {n: ts[0] for n, ts in by_name.items() if len(ts) == 1}
+        self.buffered = 0
+        self.lineno = 0
+        self.statuses_seen = False
+        self.source_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        loader.setup_session(self.conn)
+        for t in self.targets:
+            added = ddl.prepare(self.conn, t)
+            if added:
+                self.log("INFO", f"Stream {t.label}: new column(s) {', '.join(added)} added.")
+            if t.mode == "append_dedup":
+                self.log(
+                    "WARN",
+                    f"Stream {t.label}: append_dedup is loaded as append for now (every record "
+                    "is kept; deduplication by primary key is not implemented yet).",
+                )
+        self.conn.commit()
+
+    def run(self, batches: Iterable[list[bytes]]) -> int:
+        """Process all input; returns the exit code (0 ok, 1 failed)."""
+        try:
+            self.start()
+            for lines in batches:
+                self.handle_lines(lines)
+            return self.finish()
+        except BaseException as exc:  # noqa: BLE001 - every failure ends the same way
+            self.abort()
+            if isinstance(exc, KeyboardInterrupt):
+                self.out.error("The write was interrupted; nothing after the last STATE was "
+                               "committed and no overwrite was swapped.",
+                               failure_type="transient_error")  # fmt: skip
+                return 130
+            if isinstance(exc, psycopg.Error):
+                exc = classify_error(exc, context="Writing to the destination failed")
+            self.out.exception(exc)
+            return 1
+
+    def abort(self) -> None:
+        """Roll back what is not committed and drop the overwrite temporaries."""
+        try:
+            if self.conn.closed:
+                return
+            self.conn.rollback()
+            for t in self.targets:
+                if t.overwrite and not t.swapped:
+                    ddl.drop_temporaries(self.conn, t)
+            self.conn.commit()
+        except psycopg.Error:
+            pass  # the connection is gone: the server rolled back; temporaries go next run
+
+    # -- the hot loop ------------------------------------------------------------------------
+    def handle_lines(self, lines: list[bytes]) -> None:
+        loads = orjson.loads
+        by_key = self.by_key
+        for line in lines:
+            self.lineno += 1
+            try:
+                msg = loads(line)
+            except orjson.JSONDecodeError as exc:
+                msg = self._slow_parse(line, exc)
+                if msg is None:
+                    continue
+            if type(msg) is not dict:
+                raise self._bad("is not a JSON object")
+            kind = msg.get("type")
+            if kind == "RECORD":
+                rec = msg.get("record")
+                if type(rec) is not dict:
+                    raise self._bad('is a RECORD without a "record" object')
+                target = by_key.get((rec.get("stream"), rec.get("namespace")))
+                if target is None:
+                    target = self._resolve(rec)
+                if type(rec.get("data")) is not dict:
+                    raise self._bad(
+                        f"is a RECORD of stream {target.label} whose data is not a JSON object"
+                    )
+                if b"\\u0000" in line:
+                    line, n = _NUL.subn(rb"\1", line)
+                    target.nul_stripped += n
+                target.lines.append(line)
+                target.linenos.append(self.lineno)
+                target.since_state += 1
+                size = len(line)
+                target.nbytes += size
+                self.buffered += size
+                if self.buffered >= self.batch_bytes:
+                    self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
+            elif kind == "STATE":
+                self.on_state(msg)
+            elif kind == "TRACE":
+                self.on_trace(msg)
+            # LOG, CONTROL and other types carry nothing for a destination.
+
+    def _slow_parse(self, line: bytes, exc: orjson.JSONDecodeError) -> Any:
+        if not line.strip():
+            return None
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise self._bad(f"is not valid UTF-8 (byte {err.start + 1})") from None
+        # The stdlib parser reads what orjson refuses but JSON allows (integers over 64 bits).
+        try:
+            return json.loads(line, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise self._bad(f"is not valid JSON ({exc})") from None
+
+    def _resolve(self, rec: dict[str, Any]) -> StreamTarget:
+        name = rec.get("stream")
+        target = self.by_name.get(name) if isinstance(name, str) else None
+        if target is None:
+            ns = rec.get("namespace")
+            where = f"{ns}.{name}" if ns else str(name)
+            known = ", ".join(sorted(t.label for t in self.targets)) or "none"
+            raise self._bad(
+                f"is a RECORD for stream {where!r}, which is not in the configured catalog "
+                f"(streams: {known})"
+            )
+        return target
+
+    def _bad(self, reason: str) -> InputError:
+        return InputError(
+            f"Input line {self.lineno} {reason}. Nothing after the last echoed STATE was "
+            "committed and no overwrite stream was swapped."
+        )
+
+    # -- batches and commits -----------------------------------------------------------------
+    def _flush(self, only: StreamTarget | None = None) -> None:
+        for t in [only] if only is not None else self.targets:
+            if t.lines:
+                self.buffered -= t.nbytes
+                try:
+                    loader.flush(self.conn, t)
+                except loader.BatchError as err:
+                    where = f"Input line {err.lineno}" if err.lineno else f"A line of {t.label}"
+                    raise InputError(
+                        f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
+                        "last echoed STATE was committed and no overwrite was swapped."
+                    ) from None
+        if only is None:
+            self.buffered = 0
+
+    def commit(self) -> None:
+        self._flush()
+        self.conn.commit()
+        for t in self.targets:
+            t.committed = t.received
+
+    def on_state(self, msg: dict[str, Any]) -> None:
+        self.commit()
+        state = msg.get("state")
+        count = 0
+        if isinstance(state, dict) and state.get("type") == "STREAM":
+            desc = (state.get("stream") or {}).get("stream_descriptor") or {}
+            target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))
+            target = target or self.by_name.get(desc.get("name"))
+            if target is not None:
+                count = target.since_state
+                target.since_state = 0
+        else:
+            count = sum(t.since_state for t in self.targets)
+            for t in self.targets:
+                t.since_state = 0
+        if isinstance(state, dict):
+            state["destinationStats"] = {"recordCount": float(count)}
+        self.out.raw(orjson.dumps(msg) + b"\n")
+        self.out.flush()
+
+    def on_trace(self, msg: dict[str, Any]) -> None:
+        trace = msg.get("trace")
+        if not isinstance(trace, dict):
+            return
+        if trace.get("type") == "ERROR":
+            error = trace.get("error") or {}
+            self.source_error = str(error.get("message") or "the source reported an error")
+            return
+        if trace.get("type") != "STREAM_STATUS":
+            return
+        status = trace.get("stream_status") or {}
+        desc = status.get("stream_descriptor") or {}
+        target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))
+        target = target or self.by_name.get(desc.get("name"))
+        if target is None:
+            return
+        self.statuses_seen = True
+        target.status = status.get("status")
+        if target.status == "COMPLETE" and target.overwrite and not target.swapped:
+            self._flush()
+            ddl.swap(self.conn, target, cascade=self.drop_cascade)
+            self.conn.commit()
+            target.swapped = True
+            for t in self.targets:
+                t.committed = t.received
+
+    def finish(self) -> int:
+        """End of input: swap what is complete, keep what is not, report."""
+        incomplete = [
+            t for t in self.targets
+            if t.overwrite and not t.swapped
+            and (self.source_error is not None or (self.statuses_seen and t.status != "COMPLETE"))
+        ]  # fmt: skip
+        if self.source_error is not None or incomplete:
+            self.abort()
+            self.report()
+            names = ", ".join(t.label for t in incomplete)
+            if self.source_error is not None:
+                reason = f"The source failed ({self.source_error})"
+            else:
+                reason = "The input ended before the COMPLETE status of stream(s) " + names
+            kept = (f"; the previous tables of {names} are kept unchanged" if incomplete
+                    else "")  # fmt: skip
+            self.out.error(
+                f"{reason}{kept}. Nothing after the last echoed STATE was committed.",
+                failure_type="transient_error",
+            )
+            return 1
+        self._flush()
+        for t in self.targets:
+            if t.overwrite and not t.swapped:
+                ddl.swap(self.conn, t, cascade=self.drop_cascade)
+                t.swapped = True
+        self.conn.commit()
+        for t in self.targets:
+            t.committed = t.received
+        self.report()
+        return 0
+
+    def report(self) -> None:
+        for t in self.targets:
+            parts = [f"Stream {t.label}: {t.committed} record(s) committed"]
+            if t.nul_stripped:
+                parts.append(f"{t.nul_stripped} NUL character(s) (\\u0000) removed")
+            if t.uncastable:
+                detail = ", ".join(f"{c}: {n}" for c, n in sorted(t.uncastable.items()))
+                parts.append(
+                    f"{sum(t.uncastable.values())} value(s) could not be cast to their "
+                    f"column type and are NULL in {t.norm_table} (the raw table keeps them) "
+                    f"[{detail}]"
+                )
+            level = "WARN" if (t.nul_stripped or t.uncastable) else "INFO"
+            self.log(level, "; ".join(parts) + ".")
+
+    def log(self, level: str, text: str) -> None:
+        self.out.log(level, text)
+        self.out.flush()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+__all__ = ["InputError", "SystemError_", "TransientError", "Writer", "read_lines"]
