@@ -101,7 +101,10 @@ def source(ctx: Context) -> Step:
         ctx.report.add(step).fail(f"verification: the first RECORD lacks {', '.join(missing)}")
         return step
     ctx.files["messages"] = messages
-    ctx.report.notes.append("destination input: the messages of one `source-postgres read`")
+    ctx.report.notes.append(
+        f"source output: {counted.bytes / 1e6:.1f} MB of Airbyte messages for "
+        f"{counted.records:,} records; destination input: this output of `source-postgres read`"
+    )
     return timed(
         ctx,
         step,
