@@ -85,5 +85,17 @@ def record_query(
 
 
 def unescape_copy_text(data: bytes) -> bytes:
-    """Undo text-COPY escaping of JSON lines: every backslash arrives doubled."""
-    return data.replace(b"\\\\", b"\\")
+    """Undo text-COPY escaping of JSON lines: every backslash arrives doubled.
+
+    Also escapes U+2028, U+2029 and U+0085 (legal raw inside JSON strings, where Postgres leaves
+    them) because consumers splitting lines with Python's str.splitlines() would cut records
+    there; "\\u2028" is the same JSON string.
+    """
+    data = data.replace(b"\\\\", b"\\")
+    if b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data or b"\xc2\x85" in data:
+        data = (
+            data.replace(b"\xe2\x80\xa8", b"\\u2028")
+            .replace(b"\xe2\x80\xa9", b"\\u2029")
+            .replace(b"\xc2\x85", b"\\u0085")
+        )
+    return data

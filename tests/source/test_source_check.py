@@ -1,0 +1,134 @@
+"""`source-postgres check` through the console script: success and each failure mode."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from psycopg import sql
+from source_helpers import run_source
+
+SECRET = "s3cret-Pa55word-42"
+
+
+@pytest.fixture
+def make_role(source_conn, source_db):
+    """Factory: a LOGIN role with a known password, dropped after the test."""
+    made: list[str] = []
+
+    def make(*grants: str) -> str:
+        name = f"reader_{uuid.uuid4().hex[:8]}"
+        source_conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(SECRET)
+            )
+        )
+        made.append(name)
+        for grant in grants:
+            source_conn.execute(grant.format(role=name))
+        return name
+
+    yield make
+    for name in made:
+        source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def check(write_json, config: dict):
+    result = run_source("check", "--config", write_json("config.json", config))
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_check_succeeds_on_readable_database(source_conn, source_config, write_json) -> None:
+    """A valid config with a readable table reports SUCCEEDED."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    status = check(write_json, source_config).connection_status
+    assert status["status"] == "SUCCEEDED", status
+
+
+def test_wrong_password_fails_without_leaking_it(source_config, write_json) -> None:
+    """A wrong password gives FAILED naming authentication, and the password appears nowhere."""
+    result = check(write_json, {**source_config, "password": SECRET})
+    status = result.connection_status
+    assert status["status"] == "FAILED"
+    assert "password" in status["message"].lower()
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_unknown_host_fails_with_host_named(source_config, write_json) -> None:
+    """An unknown host gives FAILED naming the host."""
+    status = check(write_json, {**source_config, "host": "no-such-host.invalid"}).connection_status
+    assert status["status"] == "FAILED"
+    assert "no-such-host.invalid" in status["message"]
+
+
+def test_unknown_database_fails_with_database_named(source_config, write_json) -> None:
+    """An unknown database gives FAILED naming the database."""
+    status = check(write_json, {**source_config, "database": "nope_db"}).connection_status
+    assert status["status"] == "FAILED"
+    assert "nope_db" in status["message"] and "does not exist" in status["message"]
+
+
+def test_missing_schema_fails_with_schema_named(source_conn, source_config, write_json) -> None:
+    """A configured schema that does not exist gives FAILED naming it."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    config = {**source_config, "schemas": ["public", "Missing_Schema"]}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED"
+    assert "Missing_Schema" in status["message"]
+
+
+def test_schema_without_usage_fails_with_grant_hint(
+    source_conn, source_config, make_role, write_json
+) -> None:
+    """A role lacking USAGE on a configured schema gets FAILED with the GRANT to run."""
+    source_conn.execute("CREATE SCHEMA hidden; CREATE TABLE hidden.t (id int)")
+    role = make_role()
+    config = {**source_config, "username": role, "password": SECRET, "schemas": ["hidden"]}
+    result = check(write_json, config)
+    assert result.connection_status["status"] == "FAILED"
+    assert "USAGE" in result.connection_status["message"]
+    assert "GRANT USAGE ON SCHEMA hidden" in result.connection_status["message"]
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_no_selectable_table_fails(source_conn, source_config, make_role, write_json) -> None:
+    """A role with USAGE but SELECT on no table gets FAILED saying so."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    role = make_role()
+    config = {**source_config, "username": role, "password": SECRET}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED"
+    assert "SELECT" in status["message"]
+
+
+def test_column_privilege_is_enough(source_conn, source_config, make_role, write_json) -> None:
+    """SELECT on one column of one table is enough to pass check."""
+    source_conn.execute("CREATE TABLE t (id int, secret text)")
+    role = make_role("GRANT SELECT (id) ON t TO {role}")
+    config = {**source_config, "username": role, "password": SECRET}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "SUCCEEDED", status
+
+
+def test_unsupported_replication_method_fails_clearly(
+    source_conn, source_config, write_json
+) -> None:
+    """CDC is accepted by the spec but check says it is not supported yet."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    config = {
+        **source_config,
+        "replication_method": {"method": "CDC", "replication_slot": "s", "publication": "p"},
+    }
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED"
+    assert "not supported" in status["message"]
+
+
+def test_bad_jdbc_param_fails_with_its_name(source_config, write_json) -> None:
+    """An unknown jdbc_url_params key gives FAILED naming it."""
+    config = {**source_config, "jdbc_url_params": "bogusParam=1"}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED"
+    assert "bogusParam" in status["message"]

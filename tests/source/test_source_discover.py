@@ -1,0 +1,118 @@
+"""`source-postgres discover` through the console script: types, keys, names, privileges."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from psycopg import sql
+from source_helpers import FIXTURES, run_source
+
+WEIRD_NAMES = [
+    "with space",
+    'with "quotes"',
+    "UpperCase",
+    "ünïcødé_表",
+    "select",
+    "a" * 63,
+]
+
+
+def discover(write_json, config: dict):
+    result = run_source("discover", "--config", write_json("config.json", config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_all_types_map_to_airbyte_schemas(source_conn, source_config, write_json) -> None:
+    """Each supported Postgres type gets the JSON schema of the mapping table."""
+    source_conn.execute((FIXTURES / "all_types.sql").read_text())
+    expected = json.loads((FIXTURES / "all_types.expected.json").read_text())["properties"]
+    stream = discover(write_json, source_config).stream("all_types")
+    assert stream["json_schema"]["properties"] == expected
+
+
+def test_stream_metadata(source_conn, source_config, write_json) -> None:
+    """Streams carry namespace, primary key, both sync modes and no source-defined cursor."""
+    source_conn.execute("CREATE TABLE t (a int, b text, c int, PRIMARY KEY (c, a))")
+    stream = discover(write_json, source_config).stream("t")
+    assert stream["namespace"] == "public"
+    assert stream["source_defined_primary_key"] == [["c"], ["a"]]
+    assert stream["supported_sync_modes"] == ["full_refresh", "incremental"]
+    assert stream["source_defined_cursor"] is False
+    assert stream.get("is_resumable") is not True
+
+
+def test_weird_names_are_discovered_exactly(source_conn, source_config, write_json) -> None:
+    """Names with spaces, quotes, case, unicode, reserved words or 63 bytes stay exact."""
+    for name in WEIRD_NAMES:
+        source_conn.execute(
+            sql.SQL("CREATE TABLE {} ({} int)").format(sql.Identifier(name), sql.Identifier(name))
+        )
+    result = discover(write_json, source_config)
+    for name in WEIRD_NAMES:
+        assert list(result.stream(name)["json_schema"]["properties"]) == [name]
+
+
+def test_views_matviews_and_partitioned_tables(source_conn, source_config, write_json) -> None:
+    """Views, materialized views and partitioned parents are streams; partitions are not."""
+    source_conn.execute(
+        "CREATE TABLE base (id int primary key, v text);"
+        "CREATE VIEW v AS SELECT id, v FROM base;"
+        "CREATE MATERIALIZED VIEW mv AS SELECT id FROM base;"
+        "CREATE TABLE parted (id int, k int) PARTITION BY RANGE (k);"
+        "CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);"
+    )
+    names = {s["name"] for s in discover(write_json, source_config).catalog["streams"]}
+    assert names == {"base", "v", "mv", "parted"}
+
+
+def test_only_configured_schemas(source_conn, source_config, write_json) -> None:
+    """Streams come from the configured schemas only, with namespace = schema."""
+    source_conn.execute("CREATE SCHEMA one; CREATE SCHEMA two; CREATE TABLE one.a (id int);")
+    source_conn.execute("CREATE TABLE two.b (id int); CREATE TABLE public.c (id int)")
+    streams = discover(write_json, {**source_config, "schemas": ["one", "two"]}).catalog["streams"]
+    assert sorted((s["namespace"], s["name"]) for s in streams) == [("one", "a"), ("two", "b")]
+
+
+def test_empty_schema_list_means_all_user_schemas(source_conn, source_config, write_json) -> None:
+    """schemas: [] discovers every non-system schema."""
+    source_conn.execute("CREATE SCHEMA one; CREATE TABLE one.a (id int); CREATE TABLE c (id int)")
+    streams = discover(write_json, {**source_config, "schemas": []}).catalog["streams"]
+    assert sorted((s["namespace"], s["name"]) for s in streams) == [("one", "a"), ("public", "c")]
+
+
+def test_privileges_limit_tables_and_columns(source_conn, source_config, write_json) -> None:
+    """Only tables and columns the user can SELECT are discovered."""
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    source_conn.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-123456789'").format(sql.Identifier(role))
+    )
+    try:
+        source_conn.execute("CREATE TABLE open (id int, v text); CREATE TABLE closed (id int)")
+        source_conn.execute("CREATE TABLE partial (id int primary key, secret text)")
+        source_conn.execute(sql.SQL("GRANT SELECT ON open TO {}").format(sql.Identifier(role)))
+        source_conn.execute(
+            sql.SQL("GRANT SELECT (secret) ON partial TO {}").format(sql.Identifier(role))
+        )
+        config = {**source_config, "username": role, "password": "pw-123456789"}
+        result = discover(write_json, config)
+        assert {s["name"] for s in result.catalog["streams"]} == {"open", "partial"}
+        partial = result.stream("partial")
+        assert list(partial["json_schema"]["properties"]) == ["secret"]
+        assert partial["source_defined_primary_key"] == []
+    finally:
+        source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_thousand_tables_in_one_discover(source_conn, source_config, write_json) -> None:
+    """A database with 1,000 tables is discovered whole (one catalog query, not one per table)."""
+    source_conn.execute(
+        "DO $$ BEGIN FOR i IN 1..1000 LOOP "
+        "EXECUTE format('CREATE TABLE t_%s (id int primary key, v text, ts timestamptz)', i); "
+        "END LOOP; END $$"
+    )
+    streams = discover(write_json, source_config).catalog["streams"]
+    assert len(streams) == 1000
+    assert all(s["source_defined_primary_key"] == [["id"]] for s in streams)

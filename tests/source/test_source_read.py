@@ -1,0 +1,361 @@
+"""`source-postgres read` through the console script: values, ordering, snapshot, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+
+import psycopg
+from psycopg import sql
+from source_helpers import FIXTURES, REPO_ROOT, configured_catalog, run_source
+from test_source_discover import WEIRD_NAMES
+
+SOURCE = str(REPO_ROOT / ".venv" / "bin" / "source-postgres")
+
+
+def read(write_json, config: dict, streams: list[dict], sync_mode: str = "full_refresh"):
+    return run_source(
+        "read",
+        "--config",
+        write_json("config.json", config),
+        "--catalog",
+        write_json("catalog.json", configured_catalog(streams, sync_mode)),
+    )
+
+
+def table_stream(name: str, columns: dict, namespace: str | None = "public") -> dict:
+    stream = {
+        "name": name,
+        "json_schema": {"type": "object", "properties": columns},
+        "supported_sync_modes": ["full_refresh"],
+    }
+    if namespace is not None:
+        stream["namespace"] = namespace
+    return stream
+
+
+def test_all_types_values_as_airbyte_expects(source_conn, discover_and_read) -> None:
+    """Every supported type's value comes out as the fixture says, numbers exact, meta included."""
+    source_conn.execute((FIXTURES / "all_types.sql").read_text())
+    expected = json.loads((FIXTURES / "all_types.expected.json").read_text(), parse_float=Decimal)[
+        "records"
+    ]
+    _, result = discover_and_read("all_types")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    got = [
+        json.loads(line, parse_float=Decimal)["record"]
+        for line in result.stdout.splitlines()
+        if line.startswith('{"type":"RECORD"')
+    ]
+    assert [{k: v for k, v in r.items() if k in ("data", "meta")} for r in got] == expected
+
+
+def test_nan_and_infinity_become_null_with_meta_change(source_conn, discover_and_read) -> None:
+    """NaN/±Infinity are nulled and listed in the record's meta.changes; finite rows have none."""
+    source_conn.execute(
+        "CREATE TABLE f (id int, x float8, n numeric);"
+        "INSERT INTO f VALUES (1, 'NaN', 1.5), (2, 2.5, 'Infinity'), (3, '-Infinity', 'NaN'),"
+        " (4, 4.5, 4.25), (5, NULL, NULL)"
+    )
+    _, result = discover_and_read("f")
+    records = sorted(result.records, key=lambda r: r["data"]["id"])
+    assert [r["data"] for r in records] == [
+        {"id": 1, "x": None, "n": 1.5},
+        {"id": 2, "x": 2.5, "n": None},
+        {"id": 3, "x": None, "n": None},
+        {"id": 4, "x": 4.5, "n": 4.25},
+        {"id": 5, "x": None, "n": None},
+    ]
+    changes = [[c["field"] for c in r.get("meta", {}).get("changes", [])] for r in records]
+    assert changes == [["x"], ["n"], ["x", "n"], [], []]
+    assert all(
+        c == {"field": c["field"], "change": "NULLED", "reason": "SOURCE_SERIALIZATION_ERROR"}
+        for r in records
+        for c in r.get("meta", {}).get("changes", [])
+    )
+
+
+def test_tricky_strings_round_trip(source_conn, discover_and_read) -> None:
+    """Backslashes, quotes, control characters and unicode arrive exactly as stored."""
+    strings = json.loads((FIXTURES / "tricky_strings.json").read_text())
+    source_conn.execute("CREATE TABLE s (id int, v text, j jsonb)")
+    with source_conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO s VALUES (%s, %s, %s)",
+            [(i, v, json.dumps({"v": v})) for i, v in enumerate(strings)],
+        )
+    stored = {
+        i: (v, j) for i, v, j in source_conn.execute("SELECT id, v, j::text FROM s").fetchall()
+    }
+    _, result = discover_and_read("s")
+    got = {d["id"]: (d["v"], d["j"]) for d in result.data("s")}
+    assert got == stored
+    assert [got[i][0] for i in range(len(strings))] == strings
+    assert "\u2028" not in result.stdout and "\u0085" not in result.stdout
+
+
+def test_records_equal_rows_value_for_value(source_conn, discover_and_read) -> None:
+    """Generated rows come back equal to what psycopg reads from the table."""
+    source_conn.execute(
+        "CREATE TABLE g AS SELECT i AS id, md5(i::text) AS h, i * 1.5 AS x, "
+        "(i % 7 = 0) AS b, date '2000-01-01' + i AS d FROM generate_series(1, 5000) i"
+    )
+    rows = source_conn.execute("SELECT id, h, x, b, d::text FROM g").fetchall()
+    _, result = discover_and_read("g")
+    got = sorted((d["id"], d["h"], Decimal(str(d["x"])), d["b"], d["d"]) for d in result.data("g"))
+    assert got == sorted((i, h, Decimal(x), b, d) for i, h, x, b, d in rows)
+
+
+def test_weird_names_read(source_conn, discover_and_read) -> None:
+    """Tables and columns with awkward names are read under their exact names."""
+    for name in WEIRD_NAMES:
+        source_conn.execute(
+            sql.SQL("CREATE TABLE {0} ({0} int); INSERT INTO {0} VALUES (7)").format(
+                sql.Identifier(name)
+            )
+        )
+    _, result = discover_and_read()
+    assert result.returncode == 0, result.stdout[-2000:]
+    for name in WEIRD_NAMES:
+        assert result.data(name) == [{name: 7}]
+        assert {r["namespace"] for r in result.records if r["stream"] == name} == {"public"}
+
+
+def test_message_order_and_counts(source_conn, discover_and_read) -> None:
+    """Per stream: STARTED, ESTIMATE, RUNNING, records, STATE with the count, COMPLETE."""
+    source_conn.execute(
+        "CREATE TABLE a AS SELECT generate_series(1, 3) AS id;"
+        "CREATE TABLE b AS SELECT generate_series(1, 2) AS id; CREATE TABLE e (id int);"
+        "ANALYZE a"
+    )
+    _, result = discover_and_read()
+    assert result.returncode == 0
+    for stream, count in (("a", 3), ("b", 2), ("e", 0)):
+        kinds = []
+        for m in result.messages:
+            if m["type"] == "RECORD" and m["record"]["stream"] == stream:
+                kind = "RECORD"
+            elif m["type"] == "STATE":
+                if m["state"]["stream"]["stream_descriptor"]["name"] != stream:
+                    continue
+                kind = "STATE"
+                assert m["state"]["sourceStats"]["recordCount"] == count
+            elif m["type"] == "TRACE" and m["trace"]["type"] == "ESTIMATE":
+                if m["trace"]["estimate"]["name"] != stream:
+                    continue
+                kind = "ESTIMATE"
+            elif m["type"] == "TRACE" and m["trace"]["type"] == "STREAM_STATUS":
+                if m["trace"]["stream_status"]["stream_descriptor"]["name"] != stream:
+                    continue
+                kind = m["trace"]["stream_status"]["status"]
+            else:
+                continue
+            if not kinds or kinds[-1] != kind:
+                kinds.append(kind)
+        records = ["RECORD"] if count else []
+        assert kinds == ["STARTED", "ESTIMATE", "RUNNING", *records, "STATE", "COMPLETE"]
+    estimate = next(
+        m["trace"]["estimate"]
+        for m in result.of_type("TRACE")
+        if m["trace"]["type"] == "ESTIMATE" and m["trace"]["estimate"]["name"] == "a"
+    )
+    assert estimate["row_estimate"] == 3 and estimate["byte_estimate"] > 0
+
+
+def test_only_configured_columns(source_conn, source_config, write_json) -> None:
+    """Columns left out of the configured json_schema are not in the records."""
+    source_conn.execute("CREATE TABLE t (a int, b text, c int); INSERT INTO t VALUES (1, 'x', 3)")
+    stream = table_stream("t", {"c": {"type": "integer"}, "a": {"type": "integer"}})
+    result = read(write_json, source_config, [stream])
+    assert result.data("t") == [{"a": 1, "c": 3}]
+
+
+def test_stream_without_namespace_uses_configured_schema(
+    source_conn, source_config, write_json
+) -> None:
+    """A catalog stream with no namespace is looked up in the configured schemas."""
+    source_conn.execute("CREATE SCHEMA s2; CREATE TABLE s2.t (a int); INSERT INTO s2.t VALUES (5)")
+    config = {**source_config, "schemas": ["s2"]}
+    result = read(write_json, config, [table_stream("t", {"a": {}}, namespace=None)])
+    assert result.returncode == 0, result.stdout
+    assert result.data("t") == [{"a": 5}]
+    assert "namespace" not in result.records[0]
+
+
+def test_missing_table_fails_only_its_stream(source_conn, source_config, write_json) -> None:
+    """A stream whose table is gone ends INCOMPLETE with a TRACE ERROR; the others complete."""
+    source_conn.execute("CREATE TABLE ok (id int); INSERT INTO ok VALUES (1)")
+    streams = [table_stream("gone", {"id": {}}), table_stream("ok", {"id": {}})]
+    result = read(write_json, source_config, streams)
+    assert result.returncode != 0
+    assert result.statuses("gone") == ["STARTED", "INCOMPLETE"]
+    assert result.statuses("ok") == ["STARTED", "RUNNING", "COMPLETE"]
+    (error,) = result.errors()
+    assert error["stream_descriptor"] == {"name": "gone", "namespace": "public"}
+    assert error["failure_type"] == "config_error"
+    assert "gone" in error["message"]
+    assert result.data("ok") == [{"id": 1}]
+
+
+def _run_until(proc: subprocess.Popen, predicate) -> list[dict]:
+    """Read the connector's stdout until a message satisfies `predicate`."""
+    seen = []
+    for line in proc.stdout:
+        message = json.loads(line)
+        seen.append(message)
+        if predicate(message):
+            return seen
+    raise AssertionError(f"connector ended first: {seen[-3:]}")
+
+
+def _completed(name: str):
+    def check(m: dict) -> bool:
+        return (
+            m["type"] == "TRACE"
+            and m["trace"]["type"] == "STREAM_STATUS"
+            and m["trace"]["stream_status"]["stream_descriptor"]["name"] == name
+            and m["trace"]["stream_status"]["status"] == "COMPLETE"
+        )
+
+    return check
+
+
+def _start_read(write_json, config: dict, streams: list[dict]) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [SOURCE, "read", "--config", write_json("config.json", config), "--catalog",
+         write_json("catalog.json", configured_catalog(streams))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.daemon = True
+    watchdog.start()
+    return proc
+
+
+def test_snapshot_is_consistent_across_streams(
+    pg_server, source_db, source_conn, source_config, write_json
+) -> None:
+    """Rows committed by another session after the read began appear in no stream.
+
+    Deterministic: a second session holds a lock on table b, so the read of b waits; once
+    stream a is COMPLETE, that session inserts into a and b, commits and lets the read go on.
+    """
+    source_conn.execute(
+        "CREATE TABLE a (id int); CREATE TABLE b (id int);"
+        "INSERT INTO a SELECT generate_series(1, 3); INSERT INTO b SELECT generate_series(1, 3)"
+    )
+    streams = [table_stream("a", {"id": {}}), table_stream("b", {"id": {}})]
+    with psycopg.connect(pg_server.conninfo(source_db)) as other:
+        other.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
+        proc = _start_read(write_json, source_config, streams)
+        before = _run_until(proc, _completed("a"))
+        other.execute("INSERT INTO a VALUES (100); INSERT INTO b VALUES (100)")
+        other.commit()
+        rest, _ = proc.communicate(timeout=120)
+    messages = before + [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 0
+    ids = {
+        name: sorted(m["record"]["data"]["id"] for m in messages
+                     if m["type"] == "RECORD" and m["record"]["stream"] == name)
+        for name in ("a", "b")
+    }  # fmt: skip
+    assert ids == {"a": [1, 2, 3], "b": [1, 2, 3]}
+    assert source_conn.execute("SELECT count(*) FROM b").fetchone()[0] == 4
+
+
+def test_table_dropped_mid_read_fails_only_its_stream(
+    pg_server, source_db, source_conn, source_config, write_json
+) -> None:
+    """A table dropped while the sync runs ends INCOMPLETE; streams after it still complete."""
+    source_conn.execute(
+        "CREATE TABLE a (id int); CREATE TABLE b (id int); CREATE TABLE c (id int);"
+        "INSERT INTO a VALUES (1); INSERT INTO b VALUES (2); INSERT INTO c VALUES (3)"
+    )
+    streams = [table_stream(n, {"id": {}}) for n in ("a", "b", "c")]
+    with psycopg.connect(pg_server.conninfo(source_db)) as other:
+        other.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
+        proc = _start_read(write_json, source_config, streams)
+        before = _run_until(proc, _completed("a"))
+        other.execute("DROP TABLE b")
+        other.commit()
+        rest, _ = proc.communicate(timeout=120)
+    messages = before + [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode != 0
+    statuses = {
+        name: [m["trace"]["stream_status"]["status"] for m in messages
+               if m["type"] == "TRACE" and m["trace"]["type"] == "STREAM_STATUS"
+               and m["trace"]["stream_status"]["stream_descriptor"]["name"] == name]
+        for name in ("a", "b", "c")
+    }  # fmt: skip
+    assert statuses["a"][-1] == "COMPLETE" and statuses["c"][-1] == "COMPLETE"
+    assert statuses["b"][-1] == "INCOMPLETE"
+    errors = [m["trace"]["error"] for m in messages
+              if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+    assert [e["stream_descriptor"]["name"] for e in errors] == ["b"]
+    assert [m["record"]["data"] for m in messages if m["type"] == "RECORD"] == [
+        {"id": 1},
+        {"id": 3},
+    ]
+
+
+def test_incremental_stream_is_refused_clearly(source_conn, source_config, write_json) -> None:
+    """An incremental stream ends INCOMPLETE saying incremental is not supported yet."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    result = read(write_json, source_config, [table_stream("t", {"id": {}})], "incremental")
+    assert result.returncode != 0
+    (error,) = result.errors()
+    assert "not supported" in error["message"] and error["failure_type"] == "config_error"
+
+
+def test_unsupported_method_fails_read(source_conn, source_config, write_json) -> None:
+    """replication_method Xmin makes read fail with a config_error saying not supported yet."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    config = {**source_config, "replication_method": {"method": "Xmin"}}
+    result = read(write_json, config, [table_stream("t", {"id": {}})])
+    assert result.returncode != 0
+    (error,) = result.errors()
+    assert error["failure_type"] == "config_error" and "Xmin" in error["message"]
+
+
+def test_bad_credentials_fail_read_without_leaking(source_config, write_json) -> None:
+    """A wrong password makes read fail with config_error and never prints the password."""
+    secret = "wrong-Pa55word-77"
+    result = read(write_json, {**source_config, "password": secret}, [table_stream("t", {})])
+    assert result.returncode != 0
+    (error,) = result.errors()
+    assert error["failure_type"] == "config_error"
+    assert secret not in result.stdout + result.stderr
+
+
+def test_malformed_catalog_is_a_config_error(source_config, write_json) -> None:
+    """A catalog with an invalid sync_mode fails with a config_error naming it."""
+    catalog = {"streams": [{"stream": {"name": "t", "json_schema": {}}, "sync_mode": "INVALID"}]}
+    result = run_source(
+        "read", "--config", write_json("config.json", source_config),
+        "--catalog", write_json("catalog.json", catalog),
+    )  # fmt: skip
+    assert result.returncode != 0
+    (error,) = result.errors()
+    assert error["failure_type"] == "config_error" and "INVALID" in error["message"]
+
+
+def test_read_path_does_not_import_the_cdk(source_conn, source_config, write_json) -> None:
+    """The lean read path never imports airbyte_cdk (about a second per process)."""
+    source_conn.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+    args = ["read", "--config", write_json("config.json", source_config),
+            "--catalog", write_json("catalog.json", configured_catalog(
+                [table_stream("t", {"id": {}})]))]  # fmt: skip
+    code = (
+        "import sys, io\n"
+        "from source_postgres.lean import main_read\n"
+        "out = io.BytesIO()\n"
+        f"rc = main_read({args!r}, out)\n"
+        "assert rc == 0, out.getvalue()\n"
+        "assert b'RECORD' in out.getvalue()\n"
+        "assert not [m for m in sys.modules if m.startswith('airbyte_cdk')]\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
