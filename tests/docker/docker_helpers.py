@@ -1,0 +1,201 @@
+"""Helpers for the Docker tests: the engine, the images, `docker run` as a user types it.
+
+The connectors run as `docker run --rm ... IMAGE VERB` subprocesses (the docker CLI, exactly as
+the README shows), on the host network: the test PostgreSQL listens on 127.0.0.1 of this
+machine, which a container reaches only with `--network host`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONNECTORS = ("source-postgres", "destination-postgres")
+IMAGES = {name: f"pgbyte/{name}:dev" for name in CONNECTORS}
+SOURCE_IMAGE = IMAGES["source-postgres"]
+DEST_IMAGE = IMAGES["destination-postgres"]
+TUTORIAL_ROWS = [(1, "Mary X"), (2, "John D")]
+BUILD_TIMEOUT = 1800  # a cold build downloads the CDK and its dependencies from PyPI
+
+
+def engine_error() -> str | None:
+    """None when a Docker engine answers, else why not (the reason the tests are skipped)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"no Docker engine answers ({type(exc).__name__}: {exc})"
+    return None
+
+
+def build_images() -> None:
+    """`scripts/build-images.sh` (what `make images` runs); layer-cached after the first time."""
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "build-images.sh")],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr)[-4000:]
+        raise RuntimeError(f"scripts/build-images.sh failed ({result.returncode}):\n{tail}")
+
+
+def package_version(connector: str) -> str:
+    with open(REPO_ROOT / connector / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["project"]["version"]
+
+
+def inspect_image(image: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)[0]
+
+
+@dataclass
+class Run:
+    """One finished `docker run` (or shell pipeline)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Every stdout line parsed as JSON: a line that is not JSON fails the test."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    def records(self, stream: str) -> list[dict[str, Any]]:
+        return [
+            m["record"]["data"] for m in self.of_type("RECORD") if m["record"]["stream"] == stream
+        ]
+
+    @property
+    def connection_status(self) -> dict[str, Any]:
+        (status,) = self.of_type("CONNECTION_STATUS")
+        return status["connectionStatus"]
+
+    @property
+    def catalog(self) -> dict[str, Any]:
+        (catalog,) = self.of_type("CATALOG")
+        return catalog["catalog"]
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [m["trace"]["error"] for m in self.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
+
+    def explain(self) -> str:
+        out, err = self.stdout[-3000:], self.stderr[-3000:]
+        return f"exit {self.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+
+
+def docker_run_argv(
+    image: str,
+    *args: str,
+    secrets: Path | None = None,
+    network: str = "host",
+    interactive: bool = False,
+    workdir: str | None = None,
+) -> list[str]:
+    """The README's `docker run` line: --rm, host network, secrets mounted at /secrets."""
+    argv = ["docker", "run", "--rm", "--network", network]
+    if interactive:
+        argv.append("-i")
+    if secrets is not None:
+        argv += ["-v", f"{secrets}:/secrets:ro"]
+    if workdir is not None:
+        argv += ["-w", workdir]
+    return [*argv, image, *args]
+
+
+def docker_run(
+    image: str,
+    *args: str,
+    secrets: Path | None = None,
+    stdin: str | None = None,
+    network: str = "host",
+    workdir: str | None = None,
+    timeout: float = 600,
+) -> Run:
+    argv = docker_run_argv(
+        image,
+        *args,
+        secrets=secrets,
+        network=network,
+        interactive=stdin is not None,
+        workdir=workdir,
+    )
+    proc = subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_secrets(directory: Path, **files: Any) -> Path:
+    """JSON files in a directory the image's `airbyte` user (uid 1000) can read when mounted.
+
+    Test credentials only (a throwaway server): the directory is 0755 and the files 0644 because
+    the container's user is not the test's user.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    for name, payload in files.items():
+        path = directory / f"{name}.json"
+        path.write_text(json.dumps(payload))
+        os.chmod(path, 0o644)
+    return directory
+
+
+def configured_catalog(
+    streams: list[dict[str, Any]],
+    *,
+    sync_mode: str = "full_refresh",
+    destination_sync_mode: str = "overwrite",
+) -> dict[str, Any]:
+    """A configured catalog selecting the given discovered streams."""
+    return {
+        "streams": [
+            {
+                "stream": stream,
+                "sync_mode": sync_mode,
+                "destination_sync_mode": destination_sync_mode,
+                **(
+                    {"primary_key": stream["source_defined_primary_key"]}
+                    if stream.get("source_defined_primary_key")
+                    else {}
+                ),
+            }
+            for stream in streams
+        ]
+    }
+
+
+def pipeline_stream(catalog: dict[str, Any], name: str) -> dict[str, Any]:
+    (stream,) = [s for s in catalog["streams"] if s["name"] == name]
+    return stream
+
+
+def containers_with_label(label: str) -> list[str]:
+    """Ids of the containers (running or not) that carry `label`."""
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
