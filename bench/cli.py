@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -103,9 +104,14 @@ def _probe_programs(ctx: Context, needed: set[str]) -> None:
         "destination": (ctx.commands.destination, ["spec"], b'"SPEC"'),
         "pgbyte": (ctx.commands.pgbyte, ["--help"], b"sync"),
     }
-    for name in sorted(needed):
-        command, args, expect = checks[name]
-        reason = probe(command, args, ctx.workdir, expect)
+    # Side by side: each answer costs an interpreter start and, for connectors, the CDK import.
+    with ThreadPoolExecutor(max_workers=len(needed)) as pool:
+        answers = {
+            name: pool.submit(probe, *checks[name][:2], ctx.workdir, checks[name][2])
+            for name in sorted(needed)
+        }
+    for name, answer in answers.items():
+        reason = answer.result()
         ctx.unavailable[name] = reason
         ctx.report.meta.setdefault("programs", {})[name] = reason or "available"
         progress(f"  {name}: {reason or 'available'}")

@@ -8,8 +8,8 @@ off), as DESIGN.md §5 measured them, so a run needs nothing set up beforehand. 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 from pgbyte.throwaway_pg import ThrowawayServer, find_bin_dir
@@ -87,9 +87,11 @@ class Servers:
     started: list[ThrowawayServer] = field(default_factory=list)
 
     def endpoints(self) -> tuple[Endpoint, Endpoint]:
-        return self._endpoint("source", self.source_dsn), self._endpoint(
-            "destination", self.dest_dsn
-        )
+        """Both endpoints; two throwaway servers start side by side (initdb takes seconds)."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            source = pool.submit(self._endpoint, "source", self.source_dsn)
+            dest = pool.submit(self._endpoint, "destination", self.dest_dsn)
+            return source.result(), dest.result()
 
     def _endpoint(self, role: str, dsn: str | None) -> Endpoint:
         if dsn:
@@ -108,9 +110,6 @@ class Servers:
     def stop(self) -> None:
         while self.started:
             self.started.pop().stop()
-
-    def data_dirs(self) -> list[Path]:
-        return [server.root for server in self.started if server.root]
 
 
 def server_version(endpoint: Endpoint) -> str:

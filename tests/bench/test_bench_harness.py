@@ -7,7 +7,10 @@ in; a stub that exits 2 stands for a connector not implemented yet; one run uses
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +160,25 @@ def test_real_connectors_never_crash_the_harness(tmp_path):
     for key, step in report["steps"].items():
         assert step["status"] in ("ok", "failed", "unavailable"), key
         assert step["status"] == "ok" or step["reason"]
+
+
+def test_ctrl_c_ends_children_and_removes_temp_files(tmp_path):
+    """SIGINT mid-run exits 130, ends the running connector and removes the work directory."""
+    pidfile, workdir = tmp_path / "pid", tmp_path / "work"
+    workdir.mkdir()
+    env = {**os.environ, "SLOW_SOURCE_PIDFILE": str(pidfile)}
+    harness = subprocess.Popen(
+        [PYTHON, "-m", "bench", "--rows", "200", "--only", "source", "--workdir", str(workdir),
+         "--source-cmd", fake("slow_source.py"), "--json", str(tmp_path / "r.json")],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() and time.monotonic() < deadline and harness.poll() is None:
+        time.sleep(0.2)
+    assert pidfile.exists(), "the slow source never started"
+    time.sleep(0.3)
+    harness.send_signal(signal.SIGINT)
+    assert harness.wait(timeout=60) == 130
+    child = int(pidfile.read_text())
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
+    assert list(workdir.iterdir()) == []
