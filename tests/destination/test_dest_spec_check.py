@@ -1,0 +1,96 @@
+"""spec (Airbyte-compatible, lint-clean) and check (probe table; actionable failures)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import jsonschema
+import psycopg
+from airbyte_cdk.test.standard_tests._spec_lint import find_secret_marking_errors
+from dest_helpers import FIXTURES, SCRIPT, table_names
+
+
+def _run(*args: str) -> tuple[int, list[dict]]:
+    proc = subprocess.run([SCRIPT, *args], capture_output=True, timeout=60, check=False)
+    return proc.returncode, [json.loads(x) for x in proc.stdout.splitlines() if x.startswith(b"{")]
+
+
+def _spec() -> dict:
+    rc, messages = _run("spec")
+    assert rc == 0
+    (spec,) = [m["spec"] for m in messages if m["type"] == "SPEC"]
+    return spec
+
+
+def test_spec_sync_modes() -> None:
+    """spec offers overwrite, append and append_dedup."""
+    assert _spec()["supported_destination_sync_modes"] == ["overwrite", "append", "append_dedup"]
+
+
+def test_spec_passes_the_cdk_secret_lint() -> None:
+    """Every secret-looking property is marked airbyte_secret, nothing else is."""
+    assert find_secret_marking_errors(_spec()["connectionSpecification"]) == []
+
+
+def test_airbyte_config_validates_unchanged() -> None:
+    """A config written for Airbyte's destination-postgres (PyAirbyte's shape) validates."""
+    config = json.loads((FIXTURES / "airbyte_destination_config.json").read_text())
+    jsonschema.validate(config, _spec()["connectionSpecification"])
+
+
+def _check(tmp_path, config: dict) -> tuple[dict, str]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.run(
+        [SCRIPT, "check", "--config", str(path)], capture_output=True, timeout=60, check=False
+    )
+    out = proc.stdout.decode() + proc.stderr.decode()
+    (status,) = [
+        json.loads(x)["connectionStatus"]
+        for x in proc.stdout.splitlines()
+        if b"CONNECTION_STATUS" in x
+    ]
+    return status, out
+
+
+def test_check_succeeds_and_creates_schema(tmp_path, dest_config, dest_conn) -> None:
+    """check passes, creates the missing target schema, and leaves no probe table behind."""
+    status, _ = _check(tmp_path, {**dest_config, "schema": "fresh_schema"})
+    assert status["status"] == "SUCCEEDED"
+    assert table_names(dest_conn, "fresh_schema") == []
+    assert dest_conn.execute("SELECT 1 FROM pg_namespace WHERE nspname='fresh_schema'").fetchone()
+
+
+def test_check_wrong_password_is_failed_without_secret(tmp_path, dest_config) -> None:
+    """A wrong password is FAILED, says to check the credentials, and never shows the password."""
+    status, out = _check(tmp_path, {**dest_config, "password": "Wr0ng-Passw0rd-123"})
+    assert status["status"] == "FAILED"
+    assert "password" in status["message"].lower()
+    assert "Wr0ng-Passw0rd-123" not in out
+    assert dest_config["password"] not in out
+
+
+def test_check_unknown_database(tmp_path, dest_config) -> None:
+    """An unknown database is FAILED naming the database."""
+    status, _ = _check(tmp_path, {**dest_config, "database": "no_such_db_xyz"})
+    assert status["status"] == "FAILED"
+    assert "no_such_db_xyz" in status["message"]
+
+
+def test_check_without_create_privilege(tmp_path, dest_config, dest_conn) -> None:
+    """A user that may not create tables gets FAILED with the GRANT to run."""
+    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_reader")
+    dest_conn.execute("CREATE ROLE pgbyte_reader LOGIN PASSWORD 'reader-pw-12345'")
+    dest_conn.execute("CREATE SCHEMA locked")
+    try:
+        config = {**dest_config, "username": "pgbyte_reader", "password": "reader-pw-12345",
+                  "schema": "locked"}  # fmt: skip
+        status, _ = _check(tmp_path, config)
+        assert status["status"] == "FAILED"
+        assert "GRANT CREATE ON SCHEMA locked" in status["message"]
+    finally:
+        dest_conn.execute("DROP SCHEMA locked CASCADE")
+        with psycopg.ClientCursor(dest_conn) as cur:
+            cur.execute("DROP OWNED BY pgbyte_reader")
+        dest_conn.execute("DROP ROLE pgbyte_reader")
