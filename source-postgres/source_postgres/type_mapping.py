@@ -190,18 +190,26 @@ def scalar_expr(ref: sql.Composable, kind: str) -> sql.Composable:
         # Rendered in UTC with a Z, as Airbyte does.
         return _timestamp(sql.SQL("({0}::timestamptz AT TIME ZONE 'UTC')").format(ref), suffix="Z")
     if kind == "time":
-        return sql.SQL("to_char({0}::time, {1})").format(ref, _TIME_FORMAT)
+        return _time_of_day(ref)
     if kind == "timetz":
         offset = sql.SQL("extract(timezone FROM {0}::timetz)").format(ref)
         return sql.SQL(
-            "to_char({0}::time, {1}) || CASE WHEN {2} = 0 THEN 'Z' ELSE "
-            "(CASE WHEN {2} < 0 THEN '-' ELSE '+' END) || "
-            "to_char(make_interval(secs => abs({2})::float8), 'HH24:MI') END"
-        ).format(ref, _TIME_FORMAT, offset)
+            "{0} || CASE WHEN {1} = 0 THEN 'Z' ELSE "
+            "(CASE WHEN {1} < 0 THEN '-' ELSE '+' END) || "
+            "to_char(make_interval(secs => abs({1})::float8), 'HH24:MI') END"
+        ).format(_time_of_day(sql.SQL("{0}::timetz").format(ref)), offset)
     if kind == "bytea":
         # encode() wraps base64 every 76 characters; the newlines are not part of the value.
         return sql.SQL("translate(encode({0}::bytea, 'base64'), E'\\n', '')").format(ref)
     return sql.SQL("{0}::text").format(ref)
+
+
+def _time_of_day(ref: sql.Composable) -> sql.Composable:
+    # HH:MM:SS, plus .ffffff only when there is a fraction: Airbyte's usual shape, and the one
+    # the CDK's record validator accepts for format "time" (it checks %H:%M:%S).
+    return sql.SQL("regexp_replace(to_char({0}::time, {1}), '\\.000000$', '')").format(
+        ref, _TIME_FORMAT
+    )
 
 
 def _timestamp(ref: sql.Composable, *, suffix: str) -> sql.Composable:

@@ -11,6 +11,12 @@ import pytest
 from source_helpers import Run, configured_catalog, run_source
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers the CDK standard suite puts on its tests (--strict-markers is on)."""
+    config.addinivalue_line("markers", "image_tests: CDK standard tests that build an image")
+    config.addinivalue_line("markers", "requires_creds: CDK scenarios that need real credentials")
+
+
 @pytest.fixture
 def write_json(tmp_path: Path) -> Callable[[str, Any], str]:
     """Write an object as a JSON file under tmp_path; returns its path."""
