@@ -23,7 +23,7 @@ def run_check(config: dict[str, Any]) -> tuple[bool, str | None]:
                 _probe(conn, schema, cfg.settings.username)
     except PgbyteError as exc:
         return False, exc.message
-    except Exception as exc:  # noqa: BLE001 - check reports, never raises
+    except Exception as exc:  # check reports, never raises
         return False, classify_error(exc, context="Checking the destination failed").message
     return True, None
 

@@ -109,7 +109,7 @@ class Writer:
             for lines in batches:
                 self.handle_lines(lines)
             return self.finish()
-        except BaseException as exc:  # noqa: BLE001 - every failure ends the same way
+        except BaseException as exc:  # every failure ends the same way
             self.abort()
             if isinstance(exc, KeyboardInterrupt):
                 self.out.error("The write was interrupted; nothing after the last STATE was "

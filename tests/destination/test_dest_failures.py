@@ -1,0 +1,76 @@
+"""overwrite when the source fails or the input stops early: previous tables are untouched."""
+
+from __future__ import annotations
+
+import json
+
+from dest_helpers import FIXTURES, record, state, status, table_names
+
+STREAM = "overwrite_full_refresh_demo"
+CATALOG = FIXTURES / "tutorial_catalog_overwrite.json"
+SOURCE_ERROR = json.dumps({
+    "type": "TRACE",
+    "trace": {"type": "ERROR", "emitted_at": 1, "error": {
+        "message": "Lost the connection to the source database.",
+        "failure_type": "transient_error"}},
+}).encode()  # fmt: skip
+
+
+def _previous(run_write, dest_conn) -> list:
+    assert run_write(CATALOG, FIXTURES / "tutorial_sync1_overwrite.jsonl").returncode == 0
+    return _rows(dest_conn)
+
+
+def _rows(dest_conn) -> list:
+    return dest_conn.execute(
+        f"SELECT n.id, n.name, r._airbyte_ab_id FROM {STREAM} n "
+        f"JOIN _airbyte_raw_{STREAM} r USING (_airbyte_ab_id) ORDER BY 1"
+    ).fetchall()
+
+
+def _lines(*lines: bytes) -> bytes:
+    return b"\n".join(lines) + b"\n"
+
+
+def test_no_complete_keeps_previous_tables(run_write, dest_conn) -> None:
+    """STARTED but EOF before COMPLETE: no swap, error names the stream, exit non-zero."""
+    before = _previous(run_write, dest_conn)
+    result = run_write(CATALOG, _lines(
+        status(STREAM, "STARTED"), record(STREAM, {"id": 9, "name": "X"}),
+        state(STREAM, {"n": 1}), record(STREAM, {"id": 10, "name": "Y"}),
+    ))  # fmt: skip
+    assert result.returncode != 0
+    assert STREAM in result.errors[0]["message"]
+    assert _rows(dest_conn) == before
+    assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}", STREAM]
+
+
+def test_source_error_keeps_previous_tables(run_write, dest_conn) -> None:
+    """A TRACE ERROR from the source (no COMPLETE) leaves the previous tables as they were."""
+    before = _previous(run_write, dest_conn)
+    result = run_write(CATALOG, _lines(
+        record(STREAM, {"id": 9, "name": "X"}), SOURCE_ERROR,
+    ))  # fmt: skip
+    assert result.returncode != 0
+    assert "source failed" in result.errors[0]["message"]
+    assert _rows(dest_conn) == before
+    assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}", STREAM]
+
+
+def test_no_statuses_clean_eof_swaps(run_write, dest_conn) -> None:
+    """A source that sends no stream statuses: a clean end of input completes the stream."""
+    _previous(run_write, dest_conn)
+    result = run_write(CATALOG, _lines(record(STREAM, {"id": 7, "name": "Solo"})))
+    assert result.returncode == 0
+    assert [(i, n) for i, n, _ in _rows(dest_conn)] == [(7, "Solo")]
+
+
+def test_complete_swaps_even_if_a_later_stream_fails(run_write, dest_conn) -> None:
+    """COMPLETE swaps at once: input breaking afterwards does not undo that stream."""
+    _previous(run_write, dest_conn)
+    result = run_write(CATALOG, _lines(
+        status(STREAM, "STARTED"), record(STREAM, {"id": 5, "name": "Done"}),
+        status(STREAM, "COMPLETE"), b"{not json",
+    ))  # fmt: skip
+    assert result.returncode != 0
+    assert [(i, n) for i, n, _ in _rows(dest_conn)] == [(5, "Done")]
