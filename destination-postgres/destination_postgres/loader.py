@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 
 from destination_postgres import ddl
@@ -106,7 +105,7 @@ def flush(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
     conn.execute("SAVEPOINT pgbyte_batch")
     try:
         conn.execute(_statement(target, safe=False))
-    except pg_errors.DataException:
+    except psycopg.DataError:
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_batch")
         _safe_load(conn, target)
     conn.execute("RELEASE SAVEPOINT pgbyte_batch")

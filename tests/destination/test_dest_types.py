@@ -1,0 +1,153 @@
+"""Every JSON-schema type → its column type and value; uncastable → NULL; new columns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from dest_helpers import FIXTURES, catalog_for, column_types, record
+
+CATALOG = FIXTURES / "types_catalog.json"
+RECORDS = FIXTURES / "types_records.jsonl"
+
+EXPECTED_TYPES = {
+    "int_col": "bigint",
+    "int_as_number": "bigint",
+    "big_int": "numeric",  # widened: a value does not fit in bigint
+    "num_col": "numeric",
+    "bool_col": "boolean",
+    "date_col": "date",
+    "ts_tz": "timestamp with time zone",
+    "ts_plain": "timestamp without time zone",
+    "ts_default": "timestamp with time zone",
+    "time_tz": "time with time zone",
+    "time_plain": "time without time zone",
+    "str_col": "text",
+    "obj_col": "jsonb",
+    "arr_col": "jsonb",
+    "union_col": "jsonb",
+    "untyped": "jsonb",
+    "ref_int": "bigint",
+    "ref_tstz": "timestamp with time zone",
+}
+
+
+def test_column_types(run_write, dest_conn) -> None:
+    """Each JSON-schema type gets its PostgreSQL column type (integers widened when needed)."""
+    assert run_write(CATALOG, RECORDS).returncode == 0
+    types = column_types(dest_conn, "all_types")
+    assert {k: v for k, v in types.items() if not k.startswith("_airbyte")} == EXPECTED_TYPES
+
+
+def test_values(run_write, dest_conn) -> None:
+    """Each value arrives exactly: big integers and long decimals keep every digit."""
+    assert run_write(CATALOG, RECORDS).returncode == 0
+    cur = dest_conn.execute("SELECT * FROM all_types ORDER BY int_col NULLS LAST")
+    names = [d.name for d in cur.description]
+    row = dict(zip(names, cur.fetchone(), strict=True))
+    utc = dt.UTC
+    assert row["int_col"] == 42 and row["int_as_number"] == 7 and row["ref_int"] == -9
+    assert row["big_int"] == Decimal("123456789012345678901234567890")
+    assert row["num_col"] == Decimal("12345678901234567890.123456789012345678")
+    assert row["bool_col"] is True
+    assert row["date_col"] == dt.date(2021, 2, 28)
+    assert row["ts_tz"] == dt.datetime(2022, 3, 4, 3, 6, 7, 123456, tzinfo=utc)
+    assert row["ts_plain"] == dt.datetime(2022, 3, 4, 5, 6, 7, 500000)
+    assert row["ts_default"] == dt.datetime(2022, 3, 4, 5, 6, 7, tzinfo=utc)
+    assert row["time_tz"] == dt.time(10, 11, 12, tzinfo=dt.timezone(dt.timedelta(hours=3)))
+    assert row["time_plain"] == dt.time(10, 11, 12, 250000)
+    assert row["str_col"] == 'héllo "wörld" \\ \t tab'
+    assert row["obj_col"] == {"a": 1, "b": [True, None]}
+    assert row["arr_col"] == [1, 2, 3]
+    assert row["union_col"] == "x"
+    assert row["untyped"] == {"k": "v"}
+    assert row["ref_tstz"] == dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=utc)
+
+
+def test_raw_keeps_exact_json(run_write, dest_conn) -> None:
+    """The raw table holds the record's data as sent (numbers not rounded through floats)."""
+    assert run_write(CATALOG, RECORDS).returncode == 0
+    text = dest_conn.execute(
+        "SELECT _airbyte_data->>'big_int', _airbyte_data->>'num_col' FROM _airbyte_raw_all_types"
+        " WHERE _airbyte_data->>'int_col' = '42'"
+    ).fetchone()
+    assert text == ("123456789012345678901234567890", "12345678901234567890.123456789012345678")
+
+
+def test_missing_and_null_values_are_null(run_write, dest_conn) -> None:
+    """Absent properties and JSON nulls are SQL NULL (jsonb columns too)."""
+    assert run_write(CATALOG, RECORDS).returncode == 0
+    row = dest_conn.execute(
+        "SELECT int_col, date_col, obj_col, str_col FROM all_types WHERE bool_col = false"
+    ).fetchone()
+    assert row == (None, None, None, None)
+
+
+UNCASTABLE = {"i": "abc", "d": "2020-13-45", "b": "maybe", "n": "12x", "t": "25:99"}
+
+
+def test_uncastable_values_become_null_and_are_counted(run_write, dest_conn) -> None:
+    """A value that cannot be cast is NULL in its column, kept in raw, counted in a WARN log."""
+    props = {
+        "i": {"type": "integer"}, "d": {"type": "string", "format": "date"},
+        "b": {"type": "boolean"}, "n": {"type": "number"},
+        "t": {"type": "string", "format": "time"}, "ok": {"type": "integer"},
+    }  # fmt: skip
+    lines = [record("casts", {**UNCASTABLE, "ok": 1}), record("casts", {"i": 5, "ok": 2})]
+    result = run_write(catalog_for([("casts", props)], "append"), b"\n".join(lines) + b"\n")
+    assert result.returncode == 0
+    rows = dest_conn.execute("SELECT i, d, b, n, t, ok FROM casts ORDER BY ok").fetchall()
+    assert rows == [(None, None, None, None, None, 1), (5, None, None, None, None, 2)]
+    raw = dest_conn.execute(
+        "SELECT _airbyte_data FROM _airbyte_raw_casts WHERE _airbyte_data->>'ok' = '1'"
+    ).fetchone()[0]
+    assert {k: raw[k] for k in UNCASTABLE} == UNCASTABLE
+    (warn,) = [m for m in result.logs if "could not be cast" in m]
+    assert "5 value(s)" in warn
+
+
+def test_new_column_in_later_append_sync(run_write, dest_conn) -> None:
+    """A property new in a later append sync becomes a column; earlier rows keep NULL there."""
+    first = catalog_for([("grow", {"id": {"type": "integer"}})], "append")
+    assert run_write(first, record("grow", {"id": 1}) + b"\n").returncode == 0
+    second = catalog_for(
+        [("grow", {"id": {"type": "integer"}, "Added Col": {"type": "string"}})], "append"
+    )
+    result = run_write(second, record("grow", {"id": 2, "Added Col": "new"}) + b"\n")
+    assert result.returncode == 0
+    assert dest_conn.execute('SELECT id, "Added Col" FROM grow ORDER BY id').fetchall() == [
+        (1, None), (2, "new"),
+    ]  # fmt: skip
+
+
+def test_nul_characters_are_stripped_and_counted(run_write, dest_conn) -> None:
+    """\\u0000 (which PostgreSQL cannot store) is removed and counted; an escaped backslash
+    followed by 'u0000' is ordinary text and stays."""
+    line = (
+        b'{"type":"RECORD","record":{"stream":"nul","emitted_at":1,"data":'
+        b'{"s":"a\\u0000b","lit":"x\\\\u0000y","o":{"k\\u0000":"\\u0000"}}}}'
+    )
+    props = {"s": {"type": "string"}, "lit": {"type": "string"}, "o": {"type": "object"}}
+    result = run_write(catalog_for([("nul", props)], "append"), line + b"\n")
+    assert result.returncode == 0
+    row = dest_conn.execute("SELECT s, lit, o FROM nul").fetchone()
+    assert row == ("ab", "x\\u0000y", {"k": ""})
+    assert any("3 NUL character(s)" in m for m in result.logs)
+
+
+def test_fifty_megabyte_value_loads(run_write, dest_conn) -> None:
+    """A single 50 MB string value loads intact into both tables."""
+    big = "x" * (50 << 20)
+    line = json.dumps({"type": "RECORD", "record": {"stream": "big", "emitted_at": 1,
+                                                    "data": {"id": 1, "blob": big}}})  # fmt: skip
+    props = {"id": {"type": "integer"}, "blob": {"type": "string"}}
+    result = run_write(catalog_for([("big", props)], "overwrite"), line.encode() + b"\n")
+    assert result.returncode == 0, result.errors
+    assert dest_conn.execute("SELECT length(blob) FROM big").fetchone()[0] == 50 << 20
+    assert (
+        dest_conn.execute("SELECT length(_airbyte_data->>'blob') FROM _airbyte_raw_big").fetchone()[
+            0
+        ]
+        == 50 << 20
+    )
