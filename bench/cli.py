@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -28,7 +29,7 @@ from bench.connectors import Commands, builtin_stream, discover_stream, probe
 from bench.context import Context, progress
 from bench.dataset import INCREMENTAL_TABLE, TABLE, load_firenibble, prepare_copy_table
 from bench.process import MASK, kill_all
-from bench.report import FAILED, Report, render
+from bench.report import FAILED, PENDING, Report, Step, render
 from bench.servers import Servers, server_version
 
 SCENARIOS = ("source", "destination", "pipe", "sync", "incremental")
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> Report:
             "repeat": args.repeat,
             "scenarios_requested": args.only,
             "machine": machine(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "postgres": server_version(source),
             "servers": "given DSNs"
             if args.source_dsn or args.dest_dsn
@@ -184,23 +186,41 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> Report:
 
     progress("baselines")
     if "source" in only:
-        baselines.copy_text(ctx)
+        _guard(ctx, baselines.copy_text, "copy_text")
     if "destination" in only:
-        baselines.copy_from(ctx)
+        _guard(ctx, baselines.copy_from, "copy_from")
     if only & {"pipe", "sync"}:
-        baselines.copy_pipe(ctx)
+        _guard(ctx, baselines.copy_pipe, "copy_pipe")
     for name in ("source", "destination", "pipe", "sync"):
         if name in only:
             progress(name)
-            getattr(scenarios, name)(ctx)
+            _guard(ctx, getattr(scenarios, name), name)
     if "incremental" in only:
         progress("incremental")
-        incremental.incremental(ctx)
+        _guard(ctx, incremental.incremental, "inc_full", "inc_first", "inc_update")
     _goals(ctx, only)
+    report.meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.scenarios = {
         key: {"status": step.status, "reason": step.reason} for key, step in report.steps.items()
     }
     return report
+
+
+def _guard(ctx: Context, scenario: Callable[[Context], object], *keys: str) -> None:
+    """Run one scenario; a harness error fails its unfinished steps and the run goes on."""
+    try:
+        scenario(ctx)
+    except Exception as exc:
+        print(MASK(traceback.format_exc()), file=sys.stderr)
+        reason = MASK(f"harness error: {type(exc).__name__}: {exc}")
+        for key in keys:
+            step = ctx.report.steps.get(key) or ctx.report.add(Step(key, key, ()))
+            if step.status == PENDING:
+                step.fail(reason)
+    for key in keys:  # a step left pending was never reached: say so rather than show nothing
+        step = ctx.report.steps.get(key)
+        if step is not None and step.status == PENDING:
+            step.fail("did not complete")
 
 
 def _goals(ctx: Context, only: set[str]) -> None:

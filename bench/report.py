@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.process import Outcome
 
-OK, FAILED, UNAVAILABLE, SKIPPED = "ok", "failed", "unavailable", "skipped"
+OK, FAILED, UNAVAILABLE, PENDING = "ok", "failed", "unavailable", "pending"
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Step:
     processes: tuple[str, ...]
     rows: int = 0
     runs: list[Outcome] = field(default_factory=list)
-    status: str = OK
+    status: str = PENDING  # until every run of the step ran and verified
     reason: str = ""
     verified: dict[str, Any] = field(default_factory=dict)
     table_bytes: int = 0  # MB/s is table heap bytes per second when set
@@ -156,6 +156,8 @@ def render(report: Report) -> str:
         f"({meta['table']['heap_bytes'] / 1e6:.1f} MB heap) · {meta['date']}",
         f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gb']} GB RAM · "
         f"PostgreSQL {meta['postgres']} · repeat {meta['repeat']} (best / median)",
+        f"load average (1/5/15 min) at start {meta.get('load_average_at_start')}, "
+        f"at end {meta.get('load_average_at_end')}",
     ]
     lines += [f"{name}: {status}" for name, status in meta.get("programs", {}).items()]
     lines.append("")
