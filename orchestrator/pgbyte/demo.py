@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ CONNECTIONS = (("full-refresh-overwrite", "overwrite_", "overwrite"),
 PASSWORD_VAR = "PGBYTE_DEMO_PASSWORD"
 
 
-def psql_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+def psql_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str = "") -> str:
     """Format rows the way psql prints them (aligned columns, `(N rows)` footer)."""
+    rows = list(rows)
     cells = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = []

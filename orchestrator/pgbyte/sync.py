@@ -142,13 +142,15 @@ class SyncRun:
         while pump_thread.is_alive():
             self._check_cancel(source, dest)
             if progress.dest_broken or dest.poll() is not None:
-                # The destination is gone before the source finished: stop the source.
-                stop_process(source, grace=5)
-                dest_rc = self._wait(dest, 30.0, source, dest)
-                self.reason = self._dest_reason(dest_rc, dest_tail)
-                return
+                break
             self.reporter.tick()
             pump_thread.join(0.2)
+        if progress.dest_broken or (pump_thread.is_alive() and dest.poll() is not None):
+            # The destination is gone before the source finished: stop the source.
+            stop_process(source, grace=5)
+            dest_rc = self._wait(dest, 30.0, source, dest)
+            self.reason = self._dest_reason(dest_rc, dest_tail)
+            return
         source_rc = self._wait(source, SOURCE_EXIT_GRACE, source, dest)
         source_failed = source_rc != 0 or bool(progress.source_errors)
         if pump.partial_tail and not source_failed:

@@ -9,8 +9,11 @@ import orjson
 from orchestrator_helpers import REPO_ROOT, pgbyte, sync_json, write_connection
 
 
-def test_check_succeeds_for_good_configs(tmp_path, pg_server, source_config, dest_config):
+def test_check_succeeds_for_good_configs(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:
     """`pgbyte check` reports both connectors succeeded and exits 0."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
     conn = write_connection(tmp_path, source_config, dest_config)
     run = pgbyte("check", str(conn), "--json", password=pg_server.password)
     assert (run.returncode, [c["ok"] for c in orjson.loads(run.stdout)]) == (0, [True, True])
