@@ -33,6 +33,7 @@ class Context:
     unavailable: dict[str, str | None] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # results steps share (message counts)
 
     def path(self, name: str) -> Path:
         return self.workdir / name
