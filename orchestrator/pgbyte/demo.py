@@ -11,6 +11,7 @@ emitted, 3 rows in overwrite_full_refresh_demo, 5 in append_full_refresh_demo.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -35,7 +36,7 @@ PASSWORD_VAR = "PGBYTE_DEMO_PASSWORD"
 def psql_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str = "") -> str:
     """Format rows the way psql prints them (aligned columns, `(N rows)` footer)."""
     rows = list(rows)
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = []
     if title:
@@ -46,6 +47,14 @@ def psql_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str
         lines.append(" " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     lines.append(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):  # jsonb: print it as JSON, the way psql does
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def say(text: str = "") -> None:

@@ -74,7 +74,11 @@ class Session:
             self.live.add(proc)
 
     def call(self, runner: ConnectorRunner, verb: str, config: Path | None) -> CallResult:
-        return call(runner, verb, self.masker, config=config, log=self.log, track=self.track)
+        return call(runner, verb, self.masker, config=config, log=self._quiet_log, track=self.track)
+
+    def _quiet_log(self, level: str, text: str) -> None:
+        """spec/check/discover chatter is DEBUG; their warnings and errors still show."""
+        self.log("DEBUG" if level in ("INFO", "DEBUG", "TRACE") else level, text)
 
     def wait_all(self, futures: list[Future[Any]]) -> list[Any]:
         """Results of parallel calls; a cancel stops every connector still running."""
