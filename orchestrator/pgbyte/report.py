@@ -12,10 +12,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
 LEVELS = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4, "FATAL": 5}
 
 
@@ -48,8 +44,12 @@ class Reporter:
         self.tty = self.err.isatty() if tty is None else tty
         self.progress_every = progress_every
         self.min_level = LEVELS.get(min_level.upper(), 2)
-        self.console = Console(file=self.err, force_terminal=self.tty) if self.tty else None
-        self._live: Live | None = None
+        self.console: Any = None
+        if self.tty:  # rich costs import time: only on a terminal
+            from rich.console import Console
+
+            self.console = Console(file=self.err, force_terminal=True)
+        self._live: Any = None
         self._rows: Any = None
         self._started = time.monotonic()
         self._last_plain = 0.0
@@ -73,6 +73,8 @@ class Reporter:
         self._started = time.monotonic()
         self._last_plain = self._started
         if self.console is not None:
+            from rich.live import Live
+
             self._live = Live(self._table(), console=self.console, refresh_per_second=4)
             self._live.start()
 
@@ -111,7 +113,9 @@ class Reporter:
         eta = _eta(row["records"], row["estimate"], rate)
         return f"{text} {eta}".rstrip()
 
-    def _table(self) -> Table:
+    def _table(self) -> Any:
+        from rich.table import Table
+
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for column in ("stream", "status", "records", "MB", "records/s", "progress"):
             table.add_column(column, justify="left" if column in ("stream", "status") else "right")
