@@ -194,3 +194,18 @@ def test_destination_without_source_loads_sql_generated_messages(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert report["steps"]["destination"]["verified"]["raw_rows"] == ROWS
     assert any("generated in SQL" in note for note in report["notes"])
+
+
+def test_markdown_renders_the_saved_report(fake_run, tmp_path):
+    """`python -m bench.markdown` prints every step and goal of a saved report as a table."""
+    _, report = fake_run
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(report))
+    result = subprocess.run(
+        [PYTHON, "-m", "bench.markdown", str(path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "| COPY\\|COPY binary (source → destination) |" in result.stdout
+    assert result.stdout.count("| met |") + result.stdout.count("| missed |") == len(
+        report["goals"]
+    )
