@@ -82,7 +82,7 @@ class SourcePump:
 
     def run(self) -> None:
         fd = self.source.stdout.fileno()
-        carry = b""
+        carry: list[bytes] = []  # the start of an unfinished line (a list: long lines stay O(n))
         try:
             while True:
                 data = os.read(fd, CHUNK)
@@ -90,16 +90,16 @@ class SourcePump:
                     break
                 end = data.rfind(b"\n")
                 if end < 0:
-                    carry += data  # a line longer than a chunk: keep collecting it
+                    carry.append(data)  # a line longer than a chunk: keep collecting it
                     continue
-                block = b"".join((b"\n", carry, memoryview(data)[: end + 1]))
-                carry = data[end + 1 :]
+                block = b"".join((b"\n", *carry, memoryview(data)[: end + 1]))
+                carry = [data[end + 1 :]] if end + 1 < len(data) else []
                 out = self.process(block)
                 if out and not self.write(out):
                     return
         except OSError:
             return  # the source's pipe broke: its exit code tells the story
-        self.partial_tail = carry
+        self.partial_tail = b"".join(carry)
 
     def write(self, data: bytes | memoryview) -> bool:
         """Write everything to the destination; False once its stdin is gone."""

@@ -41,3 +41,16 @@ def test_summary_names_both_sides(tmp_path, pg_server, source_conn, source_confi
     keys = ("stream", "namespace", "destination_stream", "destination_namespace",
             "records_emitted", "records_committed")  # fmt: skip
     assert [stream[k] for k in keys] == ["users", "public", "x_users", "raw_public", 7, 7]
+
+
+def test_value_larger_than_a_block_arrives_whole(
+    tmp_path, pg_server, source_conn, source_config, dest_config, dest_conn
+) -> None:
+    """A 3 MB value (a RECORD line spanning several 1 MiB reads) is renamed and loaded intact."""
+    source_conn.execute("CREATE TABLE wide(id integer PRIMARY KEY, body text)")
+    source_conn.execute("INSERT INTO wide VALUES (1, repeat('ab', 1500000)), (2, 'small')")
+    conn = write_connection(tmp_path, source_config, dest_config, prefix="p_")
+    run, _ = sync_json(conn, pg_server.password)
+    assert run.returncode == 0, run.stderr
+    rows = dest_conn.execute("SELECT id, length(body) FROM public.p_wide ORDER BY id").fetchall()
+    assert rows == [(1, 3_000_000), (2, 5)]
