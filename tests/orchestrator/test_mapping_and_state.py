@@ -132,3 +132,18 @@ def test_secrets_from_spec_and_known_keys_are_masked() -> None:
     masker = Masker(collect_secrets(config, secret_keys_from_spec(spec)))
     text = masker.mask('login with pw-1, token tok-2, jdbc pw-3 and {"p": "pw-1"}')
     assert "pw-" not in text and "tok-2" not in text
+
+
+def test_files_for_connectors_are_private_and_removed(tmp_path) -> None:
+    """Config/catalog/state files: 0600 in a 0700 directory that is gone after the session."""
+    from pgbyte.session import Session
+
+    ref = ConnectorRef("source", {"password": "pw"}, command=("true",))
+    conn = Connection(name="c", path=tmp_path / "c.yaml", source=ref, destination=ref)
+    session = Session(conn, lambda level, text: None)
+    config, _ = session.configs()
+    state = session.private_file("state.json", [])
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in (config, state)}
+    directory = (stat.S_IMODE(session.dir.stat().st_mode), session.dir)
+    session.close()
+    assert (modes, directory[0], directory[1].exists()) == ({0o600}, 0o700, False)
