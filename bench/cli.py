@@ -36,6 +36,10 @@ SCENARIOS = ("source", "destination", "pipe", "sync", "incremental")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
+class SetupError(RuntimeError):
+    """The run cannot start as asked; the message says what to change."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -140,6 +144,10 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> Report:
     only = set(args.only)
     progress(f"setting up: {args.rows:,} rows, scenarios {', '.join(args.only)}")
     source, dest = servers.endpoints()
+    if (source.host, source.port, source.dbname) == (dest.host, dest.port, dest.dbname):
+        # The destination writes public.firenibble: in the source database it would replace
+        # the very table it reads.
+        raise SetupError("--source-dsn and --dest-dsn name the same database; use two databases")
     table = load_firenibble(source, args.rows, reuse=args.reuse)
     progress(
         f"  firenibble: {table.rows:,} rows, {table.heap_bytes / 1e6:.1f} MB heap"
@@ -263,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping children and servers, removing temp files", file=sys.stderr)
         return 130
+    except SetupError as exc:
+        print(f"benchmark not started: {MASK(str(exc))}", file=sys.stderr)
+        return 2
     except Exception as exc:  # say what broke, never a secret
         print(MASK(traceback.format_exc()), file=sys.stderr)
         print(f"benchmark failed: {MASK(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,24 @@ def fake_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict[s
 
 
 @pytest.fixture(scope="module")
-def stub_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """A run where all three programs are stubs that exit 2."""
+def stub_run(
+    tmp_path_factory, pg_server
+) -> Iterator[tuple[subprocess.CompletedProcess[str], dict[str, Any]]]:
+    """A run on given DSNs (the test server) where all three programs are stubs that exit 2."""
     tmp = tmp_path_factory.mktemp("bench-stub")
+    names = [f"bench_stub_{side}_{os.getpid()}" for side in ("src", "dst")]
+    for name in names:
+        pg_server.create_database(name)
     stub = fake("stub.py")
-    return run_bench(
-        tmp, "--repeat", "1", "--source-cmd", stub, "--dest-cmd", stub, "--pgbyte-cmd", stub
-    )
+    try:
+        yield run_bench(
+            tmp, "--repeat", "1", "--source-cmd", stub, "--dest-cmd", stub, "--pgbyte-cmd", stub,
+            "--source-dsn", pg_server.conninfo(names[0]),
+            "--dest-dsn", pg_server.conninfo(names[1]),
+        )  # fmt: skip
+    finally:
+        for name in names:
+            pg_server.drop_database(name)
 
 
 def test_fake_run_exits_zero_and_prints_the_table(fake_run):
@@ -143,6 +155,7 @@ def test_stub_programs_are_reported_unavailable(stub_run):
     for key in SCENARIO_STEPS:
         assert report["steps"][key]["status"] == "unavailable"
     assert "not implemented yet" in report["programs"]["source"]
+    assert report["servers"] == "given DSNs"
 
 
 def test_baselines_still_run_when_programs_are_stubs(stub_run):
@@ -209,3 +222,13 @@ def test_markdown_renders_the_saved_report(fake_run, tmp_path):
     assert result.stdout.count("| met |") + result.stdout.count("| missed |") == len(
         report["goals"]
     )
+
+
+def test_same_database_for_both_sides_is_refused(pg_server, make_database, tmp_path):
+    """The same database as source and destination is refused before anything is written."""
+    dsn = pg_server.conninfo(make_database("same"))
+    result, report = run_bench(tmp_path, "--source-dsn", dsn, "--dest-dsn", dsn)
+    assert result.returncode == 2
+    assert "same database" in result.stderr
+    assert pg_server.password not in result.stderr
+    assert report == {}
