@@ -42,6 +42,11 @@ class Step:
     def median(self) -> float | None:
         return statistics.median(self.times) if self.times and self.status == OK else None
 
+    @property
+    def cpu(self) -> float | None:
+        """Least CPU time (user + system of the measured processes, not the servers) of a run."""
+        return min(run.cpu_seconds for run in self.runs) if self.runs else None
+
     def peak_rss(self) -> dict[str, float]:
         """Peak RSS in MB per process over all runs."""
         peaks: dict[str, float] = {}
@@ -162,7 +167,8 @@ def render(report: Report) -> str:
     lines += [f"{name}: {status}" for name, status in meta.get("programs", {}).items()]
     lines.append("")
     header = (
-        f"{'step':<44} {'best s':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12}"
+        f"{'step':<44} {'best s':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'CPU s':>7}  "
+        "peak RSS MB"
     )
     lines += [header, "-" * len(header)]
     for step in report.steps.values():
@@ -176,7 +182,7 @@ def render(report: Report) -> str:
         rss_text = " ".join(f"{k} {v:.0f}" for k, v in rss.items()) if rss else "-"
         lines.append(
             f"{step.label:<44} {_fmt(best, '8.2f')} {_fmt(step.median, '9.2f')} "
-            f"{_fmt(rps, '10,.0f')} {_fmt(mbps, '7.1f')}  {rss_text}"
+            f"{_fmt(rps, '10,.0f')} {_fmt(mbps, '7.1f')} {_fmt(step.cpu, '7.2f')}  {rss_text}"
         )
     if report.ratios:
         lines += ["", "ratios (best times):"]
