@@ -65,6 +65,15 @@ class RecordRewriter:
             for rule in self._route_rules(index, route):
                 rules.setdefault(rule.old, rule)  # same bytes for two routes: first one wins
         self._rules = list(rules.values())
+        # With only a prefix to add, one short pattern renames every stream-first envelope at
+        # once (bytes.replace costs grow with the pattern's length).
+        prefix = _common_prefix(smap)
+        head = NL_REC + b'"stream":"'
+        self._uniform = (head, head + orjson.dumps(prefix)[1:-1]) if prefix else None
+        self._uniform_rules = {
+            id(rule) for rule in self._rules
+            if self._uniform and rule.new == rule.old.replace(head, self._uniform[1], 1)
+        }  # fmt: skip
         self._recent: list[Rule] = []
         self._single_identity = len(smap.routes) == 1 and smap.is_identity
 
@@ -130,9 +139,12 @@ class RecordRewriter:
         for namespace, count in tails.items():
             if seg.count(self._tails[namespace][0]) != count:
                 return self._slow_block(seg)
-        for rule, _ in hits:
-            if rule.old != rule.new:
-                seg = seg.replace(rule.old, rule.new)
+        if self._uniform is not None and all(id(r) in self._uniform_rules for r, _ in hits):
+            seg = seg.replace(*self._uniform)
+        else:
+            for rule, _ in hits:
+                if rule.old != rule.new:
+                    seg = seg.replace(rule.old, rule.new)
         for namespace in tails:
             old, new = self._tails[namespace]
             seg = seg.replace(old, new)
@@ -190,6 +202,16 @@ class RecordRewriter:
         name, namespace = descriptor.get("name"), descriptor.get("namespace")
         route = self.smap.by_dest(name, namespace) if dest else self.smap.by_source(name, namespace)
         return None if route is None else self._index[id(route)]
+
+
+def _common_prefix(smap: StreamMap) -> str:
+    """The prefix every route adds to its stream name ("" when they differ or add none)."""
+    prefixes = {
+        r.dest_name[: len(r.dest_name) - len(r.name)] if r.dest_name.endswith(r.name) else None
+        for r in smap.routes
+    }
+    prefix = prefixes.pop() if len(prefixes) == 1 else None
+    return prefix or ""
 
 
 def _set_descriptor(descriptor: dict[str, Any], name: str, namespace: str | None) -> None:
