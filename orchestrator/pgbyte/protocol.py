@@ -8,6 +8,7 @@ whole: these outputs are small. The hot path (`read` piped into `write`) lives i
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 import threading
 from collections.abc import Callable
@@ -78,6 +79,11 @@ def failure_reason(
     return masker.mask(" ".join(text.split()))
 
 
+def buffered(stream: Any) -> Any:
+    """A line reader over a pipe: readline on a raw (unbuffered) pipe reads byte by byte."""
+    return io.BufferedReader(stream, 1 << 16) if isinstance(stream, io.RawIOBase) else stream
+
+
 def parse_line(line: bytes) -> dict[str, Any] | None:
     """One protocol message, or None for a line that is not one (connectors may print noise)."""
     try:
@@ -101,7 +107,7 @@ def drain_stderr(
 
     def run() -> None:
         with contextlib.suppress(ValueError, OSError):
-            for raw in iter(stream.readline, b""):
+            for raw in buffered(stream):
                 text = masker.mask(raw.decode("utf-8", "replace").rstrip("\n"))
                 tail.append(text)
                 del tail[:-20]
@@ -143,7 +149,7 @@ def call(
     result = CallResult(label=runner.label, verb=verb, exit_code=-1)
     stderr_thread = drain_stderr(proc.stderr, runner.label, masker, result.stderr_tail, log)
     try:
-        for raw in iter(proc.stdout.readline, b""):
+        for raw in buffered(proc.stdout):
             message = parse_line(raw)
             if message is None:
                 if raw.strip():

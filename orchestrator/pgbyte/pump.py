@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from pgbyte.protocol import log_text, parse_line
+from pgbyte.protocol import buffered, log_text, parse_line
 from pgbyte.rewrite import NL_REC, RecordRewriter, state_descriptors
 from pgbyte.runner import ConnectorProcess
 from pgbyte.secrets import Masker
@@ -235,7 +235,7 @@ class DestinationReader:
 
     def run(self) -> None:
         with contextlib.suppress(ValueError, OSError):
-            for line in iter(self.dest.stdout.readline, b""):
+            for line in buffered(self.dest.stdout):
                 message = parse_line(line)
                 if message is None:
                     if line.strip():
