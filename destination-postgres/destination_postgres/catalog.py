@@ -30,8 +30,11 @@ class StreamTarget:
     columns: list[Column]
     primary_key: list[list[str]] = field(default_factory=list)
     # Runtime state of the current write.
-    lines: list[bytes] = field(default_factory=list)
-    linenos: list[int] = field(default_factory=list)
+    fast_rows: list[bytes] = field(default_factory=list)  # data slice, "\t<ts>\n", ...
+    fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
+    fast_linenos: list[int] = field(default_factory=list)
+    slow_lines: list[bytes] = field(default_factory=list)  # whole messages
+    slow_linenos: list[int] = field(default_factory=list)
     nbytes: int = 0
     since_state: int = 0
     committed: int = 0

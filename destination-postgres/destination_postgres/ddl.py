@@ -45,7 +45,7 @@ def existing_columns(
 def create_raw(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
     conn.execute(
         sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid, "
+            "CREATE TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid DEFAULT gen_random_uuid(), "
             "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone "
             "DEFAULT CURRENT_TIMESTAMP)"
         ).format(ident(schema, table))

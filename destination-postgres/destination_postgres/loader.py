@@ -1,10 +1,16 @@
-"""Loading one batch of a stream: COPY the message lines, then set-based SQL into both tables.
+"""Loading a stream's batches: COPY into the raw table, set-based SQL into the typed table.
 
-The RECORD lines go to Postgres as they arrived (never re-serialized: orjson would turn big
-integers and long decimals into doubles) through COPY into a session-temporary stage; one
-statement then inserts the raw rows and, from what it inserted, the typed rows. When a value
-cannot be cast the statement fails as a whole, so the batch is redone with guarded casts (that
-value → NULL, counted), and integers too big for bigint widen their column to numeric first.
+RECORD lines are never re-serialized (orjson would turn big integers and long decimals into
+doubles). Canonical lines — `{"type":"RECORD","record":{"stream":...,"data":{...},
+"emitted_at":N}}`, what the CDK and our source print — arrive here as the bytes of their
+`data` object plus a timestamp, and are COPYed straight into the raw table (overwrite: the
+temporary one) or a data stage (append). Other lines are COPYed whole into a line stage and
+Postgres extracts `record.data` itself. Should the fast COPY refuse a batch (a line that only
+looked canonical, invalid UTF-8, ...), the batch is redone line by line on the slow path, which
+names the offending input line.
+
+Typed rows come from one INSERT ... SELECT with plain casts; a data exception redoes it with
+guarded casts (that value → NULL, counted) after widening integer columns that overflow bigint.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from psycopg import sql
 from destination_postgres import ddl
 from destination_postgres.catalog import StreamTarget
 
-STAGE = sql.Identifier("pg_temp", "_pgbyte_stage")
-_DATA = sql.SQL("r._airbyte_data")
+LINE_STAGE = sql.Identifier("pg_temp", "_pgbyte_lines")
+DATA_STAGE = sql.Identifier("pg_temp", "_pgbyte_data")
 _COPY_LINE = re.compile(r"line (\d+)")
+_CHUNK = 1 << 22
 
 
 class BatchError(Exception):
@@ -32,6 +39,10 @@ class BatchError(Exception):
         self.reason = reason
 
 
+class FastPathRefused(Exception):
+    """The fast COPY of a batch failed: the caller re-checks and reloads its lines slowly."""
+
+
 def setup_session(conn: psycopg.Connection[Any]) -> None:
     """Session settings and the temp objects every batch uses."""
     from destination_postgres.typemap import TRY_FUNCTIONS_SQL
@@ -39,108 +50,160 @@ def setup_session(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET DateStyle = 'ISO, YMD'")
     conn.execute("SET client_encoding = 'UTF8'")
-    conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (msg jsonb)").format(STAGE))
+    conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (msg jsonb)").format(LINE_STAGE))
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid DEFAULT gen_random_uuid(), "
+            "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone)"
+        ).format(DATA_STAGE)
+    )
     conn.execute(TRY_FUNCTIONS_SQL)
 
 
-def _payload(lines: list[bytes]) -> bytes:
-    """COPY text format: one column, so only backslash, tab and CR need escaping (valid JSON has
-    no raw control characters inside strings; tab/CR can only be whitespace between tokens)."""
-    data = b"\n".join(lines)
+def escape(data: bytes) -> bytes:
+    """COPY text format. Valid JSON has no raw control characters inside strings, so tab and
+    CR can only be whitespace between tokens; only they and backslash need escaping."""
     data = data.replace(b"\\", b"\\\\")
     if b"\t" in data:
         data = data.replace(b"\t", b"\\t")
     if b"\r" in data:
         data = data.replace(b"\r", b"\\r")
-    return data + b"\n"
+    return data
 
 
-def _raw_insert(target: StreamTarget) -> sql.Composed:
-    return sql.SQL(
-        "INSERT INTO {} (_airbyte_ab_id, _airbyte_data, _airbyte_emitted_at) "
-        "SELECT gen_random_uuid(), msg -> 'record' -> 'data', "
-        "CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
-        "THEN to_timestamp((msg -> 'record' ->> 'emitted_at')::float8 / 1000) "
-        "ELSE now() END FROM {}"
-    ).format(ddl.ident(*target.load_raw), STAGE)
+def _copy(conn: psycopg.Connection[Any], statement: sql.Composable, payload: bytes) -> None:
+    with conn.cursor().copy(statement) as copy:
+        view = memoryview(payload)
+        for start in range(0, len(view), _CHUNK):
+            copy.write(view[start : start + _CHUNK])
 
 
-def _statement(target: StreamTarget, *, safe: bool) -> sql.Composed:
-    raw = _raw_insert(target)
-    norm = target.load_norm
-    if norm is None:
-        return raw
+def _data_target(target: StreamTarget) -> sql.Composable:
+    """Where a batch's (data, emitted_at) rows go: the temporary raw table or the data stage."""
+    return ddl.ident(*target.load_raw) if target.overwrite else DATA_STAGE
+
+
+def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """COPY the canonical rows (`data \\x01 emitted_at \\n`); FastPathRefused on refusal.
+
+    The delimiter is \\x01, which valid JSON never holds raw, so only backslashes need escaping
+    (a raw tab is legal JSON whitespace; a line carrying \\x01 or CR is refused and redone)."""
+    payload = b"".join(target.fast_rows).replace(b"\\", b"\\\\")
+    conn.execute("SAVEPOINT pgbyte_fast")
+    try:
+        _copy(
+            conn,
+            sql.SQL(
+                "COPY {} (_airbyte_data, _airbyte_emitted_at) FROM STDIN (DELIMITER E'\\x01')"
+            ).format(_data_target(target)),
+            payload,
+        )
+    except (psycopg.DataError, psycopg.errors.BadCopyFileFormat) as exc:
+        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_fast")
+        raise FastPathRefused(str(exc)) from None
+    conn.execute("RELEASE SAVEPOINT pgbyte_fast")
+
+
+def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """COPY whole message lines; Postgres extracts record.data and emitted_at."""
+    lines, linenos = target.slow_lines, target.slow_linenos
+    try:
+        _copy(
+            conn,
+            sql.SQL("COPY {} (msg) FROM STDIN").format(LINE_STAGE),
+            escape(b"\n".join(lines)) + b"\n",
+        )
+    except psycopg.DataError as exc:
+        raise BatchError(_lineno(exc, linenos), _first_line(exc)) from None
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (_airbyte_data, _airbyte_emitted_at) "
+            "SELECT msg -> 'record' -> 'data', "
+            "CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
+            "THEN to_timestamp((msg -> 'record' ->> 'emitted_at')::float8 / 1000) "
+            "ELSE now() END FROM {}"
+        ).format(_data_target(target), LINE_STAGE)
+    )
+    conn.execute(sql.SQL("TRUNCATE {}").format(LINE_STAGE))
+
+
+def finish_batch(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """append: move the staged rows into the raw table and normalize them (same transaction)."""
+    if target.overwrite:
+        return
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (_airbyte_ab_id, _airbyte_data, _airbyte_emitted_at) "
+            "SELECT _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at FROM {}"
+        ).format(ddl.ident(*target.load_raw), DATA_STAGE)
+    )
+    normalize(conn, target, DATA_STAGE)
+    conn.execute(sql.SQL("TRUNCATE {}").format(DATA_STAGE))
+
+
+def normalize(conn: psycopg.Connection[Any], target: StreamTarget, source: sql.Composable) -> None:
+    """INSERT the typed rows of every row of `source` (a raw-layout table)."""
+    if target.load_norm is None:
+        return
+    conn.execute("SAVEPOINT pgbyte_norm")
+    try:
+        conn.execute(_norm_statement(target, source, safe=False))
+    except psycopg.DataError:  # a value that does not cast: redo with guards
+        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
+        _safe_normalize(conn, target, source)
+    conn.execute("RELEASE SAVEPOINT pgbyte_norm")
+
+
+_DATA = sql.SQL("s._airbyte_data")
+
+
+def _norm_statement(target: StreamTarget, source: sql.Composable, *, safe: bool) -> sql.Composed:
     names = [sql.Identifier(c.name) for c in target.columns]
     names += [sql.Identifier(n) for n in ("_airbyte_ab_id", "_airbyte_emitted_at",
                                           "_airbyte_normalized_at", target.hashid)]  # fmt: skip
     exprs = [(c.safe_expr(_DATA) if safe else c.fast_expr(_DATA)) for c in target.columns]
-    exprs += [sql.SQL("r._airbyte_ab_id, r._airbyte_emitted_at, now(), md5(r._airbyte_data::text)")]
-    return sql.SQL(
-        "WITH r AS ({raw} RETURNING _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at) "
-        "INSERT INTO {norm} ({names}) SELECT {exprs} FROM r"
-    ).format(
-        raw=raw,
-        norm=ddl.ident(*norm),
-        names=sql.SQL(", ").join(names),
-        exprs=sql.SQL(", ").join(exprs),
+    # The hashid: a 64-bit hash of the record's data, computed on the binary jsonb (md5 of its
+    # text form costs a jsonb→text conversion per row, a large share of the whole load).
+    exprs.append(
+        sql.SQL(
+            "s._airbyte_ab_id, s._airbyte_emitted_at, now(), "
+            "lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"
+        )
+    )
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s").format(
+        ddl.ident(*target.load_norm),  # type: ignore[misc]
+        sql.SQL(", ").join(names),
+        sql.SQL(", ").join(exprs),
+        source,
     )
 
 
-def flush(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
-    """Load the stream's buffered lines (inside the caller's transaction); returns the count."""
-    lines, linenos = target.lines, target.linenos
-    if not lines:
-        return 0
-    count = len(lines)
-    payload = _payload(lines)
-    target.lines, target.linenos, target.nbytes = [], [], 0
-    try:
-        with conn.cursor().copy(sql.SQL("COPY {} (msg) FROM STDIN").format(STAGE)) as copy:
-            view = memoryview(payload)
-            for start in range(0, len(view), 1 << 22):
-                copy.write(view[start : start + (1 << 22)])
-    except psycopg.errors.DataError as exc:
-        raise BatchError(_lineno(exc, linenos), _first_line(exc)) from None
-    del payload
-    conn.execute("SAVEPOINT pgbyte_batch")
-    try:
-        conn.execute(_statement(target, safe=False))
-    except psycopg.DataError:
-        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_batch")
-        _safe_load(conn, target)
-    conn.execute("RELEASE SAVEPOINT pgbyte_batch")
-    conn.execute(sql.SQL("TRUNCATE {}").format(STAGE))
-    target.received += count
-    return count
-
-
-def _safe_load(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
-    """The slow path for a batch holding values that do not cast: count, widen, NULL them."""
+def _safe_normalize(conn: psycopg.Connection[Any], target: StreamTarget, source: sql.Composable):
+    """Count the values that do not cast, widen overflowing integer columns, load with guards."""
     typed = [c for c in target.columns if c.kind not in ("text", "jsonb")]
-    data = sql.SQL("msg -> 'record' -> 'data'")
     if typed:
-        checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(data)) for c in typed]
+        checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(_DATA)) for c in typed]
         checks += [
-            sql.SQL("bool_or({})").format(c.overflow_expr(data)) if c.kind == "bigint"
-            else sql.SQL("false")
+            sql.SQL("coalesce(bool_or({}), false)").format(c.overflow_expr(_DATA))
+            if c.kind == "bigint" else sql.SQL("false")
             for c in typed
         ]  # fmt: skip
         row = conn.execute(
-            sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(checks), STAGE)
+            sql.SQL("SELECT {} FROM {} s").format(sql.SQL(", ").join(checks), source)
         ).fetchone()
         assert row is not None
         failed, overflow = row[: len(typed)], row[len(typed) :]
-        for col, flag in zip(typed, overflow, strict=True):
-            if flag:
-                ddl.widen_to_numeric(conn, target, col)
-                index = target.columns.index(col)
-                target.columns[index] = type(col)(key=col.key, name=col.name, kind="numeric")
         if any(overflow):
-            return _safe_load(conn, target)
+            for col, flag in zip(typed, overflow, strict=True):
+                if flag:
+                    ddl.widen_to_numeric(conn, target, col)
+                    index = target.columns.index(col)
+                    target.columns[index] = type(col)(key=col.key, name=col.name, kind="numeric")
+            return _safe_normalize(conn, target, source)
         for col, n in zip(typed, failed, strict=True):
             if n:
                 target.uncastable[col.name] = target.uncastable.get(col.name, 0) + int(n)
-    conn.execute(_statement(target, safe=True))
+    conn.execute(_norm_statement(target, source, safe=True))
 
 
 def _lineno(exc: psycopg.Error, linenos: list[int]) -> int | None:

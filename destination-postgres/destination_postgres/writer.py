@@ -10,6 +10,7 @@ lost and no overwrite is swapped by a broken run.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -24,9 +25,22 @@ from pgbyte_common.messages import MessageWriter
 from destination_postgres import ddl, loader
 from destination_postgres.catalog import StreamTarget
 
-BATCH_BYTES = 32 << 20  # per stream and in total: bounds memory whatever the input size
+BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
 READ_CHUNK = 1 << 22
 _NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+_PREFIX = b'{"type":"RECORD","record":{"stream":"'
+_NS = b'","namespace":"'
+_DATA = b'","data":'
+_EM = b',"emitted_at":'
+_PLEN, _NLEN, _DLEN, _ELEN = len(_PREFIX), len(_NS), len(_DATA), len(_EM)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _timestamp(ms: int) -> bytes:
+    try:
+        return (_EPOCH + datetime.timedelta(milliseconds=ms)).isoformat().encode()
+    except OverflowError:
+        return b"now"
 
 
 class InputError(PgbyteError):
@@ -85,6 +99,14 @@ class Writer:
         self.buffered = 0
         self.lineno = 0
         self.statuses_seen = False
+        self.fast_keys: dict[tuple[bytes, bytes | None], StreamTarget] = {}
+        for t in targets:
+            key = t.name.encode()
+            self.fast_keys[(key, t.namespace.encode() if t.namespace else None)] = t
+            if t.name in self.by_name:
+                self.fast_keys.setdefault((key, None), t)
+        self._last_em = b""
+        self._last_ts = b""
         self.source_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -136,46 +158,95 @@ class Writer:
 
     # -- the hot loop ------------------------------------------------------------------------
     def handle_lines(self, lines: list[bytes]) -> None:
-        loads = orjson.loads
-        by_key = self.by_key
+        fast = self.fast_keys
         for line in lines:
             self.lineno += 1
-            try:
-                msg = loads(line)
-            except orjson.JSONDecodeError as exc:
-                msg = self._slow_parse(line, exc)
-                if msg is None:
+            nul = 0
+            if b"\\u0000" in line:
+                line, nul = _NUL.subn(rb"\1", line)
+            # Fast path: a canonical RECORD line is routed and sliced without parsing it; its
+            # data is validated by Postgres (a refused batch is redone on the slow path).
+            if line.startswith(_PREFIX):
+                q = line.find(b'"', _PLEN)
+                name = line[_PLEN:q]
+                ns = None
+                if line.startswith(_DATA, q):
+                    ds = q + _DLEN
+                elif line.startswith(_NS, q):
+                    q2 = line.find(b'"', q + _NLEN)
+                    ns = line[q + _NLEN : q2]
+                    ds = q2 + _DLEN if line.startswith(_DATA, q2) else -1
+                else:
+                    ds = -1
+                j = line.rfind(_EM)
+                target = fast.get((name, ns))
+                if (
+                    target is not None
+                    and ds > 0
+                    and j > ds
+                    and line[ds] == 123  # "{": data is an object
+                    and line.endswith(b"}}")
+                    and line[j + _ELEN : -2].isdigit()
+                    and b"\\" not in name
+                ):
+                    em = line[j + _ELEN : -2]
+                    if em != self._last_em:
+                        self._last_em = em
+                        self._last_ts = b"\x01" + _timestamp(int(em)) + b"\n"
+                    target.fast_rows.append(line[ds:j])
+                    target.fast_rows.append(self._last_ts)
+                    target.fast_lines.append(line)
+                    target.fast_linenos.append(self.lineno)
+                    target.since_state += 1
+                    target.nul_stripped += nul
+                    size = len(line)
+                    target.nbytes += size
+                    self.buffered += size
+                    if self.buffered >= self.batch_bytes:
+                        self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
                     continue
-            if type(msg) is not dict:
-                raise self._bad("is not a JSON object")
-            kind = msg.get("type")
-            if kind == "RECORD":
-                rec = msg.get("record")
-                if type(rec) is not dict:
-                    raise self._bad('is a RECORD without a "record" object')
-                target = by_key.get((rec.get("stream"), rec.get("namespace")))
-                if target is None:
-                    target = self._resolve(rec)
-                if type(rec.get("data")) is not dict:
-                    raise self._bad(
-                        f"is a RECORD of stream {target.label} whose data is not a JSON object"
-                    )
-                if b"\\u0000" in line:
-                    line, n = _NUL.subn(rb"\1", line)
-                    target.nul_stripped += n
-                target.lines.append(line)
-                target.linenos.append(self.lineno)
-                target.since_state += 1
-                size = len(line)
-                target.nbytes += size
-                self.buffered += size
-                if self.buffered >= self.batch_bytes:
-                    self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
-            elif kind == "STATE":
-                self.on_state(msg)
-            elif kind == "TRACE":
-                self.on_trace(msg)
-            # LOG, CONTROL and other types carry nothing for a destination.
+            self._slow(line, nul)
+
+    def _slow(self, line: bytes, nul: int = 0, *, redo: bool = False) -> None:
+        """Any line: parsed by orjson (or the stdlib for what orjson refuses), then handled."""
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            msg = self._slow_parse(line, exc)
+            if msg is None:
+                return
+        if type(msg) is not dict:
+            raise self._bad("is not a JSON object")
+        kind = msg.get("type")
+        if kind == "RECORD":
+            rec = msg.get("record")
+            if type(rec) is not dict:
+                raise self._bad('is a RECORD without a "record" object')
+            target = self.by_key.get((rec.get("stream"), rec.get("namespace")))
+            if target is None:
+                target = self._resolve(rec)
+            if type(rec.get("data")) is not dict:
+                raise self._bad(
+                    f"is a RECORD of stream {target.label} whose data is not a JSON object"
+                )
+            target.slow_lines.append(line)
+            target.slow_linenos.append(self.lineno)
+            if redo:
+                return
+            target.since_state += 1
+            target.nul_stripped += nul
+            size = len(line)
+            target.nbytes += size
+            self.buffered += size
+            if self.buffered >= self.batch_bytes:
+                self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
+        elif redo:
+            raise self._bad("was expected to be a RECORD")
+        elif kind == "STATE":
+            self.on_state(msg)
+        elif kind == "TRACE":
+            self.on_trace(msg)
+        # LOG, CONTROL and other types carry nothing for a destination.
 
     def _slow_parse(self, line: bytes, exc: orjson.JSONDecodeError) -> Any:
         if not line.strip():
@@ -212,18 +283,46 @@ class Writer:
     # -- batches and commits -----------------------------------------------------------------
     def _flush(self, only: StreamTarget | None = None) -> None:
         for t in [only] if only is not None else self.targets:
-            if t.lines:
+            if t.fast_rows or t.slow_lines:
                 self.buffered -= t.nbytes
-                try:
-                    loader.flush(self.conn, t)
-                except loader.BatchError as err:
-                    where = f"Input line {err.lineno}" if err.lineno else f"A line of {t.label}"
-                    raise InputError(
-                        f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
-                        "last echoed STATE was committed and no overwrite was swapped."
-                    ) from None
+                self._flush_one(t)
         if only is None:
             self.buffered = 0
+
+    def _flush_one(self, t: StreamTarget) -> None:
+        count = len(t.fast_lines) + len(t.slow_lines)
+        if t.fast_rows:
+            try:
+                loader.copy_fast(self.conn, t)
+            except loader.FastPathRefused:
+                # Find the culprit (or load them all) line by line on the slow path.
+                saved = self.lineno
+                try:
+                    for line, n in zip(t.fast_lines, t.fast_linenos, strict=True):
+                        self.lineno = n
+                        self._slow(line, redo=True)
+                finally:
+                    self.lineno = saved
+            t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
+        if t.slow_lines:
+            try:
+                loader.copy_slow(self.conn, t)
+            except loader.BatchError as err:
+                where = f"Input line {err.lineno}" if err.lineno else f"A line of {t.label}"
+                raise InputError(
+                    f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
+                    "last echoed STATE was committed and no overwrite was swapped."
+                ) from None
+            t.slow_lines, t.slow_linenos = [], []
+        t.nbytes = 0
+        loader.finish_batch(self.conn, t)
+        t.received += count
+
+    def _complete(self, t: StreamTarget) -> None:
+        """overwrite: normalize the loaded temporary raw table, then swap both tables in."""
+        loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
+        ddl.swap(self.conn, t, cascade=self.drop_cascade)
+        t.swapped = True
 
     def commit(self) -> None:
         self._flush()
@@ -271,9 +370,8 @@ class Writer:
         target.status = status.get("status")
         if target.status == "COMPLETE" and target.overwrite and not target.swapped:
             self._flush()
-            ddl.swap(self.conn, target, cascade=self.drop_cascade)
+            self._complete(target)
             self.conn.commit()
-            target.swapped = True
             for t in self.targets:
                 t.committed = t.received
 
@@ -302,8 +400,7 @@ class Writer:
         self._flush()
         for t in self.targets:
             if t.overwrite and not t.swapped:
-                ddl.swap(self.conn, t, cascade=self.drop_cascade)
-                t.swapped = True
+                self._complete(t)
         self.conn.commit()
         for t in self.targets:
             t.committed = t.received
