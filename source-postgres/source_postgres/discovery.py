@@ -25,7 +25,9 @@ SYSTEM_SCHEMA_FILTER = (
 RELATIONS_QUERY = f"""
 SELECT n.nspname, c.relname, c.relkind, c.oid,
        a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-       pk.cols AS pk_cols
+       pk.cols AS pk_cols,
+       (SELECT count(*) FROM pg_catalog.pg_attribute x
+        WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped) AS all_columns
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a
@@ -68,6 +70,8 @@ class Table:
     oid: int
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
+    # Whether `columns` is every column of the relation (none hidden by column privileges).
+    complete: bool = True
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -131,6 +135,7 @@ def discover_tables(
                 columns=tuple(columns),
                 # A primary key the user cannot fully see is no key for them.
                 primary_key=pk if all(col in visible for col in pk) else (),
+                complete=len(columns) == current[9],
             )
         )
 

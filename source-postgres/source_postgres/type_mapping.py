@@ -235,3 +235,38 @@ def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
         "CASE WHEN {0} IS NOT NULL THEN ARRAY(SELECT {1} FROM unnest({0}) WITH ORDINALITY "
         "AS _pgbyte_u(_pgbyte_e, _pgbyte_i) ORDER BY _pgbyte_i) END"
     ).format(ref, elem)
+
+
+def is_passthrough(mapping: ColumnMapping) -> bool:
+    """Whether row_to_json renders a finite value of this column as Airbyte expects unchanged."""
+    if mapping.kind == "array":
+        return (mapping.elem_kind or "string") in ARRAY_PASSTHROUGH | SPECIAL_KINDS
+    return mapping.kind in ARRAY_PASSTHROUGH | SPECIAL_KINDS
+
+
+SPECIAL_KINDS = {"float", "numeric", "numeric_int"}
+
+
+def fast_value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
+    """SQL rendering a value known to be finite (no NaN/±Infinity nulling needed)."""
+    return ref if is_passthrough(mapping) else value_expr(ref, mapping)
+
+
+def finite_condition(refs: list[tuple[sql.Composable, ColumnMapping]]) -> sql.Composable:
+    """True when no value among these columns is NaN/±Infinity (never null).
+
+    Floats share one test: c * 0 is 0 for finite c, NaN for NaN/±Infinity, and never
+    overflows (a plain sum could raise "value out of range").
+    """
+    parts: list[sql.Composable] = []
+    floats = [ref for ref, m in refs if m.kind == "float"]
+    if floats:
+        parts.append(
+            sql.SQL("({} = 0)").format(
+                sql.SQL(" + ").join(sql.SQL("coalesce({} * 0, 0)").format(r) for r in floats)
+            )
+        )
+    for ref, mapping in refs:
+        if mapping.kind != "float":
+            parts.append(sql.SQL("NOT ({})").format(special_flag(ref, mapping)))
+    return sql.SQL(" AND ").join(parts)

@@ -359,3 +359,14 @@ def test_read_path_does_not_import_the_cdk(source_conn, source_config, write_jso
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_nan_row_of_a_wide_table(source_conn, discover_and_read) -> None:
+    """A NaN in a table of more than 50 columns still yields every column, NaN nulled."""
+    cols = ", ".join(f"c{i} float8" for i in range(60))
+    values = ", ".join("'NaN'" if i == 59 else str(i) for i in range(60))
+    source_conn.execute(f"CREATE TABLE wide ({cols}); INSERT INTO wide VALUES ({values})")
+    _, result = discover_and_read("wide")
+    (record,) = result.records
+    assert record["data"] == {f"c{i}": (None if i == 59 else i) for i in range(60)}
+    assert [c["field"] for c in record["meta"]["changes"]] == ["c59"]
