@@ -32,7 +32,10 @@ _PREFIX = b'{"type":"RECORD","record":{"stream":"'
 _NS = b'","namespace":"'
 _DATA = b'","data":'
 _EM = b',"emitted_at":'
+_EM_FIRST = b'","emitted_at":'
+_DATA_LAST = b',"data":'
 _PLEN, _NLEN, _DLEN, _ELEN = len(_PREFIX), len(_NS), len(_DATA), len(_EM)
+_EFLEN, _DLLEN = len(_EM_FIRST), len(_DATA_LAST)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
@@ -170,30 +173,38 @@ class Writer:
                 q = line.find(b'"', _PLEN)
                 name = line[_PLEN:q]
                 ns = None
-                if line.startswith(_DATA, q):
-                    ds = q + _DLEN
-                elif line.startswith(_NS, q):
+                if line.startswith(_NS, q):
                     q2 = line.find(b'"', q + _NLEN)
                     ns = line[q + _NLEN : q2]
-                    ds = q2 + _DLEN if line.startswith(_DATA, q2) else -1
-                else:
-                    ds = -1
-                j = line.rfind(_EM)
+                    q = q2
+                em = b""
+                ds = de = -1
+                if line.startswith(_DATA, q):
+                    # {"stream":..,"data":{..},"emitted_at":N}} (the CDK's order)
+                    ds = q + _DLEN
+                    de = line.rfind(_EM)
+                    if line.endswith(b"}}"):
+                        em = line[de + _ELEN : -2]
+                elif line.startswith(_EM_FIRST, q):
+                    # {"stream":..,"emitted_at":N,"data":{..}}} (our source's order)
+                    k = q + _EFLEN
+                    e = line.find(_DATA_LAST, k)
+                    em = line[k:e]
+                    ds, de = e + _DLLEN, len(line) - 2
+                    if not line.endswith(b"}}"):
+                        em = b""
                 target = fast.get((name, ns))
                 if (
                     target is not None
-                    and ds > 0
-                    and j > ds
+                    and em.isdigit()
+                    and de > ds > 0
                     and line[ds] == 123  # "{": data is an object
-                    and line.endswith(b"}}")
-                    and line[j + _ELEN : -2].isdigit()
                     and b"\\" not in name
                 ):
-                    em = line[j + _ELEN : -2]
                     if em != self._last_em:
                         self._last_em = em
                         self._last_ts = b"\x01" + _timestamp(int(em)) + b"\n"
-                    target.fast_rows.append(line[ds:j])
+                    target.fast_rows.append(line[ds:de])
                     target.fast_rows.append(self._last_ts)
                     target.fast_lines.append(line)
                     target.fast_linenos.append(self.lineno)
