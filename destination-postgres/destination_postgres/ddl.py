@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from pgbyte_common.errors import ConfigError
+from psycopg import errors as pg_errors
 from psycopg import sql
 
 from destination_postgres.catalog import StreamTarget
@@ -135,7 +137,14 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
     if target.norm_table is not None:
         pairs.append((target.schema, target.norm_table))
     for schema, final in pairs:
-        drop(conn, schema, final, cascade=cascade)
+        try:
+            drop(conn, schema, final, cascade=cascade)
+        except pg_errors.DependentObjectsStillExist as exc:
+            raise ConfigError(
+                f"Cannot replace {schema}.{final}: other objects (views?) depend on it "
+                f"({str(exc).strip().splitlines()[-1]}). Drop them, or set drop_cascade: true "
+                "to have overwrite syncs drop them too. The previous tables are unchanged."
+            ) from None
         conn.execute(
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                 ident(schema, temporary(final)), sql.Identifier(final)

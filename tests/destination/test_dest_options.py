@@ -1,0 +1,72 @@
+"""Config options (drop_cascade, disable_type_dedupe, raw_data_schema, namespaces) and the
+CDK-side class's in-process write."""
+
+from __future__ import annotations
+
+import json
+
+from airbyte_cdk.models import AirbyteMessageSerializer, ConfiguredAirbyteCatalogSerializer
+from dest_helpers import FIXTURES, table_names
+
+CATALOG = FIXTURES / "tutorial_catalog_overwrite.json"
+SYNC1 = FIXTURES / "tutorial_sync1_overwrite.jsonl"
+SYNC2 = FIXTURES / "tutorial_sync2_overwrite.jsonl"
+STREAM = "overwrite_full_refresh_demo"
+
+
+def test_dependent_view_blocks_swap_without_drop_cascade(run_write, dest_conn) -> None:
+    """A view on the table: the overwrite fails with advice and the old table stays."""
+    run_write(CATALOG, SYNC1)
+    dest_conn.execute(f"CREATE VIEW v AS SELECT * FROM {STREAM}")
+    result = run_write(CATALOG, SYNC2)
+    assert result.returncode != 0
+    assert "drop_cascade" in result.errors[0]["message"]
+    assert dest_conn.execute("SELECT count(*) FROM v").fetchone()[0] == 2
+
+
+def test_drop_cascade_replaces_table_and_drops_view(run_write, dest_conn, dest_config) -> None:
+    """drop_cascade: true swaps the new table in, dropping the dependent view."""
+    run_write(CATALOG, SYNC1)
+    dest_conn.execute(f"CREATE VIEW v AS SELECT * FROM {STREAM}")
+    result = run_write(CATALOG, SYNC2, config={**dest_config, "drop_cascade": True})
+    assert result.returncode == 0, result.errors
+    assert dest_conn.execute(f"SELECT count(*) FROM {STREAM}").fetchone()[0] == 3
+    assert (
+        dest_conn.execute("SELECT count(*) FROM pg_views WHERE viewname = 'v'").fetchone()[0] == 0
+    )
+
+
+def test_disable_type_dedupe_writes_raw_only(run_write, dest_conn, dest_config) -> None:
+    """disable_type_dedupe: true creates only the raw table."""
+    result = run_write(CATALOG, SYNC1, config={**dest_config, "disable_type_dedupe": True})
+    assert result.returncode == 0
+    assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}"]
+
+
+def test_raw_data_schema_and_namespace(run_write, dest_conn, dest_config) -> None:
+    """Raw tables go to raw_data_schema; the typed table to the stream's namespace."""
+    catalog = json.loads(CATALOG.read_text())
+    catalog["streams"][0]["stream"]["namespace"] = "Sales Data"
+    lines = SYNC1.read_bytes().replace(
+        b'"stream":"overwrite_full_refresh_demo"',
+        b'"stream":"overwrite_full_refresh_demo","namespace":"Sales Data"',
+    )
+    config = {**dest_config, "raw_data_schema": "airbyte_raw"}
+    assert run_write(catalog, lines, config=config).returncode == 0
+    assert table_names(dest_conn, "Sales Data") == [STREAM]
+    assert table_names(dest_conn, "airbyte_raw") == [f"_airbyte_raw_{STREAM}"]
+    assert table_names(dest_conn, "public") == []
+
+
+def test_cdk_class_write_in_process(dest_config, dest_conn) -> None:
+    """DestinationPostgres.write (the CDK interface) loads the rows and yields the STATE."""
+    from destination_postgres import DestinationPostgres
+
+    catalog = ConfiguredAirbyteCatalogSerializer.load(json.loads(CATALOG.read_text()))
+    messages = [
+        AirbyteMessageSerializer.load(json.loads(x)) for x in SYNC2.read_text().splitlines()
+    ]
+    out = list(DestinationPostgres().write(dest_config, catalog, iter(messages)))
+    states = [m for m in out if m.state is not None]
+    assert len(states) == 1
+    assert dest_conn.execute(f"SELECT count(*) FROM {STREAM}").fetchone()[0] == 3
