@@ -57,6 +57,7 @@ class SyncRun:
         self.store: StateStore | None = None
         self.status = "failed"
         self.reason: str | None = None
+        self.prepare_seconds: float | None = None  # spec + discover + catalogs, before any data
 
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -90,6 +91,7 @@ class SyncRun:
         dest_catalog_path = session.private_file("destination-catalog.json", dest_catalog)
         names = ", ".join(f"{r.label} → {r.dest_label}" for r in self.smap.routes)
         self.reporter.info(f"sync {self.conn.name}: {names}")
+        self.prepare_seconds = round(time.monotonic() - self.t0, 3)
         dest = session.destination.run("write", config=dest_config, catalog=dest_catalog_path,
                                        stdin=True)  # fmt: skip
         session.track(dest)
@@ -275,6 +277,7 @@ class SyncRun:
             "started_at": self.started_at,
             "ended_at": _now(),
             "duration_seconds": round(time.monotonic() - self.t0, 3),
+            "prepare_seconds": self.prepare_seconds,
             "streams": streams,
             "total": {
                 "records_emitted": sum(s["records_emitted"] for s in streams),
