@@ -15,6 +15,9 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -30,8 +33,9 @@ from source_postgres.discovery import Table, discover_tables
 from source_postgres.record_sql import record_query, unescape_copy_text
 from source_postgres.state import full_refresh_state
 
-# Flush RECORD bytes in chunks of about this size: large writes, bounded memory.
-CHUNK_BYTES = 1 << 20
+# COPY rows (RECORD lines) joined per write: large writes, bounded memory (~2 MB).
+ROWS_PER_CHUNK = 4096
+_END_OF_COPY = (-1, b"")
 
 # Session settings that make value rendering independent of the server's defaults.
 SESSION_SETTINGS = (
@@ -172,22 +176,14 @@ def _read_stream(
             out.estimate(stream.name, stream.namespace, rows, nbytes)
         out.stream_status(stream.name, stream.namespace, "RUNNING")
         yield lines.take()
-        with conn.cursor().copy(query) as copy:
-            read = copy.read
-            parts: list[Any] = []
-            size = 0
-            while data := read():
-                parts.append(data)
-                size += len(data)
-                if size >= CHUNK_BYTES:
-                    chunk = unescape_copy_text(b"".join(parts))
-                    count += chunk.count(b"\n")
-                    yield chunk
-                    parts, size = [], 0
-            if parts:
-                chunk = unescape_copy_text(b"".join(parts))
-                count += chunk.count(b"\n")
-                yield chunk
+        chunks = 0
+        last = b""
+        for last in copy_out(conn, query):
+            chunks += 1
+            yield last
+        # Every chunk but the last holds exactly ROWS_PER_CHUNK lines (counting them all
+        # would cost a pass over the data).
+        count = (chunks - 1) * ROWS_PER_CHUNK + last.count(b"\n") if chunks else 0
         conn.execute("RELEASE SAVEPOINT pgbyte_stream")
     except psycopg.Error as exc:
         outcome.records += count
@@ -198,6 +194,44 @@ def _read_stream(
     out.stream_state(stream.name, stream.namespace, full_refresh_state(), record_count=count)
     out.stream_status(stream.name, stream.namespace, "COMPLETE")
     yield lines.take()
+
+
+def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator[bytes]:
+    """Run `COPY ... TO STDOUT` and yield its output in chunks of ROWS_PER_CHUNK lines.
+
+    libpq hands COPY data over one row at a time; psycopg's Copy.read() costs about 3.5 µs of
+    Python per row, more than Postgres spends building it. Here the per-row loop runs in C
+    (iter(callable, sentinel) → islice → map → bytes.join), so Python works per chunk only.
+    """
+    pgconn = conn.pgconn
+    pgconn.send_query(query.as_bytes(conn))
+    result = pgconn.get_result()
+    if result is None or result.status != psycopg.pq.ExecStatus.COPY_OUT:
+        _drain(conn)
+        raise _result_error(conn, result)
+    rows = iter(partial(pgconn.get_copy_data, 0), _END_OF_COPY)
+    while True:
+        chunk = b"".join(map(itemgetter(1), islice(rows, ROWS_PER_CHUNK)))
+        if not chunk:
+            break
+        yield unescape_copy_text(chunk)
+    error = None
+    while (result := pgconn.get_result()) is not None:
+        if result.status == psycopg.pq.ExecStatus.FATAL_ERROR and error is None:
+            error = _result_error(conn, result)
+    if error is not None:
+        raise error
+
+
+def _drain(conn: psycopg.Connection[Any]) -> None:
+    while conn.pgconn.get_result() is not None:
+        pass
+
+
+def _result_error(conn: psycopg.Connection[Any], result: Any) -> psycopg.Error:
+    if result is None:
+        return psycopg.OperationalError("the server sent no result for COPY")
+    return pg_errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 def _stream_error(exc: psycopg.Error, label: str, conn: psycopg.Connection[Any]) -> PgbyteError:

@@ -136,11 +136,12 @@ def unescape_copy_text(data: bytes) -> bytes:
     them) because consumers splitting lines with Python's str.splitlines() would cut records
     there; "\\u2028" is the same JSON string.
     """
-    data = data.replace(b"\\\\", b"\\")
-    if b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data or b"\xc2\x85" in data:
-        data = (
-            data.replace(b"\xe2\x80\xa8", b"\\u2028")
-            .replace(b"\xe2\x80\xa9", b"\\u2029")
-            .replace(b"\xc2\x85", b"\\u0085")
-        )
+    # Single-byte membership tests are memchr-fast; the multi-byte searches and the replace
+    # are not, so they run only on chunks that can need them.
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"\\")
+    if b"\xe2" in data:
+        data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    if b"\xc2" in data:
+        data = data.replace(b"\xc2\x85", b"\\u0085")
     return data

@@ -107,6 +107,8 @@ def test_records_equal_rows_value_for_value(source_conn, discover_and_read) -> N
     _, result = discover_and_read("g")
     got = sorted((d["id"], d["h"], Decimal(str(d["x"])), d["b"], d["d"]) for d in result.data("g"))
     assert got == sorted((i, h, Decimal(x), b, d) for i, h, x, b, d in rows)
+    (state,) = result.of_type("STATE")
+    assert state["state"]["sourceStats"]["recordCount"] == 5000
 
 
 def test_weird_names_read(source_conn, discover_and_read) -> None:
@@ -370,3 +372,21 @@ def test_nan_row_of_a_wide_table(source_conn, discover_and_read) -> None:
     (record,) = result.records
     assert record["data"] == {f"c{i}": (None if i == 59 else i) for i in range(60)}
     assert [c["field"] for c in record["meta"]["changes"]] == ["c59"]
+
+
+def test_error_mid_stream_fails_only_that_stream(source_conn, source_config, write_json) -> None:
+    """A query error after some rows ends that stream INCOMPLETE; the next stream completes."""
+    source_conn.execute(
+        "CREATE TABLE base AS SELECT generate_series(1, 10000) AS id;"
+        "CREATE VIEW breaks AS SELECT id, 1 / (id - 9000) AS x FROM base;"
+        "CREATE TABLE after_it (id int); INSERT INTO after_it VALUES (1)"
+    )
+    streams = [table_stream("breaks", {"id": {}, "x": {}}), table_stream("after_it", {"id": {}})]
+    result = read(write_json, source_config, streams)
+    assert result.returncode != 0
+    assert result.statuses("breaks")[-1] == "INCOMPLETE"
+    assert result.statuses("after_it")[-1] == "COMPLETE"
+    (error,) = result.errors()
+    assert error["stream_descriptor"]["name"] == "breaks"
+    assert "division by zero" in error["message"]
+    assert result.data("after_it") == [{"id": 1}]
