@@ -84,7 +84,7 @@ def _data_target(target: StreamTarget) -> sql.Composable:
 
 
 def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
-    """COPY the canonical rows (`data \\x01 emitted_at \\n`); FastPathRefused on refusal.
+    """COPY the canonical rows (data, emitted_at, ab_id); raises FastPathRefused.
 
     The delimiter is \\x01, which valid JSON never holds raw, so only backslashes need escaping
     (a raw tab is legal JSON whitespace; a line carrying \\x01 or CR is refused and redone)."""
@@ -94,7 +94,8 @@ def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
         _copy(
             conn,
             sql.SQL(
-                "COPY {} (_airbyte_data, _airbyte_emitted_at) FROM STDIN (DELIMITER E'\\x01')"
+                "COPY {} (_airbyte_data, _airbyte_emitted_at, _airbyte_ab_id) FROM STDIN "
+                "(DELIMITER E'\\x01')"
             ).format(_data_target(target)),
             payload,
         )

@@ -10,6 +10,7 @@ lost and no overwrite is swapped by a broken run.
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import json
 import os
@@ -37,6 +38,15 @@ _DATA_LAST = b',"data":'
 _PLEN, _NLEN, _DLEN, _ELEN = len(_PREFIX), len(_NS), len(_DATA), len(_EM)
 _EFLEN, _DLLEN = len(_EM_FIRST), len(_DATA_LAST)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _uuid_block(count: int = 1 << 15) -> bytes:
+    """`count` random (version 4) UUIDs as "<32 hex>\\n" records. Made in bulk here because
+    gen_random_uuid() per row costs the single busy Postgres backend a few microseconds each."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])
+    return binascii.hexlify(raw, b"\n", 16) + b"\n"
 
 
 def _timestamp(ms: int) -> bytes:
@@ -110,6 +120,8 @@ class Writer:
                 self.fast_keys.setdefault((key, None), t)
         self._last_em = b""
         self._last_ts = b""
+        self._ids = b""
+        self._id_pos = 0
         self.source_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -203,9 +215,15 @@ class Writer:
                 ):
                     if em != self._last_em:
                         self._last_em = em
-                        self._last_ts = b"\x01" + _timestamp(int(em)) + b"\n"
-                    target.fast_rows.append(line[ds:de])
-                    target.fast_rows.append(self._last_ts)
+                        self._last_ts = b"\x01" + _timestamp(int(em)) + b"\x01"
+                    p = self._id_pos
+                    if p >= len(self._ids):
+                        self._ids, p = _uuid_block(), 0
+                    self._id_pos = p + 33
+                    rows = target.fast_rows
+                    rows.append(line[ds:de])
+                    rows.append(self._last_ts)
+                    rows.append(self._ids[p : p + 33])  # "<32 hex>\n"
                     target.fast_lines.append(line)
                     target.fast_linenos.append(self.lineno)
                     target.since_state += 1
