@@ -15,7 +15,9 @@ import datetime
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -60,6 +62,28 @@ class InputError(PgbyteError):
     """The input stream is broken at a given line (the message names it)."""
 
     failure_type = "system_error"
+
+
+@dataclass
+class _Batch:
+    """One stream's buffered lines on their way to Postgres (what loader's COPYs read)."""
+
+    target: StreamTarget
+    count: int
+    fast_rows: list[bytes]
+    fast_lines: list[bytes]
+    fast_linenos: list[int]
+    slow_lines: list[bytes]
+    slow_linenos: list[int]
+    error: BaseException | None = None
+
+    @property
+    def overwrite(self) -> bool:
+        return self.target.overwrite
+
+    @property
+    def load_raw(self) -> tuple[str, str]:
+        return self.target.load_raw
 
 
 def read_lines(fd: int) -> Iterator[list[bytes]]:
@@ -122,6 +146,8 @@ class Writer:
         self._last_ts = b""
         self._ids = b""
         self._id_pos = 0
+        self._thread: threading.Thread | None = None
+        self._job: _Batch | None = None
         self.source_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -160,6 +186,9 @@ class Writer:
 
     def abort(self) -> None:
         """Roll back what is not committed and drop the overwrite temporaries."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = self._job = None
         try:
             if self.conn.closed:
                 return
@@ -319,42 +348,92 @@ class Writer:
             self.buffered = 0
 
     def _flush_one(self, t: StreamTarget) -> None:
-        count = len(t.fast_lines) + len(t.slow_lines)
-        if t.fast_rows:
-            try:
-                loader.copy_fast(self.conn, t)
-            except loader.FastPathRefused:
-                # Find the culprit (or load them all) line by line on the slow path.
-                saved = self.lineno
-                try:
-                    for line, n in zip(t.fast_lines, t.fast_linenos, strict=True):
-                        self.lineno = n
-                        self._slow(line, redo=True)
-                finally:
-                    self.lineno = saved
-            t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
-        if t.slow_lines:
-            try:
-                loader.copy_slow(self.conn, t)
-            except loader.BatchError as err:
-                where = f"Input line {err.lineno}" if err.lineno else f"A line of {t.label}"
-                raise InputError(
-                    f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
-                    "last echoed STATE was committed and no overwrite was swapped."
-                ) from None
-            t.slow_lines, t.slow_linenos = [], []
+        """Hand the stream's buffered batch to a background thread and return at once, so the
+        next batch is parsed while Postgres loads this one; at most one batch is in flight and
+        every other use of the connection waits for it first (`_wait`)."""
+        self._wait()
+        job = _Batch(
+            target=t, count=len(t.fast_lines) + len(t.slow_lines),
+            fast_rows=t.fast_rows, fast_lines=t.fast_lines, fast_linenos=t.fast_linenos,
+            slow_lines=t.slow_lines, slow_linenos=t.slow_linenos,
+        )  # fmt: skip
+        t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
+        t.slow_lines, t.slow_linenos = [], []
         t.nbytes = 0
-        loader.finish_batch(self.conn, t)
-        t.received += count
+        self._job = job
+        self._thread = threading.Thread(target=self._load, args=(job,), daemon=True)
+        self._thread.start()
+
+    def _wait(self) -> None:
+        """Wait for the batch in flight; re-raise its failure here, in the main thread."""
+        if self._thread is None:
+            return
+        self._thread.join()
+        self._thread = None
+        job, self._job = self._job, None
+        if job is not None and job.error is not None:
+            raise job.error
+
+    def _load(self, job: _Batch) -> None:
+        """Background: load one batch (COPY, then for append the raw and typed INSERTs)."""
+        try:
+            if job.fast_rows:
+                try:
+                    loader.copy_fast(self.conn, job)
+                except loader.FastPathRefused:
+                    # Check each line (naming the first bad one) and load them the slow way.
+                    for line, n in zip(job.fast_lines, job.fast_linenos, strict=True):
+                        self._validate(line, n, job.target)
+                    job.slow_lines = job.fast_lines + job.slow_lines
+                    job.slow_linenos = job.fast_linenos + job.slow_linenos
+            if job.slow_lines:
+                try:
+                    loader.copy_slow(self.conn, job)
+                except loader.BatchError as err:
+                    where = f"Input line {err.lineno}" if err.lineno else "A line"
+                    raise InputError(
+                        f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
+                        "last echoed STATE was committed and no overwrite was swapped."
+                    ) from None
+            loader.finish_batch(self.conn, job.target)
+            job.target.received += job.count
+        except BaseException as exc:  # handed to the main thread by _wait
+            job.error = exc
+
+    def _validate(self, line: bytes, lineno: int, target: StreamTarget) -> None:
+        """The slow path's checks for a line the fast path took (read-only: thread-safe)."""
+
+        def bad(reason: str) -> InputError:
+            return InputError(
+                f"Input line {lineno} {reason}. Nothing after the last echoed STATE was "
+                "committed and no overwrite stream was swapped."
+            )
+
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise bad(f"is not valid UTF-8 (byte {err.start + 1})") from None
+            try:
+                msg = json.loads(line, parse_constant=_reject_constant)
+            except (ValueError, RecursionError):
+                raise bad(f"is not valid JSON ({exc})") from None
+        rec = msg.get("record") if isinstance(msg, dict) else None
+        if not isinstance(rec, dict) or not isinstance(rec.get("data"), dict):
+            raise bad(f"is a RECORD of stream {target.label} whose data is not a JSON object")
 
     def _complete(self, t: StreamTarget) -> None:
         """overwrite: normalize the loaded temporary raw table, then swap both tables in."""
+        self._wait()
         loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
         ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
 
     def commit(self) -> None:
         self._flush()
+        self._wait()
         self.conn.commit()
         for t in self.targets:
             t.committed = t.received
@@ -427,6 +506,7 @@ class Writer:
             )
             return 1
         self._flush()
+        self._wait()
         for t in self.targets:
             if t.overwrite and not t.swapped:
                 self._complete(t)
