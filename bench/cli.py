@@ -179,6 +179,7 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> Report:
         source=source, dest=dest, workdir=workdir, rows=args.rows, repeat=args.repeat,
         timeout=args.timeout, report=report, table=table, reuse=args.reuse,
         commands=Commands.from_args(args.source_cmd, args.dest_cmd, args.pgbyte_cmd),
+        server_cpu=servers.cpu_seconds,
     )  # fmt: skip
     (workdir / "state").mkdir()
     needed = {"source", "destination"} | ({"pgbyte"} if only & {"sync", "incremental"} else set())

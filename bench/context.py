@@ -33,7 +33,9 @@ class Context:
     unavailable: dict[str, str | None] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # results steps share (message counts)
+    extra: dict[str, Any] = field(default_factory=dict)
+    # CPU seconds used so far per throwaway server ({} with given DSNs): read around each run.
+    server_cpu: Callable[[], dict[str, float]] = dict  # results steps share (message counts)
 
     def path(self, name: str) -> Path:
         return self.workdir / name
@@ -82,8 +84,13 @@ def timed(
     for index in range(ctx.repeat):
         if before:
             before(index)
+        cpu_before = ctx.server_cpu()
         outcome = run(index)
+        cpu_after = ctx.server_cpu()
         step.runs.append(outcome)
+        step.server_cpu.append(
+            {role: cpu_after[role] - cpu_before[role] for role in cpu_after if role in cpu_before}
+        )
         if not outcome.ok:
             step.fail(outcome.failure(step.processes))
             progress(f"  {step.label}: FAILED — {step.reason}")

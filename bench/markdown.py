@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from bench.cli import DEFAULT_JSON
+from bench.report import ROLE_TAGS
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -25,6 +26,19 @@ def _cell(text: object, limit: int = 160) -> str:
     return text.replace("|", "\\|")
 
 
+def _cpu(step: dict[str, Any]) -> str:
+    """CPU seconds of the programs and of each server in the fastest run."""
+    times = step["times_s"]
+    if not times:
+        return "-"
+    # Only steps whose every run succeeded get here, so the per-run lists line up.
+    index = times.index(min(times))
+    servers = step["server_cpu_s"][index] if index < len(step["server_cpu_s"]) else {}
+    parts = [f"{step['cpu_s'][index]:.1f}"]
+    parts += [f"{ROLE_TAGS.get(role, role)} {seconds:.1f}" for role, seconds in servers.items()]
+    return " / ".join(parts)
+
+
 def render(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -34,18 +48,21 @@ def render(report: dict[str, Any]) -> str:
         f"{report['servers']}, best of {report['repeat']} "
         f"(load average at start {report.get('load_average_at_start')}):",
         "",
-        "| step | best s | median s | rows/s | peak RSS MB |",
-        "|---|---:|---:|---:|---|",
+        "| step | best s | median s | rows/s | CPU s: programs / servers | peak RSS MB |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for step in report["steps"].values():
         if step["status"] != "ok":
             reason = _cell(f"{step['status']}: {step['reason']}")
-            lines.append(f"| {_cell(step['label'])} | {reason} | | | |")
+            lines.append(f"| {_cell(step['label'])} | {reason} | | | | |")
             continue
         rss = ", ".join(f"{k} {v:.0f}" for k, v in step["peak_rss_mb"].items())
         best, median = _num(step["best_s"], ".2f"), _num(step["median_s"], ".2f")
         rows_per_s = _num(step["rows_per_s"], ",.0f")
-        lines.append(f"| {_cell(step['label'])} | {best} | {median} | {rows_per_s} | {rss} |")
+        cpu = _cpu(step)
+        lines.append(
+            f"| {_cell(step['label'])} | {best} | {median} | {rows_per_s} | {cpu} | {rss} |"
+        )
     lines += ["", "| goal | issue | measured | limit | verdict |", "|---|---|---:|---:|---|"]
     for goal in report["goals"]:
         verdict = {True: "met", False: "missed", None: "not measured"}[goal["met"]]

@@ -13,6 +13,7 @@ from typing import Any
 from bench.process import Outcome
 
 OK, FAILED, UNAVAILABLE, PENDING = "ok", "failed", "unavailable", "pending"
+ROLE_TAGS = {"source": "src", "destination": "dst"}
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Step:
     verified: dict[str, Any] = field(default_factory=dict)
     table_bytes: int = 0  # MB/s is table heap bytes per second when set
     output_bytes: int = 0  # bytes of Airbyte messages the step produced or consumed, when known
+    server_cpu: list[dict[str, float]] = field(default_factory=list)  # per run, per server role
 
     @property
     def times(self) -> list[float]:
@@ -46,6 +48,11 @@ class Step:
     def cpu(self) -> float | None:
         """Least CPU time (user + system of the measured processes, not the servers) of a run."""
         return min(run.cpu_seconds for run in self.runs) if self.runs else None
+
+    def best_server_cpu(self) -> dict[str, float]:
+        """Server CPU seconds (per role) during the fastest successful run."""
+        pairs = [(r.seconds, c) for r, c in zip(self.runs, self.server_cpu, strict=False) if r.ok]
+        return min(pairs, key=lambda pair: pair[0])[1] if pairs else {}
 
     def peak_rss(self) -> dict[str, float]:
         """Peak RSS in MB per process over all runs."""
@@ -79,6 +86,7 @@ class Step:
             else None,
             "peak_rss_mb": {k: round(v, 1) for k, v in self.peak_rss().items()},
             "cpu_s": [round(run.cpu_seconds, 3) for run in self.runs],
+            "server_cpu_s": [{k: round(v, 2) for k, v in c.items()} for c in self.server_cpu],
             "verified": self.verified,
         }
         return data
@@ -167,8 +175,8 @@ def render(report: Report) -> str:
     lines += [f"{name}: {status}" for name, status in meta.get("programs", {}).items()]
     lines.append("")
     header = (
-        f"{'step':<44} {'best s':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'CPU s':>7}  "
-        "peak RSS MB"
+        f"{'step':<44} {'best s':>8} {'median s':>9} {'rows/s':>10} {'MB/s':>7} {'CPU s':>7} "
+        f"{'server CPU s':>13}  peak RSS MB"
     )
     lines += [header, "-" * len(header)]
     for step in report.steps.values():
@@ -180,9 +188,12 @@ def render(report: Report) -> str:
         mbps = step.table_bytes / 1e6 / best if best and step.table_bytes else None
         rss = step.peak_rss()
         rss_text = " ".join(f"{k} {v:.0f}" for k, v in rss.items()) if rss else "-"
+        cpu = step.best_server_cpu()
+        server_cpu = " ".join(f"{ROLE_TAGS[k]} {v:.1f}" for k, v in cpu.items()) or "-"
         lines.append(
             f"{step.label:<44} {_fmt(best, '8.2f')} {_fmt(step.median, '9.2f')} "
-            f"{_fmt(rps, '10,.0f')} {_fmt(mbps, '7.1f')} {_fmt(step.cpu, '7.2f')}  {rss_text}"
+            f"{_fmt(rps, '10,.0f')} {_fmt(mbps, '7.1f')} {_fmt(step.cpu, '7.2f')} "
+            f"{server_cpu:>13}  {rss_text}"
         )
     if report.ratios:
         lines += ["", "ratios (best times):"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from pgbyte.throwaway_pg import ThrowawayServer, find_bin_dir
@@ -85,6 +86,7 @@ class Servers:
     source_dsn: str | None = None
     dest_dsn: str | None = None
     started: list[ThrowawayServer] = field(default_factory=list)
+    by_role: dict[str, ThrowawayServer] = field(default_factory=dict)
 
     def endpoints(self) -> tuple[Endpoint, Endpoint]:
         """Both endpoints; two throwaway servers start side by side (initdb takes seconds)."""
@@ -98,6 +100,7 @@ class Servers:
             return Endpoint.from_dsn(role, dsn)
         server = ThrowawayServer()
         self.started.append(server)  # before start(): a half-started server is cleaned up too
+        self.by_role[role] = server
         server.start()
         MASK.add(server.password)
         dbname = BENCH_DATABASES[role]
@@ -108,8 +111,50 @@ class Servers:
         )  # fmt: skip
 
     def stop(self) -> None:
+        self.by_role.clear()
         while self.started:
             self.started.pop().stop()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each throwaway server (empty for servers given by DSN)."""
+        totals = {}
+        for role, server in self.by_role.items():
+            if server.root is not None:
+                seconds = _server_cpu(server.root / "data" / "postmaster.pid")
+                if seconds is not None:
+                    totals[role] = seconds
+        return totals
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _server_cpu(pidfile: Path) -> float | None:
+    """Postmaster's own and reaped children's CPU plus its live children's, in seconds.
+
+    A backend that ends between two readings moves from the live sum into the postmaster's
+    cutime/cstime with its whole lifetime, so the difference of two readings stays right.
+    """
+    try:
+        postmaster = int(pidfile.read_text().split()[0])
+        # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+        fields = _stat_fields(postmaster)
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+        children = (Path(f"/proc/{postmaster}/task/{postmaster}/children")).read_text().split()
+    except (OSError, ValueError, IndexError):
+        return None
+    for child in children:
+        try:
+            fields = _stat_fields(int(child))
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile: its time is in the postmaster's cutime next reading
+    return ticks / _TICKS
 
 
 def server_version(endpoint: Endpoint) -> str:

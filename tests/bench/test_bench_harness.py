@@ -232,3 +232,12 @@ def test_same_database_for_both_sides_is_refused(pg_server, make_database, tmp_p
     assert "same database" in result.stderr
     assert pg_server.password not in result.stderr
     assert report == {}
+
+
+def test_server_cpu_is_reported_for_throwaway_servers(fake_run):
+    """Each run of a step records the CPU seconds both throwaway servers used during it."""
+    _, report = fake_run
+    per_run = report["steps"]["copy_pipe"]["server_cpu_s"]
+    assert len(per_run) == 2
+    assert all(set(run) == {"source", "destination"} for run in per_run)
+    assert all(seconds >= 0 for run in per_run for seconds in run.values())
