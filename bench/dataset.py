@@ -199,6 +199,11 @@ def update_one_percent(source: Endpoint, round_: int) -> int:
     return changed
 
 
+def vacuum(endpoint: Endpoint, table: str) -> None:
+    with endpoint.connect() as conn:
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+
+
 def prepare_copy_table(dest: Endpoint) -> None:
     """The plain table (same columns; no key, no identity) the COPY baselines load into."""
     with dest.connect() as conn:

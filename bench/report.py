@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.process import Outcome
 
-OK, FAILED, UNAVAILABLE, PENDING = "ok", "failed", "unavailable", "pending"
+OK, FAILED, UNAVAILABLE, SKIPPED, PENDING = "ok", "failed", "unavailable", "skipped", "pending"
 ROLE_TAGS = {"source": "src", "destination": "dst"}
 
 
