@@ -166,15 +166,20 @@ def run_pipeline(
             last = index == len(commands) - 1
             err_handle = err_path.open("wb")
             handles.append(err_handle)
-            proc = subprocess.Popen(
-                list(command),
-                stdin=previous,
-                stdout=out_handle if last else subprocess.PIPE,
-                stderr=err_handle,
-                env=dict(envs[index]) if envs[index] is not None else None,
-                cwd=workdir,
-                start_new_session=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    list(command),
+                    stdin=previous,
+                    stdout=out_handle if last else subprocess.PIPE,
+                    stderr=err_handle,
+                    env=dict(envs[index]) if envs[index] is not None else None,
+                    cwd=workdir,
+                    start_new_session=True,
+                )
+            except OSError:  # not executable, missing: the ones already started must not linger
+                for started in procs:
+                    _end(started)
+                raise
             with _LIVE_LOCK:
                 _LIVE[proc.pid] = proc
             if index > 0:

@@ -147,3 +147,9 @@ def test_timeout_ends_the_child(tmp_path: Path):
     """A child running past the timeout is killed and the outcome says it timed out."""
     outcome = run_pipeline([["sleep", "30"]], workdir=tmp_path, timeout=0.5)
     assert outcome.timed_out and outcome.seconds < 10
+
+
+def test_missing_program_in_a_pipeline_raises_and_ends_the_others(tmp_path):
+    """A pipeline whose second program does not exist raises OSError, the first one ended."""
+    with pytest.raises(OSError):
+        run_pipeline([["sleep", "30"], [str(tmp_path / "no-such-program")]], workdir=tmp_path)
