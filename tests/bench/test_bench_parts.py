@@ -3,6 +3,7 @@ reuse and safety of the table, and how failures of child processes are reported.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -152,4 +153,11 @@ def test_timeout_ends_the_child(tmp_path: Path):
 def test_missing_program_in_a_pipeline_raises_and_ends_the_others(tmp_path):
     """A pipeline whose second program does not exist raises OSError, the first one ended."""
     with pytest.raises(OSError):
-        run_pipeline([["sleep", "30"], [str(tmp_path / "no-such-program")]], workdir=tmp_path)
+        run_pipeline([["sleep", "31"], [str(tmp_path / "no-such-program")]], workdir=tmp_path)
+    children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+    running = [
+        pid for pid in children
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x0031")
+        and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    ]  # fmt: skip
+    assert running == []
