@@ -166,7 +166,6 @@ def _read_stream(
         stream=stream.name,
         namespace=stream.namespace,
         emitted_at=emitted_at,
-        whole_row=table.complete and columns == table.columns,
     )
     count = 0
     conn.execute("SAVEPOINT pgbyte_stream")

@@ -270,3 +270,44 @@ def finite_condition(refs: list[tuple[sql.Composable, ColumnMapping]]) -> sql.Co
         if mapping.kind != "float":
             parts.append(sql.SQL("NOT ({})").format(special_flag(ref, mapping)))
     return sql.SQL(" AND ").join(parts)
+
+
+# --- JSON text of a value (the read path concatenates these) -------------------------------
+
+# Kinds whose text output is a valid JSON number or literal as is (finite values).
+_JSON_AS_IS = {"integer", "oid", "numeric", "numeric_int", "float", "boolean"}
+# Kinds rendered as strings made of characters JSON never escapes: wrap in quotes.
+_JSON_SAFE_STRING = {"date", "timestamp", "timestamptz", "time", "timetz", "bytea"}
+
+
+def _json_of(rendered: sql.Composable, kind: str) -> sql.Composable:
+    if kind in _JSON_AS_IS:
+        # bool::text is 'true'/'false'; numeric and float output never uses NaN here.
+        return sql.SQL("{}::text").format(rendered)
+    if kind == "money":
+        return sql.SQL("{}::text").format(rendered)  # rendered is already ::numeric
+    if kind in _JSON_SAFE_STRING:
+        return sql.SQL("'\"' || {} || '\"'").format(rendered)
+    # text-like kinds: to_json escapes quotes, backslashes and control characters (and keeps
+    # char(n) padding, which a ::text cast would strip).
+    return sql.SQL("to_json({})::text").format(rendered)
+
+
+def _null_to_json(expr: sql.Composable) -> sql.Composable:
+    return sql.SQL("coalesce({}, 'null')").format(expr)
+
+
+def json_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
+    """JSON text of a column's value (NaN/±Infinity nulled), 'null' for NULL."""
+    if mapping.kind == "array":
+        return _null_to_json(sql.SQL("to_json({})::text").format(value_expr(ref, mapping)))
+    return _null_to_json(_json_of(scalar_expr(ref, mapping.kind), mapping.kind))
+
+
+def fast_json_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
+    """JSON text of a value known to be finite (no NaN/±Infinity nulling)."""
+    if mapping.kind == "array":
+        return _null_to_json(sql.SQL("to_json({})::text").format(fast_value_expr(ref, mapping)))
+    if mapping.kind in SPECIAL_KINDS:
+        return _null_to_json(sql.SQL("{}::text").format(ref))
+    return json_expr(ref, mapping)
