@@ -2,11 +2,14 @@
 
 The images are built by `scripts/build-images.sh` (what `make images` runs) once per session, so
 CI builds them on a fresh machine; Docker's layer cache makes later sessions quick.
+Every connector verb that imports the CDK costs seconds in a container, so a costly pipeline or
+sync is run once per module (`tutorial_dbs`) and several tests each check one thing about it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +17,19 @@ import psycopg
 import pytest
 from docker_helpers import (
     IMAGES,
-    SOURCE_IMAGE,
-    TUTORIAL_ROWS,
-    Run,
+    TutorialDatabases,
     build_images,
-    configured_catalog,
-    docker_run,
+    create_tutorial_table,
+    dest_rows,
     engine_error,
-    pipeline_stream,
-    write_secrets,
+    tutorial_configured_catalog,
 )
-from psycopg import sql
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers the CDK's standard Docker suites put on their tests (we run with strict markers)."""
+    config.addinivalue_line("markers", "image_tests: the CDK's tests of a connector image")
+    config.addinivalue_line("markers", "requires_creds: the CDK's scenarios that need secrets")
 
 
 @pytest.fixture(scope="session")
@@ -48,53 +53,15 @@ def _requires_engine(docker_engine: None) -> None:
 
 
 @pytest.fixture
-def tutorial_source(source_conn: psycopg.Connection, source_config: dict) -> dict:
-    """The tutorial's source table (full_refresh_demo: 1 Mary X, 2 John D); returns the config."""
-    source_conn.execute("CREATE TABLE full_refresh_demo(id integer PRIMARY KEY, name VARCHAR(200))")
-    for row in TUTORIAL_ROWS:
-        source_conn.execute("INSERT INTO full_refresh_demo(id, name) VALUES (%s, %s)", row)
+def tutorial_source(pg_server: Any, source_db: str, source_config: dict) -> dict:
+    """The tutorial's table in a fresh source database; returns the source config."""
+    create_tutorial_table(pg_server.conninfo(source_db))
     return source_config
 
 
 @pytest.fixture
-def secrets_dir(tmp_path: Path) -> Path:
-    """An empty directory to mount at /secrets (readable by the image's airbyte user)."""
-    return write_secrets(tmp_path / "secrets")
-
-
-_discovered: dict[str, dict] = {}
-
-
-@pytest.fixture
-def tutorial_catalog(images: dict[str, str], tutorial_source: dict, tmp_path: Path) -> dict:
-    """The configured catalog of full_refresh_demo (full refresh | overwrite), from discover.
-
-    Discovered from the image once per session (the stream does not depend on which fresh
-    database holds the table); test_discover_lists_the_tutorial_table checks discover itself.
-    """
-    if "full_refresh_demo" not in _discovered:
-        secrets = write_secrets(tmp_path / "discover", config=tutorial_source)
-        run = docker_run(
-            SOURCE_IMAGE, "discover", "--config", "/secrets/config.json", secrets=secrets
-        )
-        assert run.returncode == 0, run.explain()
-        _discovered["full_refresh_demo"] = pipeline_stream(run.catalog, "full_refresh_demo")
-    return configured_catalog([_discovered["full_refresh_demo"]])
-
-
-def dest_rows(
-    conn: psycopg.Connection, table: str, schema: str = "public"
-) -> list[tuple[Any, ...]]:
-    """(id, name) rows of a normalized destination table, ordered by id."""
-    query = sql.SQL("SELECT id, name FROM {}.{} ORDER BY id").format(
-        sql.Identifier(schema), sql.Identifier(table)
-    )
-    return [tuple(row) for row in conn.execute(query).fetchall()]
-
-
-@pytest.fixture
-def read_dest_rows(dest_conn: psycopg.Connection):
-    """Reads (id, name) rows of a destination table."""
+def read_dest_rows(dest_conn: psycopg.Connection) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Reads (id, name) rows of a table in the test's destination database."""
 
     def read(table: str) -> list[tuple[Any, ...]]:
         return dest_rows(dest_conn, table)
@@ -102,14 +69,26 @@ def read_dest_rows(dest_conn: psycopg.Connection):
     return read
 
 
+@pytest.fixture(scope="module")
+def tutorial_dbs(pg_server: Any) -> Iterator[TutorialDatabases]:
+    """Module-wide databases, so that one costly pipeline or sync serves several tests."""
+    suffix = uuid.uuid4().hex[:10]
+    source_db, dest_db = f"src_{suffix}", f"dst_{suffix}"
+    for name in (source_db, dest_db):
+        pg_server.create_database(name)
+    create_tutorial_table(pg_server.conninfo(source_db))
+    try:
+        yield TutorialDatabases(
+            source_config=pg_server.connector_config(source_db, schemas=["public"]),
+            dest_config=pg_server.connector_config(dest_db, schema="public"),
+            dest_conninfo=pg_server.conninfo(dest_db),
+        )
+    finally:
+        for name in (source_db, dest_db):
+            pg_server.drop_database(name)
+
+
 @pytest.fixture
-def spec_of(images: dict[str, str]) -> Iterator[Any]:
-    """`docker run --rm IMAGE spec`, cached per image for the test."""
-    cache: dict[str, Run] = {}
-
-    def spec(image: str) -> Run:
-        if image not in cache:
-            cache[image] = docker_run(image, "spec", network="bridge")
-        return cache[image]
-
-    yield spec
+def tutorial_catalog(images: dict[str, str], tutorial_source: dict, tmp_path: Path) -> dict:
+    """The tutorial's configured catalog, for a test's own databases."""
+    return tutorial_configured_catalog(tutorial_source, tmp_path / "discover")

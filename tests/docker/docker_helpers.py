@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONNECTORS = ("source-postgres", "destination-postgres")
 IMAGES = {name: f"pgbyte/{name}:dev" for name in CONNECTORS}
@@ -199,3 +202,57 @@ def containers_with_label(label: str) -> list[str]:
         check=True,
     ).stdout
     return out.split()
+
+
+def create_tutorial_table(conninfo: str) -> None:
+    """The tutorial's source table: full_refresh_demo with 1 Mary X, 2 John D."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE TABLE full_refresh_demo(id integer PRIMARY KEY, name VARCHAR(200))")
+        for row in TUTORIAL_ROWS:
+            conn.execute("INSERT INTO full_refresh_demo(id, name) VALUES (%s, %s)", row)
+
+
+def dest_rows(
+    conn: psycopg.Connection, table: str, schema: str = "public"
+) -> list[tuple[Any, ...]]:
+    """(id, name) rows of a normalized destination table, ordered by id."""
+    query = sql.SQL("SELECT id, name FROM {}.{} ORDER BY id").format(
+        sql.Identifier(schema), sql.Identifier(table)
+    )
+    return [tuple(row) for row in conn.execute(query).fetchall()]
+
+
+@dataclass(frozen=True)
+class TutorialDatabases:
+    """A source database holding the tutorial's table and an empty destination database."""
+
+    source_config: dict[str, Any]
+    dest_config: dict[str, Any]
+    dest_conninfo: str
+
+    def dest_rows(self, table: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dest_conninfo) as conn:
+            return dest_rows(conn, table)
+
+    def dest_query(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dest_conninfo) as conn:
+            return [tuple(row) for row in conn.execute(query).fetchall()]
+
+
+_discovered: dict[str, dict] = {}
+
+
+def tutorial_configured_catalog(source_config: dict[str, Any], directory: Path) -> dict:
+    """The configured catalog of full_refresh_demo (full refresh | overwrite), from discover.
+
+    Discovered from the image once per session (the stream does not depend on which fresh
+    database holds the table); test_discover_lists_the_tutorial_table checks discover itself.
+    """
+    if "full_refresh_demo" not in _discovered:
+        secrets = write_secrets(directory, config=source_config)
+        run = docker_run(
+            SOURCE_IMAGE, "discover", "--config", "/secrets/config.json", secrets=secrets
+        )
+        assert run.returncode == 0, run.explain()
+        _discovered["full_refresh_demo"] = pipeline_stream(run.catalog, "full_refresh_demo")
+    return configured_catalog([_discovered["full_refresh_demo"]])

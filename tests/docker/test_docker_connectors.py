@@ -22,9 +22,9 @@ CATALOG = "/secrets/catalog.json"
 
 
 @pytest.mark.parametrize("image", [SOURCE_IMAGE, DEST_IMAGE])
-def test_spec_emits_one_spec(images: dict[str, str], spec_of, image: str) -> None:
+def test_spec_emits_one_spec(images: dict[str, str], image: str) -> None:
     """`docker run --rm IMAGE spec` exits 0 with exactly one SPEC naming host/port/database."""
-    run = spec_of(image)
+    run = docker_run(image, "spec", network="bridge")
     assert run.returncode == 0, run.explain()
     (spec,) = run.of_type("SPEC")
     properties = spec["spec"]["connectionSpecification"]["properties"]

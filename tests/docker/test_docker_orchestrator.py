@@ -17,7 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from docker_helpers import DEST_IMAGE, REPO_ROOT, SOURCE_IMAGE, TUTORIAL_ROWS
+from docker_helpers import (
+    DEST_IMAGE,
+    REPO_ROOT,
+    SOURCE_IMAGE,
+    TUTORIAL_ROWS,
+    TutorialDatabases,
+)
 from pgbyte.docker_runner import CONTAINER_LABEL
 from psycopg import sql
 
@@ -84,11 +90,15 @@ def our_containers() -> set[str]:
     return set(out.split())
 
 
-@pytest.fixture
-def both_images(images, tutorial_source, dest_config, pg_server, tmp_path: Path):
+@pytest.fixture(scope="module")
+def both_images(
+    images, tutorial_dbs: TutorialDatabases, pg_server, tmp_path_factory: pytest.TempPathFactory
+):
     """The tutorial's overwrite connection synced once with both connectors as images."""
     before = our_containers()
-    conn = connection_file(tmp_path, tutorial_source, dest_config)
+    conn = connection_file(
+        tmp_path_factory.mktemp("both"), tutorial_dbs.source_config, tutorial_dbs.dest_config
+    )
     run, summary = sync(conn, pg_server.password)
     return run, summary, before
 
@@ -100,9 +110,11 @@ def test_sync_with_both_images_succeeds(both_images) -> None:
     assert summary["total"]["records_committed"] == 2
 
 
-def test_sync_with_both_images_loads_the_tutorial_rows(both_images, dest_conn) -> None:
+def test_sync_with_both_images_loads_the_tutorial_rows(
+    both_images, tutorial_dbs: TutorialDatabases
+) -> None:
     """overwrite_full_refresh_demo holds 1 Mary X, 2 John D after the image sync."""
-    assert rows(dest_conn, "overwrite_full_refresh_demo") == TUTORIAL_ROWS
+    assert tutorial_dbs.dest_rows("overwrite_full_refresh_demo") == TUTORIAL_ROWS
 
 
 def test_sync_with_images_leaves_no_container(both_images) -> None:
@@ -145,7 +157,7 @@ def big_source(source_conn: psycopg.Connection, source_config: dict) -> dict:
     """A source table large enough that a sync is still running when it is interrupted."""
     source_conn.execute(
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS name"
-        " FROM generate_series(1, 1000000) AS g"
+        " FROM generate_series(1, 300000) AS g"
     )
     source_conn.execute("ALTER TABLE big ADD PRIMARY KEY (id)")
     return source_config
@@ -153,7 +165,7 @@ def big_source(source_conn: psycopg.Connection, source_config: dict) -> dict:
 
 def running_containers(role: str, verb: str) -> list[str]:
     out = subprocess.run(
-        ["docker", "ps", "-q", "--no-trunc", "--filter", f"label={CONTAINER_LABEL}={role}",
+        ["docker", "ps", "--no-trunc", "--filter", f"label={CONTAINER_LABEL}={role}",
          "--format", "{{.ID}} {{.Command}}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip

@@ -6,20 +6,31 @@ import shlex
 import subprocess
 from pathlib import Path
 
-import psycopg
 import pytest
-from docker_helpers import DEST_IMAGE, SOURCE_IMAGE, TUTORIAL_ROWS, docker_run_argv, write_secrets
+from docker_helpers import (
+    DEST_IMAGE,
+    SOURCE_IMAGE,
+    TUTORIAL_ROWS,
+    TutorialDatabases,
+    docker_run_argv,
+    tutorial_configured_catalog,
+    write_secrets,
+)
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def piped(
-    images, tutorial_source: dict, dest_config: dict, tutorial_catalog: dict, tmp_path: Path
+    images: dict[str, str],
+    tutorial_dbs: TutorialDatabases,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> subprocess.CompletedProcess[str]:
     """The tutorial's table piped between the two containers by the shell, as the README shows."""
-    src = write_secrets(tmp_path / "src", config=tutorial_source, catalog=tutorial_catalog)
-    dst = write_secrets(tmp_path / "dst", config=dest_config, catalog=tutorial_catalog)
+    root: Path = tmp_path_factory.mktemp("pipeline")
+    catalog = tutorial_configured_catalog(tutorial_dbs.source_config, root / "discover")
+    src = write_secrets(root / "src", config=tutorial_dbs.source_config, catalog=catalog)
+    dst = write_secrets(root / "dst", config=tutorial_dbs.dest_config, catalog=catalog)
     read = docker_run_argv(
         SOURCE_IMAGE, "read", "--config", "/secrets/config.json",
         "--catalog", "/secrets/catalog.json", secrets=src, interactive=True,
@@ -39,19 +50,19 @@ def test_pipeline_exits_zero(piped: subprocess.CompletedProcess[str]) -> None:
     assert piped.returncode == 0, piped.stdout[-3000:] + piped.stderr[-3000:]
 
 
-def test_pipeline_loads_the_tutorial_rows(piped, read_dest_rows) -> None:
+def test_pipeline_loads_the_tutorial_rows(piped, tutorial_dbs: TutorialDatabases) -> None:
     """The normalized table holds exactly 1 Mary X, 2 John D."""
     assert piped.returncode == 0, piped.stderr[-3000:]
-    assert read_dest_rows("full_refresh_demo") == TUTORIAL_ROWS
+    assert tutorial_dbs.dest_rows("full_refresh_demo") == TUTORIAL_ROWS
 
 
-def test_pipeline_fills_the_raw_table(piped, dest_conn: psycopg.Connection) -> None:
+def test_pipeline_fills_the_raw_table(piped, tutorial_dbs: TutorialDatabases) -> None:
     """_airbyte_raw_full_refresh_demo holds one JSON row per record."""
     assert piped.returncode == 0, piped.stderr[-3000:]
-    rows = dest_conn.execute(
+    names = tutorial_dbs.dest_query(
         "SELECT _airbyte_data->>'name' FROM _airbyte_raw_full_refresh_demo ORDER BY 1"
-    ).fetchall()
-    assert [r[0] for r in rows] == sorted(name for _, name in TUTORIAL_ROWS)
+    )
+    assert [n for (n,) in names] == sorted(name for _, name in TUTORIAL_ROWS)
 
 
 def test_pipeline_echoes_the_source_state(piped) -> None:
