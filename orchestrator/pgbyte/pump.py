@@ -56,6 +56,7 @@ class SyncProgress:
     states_forwarded: int = 0
     states_committed: int = 0
     dest_broken: bool = False
+    pump_error: str | None = None  # an unexpected error on the pump thread
 
 
 LogFn = Callable[[str, str], None]
@@ -95,11 +96,24 @@ class SourcePump:
                 block = b"".join((b"\n", *carry, memoryview(data)[: end + 1]))
                 carry = [data[end + 1 :]] if end + 1 < len(data) else []
                 out = self.process(block)
+                if self.rewriter.bad_lines:
+                    self._bad_lines()
                 if out and not self.write(out):
                     return
         except OSError:
             return  # the source's pipe broke: its exit code tells the story
+        except Exception as exc:  # a bug of ours must fail the sync, not hang it
+            self.progress.pump_error = f"{type(exc).__name__}: {exc}"
+            return
         self.partial_tail = b"".join(carry)
+
+    def _bad_lines(self) -> None:
+        for line in self.rewriter.bad_lines:
+            text = self.masker.mask(line.decode("utf-8", "replace"))
+            message = f"The source printed a RECORD line that is not valid JSON: {text[:200]}"
+            self.progress.source_errors.append({"message": message, "failure_type": "system_error"})
+            self.log("ERROR", f"pgbyte: {message}")
+        self.rewriter.bad_lines.clear()
 
     def write(self, data: bytes | memoryview) -> bool:
         """Write everything to the destination; False once its stdin is gone."""

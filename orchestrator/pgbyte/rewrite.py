@@ -58,6 +58,7 @@ class RecordRewriter:
         self.records = [0] * len(smap.routes)
         self.bytes = [0] * len(smap.routes)
         self.slow_lines = 0  # lines that needed parsing (for diagnostics and tests)
+        self.bad_lines: list[bytes] = []  # RECORD-looking lines that are not JSON
         self._index = {id(route): i for i, route in enumerate(smap.routes)}
         rules: dict[bytes, Rule] = {}
         self._tails: dict[str, tuple[bytes, bytes]] = {}
@@ -168,7 +169,12 @@ class RecordRewriter:
     def _slow_block(self, seg: bytes) -> bytes:
         out = []
         for line in seg[1:].split(b"\n")[:-1]:
-            out.append(self.record_line(orjson.loads(line), len(line) + 1))
+            try:
+                message = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.bad_lines.append(line[:300])  # reported as a source error, not forwarded
+                continue
+            out.append(self.record_line(message, len(line) + 1))
         return b"".join(out)
 
     def record_line(self, message: dict[str, Any], size: int) -> bytes:

@@ -147,6 +147,11 @@ class SyncRun:
                 break
             self.reporter.tick()
             pump_thread.join(0.2)
+        if progress.pump_error is not None:
+            stop_process(source, grace=5)
+            stop_process(dest, grace=10)
+            self.reason = f"pgbyte failed while forwarding records: {progress.pump_error}"
+            return
         if progress.dest_broken or (pump_thread.is_alive() and dest.poll() is not None):
             # The destination is gone before the source finished: stop the source.
             stop_process(source, grace=5)

@@ -144,3 +144,14 @@ def test_echoed_state_is_mapped_back_to_source_names() -> None:
     original = copy.deepcopy(descriptor)
     rewriter.descriptor_to_source(descriptor)
     assert (original, descriptor) == (original, {"name": "orders", "namespace": "sales"})
+
+
+def test_broken_record_line_is_withheld_and_reported() -> None:
+    """A RECORD-looking line that needs parsing but is not JSON is not forwarded and fails the
+    sync as a source error; the good lines around it still go through."""
+    p = pump(stream_map("p_", "source"))
+    good = TRICKY.splitlines(keepends=True)[0]
+    broken = b'{"type":"RECORD","record":{"stream":"ghost","data":{"id":\n'
+    out = bytes(p.process(b"\n" + good + broken + good))
+    p._bad_lines()
+    assert (len(out.splitlines()), len(p.progress.source_errors)) == (2, 1)
