@@ -97,6 +97,8 @@ class Reporter:
                     self.log("INFO", "pgbyte: " + self._line(row, now))
 
     def stop(self) -> None:
+        if self._live is None and self._rows is not None:
+            self.tick()  # plain mode: report the streams' final statuses
         if self._live is not None:
             self._live.update(self._table())
             self._live.stop()
