@@ -152,6 +152,17 @@ def test_close_removes_a_running_container(runner, tmp_path: Path) -> None:
     assert container_id not in containers_with_label(CONTAINER_LABEL)
 
 
+def test_container_keeps_no_log(runner, tmp_path: Path) -> None:
+    """Containers run without a log driver, so no copy of the records lands on the engine's disk."""
+    proc = runner.run("read", config=private_config(tmp_path, {"lines": 1, "sleep": 300}))
+    try:
+        proc.stdout.readline()
+        proc.container.reload()
+        assert proc.container.attrs["HostConfig"]["LogConfig"]["Type"] == "none"
+    finally:
+        proc.close()
+
+
 def test_inputs_directory_is_removed_on_close(runner, tmp_path: Path) -> None:
     """The private copies of config/catalog/state are deleted when the run is closed."""
     proc = runner.run("check", config=private_config(tmp_path, {}))
