@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 from orchestrator_helpers import REPO_ROOT, pgbyte, sync_json, write_connection
 
 
@@ -49,6 +50,7 @@ def test_state_reset_forgets_the_state(tmp_path, pg_server, source_conn, source_
     assert (len(shown) >= 1, after) == (True, [])
 
 
+@pytest.mark.slow
 def test_make_demo_replays_the_tutorial() -> None:
     """`python -m pgbyte.demo` (what `make demo` runs) succeeds and shows the tutorial's results."""
     run = subprocess.run(

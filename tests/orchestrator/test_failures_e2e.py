@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from orchestrator_helpers import (
@@ -21,6 +22,7 @@ from orchestrator_helpers import (
     write_connection,
 )
 
+pytestmark = pytest.mark.slow
 BIG_ROWS = 300_000
 
 
@@ -55,12 +57,22 @@ def start_and_wait_for_records(conn, password, running_syncs) -> RunningSync:
     return run
 
 
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_source_killed_mid_sync_keeps_previous_tables(big_setup, pg_server, dest_conn,
                                                       running_syncs) -> None:  # fmt: skip
     """A source killed mid-stream: sync failed, overwrite tables as before, state unchanged."""
     conn, state_path, state_before = big_setup
     run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
-    os.kill(run.connector("read"), signal.SIGKILL)
+    reader, writer = run.connector("read"), run.connector("write")
+    # A paused destination fills the pipes, so the source cannot finish before it is killed.
+    os.kill(writer, signal.SIGSTOP)
+    os.kill(reader, signal.SIGKILL)
+    os.kill(writer, signal.SIGCONT)
     code, summary, _ = run.finish()
     assert (code, summary["status"]) == (1, "failed")
     assert "source" in summary["reason"]
@@ -74,7 +86,9 @@ def test_destination_killed_mid_sync_stops_the_source(big_setup, pg_server, dest
     conn, state_path, state_before = big_setup
     run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
     reader, writer = run.connector("read"), run.connector("write")
+    os.kill(reader, signal.SIGSTOP)  # the source cannot finish before the destination dies
     os.kill(writer, signal.SIGKILL)
+    os.kill(reader, signal.SIGCONT)
     code, summary, _ = run.finish()
     assert (code, summary["status"], "destination" in summary["reason"]) == (1, "failed", True)
     assert not alive(reader)
@@ -88,7 +102,10 @@ def test_ctrl_c_cancels_and_stops_both_connectors(big_setup, pg_server, dest_con
     conn, state_path, state_before = big_setup
     run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
     reader, writer = run.connector("read"), run.connector("write")
+    os.kill(writer, signal.SIGSTOP)  # the pipes fill up: the source cannot finish first
     run.proc.send_signal(signal.SIGINT)
+    wait_gone(reader)  # pgbyte stopped the source; let the destination see its SIGTERM
+    os.kill(writer, signal.SIGCONT)
     code, summary, _ = run.finish()
     assert (code, summary["status"]) == (130, "cancelled")
     assert not alive(reader) and not alive(writer)
