@@ -1,7 +1,9 @@
 """The `write` message loop: stdin lines → per-stream batches → commits → echoed STATEs.
 
-Lean on purpose (DESIGN.md §5): stdin is read in large binary chunks, each line is parsed once
-by orjson only to route it, and RECORD lines are handed to Postgres as they are. A STATE is
+Lean on purpose (DESIGN.md §5): stdin is read in large binary chunks; a canonical RECORD line
+is routed and cut to its data without a parse (framing.py), any other line is parsed once by
+orjson; record data reaches Postgres as the bytes that arrived, and each batch is loaded on a
+background thread while the next one is read. A STATE is
 echoed after everything before it is committed; an overwrite stream's tables are swapped in
 when its STREAM_STATUS COMPLETE arrives (or, for sources that send no statuses, at a clean end
 of input). Bad input ends the write with one TRACE ERROR naming the line; nothing committed is
@@ -10,13 +12,8 @@ lost and no overwrite is swapped by a broken run.
 
 from __future__ import annotations
 
-import binascii
-import datetime
-import json
-import os
-import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,35 +24,16 @@ from pgbyte_common.messages import MessageWriter
 
 from destination_postgres import ddl, loader
 from destination_postgres.catalog import StreamTarget
+from destination_postgres.framing import (
+    NUL_ESCAPE,
+    read_lines,
+    slice_record,
+    stdlib_loads,
+    timestamp_text,
+    uuid_block,
+)
 
 BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
-READ_CHUNK = 1 << 22
-_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-_PREFIX = b'{"type":"RECORD","record":{"stream":"'
-_NS = b'","namespace":"'
-_DATA = b'","data":'
-_EM = b',"emitted_at":'
-_EM_FIRST = b'","emitted_at":'
-_DATA_LAST = b',"data":'
-_PLEN, _NLEN, _DLEN, _ELEN = len(_PREFIX), len(_NS), len(_DATA), len(_EM)
-_EFLEN, _DLLEN = len(_EM_FIRST), len(_DATA_LAST)
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-
-
-def _uuid_block(count: int = 1 << 15) -> bytes:
-    """`count` random (version 4) UUIDs as "<32 hex>\\n" records. Made in bulk here because
-    gen_random_uuid() per row costs the single busy Postgres backend a few microseconds each."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])
-    return binascii.hexlify(raw, b"\n", 16) + b"\n"
-
-
-def _timestamp(ms: int) -> bytes:
-    try:
-        return (_EPOCH + datetime.timedelta(milliseconds=ms)).isoformat().encode()
-    except OverflowError:
-        return b"now"
 
 
 class InputError(PgbyteError):
@@ -84,30 +62,6 @@ class _Batch:
     @property
     def load_raw(self) -> tuple[str, str]:
         return self.target.load_raw
-
-
-def read_lines(fd: int) -> Iterator[list[bytes]]:
-    """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
-    comes on its own at EOF."""
-    pending: list[bytes] = []
-    while True:
-        chunk = os.read(fd, READ_CHUNK)
-        if not chunk:
-            break
-        if b"\n" not in chunk:
-            pending.append(chunk)
-            continue
-        if pending:
-            pending.append(chunk)
-            chunk = b"".join(pending)
-            pending = []
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        if tail:
-            pending.append(tail)
-        yield lines
-    if pending:
-        yield [b"".join(pending)]
 
 
 class Writer:
@@ -207,47 +161,20 @@ class Writer:
             self.lineno += 1
             nul = 0
             if b"\\u0000" in line:
-                line, nul = _NUL.subn(rb"\1", line)
+                line, nul = NUL_ESCAPE.subn(rb"\1", line)
             # Fast path: a canonical RECORD line is routed and sliced without parsing it; its
             # data is validated by Postgres (a refused batch is redone on the slow path).
-            if line.startswith(_PREFIX):
-                q = line.find(b'"', _PLEN)
-                name = line[_PLEN:q]
-                ns = None
-                if line.startswith(_NS, q):
-                    q2 = line.find(b'"', q + _NLEN)
-                    ns = line[q + _NLEN : q2]
-                    q = q2
-                em = b""
-                ds = de = -1
-                if line.startswith(_DATA, q):
-                    # {"stream":..,"data":{..},"emitted_at":N}} (the CDK's order)
-                    ds = q + _DLEN
-                    de = line.rfind(_EM)
-                    if line.endswith(b"}}"):
-                        em = line[de + _ELEN : -2]
-                elif line.startswith(_EM_FIRST, q):
-                    # {"stream":..,"emitted_at":N,"data":{..}}} (our source's order)
-                    k = q + _EFLEN
-                    e = line.find(_DATA_LAST, k)
-                    em = line[k:e]
-                    ds, de = e + _DLLEN, len(line) - 2
-                    if not line.endswith(b"}}"):
-                        em = b""
+            sliced = slice_record(line)
+            if sliced is not None:
+                name, ns, ds, de, em = sliced
                 target = fast.get((name, ns))
-                if (
-                    target is not None
-                    and em.isdigit()
-                    and de > ds > 0
-                    and line[ds] == 123  # "{": data is an object
-                    and b"\\" not in name
-                ):
+                if target is not None:
                     if em != self._last_em:
                         self._last_em = em
-                        self._last_ts = b"\x01" + _timestamp(int(em)) + b"\x01"
+                        self._last_ts = b"\x01" + timestamp_text(int(em)) + b"\x01"
                     p = self._id_pos
                     if p >= len(self._ids):
-                        self._ids, p = _uuid_block(), 0
+                        self._ids, p = uuid_block(), 0
                     self._id_pos = p + 33
                     rows = target.fast_rows
                     rows.append(line[ds:de])
@@ -265,7 +192,7 @@ class Writer:
                     continue
             self._slow(line, nul)
 
-    def _slow(self, line: bytes, nul: int = 0, *, redo: bool = False) -> None:
+    def _slow(self, line: bytes, nul: int = 0) -> None:
         """Any line: parsed by orjson (or the stdlib for what orjson refuses), then handled."""
         try:
             msg = orjson.loads(line)
@@ -289,8 +216,6 @@ class Writer:
                 )
             target.slow_lines.append(line)
             target.slow_linenos.append(self.lineno)
-            if redo:
-                return
             target.since_state += 1
             target.nul_stripped += nul
             size = len(line)
@@ -298,8 +223,6 @@ class Writer:
             self.buffered += size
             if self.buffered >= self.batch_bytes:
                 self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
-        elif redo:
-            raise self._bad("was expected to be a RECORD")
         elif kind == "STATE":
             self.on_state(msg)
         elif kind == "TRACE":
@@ -313,9 +236,8 @@ class Writer:
             line.decode("utf-8")
         except UnicodeDecodeError as err:
             raise self._bad(f"is not valid UTF-8 (byte {err.start + 1})") from None
-        # The stdlib parser reads what orjson refuses but JSON allows (integers over 64 bits).
         try:
-            return json.loads(line, parse_constant=_reject_constant)
+            return stdlib_loads(line)
         except (ValueError, RecursionError):
             raise self._bad(f"is not valid JSON ({exc})") from None
 
@@ -417,7 +339,7 @@ class Writer:
             except UnicodeDecodeError as err:
                 raise bad(f"is not valid UTF-8 (byte {err.start + 1})") from None
             try:
-                msg = json.loads(line, parse_constant=_reject_constant)
+                msg = stdlib_loads(line)
             except (ValueError, RecursionError):
                 raise bad(f"is not valid JSON ({exc})") from None
         rec = msg.get("record") if isinstance(msg, dict) else None
@@ -534,10 +456,6 @@ class Writer:
     def log(self, level: str, text: str) -> None:
         self.out.log(level, text)
         self.out.flush()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 __all__ = ["InputError", "SystemError_", "TransientError", "Writer", "read_lines"]

@@ -1,0 +1,111 @@
+"""Reading the `write` input: stdin in big chunks, and canonical RECORD lines sliced, unparsed.
+
+A canonical RECORD line — `{"type":"RECORD","record":{"stream":"S"[,"namespace":"N"],` then
+either `"data":{..},"emitted_at":N}}` (the CDK's order) or `"emitted_at":N,"data":{..}}}` (our
+source's order) — is routed and cut to its data object with a few bytes operations instead of a
+JSON parse; Postgres validates the data when it parses it into jsonb, and a batch it refuses is
+redone on the slow path. Anything else takes the slow path (orjson).
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime
+import json
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+READ_CHUNK = 1 << 22
+NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")  # \u0000 not preceded by a lone backslash
+_PREFIX = b'{"type":"RECORD","record":{"stream":"'
+_NS = b'","namespace":"'
+_DATA = b'","data":'
+_EM = b',"emitted_at":'
+_EM_FIRST = b'","emitted_at":'
+_DATA_LAST = b',"data":'
+_PLEN, _NLEN, _DLEN, _ELEN = len(_PREFIX), len(_NS), len(_DATA), len(_EM)
+_EFLEN, _DLLEN = len(_EM_FIRST), len(_DATA_LAST)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def read_lines(fd: int) -> Iterator[list[bytes]]:
+    """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
+    comes on its own at EOF."""
+    pending: list[bytes] = []
+    while True:
+        chunk = os.read(fd, READ_CHUNK)
+        if not chunk:
+            break
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            pending.append(tail)
+        yield lines
+    if pending:
+        yield [b"".join(pending)]
+
+
+def slice_record(line: bytes) -> tuple[bytes, bytes | None, int, int, bytes] | None:
+    """(stream, namespace, data start, data end, emitted_at digits) of a canonical RECORD line,
+    or None when the line is anything else."""
+    if not line.startswith(_PREFIX):
+        return None
+    q = line.find(b'"', _PLEN)
+    name = line[_PLEN:q]
+    ns = None
+    if line.startswith(_NS, q):
+        q2 = line.find(b'"', q + _NLEN)
+        ns = line[q + _NLEN : q2]
+        q = q2
+    if not line.endswith(b"}}") or b"\\" in name:
+        return None
+    if line.startswith(_DATA, q):
+        ds = q + _DLEN
+        de = line.rfind(_EM)
+        em = line[de + _ELEN : -2]
+    elif line.startswith(_EM_FIRST, q):
+        k = q + _EFLEN
+        e = line.find(_DATA_LAST, k)
+        em = line[k:e]
+        ds, de = e + _DLLEN, len(line) - 2
+    else:
+        return None
+    if not (em.isdigit() and de > ds > 0 and line[ds] == 123):  # 123: "{", data is an object
+        return None
+    return name, ns, ds, de, em
+
+
+def uuid_block(count: int = 1 << 15) -> bytes:
+    """`count` random (version 4) UUIDs as "<32 hex>\\n" records. Made in bulk here because
+    gen_random_uuid() per row costs the single busy Postgres backend a few microseconds each."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])
+    return binascii.hexlify(raw, b"\n", 16) + b"\n"
+
+
+def timestamp_text(ms: int) -> bytes:
+    """emitted_at (epoch milliseconds) as timestamptz input text."""
+    try:
+        return (_EPOCH + datetime.timedelta(milliseconds=ms)).isoformat().encode()
+    except OverflowError:
+        return b"now"
+
+
+def stdlib_loads(line: bytes) -> Any:
+    """The stdlib parser reads what orjson refuses but JSON allows (integers over 64 bits);
+    NaN/Infinity are not JSON and stay refused. Raises ValueError/RecursionError."""
+    return json.loads(line, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
