@@ -12,6 +12,7 @@ and the transaction (and its snapshot) goes on with the next stream.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,10 +88,13 @@ def read_messages(
     config = SourceConfig.from_config(raw_config)
     require_supported_method(config)
     with config.connection.connect(autocommit=True) as conn:
-        for statement in SESSION_SETTINGS:
-            conn.execute(statement)
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
+        try:
+            for statement in SESSION_SETTINGS:
+                conn.execute(statement)
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
+        except psycopg.Error as exc:
+            raise classify_error(exc, context="Starting the read") from None
         for stream in streams:
             table = tables.get(stream.descriptor)
             out.stream_status(stream.name, stream.namespace, "STARTED")
@@ -104,7 +108,7 @@ def read_messages(
                 yield lines.take()
                 if isinstance(exc, TransientError):
                     break  # the connection is gone: the next streams cannot be read either
-        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+        with contextlib.suppress(psycopg.Error):
             conn.execute("ROLLBACK")  # read only: nothing to commit
 
 

@@ -1,15 +1,15 @@
 """The SQL that makes Postgres build each whole RECORD line (DESIGN.md §5).
 
-    COPY (SELECT <prefix> || row_to_json(t)::text || <suffix>
-          FROM (SELECT <value exprs> FROM <table>) t) TO STDOUT
+    COPY (SELECT '{"type":"RECORD","record":{...,"data":{"a":' || <json of r.a> || ',"b":'
+                 || <json of r.b> || '}}}' FROM <table> AS r) TO STDOUT
 
-Postgres renders every value (type_mapping) and serializes the JSON on its own core while
-Python only moves bytes. In text COPY output the only escape JSON text can carry is a doubled
-backslash (JSON has no raw control characters and no tabs outside strings, where they are
-escaped), so `unescape_copy_text` restores the exact line with one bytes.replace.
+Postgres renders every value as JSON text (type_mapping) on its own core while Python only
+moves bytes. In text COPY output the only escape JSON text can carry is a doubled backslash
+(JSON has no raw control characters, and no tabs outside strings, where they are escaped), so
+`unescape_copy_text` restores the exact line with one bytes.replace.
 
-Columns that may hold NaN/±Infinity are nulled inside `t`, and the suffix adds the record's
-`meta.changes` only on rows where that happened.
+Rows where a column holds NaN/±Infinity take a second branch of the same CASE: those values are
+nulled and the record gets `meta.changes` naming them.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from pgbyte_common.errors import PgbyteError
 from source_postgres.catalog import parse_catalog
 from source_postgres.check import check as run_check
 from source_postgres.config import SourceConfig
-from source_postgres.discovery import discover_tables
+from source_postgres.discovery import catalog_dict, discover_tables
 from source_postgres.reader import ReadOutcome, read_messages
 from source_postgres.spec import spec_message
 
@@ -49,11 +49,7 @@ class SourcePostgres(Source):
     """Airbyte source for PostgreSQL (pgbyte)."""
 
     def spec(self, logger: logging.Logger) -> ConnectorSpecification:
-        return (
-            ConnectorSpecification.model_validate(spec_message())
-            if hasattr(ConnectorSpecification, "model_validate")
-            else ConnectorSpecification(**spec_message())
-        )
+        return ConnectorSpecification(**spec_message())
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         ok, message = run_check(dict(config))
@@ -68,9 +64,9 @@ class SourcePostgres(Source):
                 tables = discover_tables(conn, settings.schemas)
         except PgbyteError as exc:
             raise traced(exc) from None
-        streams = [AirbyteMessageSerializer.load({"type": "CATALOG", "catalog": {
-            "streams": [t.airbyte_stream() for t in tables]}}).catalog]  # fmt: skip
-        return streams[0]
+        # The CDK exports no AirbyteCatalog serializer; the message one parses the catalog.
+        message = {"type": "CATALOG", "catalog": catalog_dict(tables)}
+        return AirbyteMessageSerializer.load(message).catalog
 
     def read(
         self,

@@ -1,7 +1,7 @@
 """Postgres column types → Airbyte JSON schemas, and the SQL rendering values as Airbyte expects.
 
 One table drives both `discover` (the JSON schema of a column) and `read` (the SQL expression
-Postgres evaluates so that `row_to_json` already yields the value Airbyte expects). Following
+Postgres evaluates so that the JSON text it builds holds the value Airbyte expects). Following
 Airbyte's source-postgres (DESIGN.md §4), with deliberate differences where they lose less:
 
 - numeric/float NaN and ±Infinity have no JSON number: the value becomes null and the record's
@@ -21,7 +21,7 @@ from typing import Any
 
 from psycopg import sql
 
-# Kinds: how a base type is rendered. `passthrough` kinds are emitted by row_to_json as is.
+# Kinds: how a base type is rendered. `passthrough` kinds need no conversion before JSON.
 INTEGER_TYPES = {"int2", "int4", "int8"}
 PASSTHROUGH_STRING_TYPES = {"text", "varchar", "bpchar", "name", "char", "uuid", "date"}
 
@@ -139,7 +139,7 @@ def _scalar_kind(pg_type: PgType | None, typmod: int) -> str:
         return _BY_NAME[pg_type.name]
     # enums, ranges, composites, geometric, network, xml, bit, interval, hstore, ...: their
     # text output. Composites and extension types with a cast to json (hstore) would otherwise
-    # be nested as JSON objects by row_to_json.
+    # be nested as JSON objects by to_json.
     return "string"
 
 
@@ -175,7 +175,7 @@ def special_flag(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
 
 
 def scalar_expr(ref: sql.Composable, kind: str) -> sql.Composable:
-    """SQL rendering one value of `kind` for row_to_json."""
+    """SQL rendering one value of `kind` (before its JSON encoding)."""
     if kind in ("float", "numeric", "numeric_int"):
         return sql.SQL("CASE WHEN {0} THEN {1} END").format(_finite_check(ref), ref)
     if kind == "money":
@@ -224,7 +224,7 @@ ARRAY_PASSTHROUGH = {"integer", "boolean", "text", "date"}
 
 
 def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
-    """SQL rendering a column's value for row_to_json."""
+    """SQL rendering a column's value (before its JSON encoding)."""
     if mapping.kind != "array":
         return scalar_expr(ref, mapping.kind)
     elem_kind = mapping.elem_kind or "string"
@@ -238,7 +238,7 @@ def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
 
 
 def is_passthrough(mapping: ColumnMapping) -> bool:
-    """Whether row_to_json renders a finite value of this column as Airbyte expects unchanged."""
+    """Whether a finite value of this column needs no conversion before its JSON encoding."""
     if mapping.kind == "array":
         return (mapping.elem_kind or "string") in ARRAY_PASSTHROUGH | SPECIAL_KINDS
     return mapping.kind in ARRAY_PASSTHROUGH | SPECIAL_KINDS
