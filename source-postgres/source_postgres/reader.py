@@ -117,9 +117,13 @@ def _resolve(
 ) -> dict[tuple[str, str | None], Table]:
     """Map each configured stream to the readable relation it names."""
     namespaces = {s.namespace for s in streams if s.namespace is not None}
-    if any(s.namespace is None for s in streams):
-        namespaces.update(config.schemas or ())
-    found = discover_tables(conn, sorted(namespaces)) if namespaces else []
+    unqualified = any(s.namespace is None for s in streams)
+    if unqualified:
+        namespaces.update(config.schemas)
+    if unqualified and not config.schemas:
+        found = discover_tables(conn, [])  # schemas [] means every schema
+    else:
+        found = discover_tables(conn, sorted(namespaces)) if namespaces else []
     by_key = {(t.schema, t.name): t for t in found}
     resolved: dict[tuple[str, str | None], Table] = {}
     for stream in streams:

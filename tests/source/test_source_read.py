@@ -390,3 +390,12 @@ def test_error_mid_stream_fails_only_that_stream(source_conn, source_config, wri
     assert error["stream_descriptor"]["name"] == "breaks"
     assert "division by zero" in error["message"]
     assert result.data("after_it") == [{"id": 1}]
+
+
+def test_stream_without_namespace_with_all_schemas(source_conn, source_config, write_json) -> None:
+    """With schemas [] (every schema), a stream without namespace is still found."""
+    source_conn.execute("CREATE SCHEMA s3; CREATE TABLE s3.u (a int); INSERT INTO s3.u VALUES (6)")
+    config = {**source_config, "schemas": []}
+    result = read(write_json, config, [table_stream("u", {"a": {}}, namespace=None)])
+    assert result.returncode == 0, result.stdout
+    assert result.data("u") == [{"a": 6}]
