@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 from decimal import Decimal
 
 import psycopg
@@ -399,3 +400,47 @@ def test_stream_without_namespace_with_all_schemas(source_conn, source_config, w
     result = read(write_json, config, [table_stream("u", {"a": {}}, namespace=None)])
     assert result.returncode == 0, result.stdout
     assert result.data("u") == [{"a": 6}]
+
+
+def test_views_matviews_and_partitioned_tables_read(source_conn, discover_and_read) -> None:
+    """Views, materialized views and partitioned tables (through the parent) are read whole."""
+    source_conn.execute(
+        "CREATE TABLE base (id int primary key); INSERT INTO base VALUES (1), (2);"
+        "CREATE VIEW v AS SELECT id * 10 AS x FROM base;"
+        "CREATE MATERIALIZED VIEW mv AS SELECT id + 100 AS y FROM base;"
+        "CREATE TABLE parted (k int) PARTITION BY RANGE (k);"
+        "CREATE TABLE parted_lo PARTITION OF parted FOR VALUES FROM (0) TO (10);"
+        "CREATE TABLE parted_hi PARTITION OF parted FOR VALUES FROM (10) TO (20);"
+        "INSERT INTO parted VALUES (1), (15); ANALYZE parted_lo, parted_hi"
+    )
+    _, result = discover_and_read()
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert sorted(d["x"] for d in result.data("v")) == [10, 20]
+    assert sorted(d["y"] for d in result.data("mv")) == [101, 102]
+    assert sorted(d["k"] for d in result.data("parted")) == [1, 15]
+    (estimate,) = [
+        m["trace"]["estimate"]
+        for m in result.of_type("TRACE")
+        if m["trace"]["type"] == "ESTIMATE" and m["trace"]["estimate"]["name"] == "parted"
+    ]
+    assert estimate["row_estimate"] == 2
+
+
+def test_column_privileges_limit_what_is_read(source_conn, source_config, write_json) -> None:
+    """A user with SELECT on some columns reads those; the others are left out with a warning."""
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    source_conn.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-123456789'").format(sql.Identifier(role))
+    )
+    try:
+        source_conn.execute("CREATE TABLE p (id int, secret text); INSERT INTO p VALUES (1, 's')")
+        source_conn.execute(sql.SQL("GRANT SELECT (id) ON p TO {}").format(sql.Identifier(role)))
+        config = {**source_config, "username": role, "password": "pw-123456789"}
+        result = read(write_json, config, [table_stream("p", {"id": {}, "secret": {}})])
+        assert result.returncode == 0, result.stdout
+        assert result.data("p") == [{"id": 1}]
+        logs = [m["log"]["message"] for m in result.of_type("LOG")]
+        assert any("secret" in text for text in logs)
+    finally:
+        source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
