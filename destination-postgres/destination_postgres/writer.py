@@ -96,6 +96,7 @@ class Writer:
             self.fast_keys[(key, t.namespace.encode() if t.namespace else None)] = t
             if t.name in self.by_name:
                 self.fast_keys.setdefault((key, None), t)
+        self.fast_by_name = {n.encode(): t for n, t in self.by_name.items()}
         self._last_em = b""
         self._last_ts = b""
         self._ids = b""
@@ -168,6 +169,9 @@ class Writer:
             if sliced is not None:
                 name, ns, ds, de, em = sliced
                 target = fast.get((name, ns))
+                if target is None and ns is not None:
+                    # Same rule as the slow path: a unique stream name wins over the namespace.
+                    target = self.fast_by_name.get(name)
                 if target is not None:
                     if em != self._last_em:
                         self._last_em = em
