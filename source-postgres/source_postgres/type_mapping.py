@@ -80,6 +80,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "json": {"type": "string"},
     "text": {"type": "string"},
     "string": {"type": "string"},
+    "hstore": {"type": "string"},
 }
 
 _BY_NAME = {
@@ -137,6 +138,8 @@ def _scalar_kind(pg_type: PgType | None, typmod: int) -> str:
         return "numeric"
     if pg_type.typtype in ("b",) and pg_type.name in _BY_NAME:
         return _BY_NAME[pg_type.name]
+    if pg_type.typtype == "b" and pg_type.name == "hstore":
+        return "hstore"
     # enums, ranges, composites, geometric, network, xml, bit, interval, hstore, ...: their
     # text output. Composites and extension types with a cast to json (hstore) would otherwise
     # be nested as JSON objects by to_json.
@@ -180,6 +183,9 @@ def scalar_expr(ref: sql.Composable, kind: str) -> sql.Composable:
         return sql.SQL("CASE WHEN {0} THEN {1} END").format(_finite_check(ref), ref)
     if kind == "money":
         return sql.SQL("{0}::numeric").format(ref)
+    if kind == "hstore":
+        # As Airbyte: the JSON object text, via the extension's hstore → json cast.
+        return sql.SQL("{0}::json::text").format(ref)
     if kind == "oid":
         return sql.SQL("{0}::int8").format(ref)
     if kind in ("integer", "boolean", "text", "date"):
