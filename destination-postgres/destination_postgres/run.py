@@ -1,7 +1,8 @@
 """Console entry point of `destination-postgres`.
 
 `write` takes the lean path (no airbyte_cdk import: it costs about a second and its
-per-message parsing is what we avoid); `spec` and `check` go through the CDK's Destination.
+per-message parsing is what we avoid); so does `spec`, a constant printed by orjson; `check`
+goes through the CDK's Destination.
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ import sys
 
 def run() -> None:
     argv = sys.argv[1:]
+    if argv and argv[0] == "spec":
+        import orjson
+
+        from destination_postgres.spec import spec_message_body
+
+        sys.stdout.buffer.write(orjson.dumps({"type": "SPEC", "spec": spec_message_body()}) + b"\n")
+        return
     if argv and argv[0] == "write":
         from destination_postgres.lean import main
 

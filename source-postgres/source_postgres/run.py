@@ -1,4 +1,8 @@
-"""Console entry point of `source-postgres`: `read` takes the lean path, other verbs the CDK."""
+"""Console entry point of `source-postgres`.
+
+`read` and `spec` take lean paths (no airbyte_cdk import, which costs one to several seconds per
+process: `spec` is a constant, printed by orjson); `check` and `discover` go through the CDK.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,13 @@ def _verb(argv: list[str]) -> str | None:
 
 def run() -> None:
     argv = sys.argv[1:]
+    if _verb(argv) == "spec":
+        import orjson
+
+        from source_postgres.spec import spec_message
+
+        sys.stdout.buffer.write(orjson.dumps({"type": "SPEC", "spec": spec_message()}) + b"\n")
+        return
     if _verb(argv) == "read":
         # Imported here so that `read` never pays for importing airbyte_cdk.
         from source_postgres.lean import main_read
