@@ -162,7 +162,11 @@ def _norm_statement(target: StreamTarget, source: sql.Composable, *, safe: bool)
     names = [sql.Identifier(c.name) for c in target.columns]
     names += [sql.Identifier(n) for n in ("_airbyte_ab_id", "_airbyte_emitted_at",
                                           "_airbyte_normalized_at", target.hashid)]  # fmt: skip
-    exprs = [(c.safe_expr(_DATA) if safe else c.fast_expr(_DATA)) for c in target.columns]
+    source_sql: sql.Composable = sql.SQL("{} s").format(source)
+    if safe:
+        exprs = [c.safe_expr(_DATA) for c in target.columns]
+    else:
+        exprs, source_sql = _fast_exprs(target, source)
     # The hashid: a 64-bit hash of the record's data, computed on the binary jsonb (md5 of its
     # text form costs a jsonb→text conversion per row, a large share of the whole load).
     exprs.append(
@@ -171,11 +175,39 @@ def _norm_statement(target: StreamTarget, source: sql.Composable, *, safe: bool)
             "lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"
         )
     )
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s").format(
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
         ddl.ident(*target.load_norm),  # type: ignore[misc]
         sql.SQL(", ").join(names),
         sql.SQL(", ").join(exprs),
-        source,
+        source_sql,
+    )
+
+
+def _record_key(key: str) -> bool:
+    """Whether jsonb_to_record can find `key`: a column-definition name matches its JSON key
+    exactly only when it is a non-empty identifier that PostgreSQL does not truncate."""
+    return 0 < len(key.encode()) < 64
+
+
+def _fast_exprs(
+    target: StreamTarget, source: sql.Composable
+) -> tuple[list[sql.Composable], sql.Composable]:
+    """Plain-cast expressions, extracted by one jsonb_to_record pass over each row's data
+    (one walk of the jsonb instead of one `->>` lookup per column; the values are converted by
+    the same input functions as `(data ->> key)::type`, and JSON null is SQL NULL for every
+    type, jsonb included). Keys it cannot name keep their `->>` expression."""
+    defs: list[sql.Composable] = []
+    exprs: list[sql.Composable] = []
+    for c in target.columns:
+        if _record_key(c.key):
+            defs.append(sql.SQL("{} {}").format(sql.Identifier(c.key), c.pg_type))
+            exprs.append(sql.Identifier("x", c.key))
+        else:
+            exprs.append(c.fast_expr(_DATA))
+    if not defs:
+        return exprs, sql.SQL("{} s").format(source)
+    return exprs, sql.SQL("{} s, jsonb_to_record(s._airbyte_data) AS x({})").format(
+        source, sql.SQL(", ").join(defs)
     )
 
 
