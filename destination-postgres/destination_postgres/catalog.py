@@ -30,7 +30,7 @@ class StreamTarget:
     columns: list[Column]
     primary_key: list[list[str]] = field(default_factory=list)
     # Runtime state of the current write.
-    fast_rows: list[bytes] = field(default_factory=list)  # data slice, "\t<ts>\n", ...
+    fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data, ts, uuid
     fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
     fast_linenos: list[int] = field(default_factory=list)
     slow_lines: list[bytes] = field(default_factory=list)  # whole messages

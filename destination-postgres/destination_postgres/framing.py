@@ -9,11 +9,12 @@ redone on the slow path. Anything else takes the slow path (orjson).
 
 from __future__ import annotations
 
-import binascii
 import datetime
 import json
 import os
 import re
+import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,8 @@ _DATA_LAST = b',"data":'
 _PLEN, _NLEN, _DLEN, _ELEN = len(_PREFIX), len(_NS), len(_DATA), len(_EM)
 _EFLEN, _DLLEN = len(_EM_FIRST), len(_DATA_LAST)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 UTC, PostgreSQL's timestamp origin
+_TS_FIELD = struct.Struct("!iq").pack
 
 
 def read_lines(fd: int) -> Iterator[list[bytes]]:
@@ -85,20 +88,33 @@ def slice_record(line: bytes) -> tuple[bytes, bytes | None, int, int, bytes] | N
 
 
 def uuid_block(count: int = 1 << 15) -> bytes:
-    """`count` random (version 4) UUIDs as "<32 hex>\\n" records. Made in bulk here because
-    gen_random_uuid() per row costs the single busy Postgres backend a few microseconds each."""
+    """`count` random (version 4) UUIDs as binary-COPY fields (length 16, then the 16 bytes),
+    20 bytes each. Made in bulk here because gen_random_uuid() per row costs the single busy
+    Postgres backend a few microseconds each."""
     raw = bytearray(os.urandom(16 * count))
     raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])
     raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])
-    return binascii.hexlify(raw, b"\n", 16) + b"\n"
+    out = bytearray(20 * count)
+    for i in range(16):  # 16 strided copies instead of a loop per UUID
+        out[4 + i :: 20] = raw[i::16]
+    out[3::20] = b"\x10" * count
+    return bytes(out)
 
 
-def timestamp_text(ms: int) -> bytes:
-    """emitted_at (epoch milliseconds) as timestamptz input text."""
+def timestamp_field(ms: int) -> bytes:
+    """emitted_at (epoch milliseconds) as a binary-COPY timestamptz field (length 8, then
+    microseconds since 2000-01-01 UTC); out of the datetime range: the current time."""
     try:
-        return (_EPOCH + datetime.timedelta(milliseconds=ms)).isoformat().encode()
+        _EPOCH + datetime.timedelta(milliseconds=ms)
     except OverflowError:
-        return b"now"
+        ms = int(time.time() * 1000)
+    return _TS_FIELD(8, (ms - _PG_EPOCH_MS) * 1000)
+
+
+BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+BINARY_TRAILER = b"\xff\xff"
+# A row's start: 3 fields, then the jsonb field's length and jsonb's binary version byte (1).
+row_head = struct.Struct("!hib").pack
 
 
 def stdlib_loads(line: bytes) -> Any:

@@ -34,9 +34,9 @@ def main(argv: list[str]) -> int:
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
     with conn:
-        return Writer(conn, targets, out, drop_cascade=config.drop_cascade).run(
-            read_lines(sys.stdin.fileno())
-        )
+        return Writer(
+            conn, targets, out, drop_cascade=config.drop_cascade, connect=config.settings.connect
+        ).run(read_lines(sys.stdin.fileno()))
 
 
 def write_lines(config_dict: dict[str, Any], catalog: dict[str, Any], lines, out_stream) -> int:
@@ -45,4 +45,6 @@ def write_lines(config_dict: dict[str, Any], catalog: dict[str, Any], lines, out
     config = DestinationConfig.from_dict(config_dict)
     targets = parse_catalog(catalog, config)
     with config.settings.connect() as conn:
-        return Writer(conn, targets, out, drop_cascade=config.drop_cascade).run(lines)
+        return Writer(
+            conn, targets, out, drop_cascade=config.drop_cascade, connect=config.settings.connect
+        ).run(lines)

@@ -1,8 +1,9 @@
 """Console entry point of `destination-postgres`.
 
 `write` takes the lean path (no airbyte_cdk import: it costs about a second and its
-per-message parsing is what we avoid); so does `spec`, a constant printed by orjson; `check`
-goes through the CDK's Destination.
+per-message parsing is what we avoid); so do `spec`, a constant printed by orjson, and `check`
+(pgbyte_common.lean, the same run_check DestinationPostgres uses in-process). Anything else
+(--help) goes to the CDK.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ def run() -> None:
 
         sys.stdout.buffer.write(orjson.dumps({"type": "SPEC", "spec": spec_message_body()}) + b"\n")
         return
+    if argv and argv[0] == "check":
+        from pgbyte_common.lean import lean_check
+
+        from destination_postgres.check import run_check
+        from destination_postgres.spec import connection_specification
+
+        verbs = ("spec", "check", "write")
+        spec = connection_specification()
+        sys.exit(lean_check(argv, prog="destination-postgres", verbs=verbs, specification=spec,
+                            check=run_check))  # fmt: skip
     if argv and argv[0] == "write":
         from destination_postgres.lean import main
 

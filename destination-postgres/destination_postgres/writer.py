@@ -13,7 +13,7 @@ lost and no overwrite is swapped by a broken run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +27,16 @@ from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
     read_lines,
+    row_head,
     slice_record,
     stdlib_loads,
-    timestamp_text,
+    timestamp_field,
     uuid_block,
 )
 
 BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
+# With a second connection two batches are in flight at once: smaller ones keep the same bound.
+PARALLEL_BATCH_BYTES = 10 << 20
 
 
 class InputError(PgbyteError):
@@ -72,9 +75,16 @@ class Writer:
         out: MessageWriter,
         *,
         drop_cascade: bool = False,
-        batch_bytes: int = BATCH_BYTES,
+        batch_bytes: int | None = None,
+        connect: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.conn = conn
+        # overwrite batches only fill temporaries nobody sees before the swap, so they may be
+        # COPYed on a second connection while the first loads another batch (two cores).
+        self._connect = connect if any(t.overwrite for t in targets) else None
+        self.conn2: psycopg.Connection[Any] | None = None
+        if batch_bytes is None:
+            batch_bytes = PARALLEL_BATCH_BYTES if self._connect is not None else BATCH_BYTES
         self.targets = targets
         self.out = out
         self.drop_cascade = drop_cascade
@@ -101,8 +111,9 @@ class Writer:
         self._last_ts = b""
         self._ids = b""
         self._id_pos = 0
-        self._thread: threading.Thread | None = None
-        self._job: _Batch | None = None
+        # Batches being loaded: (thread, batch, connection), oldest first; at most one per
+        # connection.
+        self._inflight: list[tuple[threading.Thread, _Batch, psycopg.Connection[Any]]] = []
         self.source_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -126,7 +137,11 @@ class Writer:
             self.start()
             for lines in batches:
                 self.handle_lines(lines)
-            return self.finish()
+            code = self.finish()
+            if self.conn2 is not None:
+                self.conn2.close()
+                self.conn2 = None
+            return code
         except BaseException as exc:  # every failure ends the same way
             self.abort()
             if isinstance(exc, KeyboardInterrupt):
@@ -141,9 +156,16 @@ class Writer:
 
     def abort(self) -> None:
         """Roll back what is not committed and drop the overwrite temporaries."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = self._job = None
+        for thread, _, _ in self._inflight:
+            thread.join()
+        self._inflight = []
+        if self.conn2 is not None:  # first: its row locks would block the DROPs below
+            try:
+                self.conn2.rollback()
+                self.conn2.close()
+            except psycopg.Error:
+                pass
+            self.conn2 = None
         try:
             if self.conn.closed:
                 return
@@ -175,15 +197,17 @@ class Writer:
                 if target is not None:
                     if em != self._last_em:
                         self._last_em = em
-                        self._last_ts = b"\x01" + timestamp_text(int(em)) + b"\x01"
+                        self._last_ts = timestamp_field(int(em))
                     p = self._id_pos
                     if p >= len(self._ids):
                         self._ids, p = uuid_block(), 0
-                    self._id_pos = p + 33
+                    self._id_pos = p + 20
+                    # One binary-COPY row: (jsonb data, timestamptz, uuid).
                     rows = target.fast_rows
+                    rows.append(row_head(3, de - ds + 1, 1))
                     rows.append(line[ds:de])
                     rows.append(self._last_ts)
-                    rows.append(self._ids[p : p + 33])  # "<32 hex>\n"
+                    rows.append(self._ids[p : p + 20])
                     target.fast_lines.append(line)
                     target.fast_linenos.append(self.lineno)
                     target.since_state += 1
@@ -275,9 +299,18 @@ class Writer:
 
     def _flush_one(self, t: StreamTarget) -> None:
         """Hand the stream's buffered batch to a background thread and return at once, so the
-        next batch is parsed while Postgres loads this one; at most one batch is in flight and
-        every other use of the connection waits for it first (`_wait`)."""
-        self._wait()
+        next batch is parsed while Postgres loads this one. An overwrite batch goes to whichever
+        of the two connections is free (two in flight); any other batch, and every other use of
+        the connection, waits for all of them first (`_wait`)."""
+        conn = self.conn
+        if t.overwrite and self._connect is not None:
+            if len(self._inflight) >= 2:
+                self._wait_one()
+            busy = [c for _, _, c in self._inflight]
+            if busy and busy[0] is self.conn:
+                conn = self._second()
+        else:
+            self._wait()
         job = _Batch(
             target=t, count=len(t.fast_lines) + len(t.slow_lines),
             fast_rows=t.fast_rows, fast_lines=t.fast_lines, fast_linenos=t.fast_linenos,
@@ -286,26 +319,40 @@ class Writer:
         t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
         t.slow_lines, t.slow_linenos = [], []
         t.nbytes = 0
-        self._job = job
-        self._thread = threading.Thread(target=self._load, args=(job,), daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._load, args=(job, conn), daemon=True)
+        self._inflight.append((thread, job, conn))
+        thread.start()
+
+    def _second(self) -> psycopg.Connection[Any]:
+        if self.conn2 is None:
+            assert self._connect is not None
+            self.conn2 = self._connect()
+            loader.setup_session(self.conn2)
+            self.conn2.commit()
+        return self.conn2
+
+    def _wait_one(self) -> None:
+        """Wait for the oldest batch in flight; re-raise its failure here, in the main thread."""
+        thread, job, _ = self._inflight.pop(0)
+        thread.join()
+        if job.error is not None:
+            raise job.error
+        job.target.received += job.count
 
     def _wait(self) -> None:
-        """Wait for the batch in flight; re-raise its failure here, in the main thread."""
-        if self._thread is None:
-            return
-        self._thread.join()
-        self._thread = None
-        job, self._job = self._job, None
-        if job is not None and job.error is not None:
-            raise job.error
+        """Wait for every batch in flight, then make the second connection's rows visible to
+        the first (commit: they only fill overwrite temporaries)."""
+        while self._inflight:
+            self._wait_one()
+        if self.conn2 is not None:
+            self.conn2.commit()
 
-    def _load(self, job: _Batch) -> None:
+    def _load(self, job: _Batch, conn: psycopg.Connection[Any]) -> None:
         """Background: load one batch (COPY, then for append the raw and typed INSERTs)."""
         try:
             if job.fast_rows:
                 try:
-                    loader.copy_fast(self.conn, job)
+                    loader.copy_fast(conn, job)
                 except loader.FastPathRefused:
                     # Check each line (naming the first bad one) and load them the slow way.
                     for line, n in zip(job.fast_lines, job.fast_linenos, strict=True):
@@ -314,15 +361,14 @@ class Writer:
                     job.slow_linenos = job.fast_linenos + job.slow_linenos
             if job.slow_lines:
                 try:
-                    loader.copy_slow(self.conn, job)
+                    loader.copy_slow(conn, job)
                 except loader.BatchError as err:
                     where = f"Input line {err.lineno}" if err.lineno else "A line"
                     raise InputError(
                         f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
                         "last echoed STATE was committed and no overwrite was swapped."
                     ) from None
-            loader.finish_batch(self.conn, job.target)
-            job.target.received += job.count
+            loader.finish_batch(conn, job.target)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
 
