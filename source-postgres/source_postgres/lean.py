@@ -1,4 +1,6 @@
-"""The lean `read` path: no airbyte_cdk import, no object per record (DESIGN.md §5).
+"""The lean console paths: no airbyte_cdk import, no object per record (DESIGN.md §5).
+
+`check` and `discover` run the same functions as SourcePostgres through pgbyte_common.lean.
 
 Parses the command line like the CDK's entrypoint, runs reader.read_messages and writes its
 bytes to stdout. Exit status 0 when every stream completed, 1 otherwise (each failure has
@@ -9,17 +11,43 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.connection import collect_secrets
 from pgbyte_common.errors import PgbyteError
+from pgbyte_common.lean import lean_check, lean_discover
 from pgbyte_common.messages import MessageWriter
 
 from source_postgres.catalog import parse_catalog
+from source_postgres.check import check
+from source_postgres.config import SourceConfig
+from source_postgres.discovery import catalog_dict, discover_tables
 from source_postgres.reader import ReadOutcome, read_messages
+from source_postgres.spec import connection_specification
 
 VERBS = ("spec", "check", "discover", "read")
+
+
+def discover_catalog(raw_config: Any) -> dict[str, Any]:
+    """The AirbyteCatalog dict for a raw config (PgbyteError on failure)."""
+    settings = SourceConfig.from_config(raw_config)
+    with settings.connection.connect(autocommit=True) as conn:
+        return catalog_dict(discover_tables(conn, settings.schemas))
+
+
+def main_check(argv: list[str]) -> int:
+    return lean_check(
+        argv, prog="source-postgres", verbs=VERBS,
+        specification=connection_specification(), check=check,
+    )  # fmt: skip
+
+
+def main_discover(argv: list[str]) -> int:
+    return lean_discover(
+        argv, prog="source-postgres", verbs=VERBS,
+        specification=connection_specification(), discover=discover_catalog,
+    )  # fmt: skip
 
 
 def main_read(argv: list[str], out: BinaryIO | None = None) -> int:

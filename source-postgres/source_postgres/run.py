@@ -1,7 +1,9 @@
 """Console entry point of `source-postgres`.
 
-`read` and `spec` take lean paths (no airbyte_cdk import, which costs one to several seconds per
-process: `spec` is a constant, printed by orjson); `check` and `discover` go through the CDK.
+Every protocol verb takes a lean path (no airbyte_cdk import, which costs one to several seconds
+per process, paid before every sync): `spec` is a constant printed by orjson, `check`/`discover`
+run through pgbyte_common.lean, `read` through source_postgres.lean. The CDK class
+SourcePostgres serves the same functions in-process; anything else (--help) goes to the CDK.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ def run() -> None:
 
         sys.stdout.buffer.write(orjson.dumps({"type": "SPEC", "spec": spec_message()}) + b"\n")
         return
-    if _verb(argv) == "read":
-        # Imported here so that `read` never pays for importing airbyte_cdk.
-        from source_postgres.lean import main_read
+    if _verb(argv) in ("check", "discover", "read"):
+        # Imported here so that these verbs never pay for importing airbyte_cdk.
+        from source_postgres import lean
 
-        sys.exit(main_read(argv))
+        main = {"check": lean.main_check, "discover": lean.main_discover, "read": lean.main_read}
+        sys.exit(main[_verb(argv)](argv))
     from airbyte_cdk.entrypoint import launch
     from airbyte_cdk.exception_handler import init_uncaught_exception_handler
     from airbyte_cdk.logger import init_logger

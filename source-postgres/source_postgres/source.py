@@ -30,8 +30,7 @@ from pgbyte_common.errors import PgbyteError
 
 from source_postgres.catalog import parse_catalog
 from source_postgres.check import check as run_check
-from source_postgres.config import SourceConfig
-from source_postgres.discovery import catalog_dict, discover_tables
+from source_postgres.lean import discover_catalog
 from source_postgres.reader import ReadOutcome, read_messages
 from source_postgres.spec import spec_message
 
@@ -59,13 +58,11 @@ class SourcePostgres(Source):
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
         try:
-            settings = SourceConfig.from_config(dict(config))
-            with settings.connection.connect(autocommit=True) as conn:
-                tables = discover_tables(conn, settings.schemas)
+            catalog = discover_catalog(dict(config))
         except PgbyteError as exc:
             raise traced(exc) from None
         # The CDK exports no AirbyteCatalog serializer; the message one parses the catalog.
-        message = {"type": "CATALOG", "catalog": catalog_dict(tables)}
+        message = {"type": "CATALOG", "catalog": catalog}
         return AirbyteMessageSerializer.load(message).catalog
 
     def read(

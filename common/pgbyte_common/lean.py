@@ -1,0 +1,92 @@
+"""`check` and `discover` without airbyte_cdk: the same protocol output, a fraction of the start-up.
+
+Importing airbyte_cdk costs one to several seconds per process, and `pgbyte sync` (like
+Airbyte's platform) runs `spec` and `discover` before every sync. The connectors' CDK classes
+still serve these verbs in-process (the CDK standard suites drive them); both envelopes call the
+same check/discover functions, and the configs are validated against the same spec first, as
+the CDK's entrypoint does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from pgbyte_common.argv import build_parser, load_json_file
+from pgbyte_common.connection import collect_secrets
+from pgbyte_common.errors import ConfigError, PgbyteError
+from pgbyte_common.messages import MessageWriter
+
+
+def config_problem(config: Any, specification: dict[str, Any]) -> str | None:
+    """The first way `config` breaks the connectionSpecification, worded like the CDK's."""
+    import jsonschema  # only here: validation is the one user of it
+
+    if not isinstance(config, dict):
+        return "Config validation error: the config must be a JSON object."
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft7Validator(specification).iter_errors(config)
+    )
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path) or "config"
+    return f"Config validation error: {where}: {error.message}"
+
+
+def _load_config(args: Any, writer: MessageWriter, specification: dict[str, Any]) -> Any:
+    config = load_json_file(args.config, "config")
+    writer.masker.add(collect_secrets(config))
+    problem = config_problem(config, specification)
+    if problem:
+        raise ConfigError(problem)
+    return config
+
+
+def lean_check(
+    argv: list[str],
+    *,
+    prog: str,
+    verbs: tuple[str, ...],
+    specification: dict[str, Any],
+    check: Callable[[dict[str, Any]], tuple[bool, str | None]],
+) -> int:
+    """Print one CONNECTION_STATUS; exit 0 whatever the status (as the CDK does)."""
+    args = build_parser(prog, verbs).parse_args(argv)
+    writer = MessageWriter()
+    try:
+        config = _load_config(args, writer, specification)
+        ok, message = check(config)
+        writer.connection_status(ok, message)
+    except PgbyteError as exc:
+        writer.connection_status(False, exc.message)
+    except Exception as exc:  # a bug: say so as a trace, and still answer the check
+        writer.exception(exc)
+        writer.connection_status(False, f"Unexpected error during check: {exc}")
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            writer.flush()
+    return 0
+
+
+def lean_discover(
+    argv: list[str],
+    *,
+    prog: str,
+    verbs: tuple[str, ...],
+    specification: dict[str, Any],
+    discover: Callable[[dict[str, Any]], dict[str, Any]],
+) -> int:
+    """Print one CATALOG, or one TRACE ERROR and exit 1."""
+    args = build_parser(prog, verbs).parse_args(argv)
+    writer = MessageWriter()
+    try:
+        config = _load_config(args, writer, specification)
+        writer.message({"type": "CATALOG", "catalog": discover(config)})
+    except Exception as exc:  # PgbyteError keeps its failure_type; others are system_error
+        writer.exception(exc)
+        return 1
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            writer.flush()
+    return 0

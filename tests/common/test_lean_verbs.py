@@ -1,0 +1,61 @@
+"""check and discover answer without importing airbyte_cdk (it costs seconds per process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("CDK-IMPORTED=%s\\n" % ("airbyte_cdk" in sys.modules)))
+sys.argv = [{prog!r}] + {args!r}
+from {module} import run
+run()
+"""
+
+
+def _run(module: str, prog: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    code = PROBE.format(prog=prog, args=args, module=module)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("verb", ["check", "discover"])
+def test_source_verbs_are_lean(verb, source_conn, source_config, tmp_path) -> None:
+    """source-postgres check/discover answer correctly and never import airbyte_cdk."""
+    source_conn.execute("CREATE TABLE t (id int primary key)")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(source_config))
+    result = _run("source_postgres.run", "source-postgres", [verb, "--config", str(config)])
+    messages = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [m["type"] for m in messages] == ["CONNECTION_STATUS" if verb == "check" else "CATALOG"]
+    if verb == "check":
+        assert messages[0]["connectionStatus"]["status"] == "SUCCEEDED"
+    else:
+        assert [s["name"] for s in messages[0]["catalog"]["streams"]] == ["t"]
+    assert "CDK-IMPORTED=False" in result.stderr
+
+
+def test_destination_check_is_lean(dest_config, tmp_path) -> None:
+    """destination-postgres check succeeds without importing airbyte_cdk."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dest_config))
+    result = _run("destination_postgres.run", "destination-postgres", ["check", "--config",
+                                                                        str(config)])  # fmt: skip
+    status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
+    assert status["status"] == "SUCCEEDED", status
+    assert "CDK-IMPORTED=False" in result.stderr
+
+
+def test_invalid_config_is_reported_by_check(tmp_path) -> None:
+    """A config the spec rejects gives CONNECTION_STATUS FAILED naming the problem."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"host": "localhost", "port": "not-a-port", "database": "d",
+                                  "username": "u", "password": "pw-123456789"}))  # fmt: skip
+    result = _run("source_postgres.run", "source-postgres", ["check", "--config", str(config)])
+    status = json.loads(result.stdout.strip())["connectionStatus"]
+    assert status["status"] == "FAILED"
+    assert "Config validation error" in status["message"] and "port" in status["message"]
+    assert "pw-123456789" not in result.stdout + result.stderr
