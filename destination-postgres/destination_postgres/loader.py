@@ -16,6 +16,7 @@ guarded casts (that value → NULL, counted) after widening integer columns that
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import psycopg
@@ -158,10 +159,69 @@ def normalize(conn: psycopg.Connection[Any], target: StreamTarget, source: sql.C
     conn.execute("RELEASE SAVEPOINT pgbyte_norm")
 
 
+def normalize_split(
+    conn: psycopg.Connection[Any], conn2: psycopg.Connection[Any], target: StreamTarget
+) -> None:
+    """overwrite with a second connection: the plain-cast INSERT over the two halves of the
+    temporary raw table's blocks at once (conn2 commits its half: it only fills a temporary
+    nobody sees before the swap). Should either half meet a value that does not cast, both
+    are rolled back and the whole table takes the one-connection way (guards, widening)."""
+    if target.load_norm is None:
+        return
+    source = ddl.ident(*target.load_raw)
+    row = conn.execute(
+        "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        target.load_raw,
+    ).fetchone()
+    pages = int(row[0]) if row else 0
+    if pages < 2:
+        return normalize(conn, target, source)
+    mid = sql.Literal(f"({pages // 2},0)")
+    low = _norm_statement(target, source, safe=False, where=sql.SQL("s.ctid < {}::tid").format(mid))
+    high = _norm_statement(
+        target, source, safe=False, where=sql.SQL("s.ctid >= {}::tid").format(mid)
+    )
+    errors: list[BaseException] = []
+
+    def run_low() -> None:
+        try:
+            conn2.execute(low)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_low, daemon=True)
+    thread.start()
+    conn.execute("SAVEPOINT pgbyte_norm")
+    try:
+        conn.execute(high)
+    except psycopg.DataError as exc:
+        errors.append(exc)
+    finally:
+        thread.join()
+    if not errors:
+        conn2.commit()
+        conn.execute("RELEASE SAVEPOINT pgbyte_norm")
+        return None
+    conn2.rollback()
+    conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
+    conn.execute("RELEASE SAVEPOINT pgbyte_norm")
+    for exc in errors:
+        if not isinstance(exc, psycopg.DataError):
+            raise exc
+    return normalize(conn, target, source)
+
+
 _DATA = sql.SQL("s._airbyte_data")
 
 
-def _norm_statement(target: StreamTarget, source: sql.Composable, *, safe: bool) -> sql.Composed:
+def _norm_statement(
+    target: StreamTarget,
+    source: sql.Composable,
+    *,
+    safe: bool,
+    where: sql.Composable | None = None,
+) -> sql.Composed:
     names = [sql.Identifier(c.name) for c in target.columns]
     names += [sql.Identifier(n) for n in ("_airbyte_ab_id", "_airbyte_emitted_at",
                                           "_airbyte_normalized_at", target.hashid)]  # fmt: skip
@@ -178,11 +238,12 @@ def _norm_statement(target: StreamTarget, source: sql.Composable, *, safe: bool)
             "lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"
         )
     )
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{}").format(
         ddl.ident(*target.load_norm),  # type: ignore[misc]
         sql.SQL(", ").join(names),
         sql.SQL(", ").join(exprs),
         source_sql,
+        sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL(""),
     )
 
 

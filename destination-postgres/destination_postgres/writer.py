@@ -399,7 +399,10 @@ class Writer:
     def _complete(self, t: StreamTarget) -> None:
         """overwrite: normalize the loaded temporary raw table, then swap both tables in."""
         self._wait()
-        loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
+        if self.conn2 is not None:
+            loader.normalize_split(self.conn, self.conn2, t)
+        else:
+            loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
         ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
 

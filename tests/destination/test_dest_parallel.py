@@ -87,3 +87,19 @@ def test_failure_after_parallel_batches_keeps_previous_tables(dest_config, dest_
     after = set(r[0] for r in dest_conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))  # fmt: skip
     assert after == before
+
+
+def test_bad_values_with_parallel_batches_take_the_guarded_way(dest_config, dest_conn) -> None:
+    """With the typed table built by two connections, a value that does not cast is still NULL
+    and counted, and an integer beyond 64 bits still widens the column (no row lost)."""
+    lines = _lines(3, 300)
+    lines[10] = record("p", {"id": "abc", "name": "bad"})
+    lines[500] = record("p", {"id": 123456789012345678901234567890, "name": "big"})
+    out = io.BytesIO()
+    opened: list[Any] = []
+    assert _writer(dest_config, MessageWriter(out), opened).run([lines]) == 0
+    assert len(opened) == 1
+    assert dest_conn.execute("SELECT count(*), count(id) FROM p").fetchone() == (900, 899)
+    big = dest_conn.execute("SELECT id FROM p WHERE name = 'big'").fetchone()[0]
+    assert big == 123456789012345678901234567890
+    assert b"could not be cast" in out.getvalue()
