@@ -58,8 +58,9 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         config = load_json_file(args.config, "config")
         writer.masker.add(collect_secrets(config))
         streams = parse_catalog(load_json_file(args.catalog, "catalog"))
+        state = load_json_file(args.state, "state") if args.state else None
         raw = writer.raw
-        for blob in read_messages(config, streams, outcome):
+        for blob in read_messages(config, streams, outcome, state):
             raw(blob)
     except PgbyteError as exc:
         writer.exception(exc)

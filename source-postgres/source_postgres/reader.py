@@ -1,4 +1,6 @@
-"""Full-refresh read: every configured stream from one consistent snapshot, as protocol lines.
+"""The read: every configured stream from one consistent snapshot, as protocol lines.
+
+Full refresh here; incremental streams by cursor in incremental.py.
 
 `read_messages` is the one source of truth for `read`: a generator of serialized protocol lines
 (bytes holding one or many `\\n`-terminated JSON messages). The console script writes them to
@@ -31,8 +33,9 @@ from psycopg import sql
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.config import SourceConfig, require_supported_method
 from source_postgres.discovery import Table, discover_tables
+from source_postgres.incremental import read_by_cursor
 from source_postgres.record_sql import record_query, unescape_copy_text
-from source_postgres.state import full_refresh_state
+from source_postgres.state import full_refresh_state, parse_input_state, stream_cursor_state
 
 # COPY rows (RECORD lines) joined per write: large writes, bounded memory (~2 MB).
 ROWS_PER_CHUNK = 4096
@@ -80,13 +83,17 @@ class _Lines:
 
 
 def read_messages(
-    raw_config: Any, streams: list[ConfiguredStream], outcome: ReadOutcome
+    raw_config: Any,
+    streams: list[ConfiguredStream],
+    outcome: ReadOutcome,
+    raw_state: Any = None,
 ) -> Iterator[bytes]:
-    """Yield the protocol lines of a full-refresh read of `streams`."""
+    """Yield the protocol lines of a read of `streams`, resuming from `raw_state` (--state)."""
     lines = _Lines(SecretMasker(collect_secrets(raw_config)))
     out = lines.writer
     config = SourceConfig.from_config(raw_config)
     require_supported_method(config)
+    saved_states = parse_input_state(raw_state)
     with config.connection.connect(autocommit=True) as conn:
         try:
             for statement in SESSION_SETTINGS:
@@ -100,7 +107,8 @@ def read_messages(
             out.stream_status(stream.name, stream.namespace, "STARTED")
             yield lines.take()
             try:
-                yield from _read_stream(conn, stream, table, lines, outcome)
+                saved = saved_states.get(stream.descriptor)
+                yield from _read_stream(conn, stream, table, lines, outcome, saved)
             except PgbyteError as exc:
                 outcome.failed.append(stream.descriptor)
                 out.exception(exc, stream=stream.descriptor)
@@ -145,14 +153,12 @@ def _read_stream(
     table: Table | None,
     lines: _Lines,
     outcome: ReadOutcome,
+    saved_state: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
     out = lines.writer
     label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
-    if stream.sync_mode != "full_refresh":
-        raise ConfigError(
-            f"Stream {label}: sync_mode {stream.sync_mode} is not supported by pgbyte yet; "
-            "configure it as full_refresh."
-        )
+    incremental = stream.sync_mode == "incremental"
+    saved = stream_cursor_state(label, saved_state) if incremental else None
     if table is None:
         raise ConfigError(
             f"Stream {label}: no such table or view that user can SELECT (dropped, renamed, "
@@ -183,6 +189,16 @@ def _read_stream(
             out.estimate(stream.name, stream.namespace, rows, nbytes)
         out.stream_status(stream.name, stream.namespace, "RUNNING")
         yield lines.take()
+        if incremental:
+            count = yield from read_by_cursor(
+                conn, copy_out, stream=stream, table=table, columns=columns, saved=saved,
+                lines=lines, label=label, emitted_at=emitted_at,
+            )  # fmt: skip
+            conn.execute("RELEASE SAVEPOINT pgbyte_stream")
+            outcome.records += count
+            out.stream_status(stream.name, stream.namespace, "COMPLETE")
+            yield lines.take()
+            return
         chunks = 0
         last = b""
         for last in copy_out(conn, query):
@@ -246,6 +262,12 @@ def _stream_error(exc: psycopg.Error, label: str, conn: psycopg.Connection[Any])
         return ConfigError(
             f"Stream {label}: the table or one of its columns no longer exists "
             f"({str(exc).strip().splitlines()[0]}). Run discover again and update the catalog."
+        )
+    if isinstance(exc, pg_errors.UndefinedFunction) and "ordering operator" in str(exc):
+        return ConfigError(
+            f"Stream {label}: the cursor column's type cannot be ordered "
+            f"({str(exc).strip().splitlines()[0]}). Choose a cursor_field of an orderable type "
+            "(numbers, timestamps, dates, text, uuid...)."
         )
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         user = conn.info.user

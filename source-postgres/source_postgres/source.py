@@ -18,6 +18,7 @@ from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
     AirbyteMessageSerializer,
+    AirbyteStateMessageSerializer,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
     ConnectorSpecification,
@@ -80,7 +81,7 @@ class SourcePostgres(Source):
         outcome = ReadOutcome()
         try:
             streams = parse_catalog(raw_catalog)
-            for blob in read_messages(dict(config), streams, outcome):
+            for blob in read_messages(dict(config), streams, outcome, _raw_state(state)):
                 for line in blob.splitlines():
                     if line:
                         yield AirbyteMessageSerializer.load(orjson.loads(line))
@@ -92,3 +93,10 @@ class SourcePostgres(Source):
                 message=f"These streams did not sync successfully: {names}.",
                 failure_type=FailureType.config_error,
             )
+
+
+def _raw_state(state: Any) -> Any:
+    """The state as JSON data: the CDK hands over AirbyteStateMessage models (from read_state)."""
+    if isinstance(state, list):
+        return [s if isinstance(s, dict) else AirbyteStateMessageSerializer.dump(s) for s in state]
+    return state

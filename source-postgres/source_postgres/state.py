@@ -1,15 +1,137 @@
-"""Stream state of a full-refresh read.
+"""Stream states: the full-refresh marker, and the cursor state of incremental streams.
 
-A full refresh has no cursor; like the CDK's FinalStateCursor it ends each stream with a state
-that says so, which the platform stores and sends back unchanged.
+Cursor state has the shape of Airbyte source-postgres's cursor-based state, so a state saved by
+Airbyte's connector resumes here and the other way round:
+
+    {"version": 2, "state_type": "cursor_based", "stream_name": "t", "stream_namespace": "public",
+     "cursor_field": ["updated_at"], "cursor": "<value as text>", "cursor_record_count": 3}
+
+`parse_input_state` accepts what `read --state` may hold: a list of per-stream STATE messages
+(the protocol's STREAM state), a GLOBAL state's stream_states, or Airbyte's legacy dict
+({"cdc": false, "streams": [...]}, bare or under {"type": "LEGACY", "data": ...}). Anything else
+is a ConfigError: silently ignoring a state would re-read or skip data without a word.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from pgbyte_common.errors import ConfigError
+
 NO_CURSOR_STATE_KEY = "__ab_no_cursor_state_message"
+CURSOR_STATE_TYPE = "cursor_based"
+
+Descriptor = tuple[str, str | None]
 
 
 def full_refresh_state() -> dict[str, Any]:
     return {NO_CURSOR_STATE_KEY: True}
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """Where an incremental stream stopped: every row with cursor <= `cursor` was emitted."""
+
+    cursor_field: tuple[str, ...]
+    cursor: str | None
+    cursor_record_count: int
+
+
+def cursor_state(
+    name: str, namespace: str | None, cursor_field: tuple[str, ...], cursor: str | None, count: int
+) -> dict[str, Any]:
+    """The stream_state of an incremental stream, in Airbyte source-postgres's shape."""
+    return {
+        "version": 2,
+        "state_type": CURSOR_STATE_TYPE,
+        "stream_name": name,
+        "stream_namespace": namespace,
+        "cursor_field": list(cursor_field),
+        "cursor": cursor,
+        "cursor_record_count": count,
+    }
+
+
+def parse_input_state(raw: Any) -> dict[Descriptor, dict[str, Any]]:
+    """The saved stream_state per stream descriptor (empty for no state)."""
+    if raw is None or raw == [] or raw == {}:
+        return {}
+    if isinstance(raw, dict):
+        if raw.get("type") == "LEGACY" or "streams" in raw:
+            return _legacy(raw.get("data", raw) if raw.get("type") == "LEGACY" else raw)
+        raw = [raw]  # a single state message
+    if not isinstance(raw, list):
+        raise _unknown("it is neither a list of state messages nor an object")
+    states: dict[Descriptor, dict[str, Any]] = {}
+    for message in raw:
+        if not isinstance(message, dict):
+            raise _unknown("an entry of the list is not an object")
+        if message.get("type") == "STATE" and isinstance(message.get("state"), dict):
+            message = message["state"]  # a whole protocol message, as printed by read
+        kind = message.get("type", "LEGACY" if "data" in message else None)
+        if kind == "STREAM":
+            entries = [message.get("stream")]
+        elif kind == "GLOBAL":
+            entries = (message.get("global") or {}).get("stream_states") or []
+        elif kind == "LEGACY":
+            states.update(_legacy(message.get("data")))
+            continue
+        else:
+            raise _unknown(f"state type {kind!r} (expected STREAM, GLOBAL or LEGACY)")
+        for entry in entries:
+            descriptor = entry.get("stream_descriptor") if isinstance(entry, dict) else None
+            if not isinstance(descriptor, dict) or not isinstance(descriptor.get("name"), str):
+                raise _unknown("a stream state lacks stream_descriptor.name")
+            stream_state = entry.get("stream_state") or {}
+            if not isinstance(stream_state, dict):
+                raise _unknown(f"the stream_state of {descriptor['name']!r} is not an object")
+            states[(descriptor["name"], descriptor.get("namespace"))] = stream_state
+    return states
+
+
+def _legacy(data: Any) -> dict[Descriptor, dict[str, Any]]:
+    """Airbyte source-postgres's legacy state: {"cdc": false, "streams": [cursor states]}."""
+    if not isinstance(data, dict) or not isinstance(data.get("streams"), list):
+        raise _unknown('a legacy state must be an object with a "streams" list')
+    if data.get("cdc"):
+        raise _unknown("it is a CDC state; pgbyte does not read CDC (logical replication) yet")
+    states: dict[Descriptor, dict[str, Any]] = {}
+    for entry in data["streams"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("stream_name"), str):
+            raise _unknown("a legacy stream state lacks stream_name")
+        states[(entry["stream_name"], entry.get("stream_namespace"))] = {
+            "state_type": CURSOR_STATE_TYPE, **entry,
+        }  # fmt: skip
+    return states
+
+
+def stream_cursor_state(label: str, stream_state: dict[str, Any] | None) -> CursorState | None:
+    """The cursor position of a saved stream_state; None when the stream has none yet."""
+    if not stream_state or stream_state.get(NO_CURSOR_STATE_KEY):
+        return None  # never synced, or synced as full refresh until now
+    kind = stream_state.get("state_type", CURSOR_STATE_TYPE if "cursor" in stream_state else None)
+    if kind != CURSOR_STATE_TYPE:
+        raise ConfigError(
+            f"Stream {label}: the saved state has state_type {kind!r}; pgbyte resumes "
+            f"{CURSOR_STATE_TYPE!r} states only. Reset this stream's state to re-read it."
+        )
+    field = stream_state.get("cursor_field") or []
+    if isinstance(field, str):
+        field = [field]
+    cursor = stream_state.get("cursor")
+    count = stream_state.get("cursor_record_count") or 0
+    if not isinstance(field, list) or not (cursor is None or isinstance(cursor, str | int | float)):
+        raise ConfigError(f"Stream {label}: the saved cursor state is malformed ({stream_state}).")
+    return CursorState(
+        cursor_field=tuple(str(f) for f in field),
+        cursor=None if cursor is None else str(cursor),
+        cursor_record_count=int(count) if isinstance(count, int | float) else 0,
+    )
+
+
+def _unknown(why: str) -> ConfigError:
+    return ConfigError(
+        f"The input state is in an unknown format: {why}. Pass the STATE messages a previous "
+        "read printed (a JSON list of their 'state' objects), or no state to sync from scratch."
+    )

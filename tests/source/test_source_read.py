@@ -304,13 +304,15 @@ def test_table_dropped_mid_read_fails_only_its_stream(
     ]
 
 
-def test_incremental_stream_is_refused_clearly(source_conn, source_config, write_json) -> None:
-    """An incremental stream ends INCOMPLETE saying incremental is not supported yet."""
+def test_incremental_without_cursor_is_refused_clearly(
+    source_conn, source_config, write_json
+) -> None:
+    """An incremental stream without a cursor_field ends INCOMPLETE with a config_error."""
     source_conn.execute("CREATE TABLE t (id int)")
     result = read(write_json, source_config, [table_stream("t", {"id": {}})], "incremental")
     assert result.returncode != 0
     (error,) = result.errors()
-    assert "not supported" in error["message"] and error["failure_type"] == "config_error"
+    assert "needs a cursor_field" in error["message"] and error["failure_type"] == "config_error"
 
 
 def test_unsupported_method_fails_read(source_conn, source_config, write_json) -> None:
