@@ -400,6 +400,9 @@ class Writer:
         """overwrite: normalize the loaded temporary raw table, then swap both tables in."""
         self._wait()
         if self.conn2 is not None:
+            # The second connection only sees committed rows: commit the first one's batches
+            # too (the swap below stays one transaction; on_trace/finish commit here anyway).
+            self.conn.commit()
             loader.normalize_split(self.conn, self.conn2, t)
         else:
             loader.normalize(self.conn, t, ddl.ident(*t.load_raw))

@@ -103,3 +103,14 @@ def test_bad_values_with_parallel_batches_take_the_guarded_way(dest_config, dest
     big = dest_conn.execute("SELECT id FROM p WHERE name = 'big'").fetchone()[0]
     assert big == 123456789012345678901234567890
     assert b"could not be cast" in out.getvalue()
+
+
+def test_no_state_before_completion_loses_no_row(dest_config, dest_conn) -> None:
+    """Batches of both connections never committed by a STATE still all reach the typed
+    table built at completion."""
+    lines = [line for line in _lines(3, 300) if b'"STATE"' not in line]
+    opened: list[Any] = []
+    assert _writer(dest_config, MessageWriter(io.BytesIO()), opened).run([lines]) == 0
+    assert len(opened) == 1
+    for table in ("p", "_airbyte_raw_p"):
+        assert dest_conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 900
