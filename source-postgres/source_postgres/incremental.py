@@ -30,9 +30,10 @@ from pgbyte_common.errors import ConfigError
 from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
+from source_postgres.ctid_load import ctid_load, filenode
 from source_postgres.discovery import Column, Table
 from source_postgres.record_sql import record_query
-from source_postgres.state import CursorState, cursor_state
+from source_postgres.state import CtidState, CursorState, cursor_state
 
 CHUNK_ROWS_ENV = "PGBYTE_CURSOR_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 100_000
@@ -80,7 +81,7 @@ def read_by_cursor(
     stream: ConfiguredStream,
     table: Table,
     columns: tuple[Column, ...],
-    saved: CursorState | None,
+    saved: CursorState | CtidState | None,
     lines: Any,
     label: str,
     emitted_at: int,
@@ -92,6 +93,9 @@ def read_by_cursor(
     relation = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
     c = sql.SQL("r.{}").format(sql.Identifier(column.name))
 
+    resume_ctid: CtidState | None = None
+    if isinstance(saved, CtidState):
+        resume_ctid, saved = saved, saved.incremental
     if saved is not None and saved.cursor_field != field:
         # A full re-read is safe (at-least-once; a dedup destination keeps one row per key),
         # whereas comparing the new column with the old column's value would skip rows.
@@ -100,7 +104,14 @@ def read_by_cursor(
             f"Stream {label}: the saved state's cursor field {list(saved.cursor_field)}"
             f" differs from the configured {list(field)}; re-reading the whole stream.",
         )
-        saved = None
+        saved = resume_ctid = None
+    if resume_ctid is not None and filenode(conn, table) != resume_ctid.filenode:
+        out.log(
+            "WARN",
+            f"Stream {label}: the table was rewritten since the interrupted first load "
+            "(its filenode changed, so saved row positions mean nothing); restarting it.",
+        )
+        saved = resume_ctid = None
     last = saved.cursor if saved is not None else None
     inclusive = False
     if last is not None and saved is not None and saved.cursor_record_count > 0:
@@ -117,12 +128,20 @@ def read_by_cursor(
                 f"Stream {label}: {at_last - saved.cursor_record_count} row(s) "
                 f"joined the saved cursor value {last!r}; re-reading that value's rows.",
             )
-    indexable = table.kind in ("r", "m", "p")
-    if (
-        last is None
-        and indexable
-        and not _scalar(conn, INDEXED_QUERY, {"oid": table.oid, "column": column.name})
-    ):
+    indexed = table.kind in ("r", "m", "p") and _scalar(
+        conn, INDEXED_QUERY, {"oid": table.oid, "column": column.name}
+    )
+    if last is None and table.kind == "r" and not indexed:
+        # First load of an unindexed cursor: ctid chunks up to the maximum as of now.
+        top = conn.execute(
+            sql.SQL(
+                "SELECT m::text, (SELECT count(*) FROM {rel} r WHERE {c} = m) FROM "
+                "(SELECT {c} AS m FROM {rel} r WHERE {c} IS NOT NULL ORDER BY 1 DESC LIMIT 1) s"
+            ).format(rel=relation, c=c)
+        ).fetchone()
+        if top is not None:
+            resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
+    elif last is None and table.kind in ("m", "p") and not indexed:
         out.log(
             "WARN",
             f"Stream {label}: no index starts with cursor column "
@@ -140,8 +159,15 @@ def read_by_cursor(
 
     limit = chunk_rows()
     total = 0
-    count_at_upper = saved.cursor_record_count if saved is not None else 0
     emitted_state = False
+    if resume_ctid is not None:
+        total = yield from ctid_load(
+            conn, copy_out, stream=stream, table=table, columns=columns, cursor=column,
+            start=resume_ctid, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
+        )  # fmt: skip
+        saved, last, inclusive = resume_ctid.incremental, resume_ctid.incremental.cursor, False
+        emitted_state = True
+    count_at_upper = saved.cursor_record_count if saved is not None else 0
     while True:
         if last is None:
             lower = sql.SQL("{} IS NOT NULL").format(c)

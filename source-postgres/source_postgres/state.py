@@ -21,6 +21,7 @@ from pgbyte_common.errors import ConfigError
 
 NO_CURSOR_STATE_KEY = "__ab_no_cursor_state_message"
 CURSOR_STATE_TYPE = "cursor_based"
+CTID_STATE_TYPE = "ctid"
 
 Descriptor = tuple[str, str | None]
 
@@ -36,6 +37,26 @@ class CursorState:
     cursor_field: tuple[str, ...]
     cursor: str | None
     cursor_record_count: int
+
+
+@dataclass(frozen=True)
+class CtidState:
+    """Where a ctid-chunked first load stopped: blocks before `block` were read; then by cursor."""
+
+    block: int
+    filenode: int
+    incremental: CursorState
+
+
+def ctid_state(block: int, filenode: int, incremental: dict[str, Any]) -> dict[str, Any]:
+    """The stream_state during a first load in ctid chunks (Airbyte's ctid state shape)."""
+    return {
+        "version": 2,
+        "state_type": CTID_STATE_TYPE,
+        "ctid": f"({block},0)",
+        "relation_filenode": filenode,
+        "incremental_state": incremental,
+    }
 
 
 def cursor_state(
@@ -106,11 +127,25 @@ def _legacy(data: Any) -> dict[Descriptor, dict[str, Any]]:
     return states
 
 
-def stream_cursor_state(label: str, stream_state: dict[str, Any] | None) -> CursorState | None:
-    """The cursor position of a saved stream_state; None when the stream has none yet."""
+def stream_cursor_state(
+    label: str, stream_state: dict[str, Any] | None
+) -> CursorState | CtidState | None:
+    """The position of a saved stream_state; None when the stream has none yet."""
     if not stream_state or stream_state.get(NO_CURSOR_STATE_KEY):
         return None  # never synced, or synced as full refresh until now
     kind = stream_state.get("state_type", CURSOR_STATE_TYPE if "cursor" in stream_state else None)
+    if kind == CTID_STATE_TYPE:
+        ctid = str(stream_state.get("ctid", ""))
+        block = ctid.strip("()").split(",")[0]
+        inner = stream_cursor_state(label, stream_state.get("incremental_state"))
+        filenode = stream_state.get("relation_filenode")
+        if not block.isdigit() or not isinstance(filenode, int) or inner is None:
+            raise ConfigError(
+                f"Stream {label}: the saved ctid state is malformed ({stream_state})."
+            )
+        if not isinstance(inner, CursorState):
+            raise ConfigError(f"Stream {label}: the saved ctid state nests another ctid state.")
+        return CtidState(block=int(block), filenode=filenode, incremental=inner)
     if kind != CURSOR_STATE_TYPE:
         raise ConfigError(
             f"Stream {label}: the saved state has state_type {kind!r}; pgbyte resumes "

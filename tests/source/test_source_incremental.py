@@ -89,7 +89,7 @@ def test_second_read_gets_exactly_changed_and_new_rows(source_conn, read_inc) ->
 def test_state_has_airbyte_cursor_shape_and_record_counts(source_conn, read_inc) -> None:
     """Every STATE is Airbyte's cursor_based shape; recordCounts add up to the records."""
     source_conn.execute(
-        "CREATE TABLE s (id int, c int);"
+        "CREATE TABLE s (id int, c int); CREATE INDEX ON s (c);"
         " INSERT INTO s SELECT g, g % 7 FROM generate_series(1, 70) g"
     )
     run = read_inc("s", "c", ["id", "c"], chunk=10)
@@ -111,7 +111,7 @@ def test_state_has_airbyte_cursor_shape_and_record_counts(source_conn, read_inc)
 def test_ties_across_chunk_boundary_none_lost_none_repeated(source_conn, read_inc) -> None:
     """Many rows sharing a cursor value across a tiny chunk size: all read once, then none."""
     source_conn.execute(
-        "CREATE TABLE ties (id int, c int);"
+        "CREATE TABLE ties (id int, c int); CREATE INDEX ON ties (c);"
         "INSERT INTO ties SELECT g, CASE WHEN g BETWEEN 5 AND 30 THEN 5 ELSE g END"
         " FROM generate_series(1, 40) g"
     )
@@ -127,7 +127,7 @@ def test_ties_across_chunk_boundary_none_lost_none_repeated(source_conn, read_in
 def test_interrupted_read_resumes_from_a_mid_stream_state(source_conn, read_inc) -> None:
     """Resuming from any intermediate state yields exactly the rows after it."""
     source_conn.execute(
-        "CREATE TABLE m (id int, c int);"
+        "CREATE TABLE m (id int, c int); CREATE INDEX ON m (c);"
         " INSERT INTO m SELECT g, g / 4 FROM generate_series(1, 60) g"
     )
     full = read_inc("m", "c", ["id", "c"], chunk=5)
@@ -248,3 +248,47 @@ def test_in_process_read_accepts_state(source_config, source_conn) -> None:
 
     messages = list(SourcePostgres().read(logging.getLogger("t"), source_config, catalog, state))
     assert [m.record.data["id"] for m in messages if m.type == Type.RECORD] == [3, 4]
+
+
+UNINDEXED = (
+    "CREATE TABLE big (id int, c int, pad text);"
+    " INSERT INTO big SELECT g, g % 50, repeat('x', 200) FROM generate_series(1, 600) g;"
+    " ANALYZE big"
+)
+
+
+def test_unindexed_first_load_reads_ctid_chunks_then_cursor(source_conn, read_inc) -> None:
+    """An unindexed cursor's first load checkpoints ctid ranges, ending on a cursor state."""
+    source_conn.execute(UNINDEXED)
+    run = read_inc("big", "c", ["id", "c"], chunk=60)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert sorted(r["id"] for r in run.data("big")) == list(range(1, 601))
+    kinds = [s["stream"]["stream_state"]["state_type"] for s in states(run)]
+    assert kinds[:-1] == ["ctid"] * (len(kinds) - 1) and len(kinds) > 2
+    assert kinds[-1] == "cursor_based"
+    assert states(run)[-1]["stream"]["stream_state"]["cursor"] == "49"
+    assert sum(s["sourceStats"]["recordCount"] for s in states(run)) == 600
+
+
+def test_interrupted_ctid_load_resumes_then_continues_by_cursor(source_conn, read_inc) -> None:
+    """Resuming from a ctid state reads the remaining blocks, then rows above the noted max."""
+    source_conn.execute(UNINDEXED)
+    full = read_inc("big", "c", ["id", "c"], chunk=60)
+    middle = states(full)[1]
+    assert middle["stream"]["stream_state"]["state_type"] == "ctid"
+    done = int(sum(s["sourceStats"]["recordCount"] for s in states(full)[:2]))
+    source_conn.execute("INSERT INTO big VALUES (1000, 77, 'new')")
+    resumed = read_inc("big", "c", ["id", "c"], state=[middle], chunk=60)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
+    ids = [r["id"] for r in full.data("big")]
+    assert [r["id"] for r in resumed.data("big")] == [*ids[done:], 1000]
+
+
+def test_rewritten_table_restarts_ctid_load_with_warning(source_conn, read_inc) -> None:
+    """A ctid state of a table rewritten since (new filenode) restarts the load, with a WARN."""
+    source_conn.execute(UNINDEXED)
+    full = read_inc("big", "c", ["id", "c"], chunk=60)
+    source_conn.execute("VACUUM FULL big")
+    resumed = read_inc("big", "c", ["id", "c"], state=[states(full)[1]], chunk=60)
+    assert sorted(r["id"] for r in resumed.data("big")) == list(range(1, 601))
+    assert any("rewritten" in m for m in logs(resumed, "WARN"))
