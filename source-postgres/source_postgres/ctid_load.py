@@ -14,7 +14,8 @@ and its load restarts from block 0 with a LOG WARN.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from typing import Any
 
 import psycopg
@@ -50,6 +51,7 @@ def ctid_load(
     rows_per_chunk: int,
     lines: Any,
     emitted_at: int,
+    resize: Callable[[int, float], int] | None = None,
 ) -> Generator[bytes, None, int]:
     """Yield the RECORDs and ctid STATEs of blocks from `start.block` on; return the count."""
     out = lines.writer
@@ -66,6 +68,7 @@ def ctid_load(
     total = 0
     block = start.block
     while block < blocks:
+        started = time.monotonic()
         upper = min(block + step, blocks)
         where = sql.SQL("r.ctid >= {}::tid AND r.ctid < {}::tid AND {} <= {}").format(
             sql.Literal(f"({block},0)"), sql.Literal(f"({upper},0)"), c, sql.Literal(maximum)
@@ -80,6 +83,9 @@ def ctid_load(
             yield blob
         total += count
         block = upper
+        if resize is not None:  # rows per chunk adapted to the time it took, as blocks
+            rows = max(int(step * per_block), 1)
+            step = max(int(step * resize(rows, time.monotonic() - started) / rows), 1)
         if block < blocks:
             state = ctid_state(block, node, inner)
             out.stream_state(stream.name, stream.namespace, state, record_count=count)

@@ -22,6 +22,7 @@ in a LOG WARN, not synced.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -37,6 +38,10 @@ from source_postgres.state import CtidState, CursorState, cursor_state
 
 CHUNK_ROWS_ENV = "PGBYTE_CURSOR_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 100_000
+# Without PGBYTE_CURSOR_CHUNK_ROWS the chunk size adapts so a STATE comes about every
+# CHECKPOINT_SECONDS (an interrupted sync loses at most that much work), within these bounds.
+CHECKPOINT_SECONDS = 10.0
+MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 10_000, 2_000_000
 
 INDEXED_QUERY = """
 SELECT EXISTS (
@@ -46,10 +51,24 @@ SELECT EXISTS (
 """
 
 
-def chunk_rows() -> int:
-    """Rows per checkpoint (at least; ties at a chunk's last value all join it)."""
+def chunk_rows() -> tuple[int, bool]:
+    """Rows per checkpoint (ties at a chunk's last value all join it), and whether it adapts."""
     raw = os.environ.get(CHUNK_ROWS_ENV, "")
-    return max(int(raw), 1) if raw.strip().isdigit() else DEFAULT_CHUNK_ROWS
+    if raw.strip().isdigit():
+        return max(int(raw), 1), False
+    return DEFAULT_CHUNK_ROWS, True
+
+
+def next_chunk_rows(rows: int, elapsed: float) -> int:
+    """The next chunk size, aiming at one checkpoint every CHECKPOINT_SECONDS.
+
+    Grows at most 4x per chunk (one fast chunk of a skewed table says little) and is clamped to
+    [MIN_CHUNK_ROWS, MAX_CHUNK_ROWS]: fewer, larger chunks cost fewer queries.
+    """
+    if elapsed <= 0:
+        return min(rows * 4, MAX_CHUNK_ROWS)
+    wanted = int(rows * min(CHECKPOINT_SECONDS / elapsed, 4.0))
+    return max(MIN_CHUNK_ROWS, min(wanted, MAX_CHUNK_ROWS))
 
 
 def cursor_column(stream: ConfiguredStream, table: Table, label: str) -> Column:
@@ -157,18 +176,20 @@ def read_by_cursor(
         )
     yield lines.take()
 
-    limit = chunk_rows()
+    limit, adaptive = chunk_rows()
     total = 0
     emitted_state = False
     if resume_ctid is not None:
         total = yield from ctid_load(
             conn, copy_out, stream=stream, table=table, columns=columns, cursor=column,
             start=resume_ctid, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
+            resize=next_chunk_rows if adaptive else None,
         )  # fmt: skip
         saved, last, inclusive = resume_ctid.incremental, resume_ctid.incremental.cursor, False
         emitted_state = True
     count_at_upper = saved.cursor_record_count if saved is not None else 0
     while True:
+        started = time.monotonic()
         if last is None:
             lower = sql.SQL("{} IS NOT NULL").format(c)
         else:
@@ -203,6 +224,8 @@ def read_by_cursor(
             sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(relation, c, upper_literal),
         )
         total += count
+        if adaptive:
+            limit = next_chunk_rows(limit, time.monotonic() - started)
         last, inclusive = upper, False
         out.stream_state(
             stream.name,

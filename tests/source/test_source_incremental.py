@@ -292,3 +292,15 @@ def test_rewritten_table_restarts_ctid_load_with_warning(source_conn, read_inc) 
     resumed = read_inc("big", "c", ["id", "c"], state=[states(full)[1]], chunk=60)
     assert sorted(r["id"] for r in resumed.data("big")) == list(range(1, 601))
     assert any("rewritten" in m for m in logs(resumed, "WARN"))
+
+
+def test_chunk_size_adapts_towards_the_checkpoint_interval() -> None:
+    """Without a fixed size, slow chunks shrink and fast ones grow (≤4x), within bounds."""
+    from source_postgres import incremental as inc
+
+    target = inc.CHECKPOINT_SECONDS
+    assert inc.next_chunk_rows(100_000, target * 2) == 50_000
+    assert inc.next_chunk_rows(100_000, target / 100) == 400_000
+    assert inc.next_chunk_rows(100_000, 0.0) == 400_000
+    assert inc.next_chunk_rows(20_000, target * 100) == inc.MIN_CHUNK_ROWS
+    assert inc.next_chunk_rows(1_900_000, target / 2) == inc.MAX_CHUNK_ROWS
