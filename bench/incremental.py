@@ -199,17 +199,3 @@ def incremental(ctx: Context) -> list[Step]:
         verify=lambda _: _verify(ctx, inc_full, ctx.rows),
     )  # fmt: skip
     return steps
-
-    raw_expected = {"rows": ctx.rows}
-
-    def change(round_: int) -> None:
-        changed = update_one_percent(ctx.source, round_)
-        raw_expected["rows"] += changed
-        inc_update.verified["changed_rows"] = changed
-        inc_update.rows = changed  # rows/s of this step: the changed rows it moved
-
-    timed(
-        ctx, inc_update, lambda _: _sync(ctx, inc), before=change,
-        verify=lambda _: _verify(ctx, inc_update, raw_expected["rows"]),
-    )  # fmt: skip
-    return steps

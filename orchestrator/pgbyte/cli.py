@@ -15,12 +15,14 @@ from typing import Any
 
 import orjson
 
+from pgbyte.clear import clear_streams
 from pgbyte.connection import Connection, ConnectionFileError, load_connection
 from pgbyte.protocol import ConnectorError
 from pgbyte.report import Reporter, format_summary
 from pgbyte.runner import RunnerError
 from pgbyte.session import Cancelled, Session
-from pgbyte.state import StateFileError, StateStore, read_history
+from pgbyte.state import StateBusyError, StateFileError, read_history
+from pgbyte.state_cli import cmd_state_reset, cmd_state_show
 from pgbyte.sync import sync
 
 
@@ -48,9 +50,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
     state = sub.add_parser("state", help="show or reset a connection's saved state")
     state_sub = state.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, text in (("show", "print the saved state"), ("reset", "forget the saved state")):
-        p = state_sub.add_parser(name, help=text, description=text)
-        p.add_argument("connection", metavar="CONN")
+    p = state_sub.add_parser(
+        "show", help="print the saved state per stream",
+        description="Print the saved state per stream (cursor, ctid or xmin position).",
+    )  # fmt: skip
+    p.add_argument("connection", metavar="CONN")
+    p.add_argument("--json", action="store_true", help="print the raw saved state (JSON)")
+    p = state_sub.add_parser(
+        "reset", help="forget the saved state (all, or of some streams)",
+        description="Forget the saved state: the next sync reads those streams from the start.",
+    )  # fmt: skip
+    p.add_argument("connection", metavar="CONN")
+    p.add_argument(
+        "--stream", action="append", metavar="S",
+        help="only this stream (name or namespace.name); repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--clear", action="store_true",
+        help="also empty the streams' destination tables (Airbyte's Clear data); runs both "
+        "connectors",
+    )  # fmt: skip
+    p.add_argument("-v", "--verbose", action="store_true", help="show DEBUG logs too")
     p = command("history", "list past syncs of a connection")
     p.add_argument("--limit", type=int, default=20, help="newest N syncs (default 20)")
     return parser
@@ -121,17 +141,14 @@ def cmd_sync(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> 
     return 1
 
 
-def cmd_state(conn: Connection, args: argparse.Namespace) -> int:
-    store = StateStore(conn.state_path)
+def cmd_state(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> int:
     if args.action == "show":
-        states = store.states()
-        if not states:
-            print(f"no saved state ({conn.state_path})", file=sys.stderr)
-        _print_json(states)
-        return 0
-    removed = store.reset()
-    print(f"state {'reset' if removed else 'was already empty'}: {conn.state_path}")
-    return 0
+        return cmd_state_show(conn, args)
+    if not args.clear:
+        return cmd_state_reset(conn, args)
+    with Session(conn, reporter.log) as session:
+        _install_signals(session)
+        return cmd_state_reset(conn, args, lambda keys: clear_streams(session, conn, keys))
 
 
 def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
@@ -169,9 +186,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         min_level="DEBUG" if verbose else "INFO",
     )  # fmt: skip
     try:
-        conn = load_connection(args.connection, strict=args.command not in ("state", "history"))
+        light = args.command == "history" or (
+            args.command == "state" and not getattr(args, "clear", False)
+        )
+        conn = load_connection(args.connection, strict=not light)
         if args.command == "state":
-            code = cmd_state(conn, args)
+            code = cmd_state(conn, args, reporter)
         elif args.command == "history":
             code = cmd_history(conn, args)
         else:
@@ -181,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConnectionFileError as exc:
         print(f"pgbyte: {exc}", file=sys.stderr)
         code = 2
-    except (ConnectorError, RunnerError, StateFileError) as exc:
+    except (ConnectorError, RunnerError, StateFileError, StateBusyError) as exc:
         print(f"pgbyte: {exc}", file=sys.stderr)
         code = 1
     except Cancelled as exc:

@@ -139,16 +139,26 @@ def call(
     masker: Masker,
     *,
     config: Path | None = None,
+    catalog: Path | None = None,
+    stdin: bytes | None = None,
     log: LogFn | None = None,
     track: Callable[[ConnectorProcess], None] | None = None,
 ) -> CallResult:
-    """Run spec/check/discover to the end and parse what it printed."""
-    proc = runner.run(verb, config=config)
+    """Run spec/check/discover (or a `write` of a few messages in `stdin`) to the end and
+    parse what it printed."""
+    proc = runner.run(verb, config=config, catalog=catalog, stdin=stdin is not None)
     if track is not None:
         track(proc)
     result = CallResult(label=runner.label, verb=verb, exit_code=-1)
     stderr_thread = drain_stderr(proc.stderr, runner.label, masker, result.stderr_tail, log)
     try:
+        if stdin is not None and proc.stdin is not None:
+            # A few small messages: they fit in the pipe, so writing before reading is safe.
+            with contextlib.suppress(OSError):
+                proc.stdin.write(stdin)
+                proc.stdin.flush()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         for raw in buffered(proc.stdout):
             message = parse_line(raw)
             if message is None:

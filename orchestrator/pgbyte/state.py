@@ -6,15 +6,18 @@ stream names, with the stats stripped. It only ever holds states the destination
 i.e. states whose records are committed. Writes are atomic: a temp file beside it, fsync,
 rename, fsync of the directory — a crash leaves either the old file or the new one.
 
-The history file beside it gets one JSON line per sync.
+The history file beside it gets one JSON line per sync. A lock file beside it (`flock`) keeps two
+syncs — or a sync and a `state reset` — of one connection from overwriting each other's state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,36 @@ _STATS = ("sourceStats", "destinationStats")
 
 class StateFileError(ValueError):
     """The state file exists but cannot be used; the message says how to recover."""
+
+
+class StateBusyError(RuntimeError):
+    """Another pgbyte process holds the connection's state (a sync is running)."""
+
+
+@contextlib.contextmanager
+def state_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold `<state>.lock` exclusively for the block, or raise StateBusyError at once.
+
+    flock is released by the kernel when the holder dies (even by SIGKILL), so a killed sync
+    never leaves a stale lock; the descriptor is not inherited by the connectors (O_CLOEXEC)."""
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateBusyError(
+                f"cannot {what}: another pgbyte process (a sync of this connection) holds its "
+                f"state ({lock}); wait for it to end"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def stream_label(name: str | None, namespace: str | None) -> str:
+    return f"{namespace}.{name}" if namespace else str(name)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -112,6 +145,44 @@ class StateStore:
             self.dirty = False
             return True
 
+    def stream_keys(self) -> list[tuple[str | None, str | None]]:
+        """(name, namespace) of every stream the saved state covers, in file order."""
+        keys: list[tuple[str | None, str | None]] = []
+        for state in self.states():
+            for descriptor, _ in _stream_entries(state):
+                keys.append((descriptor.get("name"), descriptor.get("namespace")))
+        return keys
+
+    def forget(self, streams: set[tuple[str | None, str | None]]) -> list[str]:
+        """Drop the state of these (name, namespace) streams and rewrite the file atomically.
+
+        STREAM states are removed; a GLOBAL state loses those entries of its stream_states (its
+        shared state stays for the other streams); a legacy state loses those entries of its
+        `streams` list. Returns the labels of the streams forgotten."""
+        forgotten: list[str] = []
+        with self._lock:
+            kept: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+            for key, state in self._states.items():
+                entries = _stream_entries(state)
+                drop = [
+                    d for d, _ in entries if (d.get("name"), d.get("namespace")) in streams
+                ]  # fmt: skip
+                forgotten += [stream_label(d.get("name"), d.get("namespace")) for d in drop]
+                if not drop:
+                    kept[key] = state
+                elif state.get("type") != "STREAM":
+                    rest = [e for d, e in entries if d not in drop]
+                    kept[key] = _with_entries(state, rest)
+            self._states = kept
+            if kept:
+                payload = orjson.dumps(list(kept.values()), option=orjson.OPT_INDENT_2)
+                atomic_write(self.path, payload + b"\n")
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            self.dirty = False
+        return forgotten
+
     def reset(self) -> bool:
         """Forget the state (the next sync starts from scratch); True when a file was removed."""
         with self._lock:
@@ -122,6 +193,38 @@ class StateStore:
             except FileNotFoundError:
                 return False
             return True
+
+
+def _stream_entries(state: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+    """(descriptor, entry) per stream inside one saved state, whatever its type.
+
+    Legacy entries (Airbyte source-postgres's `{"streams": [{"stream_name": …}]}`) get a
+    descriptor built from their stream_name/stream_namespace."""
+    kind = state.get("type") or "LEGACY"
+    if kind == "STREAM":
+        stream = state.get("stream") or {}
+        descriptor = stream.get("stream_descriptor")
+        return [(descriptor, stream)] if isinstance(descriptor, dict) else []
+    if kind == "GLOBAL":
+        return [
+            (s["stream_descriptor"], s)
+            for s in (state.get("global") or {}).get("stream_states") or []
+            if isinstance(s, dict) and isinstance(s.get("stream_descriptor"), dict)
+        ]
+    data = state.get("data")
+    streams = data.get("streams") if isinstance(data, dict) else None
+    return [
+        ({"name": s.get("stream_name"), "namespace": s.get("stream_namespace")}, s)
+        for s in streams or []
+        if isinstance(s, dict) and isinstance(s.get("stream_name"), str)
+    ]
+
+
+def _with_entries(state: dict[str, Any], entries: list[Any]) -> dict[str, Any]:
+    """A GLOBAL or legacy state with only `entries` left as its per-stream part."""
+    if state.get("type") == "GLOBAL":
+        return {**state, "global": {**state["global"], "stream_states": entries}}
+    return {**state, "data": {**state["data"], "streams": entries}}
 
 
 def append_history(path: Path, entry: dict[str, Any]) -> None:

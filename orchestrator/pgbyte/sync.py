@@ -32,7 +32,14 @@ from pgbyte.report import Reporter
 from pgbyte.rewrite import RecordRewriter
 from pgbyte.runner import ConnectorProcess, RunnerError
 from pgbyte.session import Cancelled, Session
-from pgbyte.state import StateFileError, StateStore, append_history, read_history
+from pgbyte.state import (
+    StateBusyError,
+    StateFileError,
+    StateStore,
+    append_history,
+    read_history,
+    state_lock,
+)
 
 SOURCE_EXIT_GRACE = 60.0  # after its stdout closed, the source should exit promptly
 DEST_FAILURE_GRACE = 300.0  # after a source failure, time the destination gets to commit
@@ -62,11 +69,14 @@ class SyncRun:
     # -- entry ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         try:
-            self.store = StateStore(self.conn.state_path)
-            self._run()
+            # One sync per connection at a time: two would each save their own view of the
+            # state, and the last writer would silently undo the other's progress.
+            with state_lock(self.conn.state_path, "sync"):
+                self.store = StateStore(self.conn.state_path)
+                self._run()
         except Cancelled as exc:
             self.status, self.reason = "cancelled", _cancel_reason(exc.signum)
-        except (ConnectorError, RunnerError, StateFileError) as exc:
+        except (ConnectorError, RunnerError, StateFileError, StateBusyError) as exc:
             self.status = "failed"
             self.reason = self.session.masker.mask(str(exc))
         summary = self.summary()

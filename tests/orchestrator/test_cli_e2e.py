@@ -40,13 +40,13 @@ def test_discover_lists_streams_with_keys_and_columns(
 
 def test_state_reset_forgets_the_state(tmp_path, pg_server, source_conn, source_config,
                                        dest_config) -> None:  # fmt: skip
-    """`state show` prints the saved state; `state reset` removes it."""
+    """`state show --json` prints the saved state; `state reset` removes it."""
     source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
     conn = write_connection(tmp_path, source_config, dest_config)
     sync_json(conn, pg_server.password)
-    shown = orjson.loads(pgbyte("state", "show", str(conn), password="").stdout)
+    shown = orjson.loads(pgbyte("state", "show", str(conn), "--json", password="").stdout)
     pgbyte("state", "reset", str(conn), password="")
-    after = orjson.loads(pgbyte("state", "show", str(conn), password="").stdout)
+    after = orjson.loads(pgbyte("state", "show", str(conn), "--json", password="").stdout)
     assert (len(shown) >= 1, after) == (True, [])
 
 

@@ -1,0 +1,153 @@
+"""`pgbyte state show | reset`: read, print and forget a connection's saved state.
+
+`reset --stream S` (S = name or namespace.name, repeatable) forgets just those streams; without
+--stream everything. The file is rewritten atomically under the connection's lock, so a reset
+never races a running sync (it refuses while one holds the state). What the destination tables
+hold afterwards depends on the stream's destination_sync_mode — printed with each reset — unless
+`--clear` empties them first (Airbyte's "Clear data"; see pgbyte.clear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from pgbyte.connection import Connection
+from pgbyte.state import StateStore, read_history, state_lock, stream_label
+from pgbyte.state_view import format_states, state_views
+
+Key = tuple[str | None, str | None]
+
+
+class StreamSelectionError(ValueError):
+    """A --stream names no stream of the saved state or the connection, or several."""
+
+
+def _matches(selector: str, name: str | None, namespace: str | None) -> bool:
+    return selector == name or (namespace is not None and selector == f"{namespace}.{name}")
+
+
+def resolve_streams(
+    selectors: list[str], saved: list[Key], conn: Connection
+) -> tuple[list[Key], list[str]]:
+    """(saved streams to forget, selectors naming a configured stream that has no state)."""
+    chosen: list[Key] = []
+    stateless: list[str] = []
+    listed = [(c.name, c.namespace) for c in conn.streams or ()]
+    for selector in selectors:
+        exact = [k for k in saved if k[1] is not None and selector == f"{k[1]}.{k[0]}"]
+        found = exact or [k for k in saved if _matches(selector, *k)]
+        found = list(dict.fromkeys(found))
+        if len(found) > 1:
+            names = ", ".join(stream_label(*k) for k in found)
+            raise StreamSelectionError(
+                f"--stream {selector} matches several streams with saved state ({names}); "
+                "give it as namespace.name"
+            )
+        if found:
+            chosen += [k for k in found if k not in chosen]
+        elif any(_matches(selector, *k) for k in listed):
+            stateless.append(selector)
+        else:
+            known = ", ".join(stream_label(*k) for k in saved) or "none"
+            raise StreamSelectionError(
+                f"--stream {selector}: no such stream in the saved state of {conn.name} "
+                f"(streams with saved state: {known})"
+            )
+    return chosen, stateless
+
+
+def destination_mode(conn: Connection, name: str | None, namespace: str | None) -> str:
+    """The destination_sync_mode a stream syncs with, as the connection file says."""
+    choice = next(
+        (c for c in conn.streams or () if c.name == name
+         and (c.namespace is None or c.namespace == namespace)),
+        None,
+    )  # fmt: skip
+    if choice is not None and choice.destination_sync_mode:
+        return choice.destination_sync_mode
+    if conn.destination_sync_mode:
+        return conn.destination_sync_mode
+    sync_mode = (choice.sync_mode if choice is not None else None) or conn.sync_mode
+    return "append" if sync_mode == "incremental" else "overwrite"
+
+
+def consequence(mode: str, cleared: bool, kind: str = "") -> str:
+    """What the next sync does to a reset stream's destination tables."""
+    if cleared:
+        return "its destination tables were emptied; the next sync loads every row again"
+    if kind == "full_refresh":
+        return "it synced as full refresh (no cursor): its next sync reads everything anyway"
+    if mode == "append":
+        return (
+            "WARNING append mode: the next sync appends EVERY row again — rows already in its "
+            "raw and typed tables will be there twice (use --clear to empty them first)"
+        )
+    if mode == "append_dedup":
+        return (
+            "append_dedup: the next sync re-reads every row; the typed table keeps one row per "
+            "primary key (rows deleted at the source since stay), the raw table gets every "
+            "record again (use --clear to empty both first)"
+        )
+    return "overwrite: the next sync replaces its tables, as every overwrite sync does"
+
+
+def cmd_state_show(conn: Connection, args: argparse.Namespace) -> int:
+    store = StateStore(conn.state_path)
+    states = store.states()
+    if args.json:
+        sys.stdout.write(orjson.dumps(states, option=orjson.OPT_INDENT_2).decode() + "\n")
+        if not states:
+            print(f"no saved state ({conn.state_path})", file=sys.stderr)
+        return 0
+    history = read_history(conn.history_path)
+    print(format_states(conn.name, str(conn.state_path), states, history))
+    return 0
+
+
+def cmd_state_reset(conn: Connection, args: argparse.Namespace, clear: Any = None) -> int:
+    """Forget (part of) the state; `clear(keys)` empties the destination tables first."""
+    selectors: list[str] = args.stream or []
+    with state_lock(conn.state_path, "reset the state"):
+        store = StateStore(conn.state_path)
+        saved = store.stream_keys()
+        kinds = {view.label: view.kind for view in state_views(store.states(), [])}
+        if selectors:
+            try:
+                keys, stateless = resolve_streams(selectors, saved, conn)
+            except StreamSelectionError as exc:
+                print(f"pgbyte: {exc}", file=sys.stderr)
+                return 2
+        else:
+            keys, stateless = list(dict.fromkeys(saved)), []
+        cleared: list[str] = []
+        if clear is not None:
+            targets = keys + [_key_of(s, conn) for s in stateless] if selectors else None
+            cleared = clear(targets)  # raises before anything is forgotten
+        if selectors:
+            forgotten = store.forget(set(keys))
+        else:
+            forgotten = [stream_label(*k) for k in keys]
+            store.reset()
+    for label in cleared:
+        print(f"cleared destination stream {label} (its tables are now empty)")
+    if not forgotten and not stateless:
+        print(f"state was already empty: {conn.state_path}")
+    for key in keys:
+        label = stream_label(*key)
+        print(f"forgot the state of {label}; the next sync reads it from the start")
+        mode = destination_mode(conn, *key)
+        print(f"  {consequence(mode, bool(cleared), kinds.get(label, ''))}")
+    for selector in stateless:
+        print(f"{selector} had no saved state: the next sync reads it from the start anyway")
+    return 0
+
+
+def _key_of(selector: str, conn: Connection) -> Key:
+    for choice in conn.streams or ():
+        if _matches(selector, choice.name, choice.namespace):
+            return choice.name, choice.namespace
+    return selector, None

@@ -1,0 +1,175 @@
+"""`pgbyte state show`: a connection's saved state, one readable line per stream.
+
+The saved state is opaque to the protocol (each source defines its stream_state), so this module
+knows the shapes Airbyte's source-postgres and ours write — cursor_based, ctid (a resumable first
+load), xmin, the full-refresh marker — and prints anything else as compact JSON rather than
+guessing. Per stream it adds what the history knows: when it was last synced and how many
+records were committed then (the saved state itself carries no counts: stats are stripped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pgbyte.state import stream_label
+
+MAX_VALUE = 80  # cursor values longer than this are cut (the --json output has them whole)
+
+
+@dataclass(frozen=True)
+class StreamView:
+    """One stream's saved position, in words."""
+
+    label: str
+    kind: str  # cursor_based | ctid | xmin | full_refresh | other
+    detail: str
+    last_sync: str = ""
+
+
+def _cut(text: str, limit: int = MAX_VALUE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _value(value: Any) -> str:
+    """A cursor value as SQL would show it: strings quoted, numbers bare, NULL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return repr(_cut(value))
+    return _cut(orjson.dumps(value).decode())
+
+
+def _field(field: Any) -> str:
+    if isinstance(field, list):
+        return ".".join(str(f) for f in field) or "?"
+    return str(field) if field else "?"
+
+
+def describe_stream_state(stream_state: Any) -> tuple[str, str]:
+    """(kind, detail) of one stream_state."""
+    if not isinstance(stream_state, dict) or not stream_state:
+        return "other", "empty state"
+    if stream_state.get("__ab_no_cursor_state_message") or stream_state.get(
+        "__ab_full_refresh_sync_complete"
+    ):
+        return "full_refresh", "full refresh (no cursor kept; every sync reads the whole table)"
+    kind = stream_state.get("state_type") or ("cursor_based" if "cursor" in stream_state else "")
+    if kind == "cursor_based":
+        detail = (
+            f"cursor {_field(stream_state.get('cursor_field'))} = "
+            f"{_value(stream_state.get('cursor'))}"
+        )
+        count = stream_state.get("cursor_record_count")
+        if isinstance(count, int) and count:
+            detail += f" ({count} row{'s' if count != 1 else ''} at that value)"
+        return kind, detail + "; the next sync reads rows after it"
+    if kind == "ctid":
+        inner = stream_state.get("incremental_state") or {}
+        detail = (
+            f"first load in progress: resumes at ctid {stream_state.get('ctid')} "
+            f"(relation filenode {stream_state.get('relation_filenode')})"
+        )
+        if isinstance(inner, dict) and inner:
+            detail += (
+                f", then cursor {_field(inner.get('cursor_field'))} after "
+                f"{_value(inner.get('cursor'))}"
+            )
+        return kind, detail
+    if kind == "xmin":
+        detail = f"xmin {stream_state.get('xmin_xid_value')}"
+        extra = [
+            f"{label} {stream_state[key]}"
+            for key, label in (("xmin_raw_value", "raw"), ("num_wraparound", "wraparounds"))
+            if key in stream_state
+        ]
+        if extra:
+            detail += f" ({', '.join(extra)})"
+        return kind, detail + "; the next sync reads rows changed after it"
+    return "other", _cut(orjson.dumps(stream_state).decode(), 200)
+
+
+def _last_syncs(history: list[dict[str, Any]]) -> dict[tuple[str, str | None], str]:
+    """Per source stream: 'DATE: N committed' of the newest sync that committed any of it."""
+    last: dict[tuple[str, str | None], str] = {}
+    for entry in history:
+        for stream in entry.get("streams") or []:
+            committed = stream.get("records_committed") or 0
+            if committed:
+                key = (stream.get("stream"), stream.get("namespace"))
+                when = str(entry.get("started_at") or "?")[:19].replace("T", " ")
+                last[key] = f"last sync {when} UTC committed {committed:,} record(s)"
+    return last
+
+
+def state_views(states: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[StreamView]:
+    """One StreamView per stream found in the saved states (STREAM, GLOBAL, legacy)."""
+    last = _last_syncs(history)
+    views: list[StreamView] = []
+    for state in states:
+        kind = state.get("type") or "LEGACY"
+        if kind == "STREAM":
+            stream = state.get("stream") or {}
+            entries = [(stream.get("stream_descriptor") or {}, stream.get("stream_state"))]
+        elif kind == "GLOBAL":
+            entries = [
+                (s.get("stream_descriptor") or {}, s.get("stream_state"))
+                for s in (state.get("global") or {}).get("stream_states") or []
+                if isinstance(s, dict)
+            ]
+        else:
+            data = state.get("data")
+            streams = data.get("streams") if isinstance(data, dict) else None
+            entries = [
+                ({"name": s.get("stream_name"), "namespace": s.get("stream_namespace")}, s)
+                for s in streams or []
+                if isinstance(s, dict)
+            ]
+        for descriptor, stream_state in entries:
+            name, namespace = descriptor.get("name"), descriptor.get("namespace")
+            what, detail = describe_stream_state(stream_state)
+            if kind == "LEGACY" and what == "other":
+                what, detail = describe_stream_state({"state_type": "cursor_based",
+                                                      **stream_state})  # fmt: skip
+            label = stream_label(name, namespace)
+            views.append(StreamView(label, what, detail, last.get((name, namespace), "")))
+    return views
+
+
+def format_states(
+    conn_name: str, path: str, states: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> str:
+    """The text `pgbyte state show` prints."""
+    if not states:
+        return (
+            f"connection {conn_name}: no saved state ({path})\n"
+            "the next sync reads every stream from the start"
+        )
+    lines = [f"connection {conn_name}: saved state in {path}"]
+    for state in states:
+        kind = state.get("type") or "LEGACY"
+        if kind == "GLOBAL":
+            shared = (state.get("global") or {}).get("shared_state")
+            lines.append(f"GLOBAL state (shared by its streams): {_cut(_compact(shared), 200)}")
+        elif kind == "LEGACY":
+            data = state.get("data")
+            cdc = isinstance(data, dict) and data.get("cdc")
+            lines.append("LEGACY state (Airbyte's older whole-connection format)"
+                         + (" — CDC" if cdc else ""))  # fmt: skip
+            if not (isinstance(data, dict) and isinstance(data.get("streams"), list)):
+                lines.append(f"  {_cut(_compact(data), 200)}")
+    views = state_views(states, history)
+    width = max((len(v.label) for v in views), default=0)
+    for view in views:
+        lines.append(f"  {view.label.ljust(width)}  {view.kind:12}  {view.detail}")
+        if view.last_sync:
+            lines.append(f"  {' ' * width}  {'':12}  {view.last_sync}")
+    count = len(views)
+    lines.append(f"({count} stream{'s' if count != 1 else ''} with saved state)")
+    return "\n".join(lines)
+
+
+def _compact(value: Any) -> str:
+    return orjson.dumps(value).decode() if value is not None else "none"
