@@ -60,9 +60,10 @@ def _replication_method(raw: Any) -> str:
 
 
 def require_supported_method(config: SourceConfig) -> None:
-    """Xmin and CDC are accepted by the spec but not implemented yet: say so before reading."""
-    if config.replication_method != "Standard":
+    """CDC is accepted by the spec but not implemented yet: say so before reading."""
+    if config.replication_method not in ("Standard", "Xmin"):
         raise ConfigError(
             f"replication_method {config.replication_method} is not supported by pgbyte yet: "
-            'use {"method": "Standard"} (full refresh reads every row on every sync).'
+            'use {"method": "Standard"} (full refresh, or incremental by a cursor column) or '
+            '{"method": "Xmin"} (incremental by the xmin system column).'
         )

@@ -7,9 +7,10 @@ first syncs time out on exactly this). Instead the table is read in block ranges
 
 each a TID range scan touching only its blocks, with a ctid STATE after each range. $max is the
 cursor's maximum when the load started (kept in the state): rows above it are left to the cursor
-phase that follows, so a resumed load does not read them twice. The state also keeps the table's
-filenode: a table rewritten since (VACUUM FULL, CLUSTER, ALTER TABLE ... TYPE) has new ctids,
-and its load restarts from block 0 with a LOG WARN.
+phase that follows, so a resumed load does not read them twice. Xmin streams load the same way,
+the bound being "written before the xmin noted at the start" (xmin_read.py). The state also
+keeps the table's filenode: a table rewritten since (VACUUM FULL, CLUSTER, ALTER TABLE ...
+TYPE) has new ctids, and its load restarts from block 0 with a LOG WARN.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from psycopg import sql
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.discovery import Column, Table
 from source_postgres.record_sql import record_query
-from source_postgres.state import CtidState, ctid_state, cursor_state
+from source_postgres.state import ctid_state
 
 SIZE_QUERY = """
 SELECT pg_catalog.pg_relation_filenode(c.oid)::int8,
@@ -46,33 +47,34 @@ def ctid_load(
     stream: ConfiguredStream,
     table: Table,
     columns: tuple[Column, ...],
-    cursor: Column,
-    start: CtidState,
+    start_block: int,
+    bound: sql.Composable | None,
+    inner: dict[str, Any],
     rows_per_chunk: int,
     lines: Any,
     emitted_at: int,
     resize: Callable[[int, float], int] | None = None,
 ) -> Generator[bytes, None, int]:
-    """Yield the RECORDs and ctid STATEs of blocks from `start.block` on; return the count."""
+    """Yield the RECORDs and ctid STATEs of blocks from `start_block` on; return the count.
+
+    `bound` (over the alias `r`) leaves rows to the phase that follows: cursor <= the maximum
+    noted at the start (Standard), or rows written before the noted xmin (Xmin). `inner` is
+    the state that phase resumes from: nested in every ctid STATE, and the last STATE alone.
+    """
     out = lines.writer
-    c = sql.SQL("r.{}").format(sql.Identifier(cursor.name))
-    field = (cursor.name,)
     node, blocks, tuples, pages = conn.execute(SIZE_QUERY, {"oid": table.oid}).fetchone()
     per_block = tuples / pages if pages and tuples else 50.0
     step = max(int(rows_per_chunk / max(per_block, 1.0)), 1)
-    maximum = start.incremental.cursor
-    # The count of rows at the maximum as of the load's start: a later read that finds more
-    # rows at that value re-reads them (rows that joined it in already-read blocks).
-    at_max = start.incremental.cursor_record_count
-    inner = cursor_state(stream.name, stream.namespace, field, maximum, at_max)
     total = 0
-    block = start.block
+    block = start_block
     while block < blocks:
         started = time.monotonic()
         upper = min(block + step, blocks)
-        where = sql.SQL("r.ctid >= {}::tid AND r.ctid < {}::tid AND {} <= {}").format(
-            sql.Literal(f"({block},0)"), sql.Literal(f"({upper},0)"), c, sql.Literal(maximum)
+        where = sql.SQL("r.ctid >= {}::tid AND r.ctid < {}::tid").format(
+            sql.Literal(f"({block},0)"), sql.Literal(f"({upper},0)")
         )
+        if bound is not None:
+            where = sql.SQL("{} AND ({})").format(where, bound)
         query = record_query(
             schema=table.schema, table=table.name, columns=columns, stream=stream.name,
             namespace=stream.namespace, emitted_at=emitted_at, where=where,
@@ -93,7 +95,7 @@ def ctid_load(
             # Every block read: the cursor phase resumes above the maximum noted at the start.
             out.stream_state(stream.name, stream.namespace, inner, record_count=count)
         yield lines.take()
-    if start.block >= blocks:  # nothing left to read (the table shrank): say where we are
+    if start_block >= blocks:  # nothing left to read (the table shrank): say where we are
         out.stream_state(stream.name, stream.namespace, inner, record_count=0)
         yield lines.take()
     return total

@@ -82,19 +82,59 @@ class Table:
             },
         }
 
-    def airbyte_stream(self) -> dict[str, Any]:
-        """The AirbyteStream dict discover reports for this relation."""
+    def airbyte_stream(self, replication_method: str = "Standard") -> dict[str, Any]:
+        """The AirbyteStream dict discover reports for this relation.
+
+        Standard: incremental by a user-chosen cursor, defaulting to the table's obvious
+        updated-at column when it has one (default_cursor). Xmin: as Airbyte, the cursor is
+        source-defined (the xmin system column, not a property of the records) for relations
+        that have xmin; views and foreign tables have none and are full refresh only.
+        """
+        xmin = replication_method == "Xmin"
+        incremental = not xmin or self.kind in XMIN_KINDS
+        default = None if xmin else default_cursor(self)
         return {
             "name": self.name,
             "namespace": self.schema,
             "json_schema": self.json_schema(),
-            "supported_sync_modes": ["full_refresh", "incremental"],
-            "source_defined_cursor": False,
-            "default_cursor_field": [],
+            "supported_sync_modes": ["full_refresh", "incremental"]
+            if incremental
+            else ["full_refresh"],
+            "source_defined_cursor": xmin and incremental,
+            "default_cursor_field": [default] if default else [],
             "source_defined_primary_key": [[col] for col in self.primary_key],
             # A full refresh restarts from the first row after a failure: not resumable.
             "is_resumable": False,
         }
+
+
+# Relation kinds whose rows carry the xmin system column: tables, materialized views and
+# partitioned tables (through their partitions). Views and foreign tables do not.
+XMIN_KINDS = ("r", "m", "p")
+# Names that say "changed at", compared case-insensitively without underscores: a column named
+# so with a timestamp, date or integer type is the obvious cursor of a Standard stream.
+UPDATED_AT_NAMES = frozenset({
+    "updatedat", "updatedon", "updated", "lastupdated", "lastupdatedat", "updatetime",
+    "updatedtime", "updatetimestamp", "modifiedat", "modifiedon", "modified", "lastmodified",
+    "lastmodifiedat", "datemodified", "modifytime", "modifiedtime", "abupdatedat",
+})  # fmt: skip
+CURSOR_KINDS = ("timestamp", "timestamptz", "date", "integer")
+
+
+def default_cursor(table: Table) -> str | None:
+    """The table's obvious cursor column, or None when it has none or several.
+
+    Conservative on purpose (a wrong cursor silently misses changes): exactly one column whose
+    name says updated/modified-at (updated_at, _updated_at, modified_at, last_modified,
+    updatedAt...) and whose type orders by time or by a counter. A created_at column or an
+    identity key is no such choice: it does not move when a row changes.
+    """
+    found = [
+        c.name
+        for c in table.columns
+        if c.name.lower().replace("_", "") in UPDATED_AT_NAMES and c.mapping.kind in CURSOR_KINDS
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def load_type_catalog(conn: psycopg.Connection[Any]) -> TypeCatalog:
@@ -152,6 +192,6 @@ def discover_tables(
     return tables
 
 
-def catalog_dict(tables: Sequence[Table]) -> dict[str, Any]:
+def catalog_dict(tables: Sequence[Table], replication_method: str = "Standard") -> dict[str, Any]:
     """The AirbyteCatalog dict for discovered tables."""
-    return {"streams": [table.airbyte_stream() for table in tables]}
+    return {"streams": [table.airbyte_stream(replication_method) for table in tables]}

@@ -32,9 +32,9 @@ from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.ctid_load import ctid_load, filenode
-from source_postgres.discovery import Column, Table
+from source_postgres.discovery import Column, Table, default_cursor
 from source_postgres.record_sql import record_query
-from source_postgres.state import CtidState, CursorState, cursor_state
+from source_postgres.state import CtidState, CursorState, XminState, cursor_state, describe
 
 CHUNK_ROWS_ENV = "PGBYTE_CURSOR_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 100_000
@@ -72,22 +72,29 @@ def next_chunk_rows(rows: int, elapsed: float) -> int:
 
 
 def cursor_column(stream: ConfiguredStream, table: Table, label: str) -> Column:
-    """The configured cursor column of an incremental stream, or a ConfigError saying why not."""
-    if not stream.cursor_field:
+    """The configured cursor column of an incremental stream (or the table's obvious one when
+    the catalog names none, see discovery.default_cursor), or a ConfigError saying why not."""
+    cursor_field = stream.cursor_field
+    if not cursor_field:
+        default = default_cursor(table)
+        if default is None:
+            raise ConfigError(
+                f"Stream {label}: sync_mode incremental needs a cursor_field (a column whose "
+                "value grows when a row is inserted or changed, e.g. updated_at or id); the "
+                "table has no single obvious one (one timestamp, date or integer column named "
+                "like updated_at)."
+            )
+        cursor_field = (default,)
+    if len(cursor_field) > 1:
         raise ConfigError(
-            f"Stream {label}: sync_mode incremental needs a cursor_field (a column whose value "
-            "grows when a row is inserted or changed, e.g. updated_at or id)."
-        )
-    if len(stream.cursor_field) > 1:
-        raise ConfigError(
-            f"Stream {label}: cursor_field {list(stream.cursor_field)} is a nested path; "
+            f"Stream {label}: cursor_field {list(cursor_field)} is a nested path; "
             "the cursor must be one top-level column."
         )
     by_name = {c.name: c for c in table.columns}
-    column = by_name.get(stream.cursor_field[0])
+    column = by_name.get(cursor_field[0])
     if column is None:
         raise ConfigError(
-            f"Stream {label}: cursor column {stream.cursor_field[0]!r} does not exist or is not "
+            f"Stream {label}: cursor column {cursor_field[0]!r} does not exist or is not "
             "readable. Choose another cursor_field (and reset the stream's state)."
         )
     return column
@@ -109,12 +116,37 @@ def read_by_cursor(
     out = lines.writer
     column = cursor_column(stream, table, label)
     field = (column.name,)
+    if not stream.cursor_field:
+        out.log(
+            "INFO",
+            f"Stream {label}: the catalog names no cursor_field; using the table's "
+            f"updated-at column {column.name!r} (discover's default_cursor_field).",
+        )
     relation = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
     c = sql.SQL("r.{}").format(sql.Identifier(column.name))
 
+    if saved is not None and isinstance(
+        saved.incremental if isinstance(saved, CtidState) else saved, XminState
+    ):
+        # Switching from Xmin to Standard: an xid says nothing about cursor values. Reading
+        # everything again is safe (at-least-once; dedup destinations keep one row per key).
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved state is {describe(saved)} but the source is configured "
+            "for Standard (cursor) replication; re-reading the whole stream.",
+        )
+        saved = None
     resume_ctid: CtidState | None = None
     if isinstance(saved, CtidState):
         resume_ctid, saved = saved, saved.incremental
+        assert isinstance(saved, CursorState)
+        if table.kind != "r":
+            out.log(
+                "WARN",
+                f"Stream {label}: the saved first-load state holds row positions (ctid) but "
+                "the relation is no longer a plain table; restarting the first load.",
+            )
+            saved = resume_ctid = None
     if saved is not None and saved.cursor_field != field:
         # A full re-read is safe (at-least-once; a dedup destination keeps one row per key),
         # whereas comparing the new column with the old column's value would skip rows.
@@ -129,6 +161,14 @@ def read_by_cursor(
             "WARN",
             f"Stream {label}: the table was rewritten since the interrupted first load "
             "(its filenode changed, so saved row positions mean nothing); restarting it.",
+        )
+        saved = resume_ctid = None
+    stale = saved is not None and saved.cursor is not None
+    if stale and not _fits(conn, c, relation, saved.cursor):  # type: ignore[union-attr]
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved cursor value {saved.cursor!r} is not a valid value of "
+            f"column {column.name!r} any more (its type changed?); re-reading the whole stream.",
         )
         saved = resume_ctid = None
     last = saved.cursor if saved is not None else None
@@ -180,12 +220,19 @@ def read_by_cursor(
     total = 0
     emitted_state = False
     if resume_ctid is not None:
+        noted = resume_ctid.incremental
+        assert isinstance(noted, CursorState)  # xmin positions were set aside above
+        inner = cursor_state(
+            stream.name, stream.namespace, field, noted.cursor, noted.cursor_record_count
+        )
         total = yield from ctid_load(
-            conn, copy_out, stream=stream, table=table, columns=columns, cursor=column,
-            start=resume_ctid, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
+            conn, copy_out, stream=stream, table=table, columns=columns,
+            start_block=resume_ctid.block, bound=sql.SQL("{} <= {}").format(
+                c, sql.Literal(noted.cursor)),
+            inner=inner, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
             resize=next_chunk_rows if adaptive else None,
         )  # fmt: skip
-        saved, last, inclusive = resume_ctid.incremental, resume_ctid.incremental.cursor, False
+        saved, last, inclusive = noted, noted.cursor, False
         emitted_state = True
     count_at_upper = saved.cursor_record_count if saved is not None else 0
     while True:
@@ -245,6 +292,23 @@ def read_by_cursor(
         )
         yield lines.take()
     return total
+
+
+def _fits(conn: psycopg.Connection[Any], c: sql.Composable, relation: Any, value: str) -> bool:
+    """Whether a saved cursor text still casts to the cursor column's type (under a savepoint,
+    so a failed cast leaves the read's snapshot usable)."""
+    conn.execute("SAVEPOINT pgbyte_cursor_probe")
+    try:
+        conn.execute(
+            sql.SQL("SELECT FROM {} r WHERE {} > {} LIMIT 0").format(
+                relation, c, sql.Literal(value)
+            )
+        )
+    except psycopg.errors.DataError:
+        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_cursor_probe")
+        return False
+    conn.execute("RELEASE SAVEPOINT pgbyte_cursor_probe")
+    return True
 
 
 def _scalar(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:

@@ -33,7 +33,7 @@ def discover_catalog(raw_config: Any) -> dict[str, Any]:
     """The AirbyteCatalog dict for a raw config (PgbyteError on failure)."""
     settings = SourceConfig.from_config(raw_config)
     with settings.connection.connect(autocommit=True) as conn:
-        return catalog_dict(discover_tables(conn, settings.schemas))
+        return catalog_dict(discover_tables(conn, settings.schemas), settings.replication_method)
 
 
 def main_check(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
 """The read: every configured stream from one consistent snapshot, as protocol lines.
 
-Full refresh here; incremental streams by cursor in incremental.py.
+Full refresh here; incremental streams by cursor in incremental.py, by xmin in xmin_read.py
+(Xmin replication: every stream's changes are judged against this one snapshot).
 
 `read_messages` is the one source of truth for `read`: a generator of serialized protocol lines
 (bytes holding one or many `\\n`-terminated JSON messages). The console script writes them to
@@ -36,6 +37,7 @@ from source_postgres.discovery import Table, discover_tables
 from source_postgres.incremental import read_by_cursor
 from source_postgres.record_sql import record_query, unescape_copy_text
 from source_postgres.state import full_refresh_state, parse_input_state, stream_cursor_state
+from source_postgres.xmin_read import Snapshot, read_by_xmin, read_snapshot
 
 # COPY rows (RECORD lines) joined per write: large writes, bounded memory (~2 MB).
 ROWS_PER_CHUNK = 4096
@@ -100,6 +102,8 @@ def read_messages(
                 conn.execute(statement)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
+            xmin = config.replication_method == "Xmin"
+            snapshot = read_snapshot(conn) if xmin else None
         except psycopg.Error as exc:
             raise classify_error(exc, context="Starting the read") from None
         for stream in streams:
@@ -108,7 +112,7 @@ def read_messages(
             yield lines.take()
             try:
                 saved = saved_states.get(stream.descriptor)
-                yield from _read_stream(conn, stream, table, lines, outcome, saved)
+                yield from _read_stream(conn, stream, table, lines, outcome, saved, snapshot)
             except PgbyteError as exc:
                 outcome.failed.append(stream.descriptor)
                 out.exception(exc, stream=stream.descriptor)
@@ -154,7 +158,10 @@ def _read_stream(
     lines: _Lines,
     outcome: ReadOutcome,
     saved_state: dict[str, Any] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> Iterator[bytes]:
+    """One stream: full refresh, or incremental by cursor (Standard) or by xmin (`snapshot`
+    set: Xmin replication)."""
     out = lines.writer
     label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
     incremental = stream.sync_mode == "incremental"
@@ -190,10 +197,16 @@ def _read_stream(
         out.stream_status(stream.name, stream.namespace, "RUNNING")
         yield lines.take()
         if incremental:
-            count = yield from read_by_cursor(
-                conn, copy_out, stream=stream, table=table, columns=columns, saved=saved,
-                lines=lines, label=label, emitted_at=emitted_at,
-            )  # fmt: skip
+            if snapshot is not None:
+                count = yield from read_by_xmin(
+                    conn, copy_out, stream=stream, table=table, columns=columns, saved=saved,
+                    snapshot=snapshot, lines=lines, label=label, emitted_at=emitted_at,
+                )  # fmt: skip
+            else:
+                count = yield from read_by_cursor(
+                    conn, copy_out, stream=stream, table=table, columns=columns, saved=saved,
+                    lines=lines, label=label, emitted_at=emitted_at,
+                )  # fmt: skip
             conn.execute("RELEASE SAVEPOINT pgbyte_stream")
             outcome.records += count
             out.stream_status(stream.name, stream.namespace, "COMPLETE")

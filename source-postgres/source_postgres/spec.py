@@ -104,8 +104,8 @@ REPLICATION_METHOD: dict[str, Any] = {
     "type": "object",
     "title": "Update Method",
     "description": "Configures how data is extracted from the database. pgbyte reads with "
-    "Standard (full refresh; user-defined cursor later); Xmin and CDC are accepted but not "
-    "supported yet.",
+    "Standard (full refresh, or incremental by a cursor column) or Xmin (incremental by the "
+    "xmin system column); CDC is accepted but not supported yet.",
     "order": 9,
     "display_type": "radio",
     "oneOf": [
@@ -118,7 +118,9 @@ REPLICATION_METHOD: dict[str, Any] = {
         },
         {
             "title": "Detect Changes with Xmin System Column",
-            "description": "Incremental reads via the xmin system column (not supported yet).",
+            "description": "Incremental reads of the rows inserted or updated since the last "
+            "sync, found by the xmin system column (wraparound-safe). Deletes are not seen; "
+            "views can only be fully refreshed.",
             "required": ["method"],
             "additionalProperties": True,
             "properties": {"method": {"type": "string", "const": "Xmin", "order": 0}},

@@ -1,5 +1,9 @@
 """Stream states: the full-refresh marker, and the cursor state of incremental streams.
 
+Xmin streams keep Airbyte's XminStatus ({"version": 2, "state_type": "xmin",
+"num_wraparound": .., "xmin_xid_value": .., "xmin_raw_value": ..}); a ctid state's
+incremental_state holds either kind.
+
 Cursor state has the shape of Airbyte source-postgres's cursor-based state, so a state saved by
 Airbyte's connector resumes here and the other way round:
 
@@ -22,6 +26,8 @@ from pgbyte_common.errors import ConfigError
 NO_CURSOR_STATE_KEY = "__ab_no_cursor_state_message"
 CURSOR_STATE_TYPE = "cursor_based"
 CTID_STATE_TYPE = "ctid"
+XMIN_STATE_TYPE = "xmin"
+XID_MASK = (1 << 32) - 1
 
 Descriptor = tuple[str, str | None]
 
@@ -40,12 +46,40 @@ class CursorState:
 
 
 @dataclass(frozen=True)
+class XminState:
+    """Where an Xmin stream stopped: every row version written by a transaction older than
+    `raw` (a 64-bit xid: epoch in the high 32 bits, as txid_current() counts) was read."""
+
+    raw: int
+
+    @property
+    def num_wraparound(self) -> int:
+        return self.raw >> 32
+
+    @property
+    def xid(self) -> int:
+        return self.raw & XID_MASK
+
+
+@dataclass(frozen=True)
 class CtidState:
-    """Where a ctid-chunked first load stopped: blocks before `block` were read; then by cursor."""
+    """Where a ctid-chunked first load stopped: blocks before `block` were read; then by cursor
+    (Standard) or by xmin (Xmin), from the position in `incremental`."""
 
     block: int
     filenode: int
-    incremental: CursorState
+    incremental: CursorState | XminState
+
+
+def xmin_state(raw: int) -> dict[str, Any]:
+    """The stream_state of an Xmin stream, in Airbyte source-postgres's XminStatus shape."""
+    return {
+        "version": 2,
+        "state_type": XMIN_STATE_TYPE,
+        "num_wraparound": raw >> 32,
+        "xmin_xid_value": raw & XID_MASK,
+        "xmin_raw_value": raw,
+    }
 
 
 def ctid_state(block: int, filenode: int, incremental: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +163,7 @@ def _legacy(data: Any) -> dict[Descriptor, dict[str, Any]]:
 
 def stream_cursor_state(
     label: str, stream_state: dict[str, Any] | None
-) -> CursorState | CtidState | None:
+) -> CursorState | CtidState | XminState | None:
     """The position of a saved stream_state; None when the stream has none yet."""
     if not stream_state or stream_state.get(NO_CURSOR_STATE_KEY):
         return None  # never synced, or synced as full refresh until now
@@ -143,13 +177,18 @@ def stream_cursor_state(
             raise ConfigError(
                 f"Stream {label}: the saved ctid state is malformed ({stream_state})."
             )
-        if not isinstance(inner, CursorState):
+        if isinstance(inner, CtidState):
             raise ConfigError(f"Stream {label}: the saved ctid state nests another ctid state.")
         return CtidState(block=int(block), filenode=filenode, incremental=inner)
+    if kind is None and "xmin_xid_value" in stream_state:
+        kind = XMIN_STATE_TYPE
+    if kind == XMIN_STATE_TYPE:
+        return _xmin(label, stream_state)
     if kind != CURSOR_STATE_TYPE:
         raise ConfigError(
             f"Stream {label}: the saved state has state_type {kind!r}; pgbyte resumes "
-            f"{CURSOR_STATE_TYPE!r} states only. Reset this stream's state to re-read it."
+            f"{CURSOR_STATE_TYPE!r}, {XMIN_STATE_TYPE!r} and {CTID_STATE_TYPE!r} states. "
+            "Reset this stream's state to re-read it."
         )
     field = stream_state.get("cursor_field") or []
     if isinstance(field, str):
@@ -163,6 +202,32 @@ def stream_cursor_state(
         cursor=None if cursor is None else str(cursor),
         cursor_record_count=int(count) if isinstance(count, int | float) else 0,
     )
+
+
+def _xmin(label: str, stream_state: dict[str, Any]) -> XminState:
+    """Airbyte's XminStatus: num_wraparound (epoch) and xmin_xid_value (32-bit xid) are what
+    it compares with; xmin_raw_value (their 64-bit combination) must agree when present."""
+    wraps = stream_state.get("num_wraparound")
+    xid = stream_state.get("xmin_xid_value")
+    raw = stream_state.get("xmin_raw_value")
+    valid = (
+        isinstance(wraps, int) and not isinstance(wraps, bool) and wraps >= 0
+        and isinstance(xid, int) and not isinstance(xid, bool) and 0 <= xid <= XID_MASK
+    )  # fmt: skip
+    if not valid or (raw is not None and raw != (wraps << 32) + xid):  # type: ignore[operator]
+        raise ConfigError(
+            f"Stream {label}: the saved xmin state is malformed ({stream_state}): expected "
+            "integers num_wraparound >= 0 and 0 <= xmin_xid_value < 2^32 (and xmin_raw_value = "
+            "num_wraparound * 2^32 + xmin_xid_value). Reset this stream's state to re-read it."
+        )
+    return XminState(raw=(wraps << 32) + xid)  # type: ignore[operator]
+
+
+def describe(saved: CursorState | CtidState | XminState) -> str:
+    """What kind of position a saved state holds, for warnings."""
+    inner = saved.incremental if isinstance(saved, CtidState) else saved
+    kind = "an Xmin" if isinstance(inner, XminState) else "a cursor (Standard)"
+    return kind + (" first-load (ctid)" if isinstance(saved, CtidState) else "") + " state"
 
 
 def _unknown(why: str) -> ConfigError:

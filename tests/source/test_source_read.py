@@ -316,13 +316,14 @@ def test_incremental_without_cursor_is_refused_clearly(
 
 
 def test_unsupported_method_fails_read(source_conn, source_config, write_json) -> None:
-    """replication_method Xmin makes read fail with a config_error saying not supported yet."""
+    """replication_method CDC makes read fail with a config_error saying not supported yet."""
     source_conn.execute("CREATE TABLE t (id int)")
-    config = {**source_config, "replication_method": {"method": "Xmin"}}
+    method = {"method": "CDC", "replication_slot": "s", "publication": "p"}
+    config = {**source_config, "replication_method": method}
     result = read(write_json, config, [table_stream("t", {"id": {}})])
     assert result.returncode != 0
     (error,) = result.errors()
-    assert error["failure_type"] == "config_error" and "Xmin" in error["message"]
+    assert error["failure_type"] == "config_error" and "CDC" in error["message"]
 
 
 def test_bad_credentials_fail_read_without_leaking(source_config, write_json) -> None:

@@ -1,0 +1,205 @@
+"""Xmin replication: the rows changed since the last sync, found by their xmin system column.
+
+Every row version carries `xmin`, the 32-bit id of the transaction that wrote it (an INSERT or
+an UPDATE; a DELETE leaves nothing to read, so deletes cannot be seen). Postgres also counts
+xids in 64 bits (txid_current(): the epoch — the number of 32-bit wraparounds — in the high 32
+bits), and a row's 32-bit xmin is always within 2^31 of the current counter unless the row was
+frozen long ago. So:
+
+- The state saved at the end of a sync is the read's snapshot xmin S (64-bit): every xid below
+  it had finished when the snapshot was taken, so every row version the snapshot could not see
+  (transactions in progress then, or begun later) was written by an xid >= S. Airbyte's
+  XminStatus shape: num_wraparound = S >> 32, xmin_xid_value = S mod 2^32.
+- The next sync, whose snapshot has xmax N (the first unassigned xid), reads the row versions
+  written by xids in [S, N) — the only ones it can see that the last sync may not have. In 32
+  bits that is the circular interval [S mod 2^32, N mod 2^32): `x >= s AND x < n`, or after a
+  wraparound between the syncs (s > n) `x >= s OR x < n` (Airbyte's single-wraparound
+  predicate). Rows committed between S and the last snapshot are read twice: at-least-once.
+- N - S >= 2^32 (a whole wraparound since the last sync): a 32-bit xmin cannot tell old rows
+  from new ones, so the stream is read again from scratch with a LOG WARN (Airbyte does that
+  from two wraparounds on). S > N (the state came from another server, or the database was
+  restored from a dump): the same.
+
+A first sync, or one whose state no longer fits, reads a plain table in ctid chunks with
+checkpoints (ctid_load.py) whose state nests the xmin noted at the start; a resumed first load
+reads its remaining blocks' rows written before that xmin, then the rows changed since by xmin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from pgbyte_common.errors import ConfigError
+from psycopg import sql
+
+from source_postgres.catalog import ConfiguredStream
+from source_postgres.ctid_load import ctid_load, filenode
+from source_postgres.discovery import XMIN_KINDS, Column, Table
+from source_postgres.incremental import chunk_rows, next_chunk_rows
+from source_postgres.record_sql import record_query
+from source_postgres.state import (
+    XID_MASK,
+    CtidState,
+    CursorState,
+    XminState,
+    describe,
+    xmin_state,
+)
+
+XID_SPACE = 1 << 32
+# txid_* (not pg_current_snapshot, PG 13+) so that every supported server answers. Inside the
+# read's REPEATABLE READ transaction this is the snapshot every stream is read with.
+SNAPSHOT_QUERY = (
+    "SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s) FROM txid_current_snapshot() AS s"
+)
+# The row version's 32-bit xid as a number (xid has no ordering operators).
+XMIN_EXPR = sql.SQL("r.xmin::text::int8")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The read's snapshot in 64-bit xids."""
+
+    xmin: int  # every xid below had finished when the snapshot was taken
+    xmax: int  # the first xid not yet assigned then
+
+
+def read_snapshot(conn: psycopg.Connection[Any]) -> Snapshot:
+    row = conn.execute(SNAPSHOT_QUERY).fetchone()
+    assert row is not None
+    return Snapshot(xmin=int(row[0]), xmax=int(row[1]))
+
+
+def written_between(expr: sql.Composable, since: int, until: int) -> sql.Composable:
+    """SQL predicate: the 32-bit xid `expr` is one of the 64-bit xids [since, until).
+
+    Exact for every row version not frozen more than 2^32 xids ago (such an old row may match:
+    it is read again, never missed). Requires 0 <= until - since < 2^32.
+    """
+    if not 0 <= until - since < XID_SPACE:
+        raise ValueError(f"xid range [{since}, {until}) is not within one 32-bit span")
+    low, high = sql.Literal(since & XID_MASK), sql.Literal(until & XID_MASK)
+    if since & XID_MASK <= until & XID_MASK:
+        return sql.SQL("({x} >= {low} AND {x} < {high})").format(x=expr, low=low, high=high)
+    # The counter wrapped between the two: the tail of the old epoch and the head of the new.
+    return sql.SQL("({x} >= {low} OR {x} < {high})").format(x=expr, low=low, high=high)
+
+
+def read_by_xmin(
+    conn: psycopg.Connection[Any],
+    copy_out: Any,
+    *,
+    stream: ConfiguredStream,
+    table: Table,
+    columns: tuple[Column, ...],
+    saved: CursorState | CtidState | XminState | None,
+    snapshot: Snapshot,
+    lines: Any,
+    label: str,
+    emitted_at: int,
+) -> Generator[bytes, None, int]:
+    """Yield the RECORD and STATE lines of one Xmin stream; return the record count."""
+    out = lines.writer
+    if table.kind not in XMIN_KINDS:
+        raise ConfigError(
+            f"Stream {label}: a view or foreign table has no xmin column, so under Xmin "
+            "replication it can only be synced with sync_mode full_refresh (discover offers "
+            "only that for it). Change its sync_mode, or use Standard replication with a cursor."
+        )
+    inner = saved.incremental if isinstance(saved, CtidState) else saved
+    if saved is not None and isinstance(inner, CursorState):
+        # Switching from Standard to Xmin: a cursor value says nothing about xids. Reading
+        # everything again is safe (at-least-once; dedup destinations keep one row per key).
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved state is {describe(saved)} but the source is configured "
+            "for Xmin replication; re-reading the whole stream.",
+        )
+        saved = inner = None
+    resume = saved if isinstance(saved, CtidState) else None
+    since = inner.raw if isinstance(inner, XminState) else None
+    if resume is not None and (table.kind != "r" or filenode(conn, table) != resume.filenode):
+        out.log(
+            "WARN",
+            f"Stream {label}: the table was rewritten (or is no longer a plain table) since the "
+            "interrupted first load, so its saved row positions mean nothing; restarting it.",
+        )
+        resume = since = None
+    if since is not None and since > snapshot.xmax:
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved xmin {since} is ahead of this server's transaction "
+            f"counter ({snapshot.xmax}): the state comes from another server or the database "
+            "was restored; re-reading the whole stream.",
+        )
+        resume = since = None
+    if since is not None and snapshot.xmax - since >= XID_SPACE:
+        out.log(
+            "WARN",
+            f"Stream {label}: {snapshot.xmax - since} transactions (more than a whole 32-bit "
+            "xid wraparound) since the saved xmin, so row xmins cannot tell old rows from "
+            "changed ones; re-reading the whole stream.",
+        )
+        resume = since = None
+    yield lines.take()
+
+    final = xmin_state(snapshot.xmin)
+    if since is None:
+        if table.kind != "r":  # partitioned or materialized: no single ctid space to chunk
+            return (yield from _read_where(conn, copy_out, stream, table, columns, None,
+                                           final, lines, emitted_at))  # fmt: skip
+        # Everything this snapshot sees, in resumable chunks; the next sync starts at its xmin.
+        limit, adaptive = chunk_rows()
+        return (yield from ctid_load(
+            conn, copy_out, stream=stream, table=table, columns=columns, start_block=0,
+            bound=None, inner=final, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
+            resize=next_chunk_rows if adaptive else None,
+        ))  # fmt: skip
+    changed = written_between(XMIN_EXPR, since, snapshot.xmax)
+    total = 0
+    if resume is not None:
+        # The rest of the interrupted first load: rows written before its noted xmin. Those
+        # written since (wherever they are now) are read by xmin right after.
+        limit, adaptive = chunk_rows()
+        total = yield from ctid_load(
+            conn, copy_out, stream=stream, table=table, columns=columns,
+            start_block=resume.block, bound=sql.SQL("NOT {}").format(changed),
+            inner=xmin_state(since), rows_per_chunk=limit, lines=lines,
+            emitted_at=emitted_at, resize=next_chunk_rows if adaptive else None,
+        )  # fmt: skip
+    total += yield from _read_where(
+        conn, copy_out, stream, table, columns, changed, final, lines, emitted_at
+    )
+    return total
+
+
+def _read_where(
+    conn: psycopg.Connection[Any],
+    copy_out: Any,
+    stream: ConfiguredStream,
+    table: Table,
+    columns: tuple[Column, ...],
+    where: sql.Composable | None,
+    final: dict[str, Any],
+    lines: Any,
+    emitted_at: int,
+) -> Generator[bytes, None, int]:
+    """One COPY of the rows matching `where` (all when None), then the stream's xmin STATE.
+
+    Not chunked: rows have no order by xid to resume from, and one sequential scan is what a
+    change lookup costs anyway (Airbyte also checkpoints xmin reads only at the end).
+    """
+    query = record_query(
+        schema=table.schema, table=table.name, columns=columns, stream=stream.name,
+        namespace=stream.namespace, emitted_at=emitted_at, where=where,
+    )  # fmt: skip
+    count = 0
+    for blob in copy_out(conn, query):
+        count += blob.count(b"\n")
+        yield blob
+    lines.writer.stream_state(stream.name, stream.namespace, final, record_count=count)
+    yield lines.take()
+    return count
