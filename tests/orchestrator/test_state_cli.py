@@ -1,0 +1,238 @@
+"""`pgbyte state show | reset` as a user runs them, and how states are addressed by stream.
+
+Saved states of every shape pgbyte may meet (cursor, ctid first load, xmin, full refresh,
+GLOBAL, Airbyte's legacy dict) are data files under tests/fixtures/orchestrator/states/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+from orchestrator_helpers import FIXTURES, pgbyte, sync_json, write_connection
+from pgbyte.catalog import Route, StreamMap
+from pgbyte.state import state_lock
+from test_rewrite import pump
+
+STATES = FIXTURES / "states"
+
+
+def offline_connection(tmp_path: Path, state_fixture: str | None = None, **extra) -> Path:
+    """A connection file whose state is a copy of a fixture (no database behind it)."""
+    body = {
+        "source": {"command": "source-postgres", "config": {}},
+        "destination": {"command": "destination-postgres", "config": {}},
+        "state": "state.json",
+        "sync_mode": "incremental",
+        **extra,
+    }
+    path = tmp_path / "offline.yaml"
+    path.write_text(yaml.safe_dump(body))
+    if state_fixture:
+        shutil.copy(STATES / state_fixture, tmp_path / "state.json")
+    return path
+
+
+def saved(tmp_path: Path) -> list[dict]:
+    return orjson.loads((tmp_path / "state.json").read_bytes())
+
+
+def make_tables(source_conn, rows: int = 200) -> None:
+    for table in ("items", "other"):
+        source_conn.execute(f"CREATE TABLE {table}(id bigint PRIMARY KEY, val text)")
+        source_conn.execute(
+            f"INSERT INTO {table} SELECT i, 'v' || i FROM generate_series(1, %s) i", (rows,)
+        )
+
+
+def two_streams(tmp_path, source_config, dest_config) -> Path:
+    streams = [
+        {"name": t, "sync_mode": "incremental", "cursor_field": "id"} for t in ("items", "other")
+    ]
+    return write_connection(tmp_path, source_config, dest_config, streams=streams,
+                            destination_sync_mode="append")  # fmt: skip
+
+
+# -- show -------------------------------------------------------------------------------------
+def test_show_prints_each_stream_position_readably(tmp_path) -> None:
+    """Each stream gets one line naming it, the state kind and its position in words."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    run = pgbyte("state", "show", str(conn), password="")
+    lines = run.stdout.splitlines()
+    expected = [
+        ("public.users", "cursor updated_at = '2024-01-02T03:04:05.123456' (3 rows"),
+        ("public.events", "resumes at ctid (1234,0)"),
+        ("sales.orders", "xmin 1234 (raw 4294968530, wraparounds 1)"),
+        ("public.countries", "full refresh"),
+        ("archive.users", '{"some_other_source":{"page":7}}'),
+    ]
+    found = [any(label in line and text in line for line in lines) for label, text in expected]
+    assert (run.returncode, found) == (0, [True] * len(expected)), run.stdout
+
+
+def test_show_json_prints_the_saved_state_unchanged(tmp_path) -> None:
+    """--json prints exactly the list the next sync hands the source as --state."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    run = pgbyte("state", "show", str(conn), "--json", password="")
+    assert orjson.loads(run.stdout) == saved(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "needles"),
+    [
+        ("global.json", ["GLOBAL state", '"lsn":23896935', "public.users", "public.orders"]),
+        ("legacy.json", ["LEGACY state", "public.users", "cursor id = '42'"]),
+    ],
+)
+def test_show_describes_global_and_legacy_states(tmp_path, fixture, needles) -> None:
+    """GLOBAL (shared part + its streams) and legacy states are shown per stream too."""
+    conn = offline_connection(tmp_path, fixture)
+    out = pgbyte("state", "show", str(conn), password="").stdout
+    assert [n for n in needles if n not in out] == [], out
+
+
+def test_show_without_state_says_so(tmp_path) -> None:
+    """No state file: a plain sentence, exit 0, and --json prints an empty list."""
+    conn = offline_connection(tmp_path)
+    text = pgbyte("state", "show", str(conn), password="")
+    raw = pgbyte("state", "show", str(conn), "--json", password="")
+    assert (text.returncode, "no saved state" in text.stdout, orjson.loads(raw.stdout)) == (
+        0, True, []
+    )  # fmt: skip
+
+
+# -- reset ------------------------------------------------------------------------------------
+def test_reset_one_stream_keeps_the_others_exactly(tmp_path) -> None:
+    """--stream namespace.name drops that stream's state only; the rest is kept as it was."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    before = saved(tmp_path)
+    run = pgbyte("state", "reset", str(conn), "--stream", "public.users", password="")
+    assert run.returncode == 0, run.stderr
+    assert saved(tmp_path) == [s for s in before if s["stream"]["stream_descriptor"]
+                               != {"name": "users", "namespace": "public"}]  # fmt: skip
+
+
+def test_reset_unknown_stream_is_an_error_and_changes_nothing(tmp_path) -> None:
+    """An unknown --stream: exit 2, the message names it and the streams that have state."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    before = (tmp_path / "state.json").read_bytes()
+    run = pgbyte("state", "reset", str(conn), "--stream", "nope", password="")
+    assert (run.returncode, "nope" in run.stderr, "sales.orders" in run.stderr) == (2, True, True)
+    assert (tmp_path / "state.json").read_bytes() == before
+
+
+def test_reset_ambiguous_name_asks_for_the_namespace(tmp_path) -> None:
+    """A bare name with state in two namespaces is refused, listing both."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    run = pgbyte("state", "reset", str(conn), "--stream", "users", password="")
+    assert run.returncode == 2
+    assert "public.users" in run.stderr and "archive.users" in run.stderr
+
+
+def test_reset_stream_of_a_global_state_keeps_the_shared_part(tmp_path) -> None:
+    """A GLOBAL state loses that stream's entry only; shared_state and the others stay."""
+    conn = offline_connection(tmp_path, "global.json")
+    before = saved(tmp_path)[0]["global"]
+    pgbyte("state", "reset", str(conn), "--stream", "users", password="")
+    after = saved(tmp_path)[0]["global"]
+    assert after == {**before, "stream_states": before["stream_states"][1:]}
+
+
+def test_reset_stream_of_a_legacy_state_drops_its_entry(tmp_path) -> None:
+    """A legacy {"streams": [...]} state loses that stream's entry only."""
+    conn = offline_connection(tmp_path, "legacy.json")
+    pgbyte("state", "reset", str(conn), "--stream", "public.orders", password="")
+    streams = saved(tmp_path)[0]["data"]["streams"]
+    assert [s["stream_name"] for s in streams] == ["users"]
+
+
+def test_reset_is_refused_while_a_sync_holds_the_state(tmp_path) -> None:
+    """While another process holds the connection's lock, reset exits 1 and changes nothing."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    before = (tmp_path / "state.json").read_bytes()
+    with state_lock(tmp_path / "state.json", "test"):
+        run = pgbyte("state", "reset", str(conn), password="")
+    assert (run.returncode, "another pgbyte" in run.stderr) == (1, True)
+    assert (tmp_path / "state.json").read_bytes() == before
+
+
+def test_second_sync_of_a_connection_is_refused(tmp_path, pg_server, source_config,
+                                                dest_config) -> None:  # fmt: skip
+    """A sync started while another holds the connection's state fails without touching it."""
+    conn = write_connection(tmp_path, source_config, dest_config)
+    state = tmp_path / ".pgbyte" / "state" / "conn.json"
+    with state_lock(state, "test"):
+        run, summary = sync_json(conn, pg_server.password)
+    assert (run.returncode, "another pgbyte" in summary["reason"]) == (1, True)
+    assert not state.exists()
+
+
+@pytest.mark.slow
+def test_reset_stream_rereads_it_and_warns_about_append(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """After `reset --stream items` the next sync re-reads items from the start (append: every
+    row twice, as the reset warned) and reads nothing new of the other stream."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config)
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    reset = pgbyte("state", "reset", str(conn), "--stream", "items", password="")
+    run, summary = sync_json(conn, pg_server.password)
+    emitted = {s["stream"]: s["records_emitted"] for s in summary["streams"]}
+    items = dest_conn.execute("SELECT count(*) FROM items").fetchone()[0]
+    assert "WARNING append mode" in reset.stdout
+    assert (run.returncode, emitted, items) == (0, {"items": 200, "other": 0}, 400)
+
+
+@pytest.mark.slow
+def test_reset_clear_empties_the_destination_tables(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """`reset --stream items --clear` empties items' raw and typed tables (other is untouched),
+    so the next append sync holds each source row exactly once."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config)
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    clear = pgbyte("state", "reset", str(conn), "--stream", "items", "--clear",
+                   password=pg_server.password)  # fmt: skip
+    assert clear.returncode == 0, clear.stderr
+    counts = dest_conn.execute(
+        "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM _airbyte_raw_items), "
+        "(SELECT count(*) FROM other)"
+    ).fetchone()
+    assert counts == (0, 0, 200)
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    synced = dest_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+    assert synced == source_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+
+
+@pytest.mark.slow
+def test_show_after_a_real_sync_names_the_cursor_value(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """After an incremental sync, `state show` prints each stream's cursor at the max id."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config)
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    out = pgbyte("state", "show", str(conn), password="").stdout
+    lines = [line for line in out.splitlines() if "cursor id = '200'" in line]
+    assert sorted(line.split()[0] for line in lines) == ["public.items", "public.other"], out
+
+
+# -- stream addressing across the prefix / namespace mapping ------------------------------------
+def test_forwarded_state_carries_destination_names() -> None:
+    """As Airbyte's NamespacingMapper: a STREAM state reaches the destination with the mapped
+    descriptor; the opaque stream_state (its own stream_name) is not touched."""
+    smap = StreamMap([Route("items", "public", "p_items", "raw_public", "incremental", "append")])
+    stream_state = {"state_type": "cursor_based", "stream_name": "items", "cursor": "5"}
+    line = orjson.dumps({"type": "STATE", "state": {"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": "items", "namespace": "public"},
+        "stream_state": stream_state}}})  # fmt: skip
+    forwarded = orjson.loads(pump(smap).other_line(line))["state"]["stream"]
+    assert forwarded == {
+        "stream_descriptor": {"name": "p_items", "namespace": "raw_public"},
+        "stream_state": stream_state,
+    }
