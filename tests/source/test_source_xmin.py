@@ -132,7 +132,7 @@ def test_views_are_full_refresh_only_under_xmin(conn, config, write_json) -> Non
 
 
 def test_view_configured_incremental_under_xmin_is_config_error(conn, config, tmp_path) -> None:
-    """A view read incrementally under Xmin ends INCOMPLETE with a config_error; full refresh works."""
+    """A view read incrementally under Xmin is a config_error; full refresh of it works."""
     conn.execute("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'a');"
                  "CREATE VIEW vw AS SELECT * FROM t")  # fmt: skip
     bad = read(tmp_path / "1", config, [stream_entry("vw", ["id", "v"])])
