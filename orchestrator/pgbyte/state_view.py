@@ -72,7 +72,10 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
             f"first load in progress: resumes at ctid {stream_state.get('ctid')} "
             f"(relation filenode {stream_state.get('relation_filenode')})"
         )
-        if isinstance(inner, dict) and inner:
+        inner_kind = inner.get("state_type") if isinstance(inner, dict) else None
+        if inner_kind == "xmin":
+            detail += f", then rows changed after xmin {inner.get('xmin_xid_value')}"
+        elif isinstance(inner, dict) and inner:
             detail += (
                 f", then cursor {_field(inner.get('cursor_field'))} after "
                 f"{_value(inner.get('cursor'))}"

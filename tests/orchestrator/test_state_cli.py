@@ -68,6 +68,10 @@ def test_show_prints_each_stream_position_readably(tmp_path) -> None:
         ("sales.orders", "xmin 1234 (raw 4294968530, wraparounds 1)"),
         ("public.countries", "full refresh"),
         ("archive.users", '{"some_other_source":{"page":7}}'),
+        (
+            "public.logs",
+            "resumes at ctid (77,0) (relation filenode 16999), then rows changed after xmin 5150",
+        ),
     ]
     found = [any(label in line and text in line for line in lines) for label, text in expected]
     assert (run.returncode, found) == (0, [True] * len(expected)), run.stdout
