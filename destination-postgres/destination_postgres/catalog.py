@@ -29,6 +29,14 @@ class StreamTarget:
     hashid: str
     columns: list[Column]
     primary_key: list[list[str]] = field(default_factory=list)
+    # append_dedup (dedup.py): the typed columns of the key and of the cursor (None: order by
+    # _airbyte_emitted_at only; cursor_note says why a configured cursor is not used).
+    key_names: list[str] = field(default_factory=list)
+    cursor_name: str | None = None
+    cursor_note: str | None = None
+    soft_delete: bool = False
+    dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
+    skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
     # Runtime state of the current write.
     fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data, ts, uuid
     fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
@@ -53,6 +61,11 @@ class StreamTarget:
         return self.mode == "overwrite"
 
     @property
+    def dedup(self) -> bool:
+        """One typed row per primary key (dedup.py merges each batch)."""
+        return self.mode == "append_dedup" and self.norm_table is not None
+
+    @property
     def load_raw(self) -> tuple[str, str]:
         """(schema, table) the raw rows go to during this write."""
         table = naming.temporary(self.raw_table) if self.overwrite else self.raw_table
@@ -71,6 +84,7 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
         raise ConfigError('The configured catalog must be a JSON object with a "streams" list.')
     targets: list[StreamTarget] = []
     seen: dict[tuple[str, str, str], str] = {}
+    problems: list[str] = []
     for index, entry in enumerate(catalog["streams"]):
         stream = entry.get("stream") if isinstance(entry, dict) else None
         if not isinstance(stream, dict) or not isinstance(stream.get("name"), str):
@@ -98,8 +112,13 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             norm_table=None if config.disable_type_dedupe else naming.normalized_table(name),
             hashid=naming.hashid_column(name),
             columns=columns_for(stream.get("json_schema"), reserved),
-            primary_key=entry.get("primary_key") or [],
+            primary_key=entry.get("primary_key") or stream.get("source_defined_primary_key") or [],
+            soft_delete=config.soft_delete,
         )
+        if mode == "append_dedup":
+            problem = _resolve_dedup(target, entry, stream)
+            if problem:
+                problems.append(f"{target.label}: {problem}")
         for sch, table in ((raw_schema, target.raw_table), (schema, target.norm_table)):
             if table is None:
                 continue
@@ -111,4 +130,48 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
                 )
             seen[(sch, table, "t")] = target.label
         targets.append(target)
+    if problems:
+        raise ConfigError(
+            "append_dedup needs a primary key of top-level properties (primary_key in the "
+            "configured catalog, or the stream's source_defined_primary_key); nothing was "
+            "written. "
+            + " ".join(f"Stream {p}" for p in problems)
+            + " Set a primary key for it, or use destination_sync_mode append."
+        )
     return targets
+
+
+def _resolve_dedup(target: StreamTarget, entry: dict[str, Any], stream: dict[str, Any]) -> str:
+    """Map the primary key and cursor of an append_dedup stream to typed columns; returns what
+    is wrong with the key ("" when usable). A cursor that maps to no column is not an error:
+    the latest record by _airbyte_emitted_at wins (cursor_note tells the user)."""
+    by_key = {c.key: c.name for c in target.columns}
+    pk = target.primary_key
+    if not isinstance(pk, list) or not pk:
+        return "no primary key is set."
+    names: list[str] = []
+    for path in pk:
+        if isinstance(path, str):  # tolerate ["id"] for [["id"]]
+            path = [path]
+        if not isinstance(path, list) or not path or not all(isinstance(p, str) for p in path):
+            return f"primary key path {path!r} is not a list of property names."
+        if len(path) > 1:
+            return (f"primary key path {path!r} is nested; only top-level properties can be "
+                    "key columns.")  # fmt: skip
+        if path[0] not in by_key:
+            return f"primary key field {path[0]!r} is not a property of the stream's JSON schema."
+        if by_key[path[0]] not in names:
+            names.append(by_key[path[0]])
+    target.key_names = names
+    cursor = entry.get("cursor_field") or (
+        stream.get("default_cursor_field") if stream.get("source_defined_cursor") else None
+    )
+    if isinstance(cursor, str):
+        cursor = [cursor]
+    if cursor:
+        if isinstance(cursor, list) and len(cursor) == 1 and cursor[0] in by_key:
+            target.cursor_name = by_key[cursor[0]]
+        else:
+            target.cursor_note = (f"cursor field {cursor!r} is not a top-level property of the "
+                                  "stream's JSON schema")  # fmt: skip
+    return ""

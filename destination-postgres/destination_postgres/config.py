@@ -9,6 +9,7 @@ from pgbyte_common.connection import ConnectionSettings
 from pgbyte_common.errors import ConfigError
 
 APPLICATION_NAME = "pgbyte-destination-postgres"
+DELETION_MODES = ("Hard delete", "Soft delete")  # Airbyte's cdc_deletion_mode values
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class DestinationConfig:
     raw_data_schema: str | None = None
     disable_type_dedupe: bool = False
     drop_cascade: bool = False
-    soft_delete: bool = False
+    soft_delete: bool = False  # cdc_deletion_mode "Soft delete": keep deleted rows (append_dedup)
 
     @classmethod
     def from_dict(cls, config: Any) -> DestinationConfig:
@@ -29,13 +30,18 @@ class DestinationConfig:
         for key, value in (("schema", schema), ("raw_data_schema", raw_schema)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"{key} must be a non-empty string, got {value!r}.")
+        deletion = config.get("cdc_deletion_mode") or "Hard delete"
+        if deletion not in DELETION_MODES:
+            raise ConfigError(
+                f"cdc_deletion_mode must be one of {', '.join(DELETION_MODES)}, got {deletion!r}."
+            )
         return cls(
             settings=ConnectionSettings.from_config(config, application_name=APPLICATION_NAME),
             schema=schema,
             raw_data_schema=raw_schema,
             disable_type_dedupe=_flag(config, "disable_type_dedupe"),
             drop_cascade=_flag(config, "drop_cascade"),
-            soft_delete=config.get("cdc_deletion_mode") == "Soft delete",
+            soft_delete=deletion == "Soft delete",
         )
 
 

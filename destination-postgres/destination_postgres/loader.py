@@ -132,8 +132,11 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     conn.execute(sql.SQL("TRUNCATE {}").format(LINE_STAGE))
 
 
-def finish_batch(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
-    """append: move the staged rows into the raw table and normalize them (same transaction)."""
+def finish_batch(
+    conn: psycopg.Connection[Any], target: StreamTarget, *, order: list[int] | None = None
+) -> None:
+    """append: move the staged rows into the raw table and normalize them (same transaction);
+    append_dedup: merge them into the typed table instead (dedup.py; `order`: see there)."""
     if target.overwrite:
         return
     conn.execute(
@@ -142,7 +145,12 @@ def finish_batch(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
             "SELECT _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at FROM {}"
         ).format(ddl.ident(*target.load_raw), DATA_STAGE)
     )
-    normalize(conn, target, DATA_STAGE)
+    if target.dedup:
+        from destination_postgres import dedup  # imported here: dedup builds on normalize()
+
+        dedup.merge(conn, target, DATA_STAGE, order=order)
+    else:
+        normalize(conn, target, DATA_STAGE)
     conn.execute(sql.SQL("TRUNCATE {}").format(DATA_STAGE))
 
 

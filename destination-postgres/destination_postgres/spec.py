@@ -32,8 +32,11 @@ def connection_specification() -> dict[str, Any]:
         "cdc_deletion_mode": {"title": "CDC deletion mode", "type": "string",
                               "enum": ["Hard delete", "Soft delete"], "default": "Hard delete",
                               "order": 8,
-                              "description": "Whether CDC deletions delete the row (hard) or "
-                              "keep it with _ab_cdc_deleted_at set (soft)."},
+                              "description": "Whether to execute CDC deletions as hard deletes "
+                              "(the row of a key whose latest record has _ab_cdc_deleted_at set "
+                              "is deleted) or soft deletes (the row is kept, with "
+                              "_ab_cdc_deleted_at set). Applies to append_dedup streams. "
+                              "Defaults to hard deletes."},
         "raw_data_schema": {"title": "Raw Table Schema Name", "type": "string", "order": 10,
                             "description": "Schema for the _airbyte_raw_* tables. Default: the "
                             "raw table sits beside the normalized one, as in Airbyte's "

@@ -22,7 +22,7 @@ import psycopg
 from pgbyte_common.errors import PgbyteError, SystemError_, TransientError, classify_error
 from pgbyte_common.messages import MessageWriter
 
-from destination_postgres import ddl, loader
+from destination_postgres import ddl, dedup, loader
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
@@ -123,12 +123,7 @@ class Writer:
             added = ddl.prepare(self.conn, t)
             if added:
                 self.log("INFO", f"Stream {t.label}: new column(s) {', '.join(added)} added.")
-            if t.mode == "append_dedup":
-                self.log(
-                    "WARN",
-                    f"Stream {t.label}: append_dedup is loaded as append for now (every record "
-                    "is kept; deduplication by primary key is not implemented yet).",
-                )
+            dedup.prepare(self.conn, t, self.log)
         self.conn.commit()
 
     def run(self, batches: Iterable[list[bytes]]) -> int:
@@ -350,6 +345,10 @@ class Writer:
     def _load(self, job: _Batch, conn: psycopg.Connection[Any]) -> None:
         """Background: load one batch (COPY, then for append the raw and typed INSERTs)."""
         try:
+            # append_dedup breaks full ties by input order: where the stage differs from it.
+            order = None
+            if job.target.dedup:
+                order = dedup.stage_order(job.fast_linenos, job.slow_linenos)
             if job.fast_rows:
                 try:
                     loader.copy_fast(conn, job)
@@ -368,7 +367,7 @@ class Writer:
                         f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
                         "last echoed STATE was committed and no overwrite was swapped."
                     ) from None
-            loader.finish_batch(conn, job.target)
+            loader.finish_batch(conn, job.target, order=order)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
 
@@ -506,7 +505,12 @@ class Writer:
                     f"column type and are NULL in {t.norm_table} (the raw table keeps them) "
                     f"[{detail}]"
                 )
-            level = "WARN" if (t.nul_stripped or t.uncastable) else "INFO"
+            if t.skipped_keys:
+                parts.append(
+                    f"{t.skipped_keys} record(s) with a NULL or uncastable primary key are in "
+                    f"the raw table only (no row in {t.norm_table})"
+                )
+            level = "WARN" if (t.nul_stripped or t.uncastable or t.skipped_keys) else "INFO"
             self.log(level, "; ".join(parts) + ".")
 
     def log(self, level: str, text: str) -> None:

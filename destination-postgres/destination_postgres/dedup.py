@@ -1,0 +1,278 @@
+"""append_dedup: the typed table holds one row per primary key, merged per batch in SQL.
+
+The raw table keeps every record (loader.finish_batch inserts the batch as for append). The
+batch's typed rows are then built by the same normalize() as append, into a per-stream typed
+stage (a temporary table shaped like the normalized one), and merged with one statement:
+
+1. the winner per key inside the batch: DISTINCT ON (key) ordered by the cursor (NULLs
+   oldest), then `_airbyte_emitted_at`, then input order — so on a full tie the last record
+   received wins, as in Airbyte;
+2. hard deletes (cdc_deletion_mode "Hard delete", the stream has `_ab_cdc_deleted_at`): a
+   winner whose `_ab_cdc_deleted_at` is set deletes its key's row, unless that row is newer;
+3. the other winners: INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE the new row is at least
+   as new as the row present (same order as 1; a later batch wins a full tie).
+
+Both 2 and 3 go through the unique index on the key columns, so a merge costs what the batch
+holds, not what the table holds. Keys compare as typed values (1 and 1.0 are one integer key).
+A record whose key is NULL — absent, JSON null, or a value its column type cannot take — has
+no row to merge into: it stays in the raw table only and is counted in the end-of-write LOG.
+A hard delete leaves no tombstone: an older record of a deleted key arriving in a later sync
+inserts it again (soft delete keeps the row, so it can compare).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from destination_postgres import ddl, loader, naming
+from destination_postgres.catalog import StreamTarget
+
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
+_META = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
+# The whole batch's typed rows are sorted once per merge (DISTINCT ON): keep it in memory.
+_WORK_MEM = "'64MB'"
+
+Log = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class DedupPlan:
+    """What the merge of one stream needs, fixed at the start of the write."""
+
+    stage: str  # pg_temp table the batch's typed rows go to
+    index: str  # the unique index on the key columns (ours or one found)
+    deleted: str | None  # _ab_cdc_deleted_at's column when hard deletes apply
+    update: tuple[str, ...]  # every non-key column of the normalized table (row replaced)
+
+
+def index_name(target: StreamTarget) -> str:
+    """The name of the unique key index pgbyte creates (stable; `_airbyte_pk_<table>`)."""
+    return naming.fit(str(target.norm_table), prefix="_airbyte_pk_")
+
+
+def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> None:
+    """At the start of write, after ddl.prepare: the key index and the typed stage of an
+    append_dedup stream; for an append stream, drop the key index a dedup sync left (append
+    keeps duplicates)."""
+    if target.overwrite or target.norm_table is None:
+        return
+    if not target.dedup:
+        _drop_own_index(conn, target, log)
+        return
+    conn.execute(sql.SQL("SET work_mem = {}").format(sql.SQL(_WORK_MEM)))
+    if target.cursor_note:
+        log("WARN", f"Stream {target.label}: {target.cursor_note}; the latest record per "
+                    "primary key is chosen by _airbyte_emitted_at.")  # fmt: skip
+    index = _ensure_index(conn, target, log)
+    digest = hashlib.sha256(f"{target.schema}.{target.norm_table}".encode()).hexdigest()[:16]
+    stage = f"_pgbyte_dedup_{digest}"
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("pg_temp", stage)))
+    ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid)
+    existing = ddl.existing_columns(conn, target.schema, target.norm_table) or {}
+    deleted = next((c.name for c in target.columns if c.key == CDC_DELETED_AT), None)
+    target.dedup_plan = DedupPlan(
+        stage=stage,
+        index=index,
+        deleted=None if target.soft_delete else deleted,
+        update=tuple(n for n in existing if n not in target.key_names),
+    )
+
+
+def merge(
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    source: sql.Composable,
+    *,
+    order: list[int] | None = None,
+) -> None:
+    """Merge the staged raw-layout rows of `source` into the normalized table (in the batch's
+    transaction). `order`: the input line of each staged row in stage order, when that order
+    is not the input order (see stage_order)."""
+    plan: DedupPlan = target.dedup_plan
+    stage = sql.Identifier("pg_temp", plan.stage)
+    kinds = [c.kind for c in target.columns]
+    # normalize() writes into whatever load_norm names: a view of the target on the stage. It
+    # shares columns/uncastable, so casts, guards, counts and widening stay append's.
+    loader.normalize(conn, replace(target, schema="pg_temp", norm_table=plan.stage,
+                                   mode="append"), source)  # fmt: skip
+    for kind, col in zip(kinds, target.columns, strict=True):
+        if col.kind != kind:  # widened on the stage: widen the normalized table too
+            ddl.widen_to_numeric(conn, target, col)
+    null_key = sql.SQL(" OR ").join(
+        sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in target.key_names
+    )
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(stage, null_key)
+    ).fetchone()
+    target.skipped_keys += int(row[0]) if row else 0
+    conn.execute(merge_statement(target, plan, order))
+    conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+
+
+def stage_order(fast_linenos: list[int], slow_linenos: list[int]) -> list[int] | None:
+    """The input line of each row in the stage when the stage is not in input order, else None.
+
+    A batch stages its canonical (fast) lines first, then the others (or, when the fast COPY
+    was refused, all of them slowly in that same order): only a batch where a slow line comes
+    before a fast one is out of order."""
+    if fast_linenos and slow_linenos and slow_linenos[0] < fast_linenos[-1]:
+        return fast_linenos + slow_linenos
+    return None
+
+
+def _newer(new: str, old: str, cursor: str | None) -> sql.Composable:
+    """`new` row is at least as new as `old`: cursor (NULL oldest), then emitted_at."""
+    em = sql.Identifier("_airbyte_emitted_at")
+    n, o = sql.Identifier(new), sql.Identifier(old)
+    by_time = sql.SQL("({o}.{em} IS NULL OR {n}.{em} >= {o}.{em})").format(n=n, o=o, em=em)
+    if cursor is None:
+        return by_time
+    c = sql.Identifier(cursor)
+    return sql.SQL(
+        "(({o}.{c} IS NULL AND {n}.{c} IS NOT NULL) OR {n}.{c} > {o}.{c} "
+        "OR ({n}.{c} IS NOT DISTINCT FROM {o}.{c} AND {t}))"
+    ).format(n=n, o=o, c=c, t=by_time)
+
+
+def merge_statement(
+    target: StreamTarget, plan: DedupPlan, order: list[int] | None = None
+) -> sql.Composed:
+    """One statement: in-batch winners per key, hard deletes, upsert of the rest."""
+    stage = sql.Identifier("pg_temp", plan.stage)
+    final = ddl.ident(target.schema, str(target.norm_table))
+    cols = [sql.Identifier(c.name) for c in target.columns]
+    cols += [sql.Identifier(n) for n in (*_META, target.hashid)]
+    keys = [sql.Identifier(k) for k in target.key_names]
+    if order is None:
+        source: sql.Composable = sql.SQL("{} t").format(stage)
+        position: sql.Composable = sql.SQL("t.ctid")
+    else:  # stage rows numbered in stage order, paired with their input line
+        source = sql.SQL(
+            "(SELECT s.*, row_number() OVER (ORDER BY s.ctid) AS _pgbyte_rn FROM {} s) t "
+            "JOIN unnest({}::bigint[]) WITH ORDINALITY AS o(_pgbyte_line, _pgbyte_rn) "
+            "USING (_pgbyte_rn)"
+        ).format(stage, sql.Literal(order))
+        position = sql.SQL("o._pgbyte_line")
+    ranking = [sql.SQL("t.{}").format(k) for k in keys]
+    if target.cursor_name is not None:
+        ranking.append(sql.SQL("t.{} DESC NULLS LAST").format(sql.Identifier(target.cursor_name)))
+    ranking += [
+        sql.SQL("t._airbyte_emitted_at DESC NULLS LAST"),
+        sql.SQL("{} DESC").format(position),
+    ]
+    winners = sql.SQL(
+        "WITH w AS MATERIALIZED (SELECT DISTINCT ON ({keys}) {cols} FROM {source} "
+        "WHERE {present} ORDER BY {ranking})"
+    ).format(
+        keys=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in keys),
+        cols=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in cols),
+        source=source,
+        present=sql.SQL(" AND ").join(sql.SQL("t.{} IS NOT NULL").format(k) for k in keys),
+        ranking=sql.SQL(", ").join(ranking),
+    )
+    live = sql.SQL("")
+    if plan.deleted is not None:
+        deleted = sql.Identifier(plan.deleted)
+        winners += sql.SQL(
+            ", gone AS (DELETE FROM {final} r USING w WHERE {match} AND w.{d} IS NOT NULL "
+            "AND {newer})"
+        ).format(
+            final=final,
+            match=sql.SQL(" AND ").join(sql.SQL("r.{k} = w.{k}").format(k=k) for k in keys),
+            d=deleted,
+            newer=_newer("w", "r", target.cursor_name),
+        )
+        live = sql.SQL(" WHERE w.{} IS NULL").format(deleted)
+    update = [sql.Identifier(n) for n in plan.update]
+    upsert = sql.SQL(
+        " INSERT INTO {final} AS r ({cols}) SELECT {cols} FROM w{live} "
+        "ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {newer}"
+    ).format(
+        final=final,
+        cols=sql.SQL(", ").join(cols),
+        live=live,
+        keys=sql.SQL(", ").join(keys),
+        sets=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=c) for c in update),
+        newer=_newer("excluded", "r", target.cursor_name),
+    )
+    return winners + upsert
+
+
+def _indexes(conn: psycopg.Connection[Any], target: StreamTarget) -> list[tuple[str, set[str]]]:
+    """(name, column names) of the valid plain unique indexes of the normalized table."""
+    rows = conn.execute(
+        """SELECT i.relname, array(SELECT a.attname FROM unnest(x.indkey::int2[]) k
+                                    JOIN pg_attribute a ON a.attrelid = x.indrelid
+                                     AND a.attnum = k)
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+             JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND x.indisunique AND x.indisvalid
+              AND x.indpred IS NULL AND x.indexprs IS NULL AND x.indimmediate""",
+        (target.schema, target.norm_table),
+    ).fetchall()
+    return [(name, set(columns)) for name, columns in rows]
+
+
+def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> str:
+    """The unique index ON CONFLICT needs: found, or created (after removing the duplicates
+    an earlier append sync may have left: the latest row per key stays)."""
+    keys = set(target.key_names)
+    own = index_name(target)
+    found = _indexes(conn, target)
+    for name, columns in found:
+        if columns == keys:
+            return name
+    final = ddl.ident(target.schema, str(target.norm_table))
+    if any(name == own for name, _ in found):  # ours, on another key: the key changed
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
+    removed = _remove_duplicates(conn, target)
+    if removed:
+        log(
+            "INFO",
+            f"Stream {target.label}: {removed} older duplicate row(s) removed from "
+            f"{target.norm_table} (it is deduplicated by primary key from now on).",
+        )
+    conn.execute(
+        sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+            sql.Identifier(own),
+            final,
+            sql.SQL(", ").join(sql.Identifier(k) for k in target.key_names),
+        )
+    )
+    return own
+
+
+def _remove_duplicates(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
+    """One pass over an existing table (once, when its key index is created)."""
+    keys = [sql.Identifier(k) for k in target.key_names]
+    ranking: list[sql.Composable] = []
+    if target.cursor_name is not None:
+        ranking.append(sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(target.cursor_name)))
+    ranking += [sql.SQL("_airbyte_emitted_at DESC NULLS LAST"), sql.SQL("ctid DESC")]
+    cur = conn.execute(
+        sql.SQL(
+            "DELETE FROM {final} r USING (SELECT ctid AS c, row_number() OVER (PARTITION BY "
+            "{keys} ORDER BY {ranking}) AS n FROM {final} WHERE {present}) d "
+            "WHERE d.n > 1 AND r.ctid = d.c"
+        ).format(
+            final=ddl.ident(target.schema, str(target.norm_table)),
+            keys=sql.SQL(", ").join(keys),
+            ranking=sql.SQL(", ").join(ranking),
+            present=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(k) for k in keys),
+        )
+    )
+    return cur.rowcount
+
+
+def _drop_own_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> None:
+    own = index_name(target)
+    if any(name == own for name, _ in _indexes(conn, target)):
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
+        log("INFO", f"Stream {target.label}: the primary key index {own} of an earlier "
+                    "append_dedup sync was dropped (append keeps every record).")  # fmt: skip

@@ -1,0 +1,613 @@
+"""append_dedup through the real console script: one typed row per primary key, raw keeps all.
+
+The expected typed rows come from `latest()`, an oracle written from the rule (latest by
+cursor with NULL oldest, then by emitted_at, then the last received), applied to every record
+a test sent; tests also spell out the rows they expect where the rule has a corner.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dest_helpers import FIXTURES, SCRIPT, catalog_for, count, status
+
+DEDUP = FIXTURES / "dedup"
+EM = 1732550000000
+
+
+def dedup_catalog(
+    name: str,
+    props: dict[str, Any],
+    pk: list[list[str]] | None,
+    cursor: list[str] | None = None,
+    *,
+    sync_mode: str = "incremental",
+    mode: str = "append_dedup",
+) -> dict[str, Any]:
+    catalog = catalog_for([(name, props)], mode=mode)
+    entry = catalog["streams"][0]
+    entry["sync_mode"] = sync_mode
+    if pk is not None:
+        entry["primary_key"] = pk
+    if cursor is not None:
+        entry["cursor_field"] = cursor
+    return catalog
+
+
+def rec(stream: str, data: dict[str, Any], em: int = EM, *, compact: bool = False) -> bytes:
+    """A RECORD line; compact=True gives the canonical form the writer's fast path takes."""
+    msg = {"type": "RECORD", "record": {"stream": stream, "data": data, "emitted_at": em}}
+    return json.dumps(msg, separators=(",", ":") if compact else None).encode()
+
+
+def state(stream: str, value: Any) -> bytes:
+    return json.dumps(
+        {
+            "type": "STATE",
+            "state": {
+                "type": "STREAM",
+                "stream": {"stream_descriptor": {"name": stream}, "stream_state": value},
+            },
+        }
+    ).encode()
+
+
+def lines(*items: bytes) -> bytes:
+    return b"\n".join(items) + b"\n"
+
+
+def latest(records: list[tuple[dict[str, Any], int]], key: list[str], cursor: str | None):
+    """Oracle: key tuple → the data of the record that must be the typed row."""
+    out: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
+    for pos, (data, em) in enumerate(records):
+        k = tuple(data.get(c) for c in key)
+        if None in k:
+            continue
+        c = data.get(cursor) if cursor else None
+        rank = (c is not None, c if c is not None else 0, em, pos)
+        if k not in out or rank >= out[k][0]:
+            out[k] = (rank, data)
+    return {k: d for k, (_, d) in out.items()}
+
+
+def typed(conn, table: str, columns: str, order: str = "1") -> list[tuple]:
+    return conn.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
+
+
+PROPS = {"id": {"type": "integer"}, "name": {"type": "string"}, "seq": {"type": "integer"}}
+
+
+# -- full refresh + append_dedup (the tutorial) -----------------------------------------------
+
+
+def test_tutorial_synced_twice_one_row_per_id(run_write, dest_conn) -> None:
+    """full_refresh + append_dedup: the tutorial's two syncs give 3 typed rows, 5 raw rows."""
+    catalog = DEDUP / "tutorial_catalog_dedup.json"
+    for n in (1, 2):
+        result = run_write(catalog, FIXTURES / f"tutorial_sync{n}_append.jsonl")
+        assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "append_full_refresh_demo", "id, name") == [
+        (1, "Mary X"),
+        (2, "John D"),
+        (3, "Jane Y"),
+    ]
+    assert count(dest_conn, "_airbyte_raw_append_full_refresh_demo") == 5
+
+
+def test_tutorial_rows_are_the_latest_records(run_write, dest_conn) -> None:
+    """After the second sync every typed row is the second sync's record (its raw ab_id)."""
+    catalog = DEDUP / "tutorial_catalog_dedup.json"
+    run_write(catalog, FIXTURES / "tutorial_sync1_append.jsonl")
+    run_write(catalog, FIXTURES / "tutorial_sync2_append.jsonl")
+    rows = dest_conn.execute(
+        "SELECT n.id, r._airbyte_emitted_at = n._airbyte_emitted_at, "
+        "extract(epoch FROM r._airbyte_emitted_at)::bigint FROM append_full_refresh_demo n "
+        "JOIN _airbyte_raw_append_full_refresh_demo r USING (_airbyte_ab_id) ORDER BY 1"
+    ).fetchall()
+    assert rows == [(1, True, 1732560000), (2, True, 1732560000), (3, True, 1732560000)]
+
+
+# -- incremental ------------------------------------------------------------------------------
+
+
+def _jsonl_records(path: Path) -> list[tuple[dict[str, Any], int]]:
+    out = []
+    for line in path.read_text().splitlines():
+        msg = json.loads(line)
+        if msg["type"] == "RECORD":
+            out.append((msg["record"]["data"], msg["record"]["emitted_at"]))
+    return out
+
+
+def test_incremental_typed_table_is_the_latest_row_per_key(run_write, dest_conn) -> None:
+    """insert → write → updates + inserts → write: typed equals the latest rows, row for row."""
+    catalog = DEDUP / "incremental_catalog.json"
+    sent: list[tuple[dict[str, Any], int]] = []
+    for n in (1, 2):
+        path = DEDUP / f"incremental_sync{n}.jsonl"
+        result = run_write(catalog, path)
+        assert result.returncode == 0, result.messages
+        sent += _jsonl_records(path)
+    expected = latest(sent, ["id"], "updated_at")
+    rows = typed(
+        dest_conn, "customers", 'id, name, to_char(updated_at, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\')'
+    )
+    assert rows == [(k[0], d["name"], d["updated_at"]) for k, d in sorted(expected.items())]
+    assert [r[1] for r in rows] == ["c1", "c2 edited", "c3", "c4 second edit", "c5", "c6", "c7"]
+
+
+def test_incremental_raw_keeps_every_record(run_write, dest_conn) -> None:
+    """The raw table holds all 11 records of the two syncs, duplicates included."""
+    catalog = DEDUP / "incremental_catalog.json"
+    for n in (1, 2):
+        run_write(catalog, DEDUP / f"incremental_sync{n}.jsonl")
+    assert count(dest_conn, "_airbyte_raw_customers") == 11
+    ids = dest_conn.execute(
+        "SELECT (_airbyte_data->>'id')::int, count(*) FROM _airbyte_raw_customers "
+        "GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert ids == [(1, 1), (2, 2), (3, 1), (4, 3), (5, 2), (6, 1), (7, 1)]
+
+
+def test_typed_rows_point_at_their_raw_record(run_write, dest_conn) -> None:
+    """Each typed row's _airbyte_ab_id is the raw record whose data it holds."""
+    catalog = DEDUP / "incremental_catalog.json"
+    for n in (1, 2):
+        run_write(catalog, DEDUP / f"incremental_sync{n}.jsonl")
+    bad = dest_conn.execute(
+        "SELECT count(*) FROM customers n LEFT JOIN _airbyte_raw_customers r "
+        "USING (_airbyte_ab_id) WHERE r._airbyte_data->>'name' IS DISTINCT FROM n.name"
+    ).fetchone()[0]
+    assert bad == 0
+
+
+def test_unique_index_on_the_key(run_write, dest_conn) -> None:
+    """The typed table gets a unique index on exactly the primary key columns."""
+    run_write(DEDUP / "incremental_catalog.json", DEDUP / "incremental_sync1.jsonl")
+    rows = dest_conn.execute(
+        "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = 'customers'::regclass "
+        "AND x.indisunique"
+    ).fetchall()
+    assert len(rows) == 1
+    assert rows[0][0] == "_airbyte_pk_customers"
+    assert rows[0][1].endswith("USING btree (id)")
+
+
+# -- ordering inside one batch ----------------------------------------------------------------
+
+
+def test_in_batch_duplicates_latest_cursor_wins(run_write, dest_conn) -> None:
+    """The same key 3x in one batch: the highest cursor wins, whatever the arrival order."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    data = [{"id": 1, "name": n, "seq": s} for n, s in (("b", 2), ("c", 3), ("a", 1))]
+    result = run_write(catalog, lines(*(rec("s", d) for d in data)))
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name, seq") == [(1, "c", 3)]
+    assert count(dest_conn, "_airbyte_raw_s") == 3
+
+
+def test_full_tie_last_received_wins(run_write, dest_conn) -> None:
+    """Same key, cursor and emitted_at 3x in one batch: the last line received wins."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    data = [{"id": 1, "name": n, "seq": 5} for n in ("first", "second", "last")]
+    run_write(catalog, lines(*(rec("s", d) for d in data)))
+    assert typed(dest_conn, "s", "name") == [("last",)]
+
+
+def test_cursor_tie_latest_emitted_wins(run_write, dest_conn) -> None:
+    """Equal cursors: the record with the latest emitted_at wins even if received first."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    run_write(
+        catalog,
+        lines(
+            rec("s", {"id": 1, "name": "late", "seq": 5}, EM + 10),
+            rec("s", {"id": 1, "name": "early", "seq": 5}, EM),
+        ),
+    )
+    assert typed(dest_conn, "s", "name") == [("late",)]
+
+
+def test_null_cursor_is_oldest(run_write, dest_conn) -> None:
+    """A record with a NULL cursor loses to one with a cursor, though received later."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    run_write(
+        catalog,
+        lines(
+            rec("s", {"id": 1, "name": "has cursor", "seq": 1}),
+            rec("s", {"id": 1, "name": "no cursor", "seq": None}, EM + 1),
+        ),
+    )
+    assert typed(dest_conn, "s", "name") == [("has cursor",)]
+
+
+def test_no_cursor_latest_emitted_then_last_received(run_write, dest_conn) -> None:
+    """Without a cursor: emitted_at decides, then the last received."""
+    catalog = dedup_catalog("s", PROPS, [["id"]])
+    run_write(
+        catalog,
+        lines(
+            rec("s", {"id": 1, "name": "newest"}, EM + 5),
+            rec("s", {"id": 1, "name": "older"}, EM),
+            rec("s", {"id": 2, "name": "x"}),
+            rec("s", {"id": 2, "name": "y"}),
+        ),
+    )
+    assert typed(dest_conn, "s", "id, name") == [(1, "newest"), (2, "y")]
+
+
+def test_tie_across_fast_and_slow_lines(run_write, dest_conn) -> None:
+    """A full tie between a non-canonical line and a later canonical one: the later wins
+    (the batch stages canonical lines first; the merge restores input order)."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    stdin = lines(
+        rec("s", {"id": 1, "name": "slow first", "seq": 1}),
+        rec("s", {"id": 1, "name": "fast last", "seq": 1}, compact=True),
+        rec("s", {"id": 2, "name": "fast first", "seq": 1}, compact=True),
+        rec("s", {"id": 2, "name": "slow last", "seq": 1}),
+    )
+    result = run_write(catalog, stdin)
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name") == [(1, "fast last"), (2, "slow last")]
+
+
+def test_keys_compare_as_typed_values(run_write, dest_conn) -> None:
+    """1 and 1.0 are one integer key: one row, the last received."""
+    catalog = dedup_catalog("s", PROPS, [["id"]])
+    run_write(
+        catalog, lines(rec("s", {"id": 1, "name": "int"}), rec("s", {"id": 1.0, "name": "float"}))
+    )
+    assert typed(dest_conn, "s", "id, name") == [(1, "float")]
+
+
+# -- across batches and syncs -----------------------------------------------------------------
+
+
+def test_cursor_going_backwards_does_not_overwrite(run_write, dest_conn) -> None:
+    """An older record (by cursor) arriving in a later sync leaves the newer row in place."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    run_write(catalog, lines(rec("s", {"id": 1, "name": "new", "seq": 9}), state("s", 1)))
+    result = run_write(
+        catalog, lines(rec("s", {"id": 1, "name": "old", "seq": 3}, EM + 99), state("s", 2))
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "name, seq") == [("new", 9)]
+    assert count(dest_conn, "_airbyte_raw_s") == 2
+
+
+def test_later_batch_wins_a_full_tie(run_write, dest_conn) -> None:
+    """Two batches (a STATE between) with the same key, cursor and emitted_at: the second wins."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    run_write(
+        catalog,
+        lines(
+            rec("s", {"id": 1, "name": "batch 1", "seq": 1}),
+            state("s", 1),
+            rec("s", {"id": 1, "name": "batch 2", "seq": 1}),
+            state("s", 2),
+        ),
+    )
+    assert typed(dest_conn, "s", "name") == [("batch 2",)]
+
+
+def test_composite_primary_key(run_write, dest_conn) -> None:
+    """A two-column key: one row per (a, b) pair, the latest of each."""
+    props = {"a": {"type": "integer"}, "b": {"type": "string"}, "v": {"type": "integer"}}
+    catalog = dedup_catalog("s", props, [["a"], ["b"]], ["v"])
+    sent = [
+        ({"a": 1, "b": "x", "v": 1}, EM),
+        ({"a": 1, "b": "y", "v": 1}, EM),
+        ({"a": 2, "b": "x", "v": 1}, EM),
+        ({"a": 1, "b": "x", "v": 2}, EM),
+        ({"a": 1, "b": "y", "v": 0}, EM),
+    ]
+    run_write(catalog, lines(*(rec("s", d, e) for d, e in sent[:3]), state("s", 1)))
+    run_write(catalog, lines(*(rec("s", d, e) for d, e in sent[3:]), state("s", 2)))
+    expected = latest(sent, ["a", "b"], "v")
+    assert typed(dest_conn, "s", "a, b, v", "1, 2") == [
+        (k[0], k[1], d["v"]) for k, d in sorted(expected.items())
+    ]
+    assert typed(dest_conn, "s", "a, b, v", "1, 2") == [(1, "x", 2), (1, "y", 1), (2, "x", 1)]
+
+
+def test_awkward_key_and_cursor_names(run_write, dest_conn) -> None:
+    """Key columns "User ID" and "REGION", cursor "Updated At": quoted everywhere."""
+    props = {
+        "User ID": {"type": "integer"},
+        "REGION": {"type": "string"},
+        "Updated At": {"type": "integer"},
+        "50% off": {"type": "string"},
+    }
+    catalog = dedup_catalog("Weird Stream", props, [["User ID"], ["REGION"]], ["Updated At"])
+    data = [
+        {"User ID": 1, "REGION": "eu", "Updated At": 2, "50% off": "b"},
+        {"User ID": 1, "REGION": "eu", "Updated At": 1, "50% off": "a"},
+        {"User ID": 1, "REGION": "US", "Updated At": 1, "50% off": "c"},
+    ]
+    result = run_write(catalog, lines(*(rec("Weird Stream", d) for d in data)))
+    assert result.returncode == 0, result.messages
+    rows = typed(dest_conn, '"Weird Stream"', '"User ID", "REGION", "Updated At", "50% off"', "2")
+    assert rows == [(1, "US", 1, "c"), (1, "eu", 2, "b")]
+
+
+def test_schema_evolution_new_column(run_write, dest_conn) -> None:
+    """A property new in the second sync becomes a column; the updated row gets its value."""
+    run_write(
+        dedup_catalog("s", PROPS, [["id"]], ["seq"]),
+        lines(
+            rec("s", {"id": 1, "name": "a", "seq": 1}), rec("s", {"id": 2, "name": "b", "seq": 1})
+        ),
+    )
+    props2 = {**PROPS, "email": {"type": "string"}}
+    result = run_write(
+        dedup_catalog("s", props2, [["id"]], ["seq"]),
+        lines(rec("s", {"id": 1, "name": "a2", "seq": 2, "email": "a@x"})),
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name, email") == [(1, "a2", "a@x"), (2, "b", None)]
+
+
+def test_integer_widening_in_dedup(run_write, dest_conn) -> None:
+    """An integer too big for bigint widens the column to numeric, as in append."""
+    catalog = dedup_catalog("s", PROPS, [["id"]])
+    run_write(catalog, lines(rec("s", {"id": 1, "name": "a", "seq": 1})))
+    big = 10**30
+    line = rec("s", {"id": 1, "name": "b", "seq": 0}, EM + 1, compact=True)
+    result = run_write(catalog, line.replace(b'"seq":0', b'"seq":' + str(big).encode()) + b"\n")
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name, seq::text") == [(1, "b", str(big))]
+
+
+# -- CDC deletions ----------------------------------------------------------------------------
+
+CDC_PROPS = {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "_ab_cdc_lsn": {"type": "integer"},
+    "_ab_cdc_deleted_at": {"type": "string", "format": "date-time"},
+}
+DELETED = "2024-03-01T00:00:00Z"
+
+
+def _cdc(run_write, dest_config, mode: str | None, *batches: list[dict[str, Any]]):
+    config = dict(dest_config)
+    if mode is not None:
+        config["cdc_deletion_mode"] = mode
+    catalog = dedup_catalog("s", CDC_PROPS, [["id"]], ["_ab_cdc_lsn"])
+    for n, batch in enumerate(batches):
+        result = run_write(catalog, lines(*(rec("s", d) for d in batch), state("s", n)), config)
+        assert result.returncode == 0, result.messages
+
+
+def _base() -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"r{i}", "_ab_cdc_lsn": 10} for i in (1, 2, 3)]
+
+
+def test_hard_delete_is_the_default(run_write, dest_conn, dest_config) -> None:
+    """No cdc_deletion_mode: a record with _ab_cdc_deleted_at set deletes its key's row."""
+    delete = {"id": 2, "name": None, "_ab_cdc_lsn": 20, "_ab_cdc_deleted_at": DELETED}
+    _cdc(run_write, dest_config, None, _base(), [delete])
+    assert typed(dest_conn, "s", "id") == [(1,), (3,)]
+    assert count(dest_conn, "_airbyte_raw_s") == 4
+
+
+def test_hard_delete_older_than_row_keeps_it(run_write, dest_conn, dest_config) -> None:
+    """A delete record older (by cursor) than the row present does not delete it."""
+    delete = {"id": 2, "name": None, "_ab_cdc_lsn": 5, "_ab_cdc_deleted_at": DELETED}
+    _cdc(run_write, dest_config, "Hard delete", _base(), [delete])
+    assert typed(dest_conn, "s", "id, name") == [(1, "r1"), (2, "r2"), (3, "r3")]
+
+
+def test_hard_delete_in_batch(run_write, dest_conn, dest_config) -> None:
+    """In one batch: insert then delete → no row; delete then newer insert → the row."""
+    batch = [
+        {"id": 7, "name": "gone", "_ab_cdc_lsn": 1},
+        {"id": 7, "name": None, "_ab_cdc_lsn": 2, "_ab_cdc_deleted_at": DELETED},
+        {"id": 8, "name": None, "_ab_cdc_lsn": 1, "_ab_cdc_deleted_at": DELETED},
+        {"id": 8, "name": "back", "_ab_cdc_lsn": 2},
+    ]
+    _cdc(run_write, dest_config, "Hard delete", batch)
+    assert typed(dest_conn, "s", "id, name") == [(8, "back")]
+
+
+def test_soft_delete_keeps_the_row(run_write, dest_conn, dest_config) -> None:
+    """Soft delete: the deleted key's row stays, upserted with its _ab_cdc_deleted_at."""
+    delete = {"id": 2, "name": "r2", "_ab_cdc_lsn": 20, "_ab_cdc_deleted_at": DELETED}
+    _cdc(run_write, dest_config, "Soft delete", _base(), [delete])
+    rows = typed(dest_conn, "s", "id, _ab_cdc_lsn, _ab_cdc_deleted_at IS NOT NULL")
+    assert rows == [(1, 10, False), (2, 20, True), (3, 10, False)]
+
+
+def test_unknown_deletion_mode_is_a_config_error(run_write, dest_config) -> None:
+    """cdc_deletion_mode outside the enum: one config_error naming the allowed values."""
+    catalog = dedup_catalog("s", CDC_PROPS, [["id"]])
+    result = run_write(catalog, b"", {**dest_config, "cdc_deletion_mode": "Delete please"})
+    assert result.returncode != 0
+    assert len(result.errors) == 1
+    assert result.errors[0]["failure_type"] == "config_error"
+    assert "Hard delete" in result.errors[0]["message"]
+
+
+# -- keys that cannot be used -----------------------------------------------------------------
+
+
+def test_null_or_uncastable_key_goes_to_raw_only(run_write, dest_conn) -> None:
+    """Records whose key is missing, null or not an integer: raw only, counted in a WARN."""
+    catalog = dedup_catalog("s", PROPS, [["id"]])
+    stdin = lines(
+        rec("s", {"id": 1, "name": "ok"}),
+        rec("s", {"name": "no id"}),
+        rec("s", {"id": None, "name": "null id"}),
+        rec("s", {"id": "x", "name": "bad id"}),
+    )
+    result = run_write(catalog, stdin)
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name") == [(1, "ok")]
+    assert count(dest_conn, "_airbyte_raw_s") == 4
+    warn = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any("3 record(s) with a NULL or uncastable primary key" in w for w in warn), warn
+
+
+@pytest.mark.parametrize(
+    ("pk", "fragment"),
+    [
+        (None, "no primary key"),
+        ([], "no primary key"),
+        ([["missing"]], "'missing' is not a property"),
+        ([["id", "sub"]], "nested"),
+    ],
+)
+def test_unusable_key_fails_at_start(run_write, dest_conn, pk, fragment: str) -> None:
+    """No usable key: one TRACE ERROR naming the stream, non-zero exit, nothing written."""
+    catalog = dedup_catalog("nokey_stream", PROPS, pk)
+    other = catalog_for([("fine", PROPS)], mode="append")["streams"][0]
+    catalog["streams"].append(other)
+    result = run_write(catalog, lines(rec("fine", {"id": 1}), rec("nokey_stream", {"id": 1})))
+    assert result.returncode != 0
+    assert len(result.errors) == 1
+    assert "nokey_stream" in result.errors[0]["message"]
+    assert fragment in result.errors[0]["message"]
+    assert result.errors[0]["failure_type"] == "config_error"
+    assert (
+        dest_conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[
+            0
+        ]
+        == 0
+    )
+
+
+def test_source_defined_primary_key_is_used(run_write, dest_conn) -> None:
+    """No configured primary_key: the stream's source_defined_primary_key is the key."""
+    catalog = dedup_catalog("s", PROPS, None)
+    catalog["streams"][0]["stream"]["source_defined_primary_key"] = [["id"]]
+    result = run_write(
+        catalog, lines(rec("s", {"id": 1, "name": "a"}), rec("s", {"id": 1, "name": "b"}))
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name") == [(1, "b")]
+
+
+def test_unusable_cursor_warns_and_uses_emitted_at(run_write, dest_conn) -> None:
+    """A cursor that is no top-level property: a WARN, and emitted_at decides."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["nested", "field"])
+    result = run_write(
+        catalog,
+        lines(rec("s", {"id": 1, "name": "new"}, EM + 1), rec("s", {"id": 1, "name": "old"}, EM)),
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "name") == [("new",)]
+    assert any("cursor field" in m for m in result.logs)
+
+
+# -- tables from earlier syncs ----------------------------------------------------------------
+
+
+def test_existing_append_table_is_deduplicated(run_write, dest_conn) -> None:
+    """A typed table an append sync filled with duplicates: the first dedup sync keeps the
+    latest row per key and adds the unique index."""
+    append = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode="append")
+    run_write(
+        append,
+        lines(
+            rec("s", {"id": 1, "name": "a", "seq": 2}),
+            rec("s", {"id": 1, "name": "b", "seq": 1}),
+            rec("s", {"id": 2, "name": "c", "seq": 1}),
+        ),
+    )
+    assert count(dest_conn, "s") == 3
+    result = run_write(
+        dedup_catalog("s", PROPS, [["id"]], ["seq"]),
+        lines(rec("s", {"id": 3, "name": "d", "seq": 1})),
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name") == [(1, "a"), (2, "c"), (3, "d")]
+    assert (
+        dest_conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = '_airbyte_pk_s'"
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def test_back_to_append_drops_the_key_index(run_write, dest_conn) -> None:
+    """A stream switched from append_dedup to append keeps duplicates again (index dropped)."""
+    run_write(dedup_catalog("s", PROPS, [["id"]]), lines(rec("s", {"id": 1, "name": "a"})))
+    result = run_write(
+        dedup_catalog("s", PROPS, [["id"]], mode="append"), lines(rec("s", {"id": 1, "name": "b"}))
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name", "2") == [(1, "a"), (1, "b")]
+
+
+def test_incremental_overwrite_is_overwrite(run_write, dest_conn) -> None:
+    """sync_mode incremental + destination_sync_mode overwrite replaces both tables."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode="overwrite")
+    run_write(catalog, lines(rec("s", {"id": 1, "name": "a"}), status("s", "COMPLETE")))
+    run_write(catalog, lines(rec("s", {"id": 2, "name": "b"}), status("s", "COMPLETE")))
+    assert typed(dest_conn, "s", "id, name") == [(2, "b")]
+    assert count(dest_conn, "_airbyte_raw_s") == 1
+
+
+# -- commits and states -----------------------------------------------------------------------
+
+
+def test_state_echoed_only_after_merge_committed(tmp_path, dest_config, dest_conn) -> None:
+    """When a STATE comes back, the merged rows before it are visible to another session."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dest_config))
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(dedup_catalog("s", PROPS, [["id"]], ["seq"])))
+    proc = subprocess.Popen(
+        [SCRIPT, "write", "--config", str(config), "--catalog", str(catalog)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        seen = []
+        for n in range(3):
+            proc.stdin.write(
+                lines(
+                    rec("s", {"id": 1, "name": f"v{n}", "seq": n}),
+                    rec("s", {"id": 10 + n, "name": "new", "seq": 0}),
+                    state("s", n),
+                )
+            )
+            proc.stdin.flush()
+            while True:
+                msg = json.loads(proc.stdout.readline())
+                if msg["type"] == "STATE":
+                    break
+            seen.append(typed(dest_conn, "s", "id, name"))
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert seen == [
+        [(1, "v0"), (10, "new")],
+        [(1, "v1"), (10, "new"), (11, "new")],
+        [(1, "v2"), (10, "new"), (11, "new"), (12, "new")],
+    ]
+
+
+def test_failed_batch_leaves_last_committed_rows(run_write, dest_conn) -> None:
+    """Bad input after a STATE: the typed rows are those committed at that STATE."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    stdin = lines(
+        rec("s", {"id": 1, "name": "kept", "seq": 1}),
+        state("s", 1),
+        rec("s", {"id": 1, "name": "lost", "seq": 2}),
+        b"{not json",
+    )
+    result = run_write(catalog, stdin)
+    assert result.returncode != 0
+    assert len(result.states) == 1
+    assert typed(dest_conn, "s", "name") == [("kept",)]
+    assert count(dest_conn, "_airbyte_raw_s") == 1
