@@ -10,15 +10,17 @@ redone on the slow path. Anything else takes the slow path (orjson).
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Iterator
 from typing import Any
 
-READ_CHUNK = 1 << 22
+READ_CHUNK = 1 << 20  # a block of lines; batches (writer.py) are ten or more of them
 NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")  # \u0000 not preceded by a lone backslash
 _PREFIX = b'{"type":"RECORD","record":{"stream":"'
 _NS = b'","namespace":"'
@@ -36,6 +38,7 @@ _TS_FIELD = struct.Struct("!iq").pack
 def read_lines(fd: int) -> Iterator[list[bytes]]:
     """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
     comes on its own at EOF."""
+    _widen_pipe(fd)
     pending: list[bytes] = []
     while True:
         chunk = os.read(fd, READ_CHUNK)
@@ -55,6 +58,17 @@ def read_lines(fd: int) -> Iterator[list[bytes]]:
         yield lines
     if pending:
         yield [b"".join(pending)]
+
+
+def _widen_pipe(fd: int) -> None:
+    """A pipe on stdin (a shell pipe, pgbyte) holds 64 KiB by default: each read then takes a
+    few hundred lines and the writer wakes up that often. Ask for 1 MiB (Linux; the unprivileged
+    maximum); where that is refused, the default stays."""
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), READ_CHUNK)
+    except OSError:
+        pass
 
 
 def slice_record(line: bytes) -> tuple[bytes, bytes | None, int, int, bytes] | None:

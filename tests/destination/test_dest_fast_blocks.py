@@ -1,0 +1,114 @@
+"""The block fast path (Writer._uniform_block) buffers exactly what the line-by-line loop does.
+
+In-process and without a database: no batch is flushed (batch_bytes is huge), so the buffered
+COPY rows, lines, line numbers and counters of the two paths can be compared field by field.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+import pytest
+from destination_postgres.catalog import parse_catalog
+from destination_postgres.config import DestinationConfig
+from destination_postgres.writer import Writer
+from pgbyte_common.messages import MessageWriter
+
+PROPS = {"id": {"type": "integer"}, "s": {"type": "string"}}
+
+
+def _writer(line_by_line: bool) -> Writer:
+    config = DestinationConfig.from_dict(
+        {"host": "localhost", "port": 5432, "database": "d", "username": "u", "schema": "public"}
+    )
+    catalog = {
+        "streams": [
+            {
+                "stream": {"name": name, "namespace": ns, "json_schema": {"properties": PROPS}},
+                "sync_mode": "full_refresh",
+                "destination_sync_mode": "append",
+            }
+            for name, ns in (("a", "public"), ("b", None))
+        ]
+    }
+    writer = Writer(
+        None,  # type: ignore[arg-type]  # never used: nothing is flushed
+        parse_catalog(catalog, config),
+        MessageWriter(open(os.devnull, "w")),  # noqa: SIM115
+        batch_bytes=1 << 40,
+    )
+    if line_by_line:
+        writer._uniform_block = lambda lines: False  # type: ignore[method-assign]
+    return writer
+
+
+def _em_first(
+    i: int, em: bytes | None = None, stream: bytes = b'"a","namespace":"public"'
+) -> bytes:
+    em = em if em is not None else str(1732550000000 + i // 3).encode()
+    data = orjson.dumps({"id": i, "s": f"row {i} \\ \u00e9"})
+    return (
+        b'{"type":"RECORD","record":{"stream":'
+        + stream
+        + b',"emitted_at":'
+        + em
+        + (b',"data":' + data + b"}}")
+    )
+
+
+def _data_first(i: int) -> bytes:
+    data = orjson.dumps({"id": i, "s": f"row {i}", "nested": {"emitted_at": 1}})
+    em = str(1732550000000 + i // 3).encode()
+    return (
+        b'{"type":"RECORD","record":{"stream":"b","data":' + data + b',"emitted_at":' + (em + b"}}")
+    )
+
+
+def _buffered(writer: Writer) -> list[tuple]:
+    """Everything a flush would load, per stream; the random UUID fields left out."""
+    out = []
+    for t in writer.targets:
+        rows = [piece for n, piece in enumerate(t.fast_rows) if n % 4 != 3]
+        out.append(
+            (t.name, rows, t.fast_lines, t.fast_linenos, t.slow_lines, t.slow_linenos,
+             t.since_state, t.nbytes, t.nul_stripped)
+        )  # fmt: skip
+    return [*out, (writer.lineno, writer.buffered)]
+
+
+BLOCKS = {
+    "emitted_at first, with namespace": [_em_first(i) for i in range(40)],
+    "data first (the CDK's order)": [_data_first(i) for i in range(40)],
+    "a line of another stream": [_em_first(i) for i in range(5)]
+    + [_data_first(5)]
+    + [_em_first(i) for i in range(6, 9)],
+    "a timestamp that is not an integer": [_em_first(i) for i in range(5)]
+    + [_em_first(5, em=b"1732550000000.5")]
+    + [_em_first(i) for i in range(6, 9)],
+    "a NUL character": [_em_first(i) for i in range(3)]
+    + [_em_first(3).replace(b"row 3", b"row\\u00003")],
+    "a line with meta after data": [_em_first(i) for i in range(3)]
+    + [_em_first(3)[:-2] + b',"meta":{"changes":[]}}}'],
+    "one line": [_em_first(0)],
+}
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_block_path_buffers_what_the_line_loop_does(name: str) -> None:
+    """Rows (data bytes, timestamps), lines, line numbers and counters are identical."""
+    block, line_by_line = _writer(False), _writer(True)
+    for writer in (block, line_by_line):
+        writer.handle_lines(list(BLOCKS[name]))
+        writer.handle_lines(list(BLOCKS[name]))  # a second block continues the numbering
+    assert _buffered(block) == _buffered(line_by_line)
+    assert block.lineno == 2 * len(BLOCKS[name])
+
+
+def test_uniform_block_takes_the_block_path() -> None:
+    """A block of one stream's canonical lines is taken whole by the block path."""
+    writer = _writer(False)
+    assert writer._uniform_block([_em_first(i) for i in range(10)]) is True
+    assert writer._uniform_block([_data_first(i) for i in range(10)]) is True
+    assert writer.targets[0].fast_lines == [_em_first(i) for i in range(10)]
+    assert writer.targets[0].fast_rows[1] == orjson.dumps({"id": 0, "s": "row 0 \\ \u00e9"})
