@@ -179,14 +179,18 @@ def merge_statement(
     live = sql.SQL("")
     if plan.deleted is not None:
         deleted = sql.Identifier(plan.deleted)
+        # One index probe per deleted key: the LATERAL ... LIMIT 1 cannot be flattened into a
+        # join the planner might run as a hash join over the whole table; the rows found are
+        # then deleted by ctid (a TID scan).
         winners += sql.SQL(
-            ", gone AS (DELETE FROM {final} r USING w WHERE {match} AND w.{d} IS NOT NULL "
-            "AND {newer})"
+            ", gone AS (DELETE FROM {final} r WHERE r.ctid = ANY (ARRAY("
+            "SELECT x.ctid FROM w CROSS JOIN LATERAL (SELECT p.ctid FROM {final} p "
+            "WHERE {match} AND {newer} LIMIT 1) x WHERE w.{d} IS NOT NULL)))"
         ).format(
             final=final,
-            match=sql.SQL(" AND ").join(sql.SQL("r.{k} = w.{k}").format(k=k) for k in keys),
+            match=sql.SQL(" AND ").join(sql.SQL("p.{k} = w.{k}").format(k=k) for k in keys),
             d=deleted,
-            newer=_newer("w", "r", target.cursor_name),
+            newer=_newer("w", "p", target.cursor_name),
         )
         live = sql.SQL(" WHERE w.{} IS NULL").format(deleted)
     update = [sql.Identifier(n) for n in plan.update]

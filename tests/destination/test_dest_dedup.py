@@ -611,3 +611,37 @@ def test_failed_batch_leaves_last_committed_rows(run_write, dest_conn) -> None:
     assert len(result.states) == 1
     assert typed(dest_conn, "s", "name") == [("kept",)]
     assert count(dest_conn, "_airbyte_raw_s") == 1
+
+
+# -- the merge's plan (in-process, fine grain) ------------------------------------------------
+
+
+def test_merge_probes_the_key_index_not_the_table(run_write, dest_config, dest_conn) -> None:
+    """A small batch against a 20,000-row table: the delete and the upsert go through the key
+    index (no sequential scan of the typed table)."""
+    import psycopg
+    from destination_postgres import ddl, dedup, loader
+    from destination_postgres.catalog import parse_catalog
+    from destination_postgres.config import DestinationConfig
+
+    catalog = dedup_catalog("s", CDC_PROPS, [["id"]], ["_ab_cdc_lsn"])
+    first = (rec("s", {"id": i, "name": "x", "_ab_cdc_lsn": 1}, compact=True) for i in range(20000))
+    assert run_write(catalog, lines(*first)).returncode == 0
+    dest_conn.execute("ANALYZE s")
+    config = DestinationConfig.from_dict(dest_config)
+    (target,) = parse_catalog(catalog, config)
+    with psycopg.connect(config.settings.conninfo()) as conn:
+        loader.setup_session(conn)
+        ddl.prepare(conn, target)
+        dedup.prepare(conn, target, lambda level, text: None)
+        stage = target.dedup_plan.stage
+        conn.execute(
+            f"INSERT INTO pg_temp.{stage} (id, name, _ab_cdc_lsn, _ab_cdc_deleted_at, "
+            "_airbyte_emitted_at) VALUES (5, 'y', 2, NULL, now()), (6, NULL, 2, now(), now())"
+        )
+        statement = dedup.merge_statement(target, target.dedup_plan)
+        plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + statement.as_bytes(conn)))
+        conn.rollback()
+    assert "Conflict Arbiter Indexes: _airbyte_pk_s" in plan
+    assert "Seq Scan on s " not in plan and "Seq Scan on s\n" not in plan, plan
+    assert "Index Scan using _airbyte_pk_s" in plan, plan
