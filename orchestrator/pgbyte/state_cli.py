@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from pgbyte.connection import Connection
-from pgbyte.state import StateStore, read_history, state_lock, stream_label
+from pgbyte.state import StateFileError, StateStore, read_history, state_lock, stream_label
 from pgbyte.state_view import format_states, state_views
 
 Key = tuple[str | None, str | None]
@@ -55,7 +55,7 @@ def resolve_streams(
             known = ", ".join(stream_label(*k) for k in saved) or "none"
             raise StreamSelectionError(
                 f"--stream {selector}: no such stream in the saved state of {conn.name} "
-                f"(streams with saved state: {known})"
+                f"(streams with saved state: {known}; a stream that never synced has none)"
             )
     return chosen, stateless
 
@@ -112,7 +112,16 @@ def cmd_state_reset(conn: Connection, args: argparse.Namespace, clear: Any = Non
     """Forget (part of) the state; `clear(keys)` empties the destination tables first."""
     selectors: list[str] = args.stream or []
     with state_lock(conn.state_path, "reset the state"):
-        store = StateStore(conn.state_path)
+        try:
+            store = StateStore(conn.state_path)
+        except StateFileError:
+            if selectors or clear is not None:
+                raise  # per-stream surgery needs a readable file; the message says what to do
+            # The way out an unreadable file's message points to: remove it whole.
+            conn.state_path.unlink(missing_ok=True)
+            print(f"removed the unreadable state file {conn.state_path}; the next sync reads "
+                  "every stream from the start")  # fmt: skip
+            return 0
         saved = store.stream_keys()
         kinds = {view.label: view.kind for view in state_views(store.states(), [])}
         if selectors:

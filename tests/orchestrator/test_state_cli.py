@@ -153,6 +153,16 @@ def test_reset_stream_of_a_legacy_state_drops_its_entry(tmp_path) -> None:
     assert [s["stream_name"] for s in streams] == ["users"]
 
 
+def test_unreadable_state_is_reported_and_reset_removes_it(tmp_path) -> None:
+    """A corrupt state file: show exits 1 pointing at reset; a full reset removes it."""
+    conn = offline_connection(tmp_path)
+    (tmp_path / "state.json").write_text('[{"type": "STREAM", "str')
+    show = pgbyte("state", "show", str(conn), password="")
+    reset = pgbyte("state", "reset", str(conn), password="")
+    assert (show.returncode, "state reset" in show.stderr, reset.returncode) == (1, True, 0)
+    assert not (tmp_path / "state.json").exists()
+
+
 def test_reset_is_refused_while_a_sync_holds_the_state(tmp_path) -> None:
     """While another process holds the connection's lock, reset exits 1 and changes nothing."""
     conn = offline_connection(tmp_path, "stream_kinds.json")
