@@ -3,8 +3,9 @@ and insert → sync → update + insert → sync, each checked against an SQL or
 
 The source table has an indexed bigint cursor (`updated_at`, drawn from a sequence, so every
 change moves a row past the saved cursor); PGBYTE_CURSOR_CHUNK_ROWS makes the source checkpoint
-every CHUNK rows. Interruptions: the source killed, the destination killed, or SIGINT to pgbyte,
-each when a given share of the rows has been forwarded. Then a plain re-run must leave:
+every CHUNK rows. Interruptions: the source killed, the destination killed, SIGINT to pgbyte,
+or pgbyte itself killed (-9), each when a given share of the rows has been forwarded. Then a
+plain re-run must leave:
 - append: every source row at least once in the raw and the typed table;
 - append_dedup: the typed table equal to the source table, row for row.
 """
@@ -144,6 +145,15 @@ def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
         os.kill(reader, signal.SIGSTOP)
         os.kill(writer, signal.SIGKILL)
         os.kill(reader, signal.SIGCONT)
+    elif victim == "pgbyte":
+        # pgbyte itself dies (kill -9, OOM): its connectors see a broken pipe / end of input
+        # and end on their own; the re-run must not start before they are gone.
+        run.proc.kill()
+        run.proc.wait()
+        deadline = time.monotonic() + 60
+        while (alive(reader) or alive(writer)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(reader) and not alive(writer), "connectors outlived pgbyte"
     else:
         os.kill(writer, signal.SIGSTOP)
         run.proc.send_signal(signal.SIGINT)
@@ -169,8 +179,11 @@ def interrupted_then_rerun(conn: Path, password: str, running_syncs, victim: str
     run = RunningSync(conn, password)
     running_syncs.append(run)
     interrupt(run, victim, after_records)
-    code, first = drain(run)
-    assert first["status"] in ("failed", "cancelled"), f"not interrupted ({code}): {first}"
+    if victim == "pgbyte":
+        first: dict = {}  # killed: no summary
+    else:
+        code, first = drain(run)
+        assert first["status"] in ("failed", "cancelled"), f"not interrupted ({code}): {first}"
     rerun, second = sync_json(conn, password)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     return first, second
@@ -181,6 +194,7 @@ KILLS = [
     pytest.param("source", 0.6, id="source-late"),
     pytest.param("destination", 0.3, id="destination"),
     pytest.param("sigint", 0.5, id="ctrl-c"),
+    pytest.param("pgbyte", 0.4, id="pgbyte-killed"),
 ]
 
 
@@ -199,7 +213,7 @@ def test_append_rerun_after_interruption_has_every_row(
     assert set(raw) == set(typed) == expected  # nothing invented either
 
 
-@pytest.mark.parametrize(("victim", "share"), KILLS[1:])
+@pytest.mark.parametrize(("victim", "share"), KILLS[1:4])
 def test_rerun_resumes_from_the_committed_state(
     victim, share, tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config,
     chunked, running_syncs,
@@ -224,7 +238,8 @@ def test_rerun_resumes_from_the_committed_state(
 @pytest.mark.parametrize(
     ("victim", "share"),
     [pytest.param(v, s, marks=DEDUP.marks, id=i) for v, s, i in
-     (("source", 0.5, "source"), ("destination", 0.4, "destination"), ("sigint", 0.2, "ctrl-c"))],
+     (("source", 0.5, "source"), ("destination", 0.4, "destination"), ("sigint", 0.2, "ctrl-c"),
+      ("pgbyte", 0.6, "pgbyte-killed"))],
 )  # fmt: skip
 def test_dedup_rerun_after_interruption_equals_the_source(
     victim, share, tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config,
