@@ -48,12 +48,12 @@ def make_tables(source_conn, rows: int = 200) -> None:
         )
 
 
-def two_streams(tmp_path, source_config, dest_config) -> Path:
+def two_streams(tmp_path, source_config, dest_config, mode: str = "append") -> Path:
     streams = [
         {"name": t, "sync_mode": "incremental", "cursor_field": "id"} for t in ("items", "other")
     ]
     return write_connection(tmp_path, source_config, dest_config, streams=streams,
-                            destination_sync_mode="append")  # fmt: skip
+                            destination_sync_mode=mode)  # fmt: skip
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -202,13 +202,14 @@ def test_reset_stream_rereads_it_and_warns_about_append(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
 def test_reset_clear_empties_the_destination_tables(
-    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+    mode, tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
 ) -> None:  # fmt: skip
     """`reset --stream items --clear` empties items' raw and typed tables (other is untouched),
-    so the next append sync holds each source row exactly once."""
+    so the next sync holds each source row exactly once."""
     make_tables(source_conn)
-    conn = two_streams(tmp_path, source_config, dest_config)
+    conn = two_streams(tmp_path, source_config, dest_config, mode)
     assert sync_json(conn, pg_server.password)[0].returncode == 0
     clear = pgbyte("state", "reset", str(conn), "--stream", "items", "--clear",
                    password=pg_server.password)  # fmt: skip
@@ -219,6 +220,10 @@ def test_reset_clear_empties_the_destination_tables(
     ).fetchone()
     assert counts == (0, 0, 200)
     assert sync_json(conn, pg_server.password)[0].returncode == 0
+    synced = dest_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+    assert synced == source_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+    source_conn.execute("INSERT INTO items SELECT i, 'v' || i FROM generate_series(201, 210) i")
+    assert sync_json(conn, pg_server.password)[0].returncode == 0  # incremental again
     synced = dest_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
     assert synced == source_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
 
