@@ -33,7 +33,7 @@ from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.config import SourceConfig, require_supported_method
-from source_postgres.discovery import Table, discover_tables
+from source_postgres.discovery import XMIN_KINDS, Table, default_cursor, discover_tables
 from source_postgres.incremental import read_by_cursor
 from source_postgres.record_sql import record_query, unescape_copy_text
 from source_postgres.state import full_refresh_state, parse_input_state, stream_cursor_state
@@ -161,7 +161,7 @@ def _read_stream(
     snapshot: Snapshot | None = None,
 ) -> Iterator[bytes]:
     """One stream: full refresh, or incremental by cursor (Standard) or by xmin (`snapshot`
-    set: Xmin replication)."""
+    set: Xmin replication; or Standard without any cursor column, see below)."""
     out = lines.writer
     label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
     incremental = stream.sync_mode == "incremental"
@@ -179,6 +179,29 @@ def _read_stream(
         if unknown:
             out.log("WARN", f"Stream {label}: column(s) {', '.join(unknown)} no longer "
                     "exist or are not readable; they are left out.")  # fmt: skip
+    if incremental and snapshot is None and not stream.cursor_field and not default_cursor(table):
+        # Clients such as PyAirbyte ask for incremental on every stream, with the discovered
+        # default_cursor_field (often none). Failing there helps nobody (Airbyte's connector
+        # does: "No cursor field specified"): tables are read by xmin instead, which needs no
+        # cursor column; views, which have no xmin, are read whole.
+        if table.kind in XMIN_KINDS:
+            out.log(
+                "WARN",
+                f"Stream {label}: sync_mode incremental without a cursor_field, and the table "
+                "has no obvious one (a single updated_at-like column): reading the rows "
+                "inserted or updated since the last sync by their xmin, as Xmin replication "
+                "does (deletes are not seen). Set a cursor_field, or use full_refresh, to "
+                "choose otherwise.",
+            )
+            snapshot = read_snapshot(conn)
+        else:
+            out.log(
+                "WARN",
+                f"Stream {label}: sync_mode incremental without a cursor_field, and a view has "
+                "neither an obvious cursor column nor xmin: every sync reads all of its rows. "
+                "Set a cursor_field to read only new rows.",
+            )
+            incremental, saved = False, None
     emitted_at = now_ms()
     query = record_query(
         schema=table.schema,

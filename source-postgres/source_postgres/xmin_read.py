@@ -115,8 +115,9 @@ def read_by_xmin(
         # everything again is safe (at-least-once; dedup destinations keep one row per key).
         out.log(
             "WARN",
-            f"Stream {label}: the saved state is {describe(saved)} but the source is configured "
-            "for Xmin replication; re-reading the whole stream.",
+            f"Stream {label}: the saved state is {describe(saved)} but the stream is now read "
+            "by xmin (Xmin replication, or incremental without a cursor column); re-reading "
+            "the whole stream.",
         )
         saved = inner = None
     resume = saved if isinstance(saved, CtidState) else None

@@ -44,12 +44,16 @@ def test_incremental_without_cursor_field_uses_the_default(source_conn, source_c
     assert ids(second, "t") == [2]
 
 
-def test_incremental_without_cursor_and_no_obvious_one_is_config_error(
-    source_conn, source_config, tmp_path
-) -> None:
-    """No cursor_field and no obvious updated-at column: a config_error asking for one."""
-    source_conn.execute("CREATE TABLE t (id int, a timestamptz); INSERT INTO t VALUES (1, now())")
-    run = read(tmp_path, source_config, [stream_entry("t", ["id", "a"])])
-    assert run.returncode == 1 and run.records == []
-    (error,) = run.errors()
-    assert error["failure_type"] == "config_error" and "needs a cursor_field" in error["message"]
+def test_view_without_cursor_is_read_whole_each_time(source_conn, source_config, tmp_path):
+    """An incremental view with no cursor (and no xmin) is read whole, with a LOG WARN."""
+    source_conn.execute("CREATE TABLE b (id int, a text); INSERT INTO b VALUES (1, 'x'), (2, 'y');"
+                        "CREATE VIEW t AS SELECT * FROM b")  # fmt: skip
+    entry = stream_entry("t", ["id", "a"])
+    first = read(tmp_path / "1", source_config, [entry])
+    assert first.returncode == 0 and ids(first, "t") == [1, 2]
+    assert stream_state(first) == {"__ab_no_cursor_state_message": True}
+    second = read(
+        tmp_path / "2", source_config, [entry], state=[first.of_type("STATE")[-1]["state"]]
+    )
+    assert ids(second, "t") == [1, 2]
+    assert any("reads all of its rows" in m["log"]["message"] for m in second.of_type("LOG"))

@@ -304,15 +304,18 @@ def test_table_dropped_mid_read_fails_only_its_stream(
     ]
 
 
-def test_incremental_without_cursor_is_refused_clearly(
+def test_incremental_without_cursor_reads_by_xmin_with_warning(
     source_conn, source_config, write_json
 ) -> None:
-    """An incremental stream without a cursor_field ends INCOMPLETE with a config_error."""
-    source_conn.execute("CREATE TABLE t (id int)")
+    """An incremental stream without any cursor column is read by xmin, with a LOG WARN."""
+    source_conn.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)")
     result = read(write_json, source_config, [table_stream("t", {"id": {}})], "incremental")
-    assert result.returncode != 0
-    (error,) = result.errors()
-    assert "needs a cursor_field" in error["message"] and error["failure_type"] == "config_error"
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert sorted(r["id"] for r in result.data("t")) == [1, 2]
+    (state,) = result.of_type("STATE")
+    assert state["state"]["stream"]["stream_state"]["state_type"] == "xmin"
+    logs = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any("without a cursor_field" in m and "xmin" in m for m in logs)
 
 
 def test_unsupported_method_fails_read(source_conn, source_config, write_json) -> None:

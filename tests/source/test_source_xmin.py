@@ -189,6 +189,19 @@ def test_configured_cursor_field_is_ignored_under_xmin(conn, config, tmp_path) -
     assert ids(first, "t") == [1, 2] and ids(second, "t") == [2]
 
 
+def test_standard_incremental_without_cursor_reads_changes_by_xmin(db, conn, tmp_path) -> None:
+    """Standard, incremental, no cursor column anywhere (PyAirbyte's default): changes by xmin."""
+    config = db[0].connector_config(db[1], schemas=["public"])  # Standard replication
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                 "INSERT INTO t SELECT g, 'a' FROM generate_series(1, 10) g")  # fmt: skip
+    first = read(tmp_path / "1", config, T)
+    assert ids(first, "t") == list(range(1, 11))
+    conn.execute("UPDATE t SET v = 'b' WHERE id = 4; INSERT INTO t VALUES (11, 'n')")
+    second = read(tmp_path / "2", config, T, state=last_state(first))
+    assert ids(second, "t") == [4, 11]
+    assert stream_state(second)["state_type"] == "xmin"
+
+
 def test_changed_rows_span_a_real_xid_wraparound(fresh_server, tmp_path) -> None:
     """Rows written after the 32-bit xid counter wraps (epoch 0 → 1) since the last sync are read,
     unchanged rows are not (the wrapped `xmin >= s OR xmin < n` predicate)."""
