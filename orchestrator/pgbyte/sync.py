@@ -40,6 +40,7 @@ from pgbyte.state import (
     read_history,
     state_lock,
 )
+from pgbyte.state_view import state_views
 
 SOURCE_EXIT_GRACE = 60.0  # after its stdout closed, the source should exit promptly
 DEST_FAILURE_GRACE = 300.0  # after a source failure, time the destination gets to commit
@@ -101,6 +102,7 @@ class SyncRun:
         dest_catalog_path = session.private_file("destination-catalog.json", dest_catalog)
         names = ", ".join(f"{r.label} → {r.dest_label}" for r in self.smap.routes)
         self.reporter.info(f"sync {self.conn.name}: {names}")
+        self._say_where_streams_start(states)
         self.prepare_seconds = round(time.monotonic() - self.t0, 3)
         dest = session.destination.run("write", config=dest_config, catalog=dest_catalog_path,
                                        stdin=True)  # fmt: skip
@@ -110,6 +112,18 @@ class SyncRun:
         )
         session.track(source)
         self._pipe(source, dest)
+
+    def _say_where_streams_start(self, states: list[dict[str, Any]]) -> None:
+        """One line per incremental stream: resuming from which saved position, or from scratch."""
+        views = {view.label: view for view in state_views(states, [])}
+        for route in self.smap.routes:
+            if route.sync_mode != "incremental":
+                continue
+            view = views.get(route.label)
+            where = f"resumes from its saved state: {view.detail}" if view else (
+                "has no saved state: reading it from the start"
+            )  # fmt: skip
+            self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
 
     # -- the pipe --------------------------------------------------------------------------------
     def _pipe(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:

@@ -255,3 +255,16 @@ def test_forwarded_state_carries_destination_names() -> None:
         "stream_descriptor": {"name": "p_items", "namespace": "raw_public"},
         "stream_state": stream_state,
     }
+
+
+@pytest.mark.slow
+def test_sync_says_where_each_incremental_stream_starts(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """A sync logs, per incremental stream, the saved position it resumes from (or none)."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config)
+    first, _ = sync_json(conn, pg_server.password)
+    second, _ = sync_json(conn, pg_server.password)
+    assert "public.items has no saved state" in first.stderr, first.stderr
+    assert "public.items resumes from its saved state: cursor id = '200'" in second.stderr
