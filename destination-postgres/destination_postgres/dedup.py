@@ -167,7 +167,7 @@ def merge_statement(
         sql.SQL("{} DESC").format(position),
     ]
     winners = sql.SQL(
-        "WITH w AS MATERIALIZED (SELECT DISTINCT ON ({keys}) {cols} FROM {source} "
+        "WITH w AS (SELECT DISTINCT ON ({keys}) {cols} FROM {source} "
         "WHERE {present} ORDER BY {ranking})"
     ).format(
         keys=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in keys),

@@ -543,6 +543,31 @@ def test_back_to_append_drops_the_key_index(run_write, dest_conn) -> None:
     assert typed(dest_conn, "s", "id, name", "2") == [(1, "a"), (1, "b")]
 
 
+def test_changed_primary_key_replaces_the_index(run_write, dest_conn) -> None:
+    """A stream whose key changes from (id) to (id, name): the index follows the new key."""
+    run_write(dedup_catalog("s", PROPS, [["id"]]), lines(rec("s", {"id": 1, "name": "a"})))
+    result = run_write(
+        dedup_catalog("s", PROPS, [["id"], ["name"]]),
+        lines(rec("s", {"id": 1, "name": "b"}), rec("s", {"id": 1, "name": "b"})),
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name", "2") == [(1, "a"), (1, "b")]
+    indexdef = dest_conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = '_airbyte_pk_s'"
+    ).fetchone()[0]
+    assert indexdef.endswith("(id, name)")
+
+
+def test_raw_only_dedup_stream_keeps_every_record(run_write, dest_conn, dest_config) -> None:
+    """disable_type_dedupe with append_dedup: only the raw table, every record in it."""
+    config = {**dest_config, "disable_type_dedupe": True}
+    catalog = dedup_catalog("s", PROPS, [["id"]])
+    result = run_write(catalog, lines(rec("s", {"id": 1}), rec("s", {"id": 1})), config)
+    assert result.returncode == 0, result.messages
+    assert count(dest_conn, "_airbyte_raw_s") == 2
+    assert "s" not in [r[0] for r in dest_conn.execute("SELECT tablename FROM pg_tables")]
+
+
 def test_incremental_overwrite_is_overwrite(run_write, dest_conn) -> None:
     """sync_mode incremental + destination_sync_mode overwrite replaces both tables."""
     catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode="overwrite")
