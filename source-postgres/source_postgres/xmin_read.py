@@ -14,7 +14,8 @@ frozen long ago. So:
   written by xids in [S, N) — the only ones it can see that the last sync may not have. In 32
   bits that is the circular interval [S mod 2^32, N mod 2^32): `x >= s AND x < n`, or after a
   wraparound between the syncs (s > n) `x >= s OR x < n` (Airbyte's single-wraparound
-  predicate). Rows committed between S and the last snapshot are read twice: at-least-once.
+  predicate), both written as `((x - s) & (2^32 - 1)) < N - S`. Rows committed between S and
+  the last snapshot are read twice: at-least-once.
 - N - S >= 2^32 (a whole wraparound since the last sync): a 32-bit xmin cannot tell old rows
   from new ones, so the stream is read again from scratch with a LOG WARN (Airbyte does that
   from two wraparounds on). S > N (the state came from another server, or the database was
@@ -81,11 +82,15 @@ def written_between(expr: sql.Composable, since: int, until: int) -> sql.Composa
     """
     if not 0 <= until - since < XID_SPACE:
         raise ValueError(f"xid range [{since}, {until}) is not within one 32-bit span")
-    low, high = sql.Literal(since & XID_MASK), sql.Literal(until & XID_MASK)
-    if since & XID_MASK <= until & XID_MASK:
-        return sql.SQL("({x} >= {low} AND {x} < {high})").format(x=expr, low=low, high=high)
-    # The counter wrapped between the two: the tail of the old epoch and the head of the new.
-    return sql.SQL("({x} >= {low} OR {x} < {high})").format(x=expr, low=low, high=high)
+    # x in the circular interval [since mod 2^32, until mod 2^32) — `x >= s AND x < n`, or
+    # `x >= s OR x < n` when the counter wrapped between the two (Airbyte's predicate) — as
+    # one comparison: (x - s) mod 2^32 < until - since. `expr` is evaluated once per row.
+    return sql.SQL("((({x}) - {low}) & {mask}) < {span}").format(
+        x=expr,
+        low=sql.Literal(since & XID_MASK),
+        mask=sql.Literal(XID_MASK),
+        span=sql.Literal(until - since),
+    )
 
 
 def read_by_xmin(
