@@ -264,3 +264,27 @@ def test_predicate_selects_the_circular_xid_interval(conn) -> None:
     assert pick(7, 7) == []
     with pytest.raises(ValueError):
         written_between(sql.SQL("v.x"), 5, (1 << 32) + 5)
+
+
+def test_check_accepts_xmin(conn, config, write_json) -> None:
+    """check with replication_method Xmin succeeds (it is no longer 'not supported')."""
+    conn.execute("CREATE TABLE t (id int)")
+    run = run_source("check", "--config", write_json("c.json", config))
+    assert run.connection_status["status"] == "SUCCEEDED", run.connection_status
+
+
+def test_in_process_read_under_xmin_resumes_from_state(conn, config) -> None:
+    """SourcePostgres.read (the CDK envelope) reads by xmin and resumes from an xmin state."""
+    import logging
+
+    from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Type
+    from source_postgres.source import SourcePostgres
+
+    conn.execute("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    catalog = ConfiguredAirbyteCatalogSerializer.load({"streams": T})
+    source, logger = SourcePostgres(), logging.getLogger("t")
+    first = list(source.read(logger, config, catalog, None))
+    state = [m.state for m in first if m.type == Type.STATE][-1]
+    conn.execute("UPDATE t SET v = 'c' WHERE id = 2")
+    second = list(source.read(logger, config, catalog, [state]))
+    assert [m.record.data["id"] for m in second if m.type == Type.RECORD] == [2]
