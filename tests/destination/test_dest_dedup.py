@@ -670,3 +670,17 @@ def test_merge_probes_the_key_index_not_the_table(run_write, dest_config, dest_c
     assert "Conflict Arbiter Indexes: _airbyte_pk_s" in plan
     assert "Seq Scan on s " not in plan and "Seq Scan on s\n" not in plan, plan
     assert "Index Scan using _airbyte_pk_s" in plan, plan
+
+
+def test_rerun_after_a_failure_holds_each_key_once(run_write, dest_conn) -> None:
+    """A write that fails after its STATE, then a re-run resending from before that STATE:
+    exactly one row per key, each the latest version."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    first = [rec("s", {"id": i, "name": f"v1-{i}", "seq": 1}) for i in range(1, 6)]
+    failed = run_write(catalog, lines(*first, state("s", 5), first[0], b"[broken"))
+    assert failed.returncode != 0 and len(failed.states) == 1
+    again = [rec("s", {"id": i, "name": f"v2-{i}", "seq": 2}) for i in range(3, 9)]
+    result = run_write(catalog, lines(*again, state("s", 8)))
+    assert result.returncode == 0, result.messages
+    expected = [(i, f"v1-{i}") for i in (1, 2)] + [(i, f"v2-{i}") for i in range(3, 9)]
+    assert typed(dest_conn, "s", "id, name") == expected
