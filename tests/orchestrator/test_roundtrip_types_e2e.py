@@ -751,3 +751,107 @@ def test_integer_to_string_keeps_value(evolved) -> None:
 def test_date_to_timestamptz_keeps_time(evolved) -> None:
     """A column that became timestamptz keeps the new row's time of day."""
     assert evolved[1][2][2] == "2021-01-01 12:34:56+00"
+
+
+# --- SQL_ASCII databases (legacy servers store bytes unchecked) -------------------------------
+
+ASCII_XFAIL = (
+    "connections to a SQL_ASCII database decode text as bytes: ConnectionSettings.conninfo() "
+    "sets no client_encoding, so source check/discover get bytes and crash with a TypeError "
+    "(only read sets client_encoding UTF8)"
+)
+
+
+def _ascii_database(pg_server, name: str) -> None:
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII' "
+                "LC_COLLATE 'C' LC_CTYPE 'C'"
+            ).format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="module")
+def sql_ascii(pg_server, tmp_path_factory):
+    """A SQL_ASCII source holding valid UTF-8 (table good) and a Latin-1 byte (table bad),
+    synced with a plain config and with jdbc_url_params client_encoding=UTF8; and a UTF-8
+    source synced into a SQL_ASCII destination. Returns {case: (run, {table: rows})}."""
+    tag = uuid.uuid4().hex[:8]
+    src_db, ascii_dst, plain_src = f"rt_ascii_{tag}", f"rt_ascii_dst_{tag}", f"rt_utf8_{tag}"
+    dsts = {case: f"rt_dst_{case}_{tag}" for case in ("plain", "utf8_param")}
+    _ascii_database(pg_server, src_db)
+    _ascii_database(pg_server, ascii_dst)
+    for db in [plain_src, *dsts.values()]:
+        pg_server.create_database(db)
+    workdir = tmp_path_factory.mktemp("sql_ascii")
+    out = {}
+    try:
+        with psycopg.connect(pg_server.conninfo(src_db), autocommit=True) as src:
+            src.execute("SET client_encoding = 'SQL_ASCII'")
+            src.execute(
+                b"CREATE TABLE good (id int PRIMARY KEY, v text);"
+                b"INSERT INTO good VALUES (1, 'caf\xc3\xa9');"
+                b"CREATE TABLE bad (id int PRIMARY KEY, v text);"
+                b"INSERT INTO bad VALUES (1, 'caf\xe9');"
+            )
+        with psycopg.connect(pg_server.conninfo(plain_src), autocommit=True) as src:
+            src.execute("CREATE TABLE good (id int PRIMARY KEY, v text);")
+            src.execute("INSERT INTO good VALUES (1, 'café')")
+        syncs = {
+            "plain": (pg_server.connector_config(src_db, schemas=["public"]), dsts["plain"]),
+            "utf8_param": (
+                pg_server.connector_config(
+                    src_db, schemas=["public"], jdbc_url_params="client_encoding=UTF8"
+                ),
+                dsts["utf8_param"],
+            ),
+            "ascii_dest": (pg_server.connector_config(plain_src, schemas=["public"]), ascii_dst),
+        }
+        for case, (source, dst_db) in syncs.items():
+            conn_file = write_connection(
+                workdir, source, pg_server.connector_config(dst_db, schema="public"), name=case
+            )
+            run = pgbyte("sync", str(conn_file), password=pg_server.password)
+            with psycopg.connect(pg_server.conninfo(dst_db), autocommit=True) as dst:
+                dst.execute("SET client_encoding = 'UTF8'")
+                tables = {
+                    t: dst.execute(
+                        sql.SQL("SELECT id, v FROM public.{} ORDER BY id").format(sql.Identifier(t))
+                    ).fetchall()
+                    for (t,) in dst.execute(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    ).fetchall()
+                    if not t.startswith("_airbyte_raw_")
+                }
+            out[case] = (run, tables)
+        return out
+    finally:
+        for db in [src_db, ascii_dst, plain_src, *dsts.values()]:
+            pg_server.drop_database(db)
+
+
+@pytest.mark.xfail(strict=True, reason=ASCII_XFAIL)
+def test_sql_ascii_source_syncs_valid_text(sql_ascii) -> None:
+    """A SQL_ASCII source with a plain config syncs its valid UTF-8 table."""
+    run, tables = sql_ascii["plain"]
+    assert tables.get("good") == [(1, "café")], run.stdout + run.stderr
+
+
+def test_sql_ascii_source_with_utf8_param_syncs_valid_text(sql_ascii) -> None:
+    """With client_encoding=UTF8 in jdbc_url_params, the valid UTF-8 table is synced."""
+    run, tables = sql_ascii["utf8_param"]
+    assert tables.get("good") == [(1, "café")], run.stdout + run.stderr
+
+
+def test_sql_ascii_invalid_bytes_fail_their_stream_clearly(sql_ascii) -> None:
+    """A Latin-1 byte in a SQL_ASCII source fails that stream only, with an error naming it."""
+    run, tables = sql_ascii["utf8_param"]
+    reason = [line for line in run.stdout.splitlines() if line.startswith("Reason:")]
+    assert (run.returncode, "bad" in tables, "public.bad" in " ".join(reason)) == (1, False, True)
+
+
+def test_sql_ascii_destination_receives_text(sql_ascii) -> None:
+    """A UTF-8 source synced into a SQL_ASCII destination database lands its rows."""
+    run, tables = sql_ascii["ascii_dest"]
+    assert tables.get("good") == [(1, "café")], run.stdout + run.stderr
