@@ -1,6 +1,7 @@
 """The `pgbyte` command line: check, discover, sync, state show|reset, history.
 
-Exit codes: 0 success; 1 a check or sync failed; 2 a usage or connection-file error;
+Exit codes: 0 success; 1 a check or sync failed (or the state is held by a running sync);
+2 a usage or connection-file error, or a `state reset --stream` naming no (or several) streams;
 130 / 143 a sync cancelled by SIGINT (Ctrl-C) / SIGTERM.
 """
 

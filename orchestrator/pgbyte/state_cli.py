@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
@@ -108,7 +108,12 @@ def cmd_state_show(conn: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_state_reset(conn: Connection, args: argparse.Namespace, clear: Any = None) -> int:
+ClearFn = Callable[[list[Key] | None], list[str]]
+
+
+def cmd_state_reset(
+    conn: Connection, args: argparse.Namespace, clear: ClearFn | None = None
+) -> int:
     """Forget (part of) the state; `clear(keys)` empties the destination tables first."""
     selectors: list[str] = args.stream or []
     with state_lock(conn.state_path, "reset the state"):
