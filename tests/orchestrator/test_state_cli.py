@@ -268,3 +268,22 @@ def test_sync_says_where_each_incremental_stream_starts(
     second, _ = sync_json(conn, pg_server.password)
     assert "public.items has no saved state" in first.stderr, first.stderr
     assert "public.items resumes from its saved state: cursor id = '200'" in second.stderr
+
+
+@pytest.mark.slow
+def test_reset_dedup_stream_rereads_it_into_one_row_per_key(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """append_dedup after `reset --stream items`: the re-read lands in the raw table again, the
+    typed table still holds one row per key (as the reset says)."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config, "append_dedup")
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    reset = pgbyte("state", "reset", str(conn), "--stream", "public.items", password="")
+    run, _ = sync_json(conn, pg_server.password)
+    counts = dest_conn.execute(
+        "SELECT (SELECT count(*) FROM items), (SELECT count(DISTINCT id) FROM items), "
+        "(SELECT count(*) FROM _airbyte_raw_items)"
+    ).fetchone()
+    assert "one row per primary key" in reset.stdout
+    assert (run.returncode, counts) == (0, (200, 200, 400))
