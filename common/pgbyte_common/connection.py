@@ -193,6 +193,9 @@ class ConnectionSettings:
             "sslmode": self.ssl_mode,
             "connect_timeout": 30,
             "application_name": self.application_name,
+            # Protocol output is UTF-8. A SQL_ASCII database would otherwise hand psycopg bytes
+            # instead of str; jdbc_url_params may still choose another encoding.
+            "client_encoding": "UTF8",
         }
         if self.password:
             kwargs["password"] = self.password
