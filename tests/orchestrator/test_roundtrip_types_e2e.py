@@ -1,17 +1,23 @@
 """Round trips of every PostgreSQL type and awkward table shape through the real `pgbyte sync`.
 
-Data no other test wrote: per-type tables from tests/fixtures/orchestrator/roundtrip/types.yaml
-(edge values, NULLs), the same values side by side in one wide table, and the awkward shapes of
-setup.sql (odd identifiers, 63-byte names, partitions, views, no primary key, empty, 10 MB values,
-200 columns). One module fixture builds the source (in a database whose DateStyle, IntervalStyle,
-TimeZone and extra_float_digits are not the defaults, as a user's may be), captures what
-`source-postgres read` prints for it, and runs `pgbyte sync` once; each test checks one value or
-one shape in the destination.
+Data no other test wrote:
+- per-type tables from tests/fixtures/orchestrator/roundtrip/types.yaml (edge values, NULLs) and
+  the same values side by side in one wide table; the awkward shapes of setup.sql (odd
+  identifiers, 63-byte names, partitions, views, no primary key, empty, 10 MB values, 200
+  columns). One module fixture builds the source in a database whose DateStyle, IntervalStyle,
+  TimeZone and extra_float_digits are not the defaults, captures `source-postgres read`, runs
+  `pgbyte sync` and the plain shell pipe `source-postgres read | destination-postgres write`;
+- streams a destination cannot take as they are (raw-name collision, 1,600 columns);
+- append_dedup on keys of awkward types (dedup_keys.sql), column types changing between append
+  syncs, SQL_ASCII databases, incremental cursors of awkward types (cursors.yaml), and a table
+  with INHERITS children.
+Each test checks one value or one shape. Known defects are xfail(strict=True) with their cause.
 """
 
 from __future__ import annotations
 
 import decimal
+import hashlib
 import json
 import subprocess
 import uuid
@@ -488,8 +494,6 @@ def test_big_text_value_is_exact(roundtrip) -> None:
     """A 10 MB text and a 1 MB bytea arrive byte for byte (typed text; base64 in raw)."""
     got = rows(roundtrip, "SELECT md5(t), length(t), decode(b, 'base64') FROM big_values")
     expected_text = '0123456789abcdef "quoted" \\ back \t tab \n line ü 😀 ' * 209716
-    import hashlib
-
     assert got == [
         (
             hashlib.md5(expected_text.encode()).hexdigest(),
