@@ -133,3 +133,22 @@ def events_table(conn: psycopg.Connection) -> None:
         "INSERT INTO events VALUES (1, 'a', '2024-01-01 00:00:00'), "
         "(2, 'b', '2024-01-02 00:00:00'), (3, 'c', '2024-01-03 00:00:00')"
     )
+
+
+def keyless_table(conn: psycopg.Connection) -> None:
+    """A table with neither a primary key nor a cursor column (a log, a staging table...)."""
+    conn.execute("CREATE TABLE notes(a integer, b text)")
+    conn.execute("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
+
+
+# PyAirbyte's WriteStrategy.AUTO replaces (cache: REPLACE; destination: destination_sync_mode
+# overwrite) a stream with neither primary key nor cursor, while still asking for incremental
+# and passing the saved state. source-postgres's cursorless fallback then reads such a table by
+# xmin, i.e. only the rows changed since the last read, and the replace keeps only those.
+KEYLESS_XFAIL_REASON = (
+    "data loss: for an incremental stream with no cursor_field, no default cursor and no "
+    "primary key, source-postgres reads only the rows changed since the saved xmin state, but "
+    "PyAirbyte replaces such a stream's cache table / destination tables on every sync. Fix in "
+    "source_postgres/incremental.py (the no-cursor fallback): read a stream whose configured "
+    "primary_key is empty whole, as views are, with the LOG WARN."
+)

@@ -14,9 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 from pyairbyte_helpers import (
+    KEYLESS_XFAIL_REASON,
     PyAirbyteDriver,
     events_table,
     failure,
+    keyless_table,
     local_connector,
     tutorial_table,
 )
@@ -172,3 +174,22 @@ def test_incremental_write_keeps_destination_state(
     )
     state = result["destination_state"]["events"]["stream"]["stream_state"]
     assert (state["cursor_field"], state["cursor"]) == (["updated_at"], "2024-01-03 00:00:00")
+
+
+@pytest.mark.xfail(strict=True, reason=KEYLESS_XFAIL_REASON)
+def test_incremental_write_of_keyless_table_keeps_rows(
+    pyairbyte: PyAirbyteDriver,
+    source: dict,
+    destination: dict,
+    source_conn: psycopg.Connection,
+    dest_conn: psycopg.Connection,
+    cache_dir: str,
+) -> None:
+    """A table with neither primary key nor cursor column, written twice with PyAirbyte keeping
+    the state: the destination's typed table holds every row, not only the new one."""
+    keyless_table(source_conn)
+    request = {"source": source, "destination": destination, "cache_dir": cache_dir}
+    ok(pyairbyte.call("write", **request))
+    source_conn.execute("INSERT INTO notes VALUES (3, 'three')")
+    ok(pyairbyte.call("write", **request))
+    assert rows(dest_conn, "notes", "a, b") == [(1, "one"), (2, "two"), (3, "three")]

@@ -14,9 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 from pyairbyte_helpers import (
+    KEYLESS_XFAIL_REASON,
     PyAirbyteDriver,
     events_table,
     failure,
+    keyless_table,
     local_connector,
     tutorial_table,
 )
@@ -222,6 +224,23 @@ def test_default_incremental_read_of_tutorial_table(
         1,
         [(1, "Mary X"), (2, "John D"), (3, "Jane Y")],
     )
+
+
+@pytest.mark.xfail(strict=True, reason=KEYLESS_XFAIL_REASON)
+def test_default_incremental_read_of_keyless_table_keeps_rows(
+    pyairbyte: PyAirbyteDriver,
+    source: dict,
+    source_conn: psycopg.Connection,
+    cache_dir: str,
+) -> None:
+    """A table with neither primary key nor cursor column, read twice by source.read(): the
+    cache holds every row after the second read, not only the new one."""
+    keyless_table(source_conn)
+    ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
+    source_conn.execute("INSERT INTO notes VALUES (3, 'three')")
+    second = ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
+    rows = sorted((row["a"], row["b"]) for row in second["rows"]["notes"])
+    assert rows == [(1, "one"), (2, "two"), (3, "three")]
 
 
 def test_get_records_of_tutorial_table(
