@@ -33,20 +33,7 @@ COLUMNS = "id, updated_at, val, amount"
 _PROGRESS = re.compile(r": ([\d,]+) records, ")
 
 
-def dedup_landed() -> bool:
-    """Whether destination-postgres merges append_dedup yet (until then it appends, with a WARN)."""
-    root = Path(__file__).resolve().parents[2] / "destination-postgres" / "destination_postgres"
-    return (root / "dedup.py").exists()
-
-
-DEDUP = pytest.param(
-    "append_dedup",
-    marks=pytest.mark.xfail(
-        not dedup_landed(),
-        strict=False,
-        reason="destination-postgres loads append_dedup as append until dedup.py lands",
-    ),
-)
+DEDUP = "append_dedup"
 
 
 @pytest.fixture
@@ -237,7 +224,7 @@ def test_rerun_resumes_from_the_committed_state(
 
 @pytest.mark.parametrize(
     ("victim", "share"),
-    [pytest.param(v, s, marks=DEDUP.marks, id=i) for v, s, i in
+    [pytest.param(v, s, id=i) for v, s, i in
      (("source", 0.5, "source"), ("destination", 0.4, "destination"), ("sigint", 0.2, "ctrl-c"),
       ("pgbyte", 0.6, "pgbyte-killed"))],
 )  # fmt: skip
