@@ -13,6 +13,7 @@ from destination_postgres.typemap import Column, columns_for
 
 META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
 MODES = ("overwrite", "append", "append_dedup")
+MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 
 
 @dataclass
@@ -37,6 +38,7 @@ class StreamTarget:
     soft_delete: bool = False
     dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
     skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
+    typed_note: str | None = None  # why a stream has no typed table (logged at the start)
     # Runtime state of the current write.
     fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data, ts, uuid
     fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
@@ -102,6 +104,17 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
         schema = namespace or config.schema
         raw_schema = config.raw_data_schema or schema
         reserved = {*META_COLUMNS, naming.hashid_column(name)}
+        columns = columns_for(stream.get("json_schema"), reserved)
+        typed = not config.disable_type_dedupe
+        typed_note = None
+        if typed and len(columns) + len(reserved) > MAX_COLUMNS:
+            # PostgreSQL's hard limit: the typed table cannot exist; the records still can.
+            typed = False
+            typed_note = (
+                f"{len(columns)} properties plus the {len(reserved)} _airbyte_ columns exceed "
+                f"PostgreSQL's limit of {MAX_COLUMNS} columns per table, so its records are "
+                "kept in the raw table only (no typed table)"
+            )
         target = StreamTarget(
             name=name,
             namespace=namespace,
@@ -109,9 +122,10 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             schema=schema,
             raw_schema=raw_schema,
             raw_table=naming.raw_table(name),
-            norm_table=None if config.disable_type_dedupe else naming.normalized_table(name),
+            norm_table=naming.normalized_table(name) if typed else None,
             hashid=naming.hashid_column(name),
-            columns=columns_for(stream.get("json_schema"), reserved),
+            columns=columns,
+            typed_note=typed_note,
             primary_key=entry.get("primary_key") or stream.get("source_defined_primary_key") or [],
             soft_delete=config.soft_delete,
         )

@@ -120,6 +120,8 @@ class Writer:
     def start(self) -> None:
         loader.setup_session(self.conn)
         for t in self.targets:
+            if t.typed_note:
+                self.log("WARN", f"Stream {t.label}: {t.typed_note}.")
             added = ddl.prepare(self.conn, t)
             if added:
                 self.log("INFO", f"Stream {t.label}: new column(s) {', '.join(added)} added.")

@@ -610,11 +610,6 @@ def too_wide(pg_server, tmp_path_factory):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 1,600-column stream fails the whole write with 'tables can have at most 1600 "
-    "columns' (system_error, no stream named): the typed table needs 4 more columns",
-)
 def test_1600_columns_named_or_kept_raw(too_wide) -> None:
     """A stream too wide for a typed table is either kept in its raw table (the sync goes on)
     or refused with an error naming it."""
