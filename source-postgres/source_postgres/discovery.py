@@ -27,7 +27,8 @@ SELECT n.nspname, c.relname, c.relkind, c.oid,
        a.attname, a.atttypid, a.atttypmod, a.attnotnull,
        pk.cols AS pk_cols,
        (SELECT count(*) FROM pg_catalog.pg_attribute x
-        WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped) AS all_columns
+        WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped) AS all_columns,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = c.oid) AS has_children
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a
@@ -72,6 +73,18 @@ class Table:
     primary_key: tuple[str, ...]
     # Whether `columns` is every column of the relation (none hidden by column privileges).
     complete: bool = True
+    # Whether other tables INHERIT from it: `FROM parent` then reads their rows too.
+    has_children: bool = False
+
+    @property
+    def ctid_chunkable(self) -> bool:
+        """Whether all of its rows live in its own blocks, so block (ctid) ranges can cover them.
+
+        Not a partitioned table, a materialized view or a table with INHERITS children: the
+        rows `FROM parent` reads from its children sit at ctids of the children's blocks,
+        beyond the parent's own block count.
+        """
+        return self.kind == "r" and not self.has_children
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -176,6 +189,7 @@ def discover_tables(
                 # A primary key the user cannot fully see is no key for them.
                 primary_key=pk if all(col in visible for col in pk) else (),
                 complete=len(columns) == current[9],
+                has_children=bool(current[10]),
             )
         )
 

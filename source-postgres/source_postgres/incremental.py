@@ -140,11 +140,12 @@ def read_by_cursor(
     if isinstance(saved, CtidState):
         resume_ctid, saved = saved, saved.incremental
         assert isinstance(saved, CursorState)
-        if table.kind != "r":
+        if not table.ctid_chunkable:
             out.log(
                 "WARN",
                 f"Stream {label}: the saved first-load state holds row positions (ctid) but "
-                "the relation is no longer a plain table; restarting the first load.",
+                "the relation is no longer a plain table without INHERITS children; "
+                "restarting the first load.",
             )
             saved = resume_ctid = None
     if saved is not None and saved.cursor_field != field:
@@ -190,7 +191,7 @@ def read_by_cursor(
     indexed = table.kind in ("r", "m", "p") and _scalar(
         conn, INDEXED_QUERY, {"oid": table.oid, "column": column.name}
     )
-    if last is None and table.kind == "r" and not indexed:
+    if last is None and table.ctid_chunkable and not indexed:
         # First load of an unindexed cursor: ctid chunks up to the maximum as of now.
         top = conn.execute(
             sql.SQL(
@@ -200,7 +201,7 @@ def read_by_cursor(
         ).fetchone()
         if top is not None:
             resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
-    elif last is None and table.kind in ("m", "p") and not indexed:
+    elif last is None and table.kind in ("r", "m", "p") and not indexed:
         out.log(
             "WARN",
             f"Stream {label}: no index starts with cursor column "

@@ -127,7 +127,9 @@ def read_by_xmin(
         saved = inner = None
     resume = saved if isinstance(saved, CtidState) else None
     since = inner.raw if isinstance(inner, XminState) else None
-    if resume is not None and (table.kind != "r" or filenode(conn, table) != resume.filenode):
+    if resume is not None and (
+        not table.ctid_chunkable or filenode(conn, table) != resume.filenode
+    ):
         out.log(
             "WARN",
             f"Stream {label}: the table was rewritten (or is no longer a plain table) since the "
@@ -154,7 +156,8 @@ def read_by_xmin(
 
     final = xmin_state(snapshot.xmin)
     if since is None:
-        if table.kind != "r":  # partitioned or materialized: no single ctid space to chunk
+        if not table.ctid_chunkable:  # partitioned, materialized or with INHERITS children:
+            # no single ctid space to chunk
             return (yield from _read_where(conn, copy_out, stream, table, columns, None,
                                            final, lines, emitted_at))  # fmt: skip
         # Everything this snapshot sees, in resumable chunks; the next sync starts at its xmin.

@@ -936,11 +936,6 @@ def test_incremental_cursor_reads_each_row_once(incremental, name) -> None:
 
 # --- a table with inheritance children (not declarative partitions) --------------------------
 
-INHERIT_XFAIL = (
-    "ctid first load of a table with INHERITS children reads only the parent's block range "
-    "(ctid_load: blocks from the parent's pg_relation_size, `FROM parent` also scans the "
-    "children): child rows in higher blocks are never read"
-)
 INHERIT_ROWS = 2000
 
 
@@ -1000,14 +995,12 @@ def test_inherited_full_refresh_reads_children(inherited) -> None:
     assert (run.returncode, count) == (0, INHERIT_ROWS), run.stdout + run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=INHERIT_XFAIL)
 def test_inherited_xmin_first_load_reads_children(inherited) -> None:
     """The first Xmin sync of a parent table reads every row a full refresh reads."""
     run, count = inherited["xmin"]
     assert (run.returncode, count) == (0, INHERIT_ROWS), run.stdout + run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=INHERIT_XFAIL)
 def test_inherited_cursor_first_load_reads_children(inherited) -> None:
     """The first sync by an unindexed cursor of a parent table reads every row."""
     run, count = inherited["cursor"]
