@@ -14,7 +14,13 @@ from psycopg import sql
 
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.naming import temporary
-from destination_postgres.typemap import Column, kind_of_existing
+from destination_postgres.typemap import (
+    PG_TYPES,
+    Column,
+    common_kind,
+    is_our_type,
+    kind_of_existing,
+)
 
 
 def ident(schema: str, table: str) -> sql.Composed:
@@ -84,8 +90,9 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
 
     overwrite: fresh temporary tables (leftovers of a killed run are dropped first).
     append/append_dedup: the final tables, created when missing; properties new in this
-    sync become new columns (existing rows get NULL). An existing column keeps its type, so a
-    column once widened to numeric stays numeric.
+    sync become new columns (existing rows get NULL). A column whose declared type changed is
+    retyped to one that holds both (typemap.common_kind); a column once widened to numeric
+    stays numeric, and columns of types pgbyte does not create are left as the user made them.
     """
     ensure_schema(conn, target.raw_schema)
     raw_schema, raw_table = target.load_raw
@@ -106,7 +113,14 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     added: list[str] = []
     for i, col in enumerate(target.columns):
         if col.name in existing:
-            kind = kind_of_existing(existing[col.name])
+            old = kind_of_existing(existing[col.name])
+            kind = common_kind(old, col.kind) if is_our_type(existing[col.name]) else old
+            if kind != old:
+                # The stream's type changed since the table was made: retype the column to
+                # one that keeps the old rows' values and takes the new ones (a table rewrite,
+                # once per change — what Airbyte's soft reset achieves).
+                _retype(conn, schema, table, col.name, kind)
+                added.append(f"{col.name} (now {PG_TYPES[kind]})")
             if kind != col.kind:
                 target.columns[i] = Column(key=col.key, name=col.name, kind=kind)
             continue
@@ -158,6 +172,19 @@ def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
     drop(conn, *target.load_raw, cascade=True)
     if target.load_norm is not None:
         drop(conn, *target.load_norm, cascade=True)
+
+
+def _retype(conn: psycopg.Connection[Any], schema: str, table: str, name: str, kind: str) -> None:
+    column = sql.Identifier(name)
+    using = {"jsonb": sql.SQL("to_jsonb({})"), "text": sql.SQL("{}::text")}.get(kind)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
+            ident(schema, table),
+            column,
+            sql.SQL(PG_TYPES[kind]),
+            (using or sql.SQL("{}::" + PG_TYPES[kind])).format(column),
+        )
+    )
 
 
 def widen_to_numeric(conn: psycopg.Connection[Any], target: StreamTarget, col: Column) -> None:

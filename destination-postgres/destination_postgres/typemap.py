@@ -81,6 +81,30 @@ def kind_of_existing(pg_type: str) -> str:
     return _EXISTING.get(pg_type, "text" if "char" in pg_type else "jsonb")
 
 
+def is_our_type(pg_type: str) -> bool:
+    """Whether an existing column has a type pgbyte creates (others are the user's: kept)."""
+    return pg_type in _EXISTING
+
+
+_TEMPORAL = {("date", "timestamp"): "timestamp", ("date", "timestamptz"): "timestamptz",
+             ("timestamp", "timestamptz"): "timestamptz", ("time", "timetz"): "timetz"}  # fmt: skip
+
+
+def common_kind(old: str, new: str) -> str:
+    """The kind a typed column takes when a later sync declares a different kind for it: one
+    that holds the old rows and the new values alike — the wider number or time type, else
+    jsonb if either is, else text (every value has a text form)."""
+    if old == new:
+        return old
+    pair = {old, new}
+    if pair == {"bigint", "numeric"}:
+        return "numeric"
+    for (a, b), kind in _TEMPORAL.items():
+        if pair == {a, b}:
+            return kind
+    return "jsonb" if "jsonb" in pair else "text"
+
+
 @dataclass(frozen=True)
 class Column:
     key: str  # the property name in _airbyte_data

@@ -124,7 +124,8 @@ class Writer:
                 self.log("WARN", f"Stream {t.label}: {t.typed_note}.")
             added = ddl.prepare(self.conn, t)
             if added:
-                self.log("INFO", f"Stream {t.label}: new column(s) {', '.join(added)} added.")
+                self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
+                                 f"{', '.join(added)}.")  # fmt: skip
             dedup.prepare(self.conn, t, self.log)
         self.conn.commit()
 
