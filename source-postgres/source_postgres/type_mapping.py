@@ -81,6 +81,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "text": {"type": "string"},
     "string": {"type": "string"},
     "hstore": {"type": "string"},
+    "inet": {"type": "string"},
 }
 
 _BY_NAME = {
@@ -140,6 +141,8 @@ def _scalar_kind(pg_type: PgType | None, typmod: int) -> str:
         return _BY_NAME[pg_type.name]
     if pg_type.typtype == "b" and pg_type.name == "hstore":
         return "hstore"
+    if pg_type.typtype == "b" and pg_type.name == "inet":
+        return "inet"
     # enums, ranges, composites, geometric, network, xml, bit, interval, hstore, ...: their
     # text output. Composites and extension types with a cast to json (hstore) would otherwise
     # be nested as JSON objects by to_json.
@@ -188,6 +191,10 @@ def scalar_expr(ref: sql.Composable, kind: str) -> sql.Composable:
         return sql.SQL("{0}::json::text").format(ref)
     if kind == "oid":
         return sql.SQL("{0}::int8").format(ref)
+    if kind == "inet":
+        # inet's own output ('10.0.0.1', '10.0.0.0/8'): ::text is text(inet), which always
+        # adds the mask ('10.0.0.1/32'). abbrev(inet) prints exactly what inet_out does.
+        return sql.SQL("abbrev({0}::inet)").format(ref)
     if kind in ("integer", "boolean", "text", "date"):
         return ref
     if kind == "timestamp":
@@ -283,7 +290,7 @@ def finite_condition(refs: list[tuple[sql.Composable, ColumnMapping]]) -> sql.Co
 # Kinds whose text output is a valid JSON number or literal as is (finite values).
 _JSON_AS_IS = {"integer", "oid", "numeric", "numeric_int", "float", "boolean"}
 # Kinds rendered as strings made of characters JSON never escapes: wrap in quotes.
-_JSON_SAFE_STRING = {"date", "timestamp", "timestamptz", "time", "timetz", "bytea"}
+_JSON_SAFE_STRING = {"date", "timestamp", "timestamptz", "time", "timetz", "bytea", "inet"}
 
 
 def _json_of(rendered: sql.Composable, kind: str) -> sql.Composable:

@@ -50,3 +50,20 @@ def test_inherits_parent_unindexed_cursor_first_load_reads_child_rows(
     run = read(tmp_path, source_config, [entry], chunk=50)
     assert run.returncode == 0, run.stdout + run.stderr
     assert ids(run, "parent") == list(range(1, 11 + CHILD_ROWS))
+
+
+def test_inet_host_addresses_print_without_mask(source_conn, discover_and_read) -> None:
+    """inet values print as inet's output does: hosts without /32 or /128, networks with it."""
+    source_conn.execute("CREATE TABLE nets (id int, v inet, a inet[])")
+    source_conn.execute(
+        "INSERT INTO nets VALUES (1, '::1', '{10.0.0.1,::1,10.0.0.0/8,NULL}'), "
+        "(2, '10.0.0.1', NULL), (3, '192.168.0.1/24', '{}')"
+    )
+    _, run = discover_and_read("nets")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = sorted(run.data("nets"), key=lambda r: r["id"])
+    assert [(r["v"], r["a"]) for r in rows] == [
+        ("::1", ["10.0.0.1", "::1", "10.0.0.0/8", None]),
+        ("10.0.0.1", None),
+        ("192.168.0.1/24", []),
+    ]
