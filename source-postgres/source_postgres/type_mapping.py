@@ -205,11 +205,13 @@ def scalar_expr(ref: sql.Composable, kind: str) -> sql.Composable:
     if kind == "time":
         return _time_of_day(ref)
     if kind == "timetz":
+        # The offset as +HH:MM, or +HH:MM:SS when it has seconds (as timetz's output).
         offset = sql.SQL("extract(timezone FROM {0}::timetz)").format(ref)
         return sql.SQL(
             "{0} || CASE WHEN {1} = 0 THEN 'Z' ELSE "
             "(CASE WHEN {1} < 0 THEN '-' ELSE '+' END) || "
-            "to_char(make_interval(secs => abs({1})::float8), 'HH24:MI') END"
+            "to_char(make_interval(secs => abs({1})::float8), "
+            "CASE WHEN mod(abs({1})::int, 60) <> 0 THEN 'HH24:MI:SS' ELSE 'HH24:MI' END) END"
         ).format(_time_of_day(sql.SQL("{0}::timetz").format(ref)), offset)
     if kind == "bytea":
         # encode() wraps base64 every 76 characters; the newlines are not part of the value.

@@ -67,3 +67,19 @@ def test_inet_host_addresses_print_without_mask(source_conn, discover_and_read) 
         ("10.0.0.1", None),
         ("192.168.0.1/24", []),
     ]
+
+
+def test_timetz_offsets_keep_their_seconds(source_conn, discover_and_read) -> None:
+    """timetz offsets with seconds print them (+01:02:03); whole-minute offsets stay +HH:MM."""
+    source_conn.execute("CREATE TABLE times (id int, v timetz, a timetz[])")
+    source_conn.execute(
+        "INSERT INTO times VALUES (1, '10:00:00+01:02:03', '{10:00:00-01:02:03}'), "
+        "(2, '10:00:00+05:30', '{10:00:00+00}')"
+    )
+    _, run = discover_and_read("times")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = sorted(run.data("times"), key=lambda r: r["id"])
+    assert [(r["v"], r["a"]) for r in rows] == [
+        ("10:00:00+01:02:03", ["10:00:00-01:02:03"]),
+        ("10:00:00+05:30", ["10:00:00Z"]),
+    ]
