@@ -82,6 +82,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "hstore": {"type": "string"},
     "inet": {"type": "string"},
+    "composite": {"type": "string"},
 }
 
 _BY_NAME = {
@@ -143,6 +144,8 @@ def _scalar_kind(pg_type: PgType | None, typmod: int) -> str:
         return "hstore"
     if pg_type.typtype == "b" and pg_type.name == "inet":
         return "inet"
+    if pg_type.typtype == "c":
+        return "composite"  # its text output, as "string"; arrays of it need their own SQL
     # enums, ranges, composites, geometric, network, xml, bit, interval, hstore, ...: their
     # text output. Composites and extension types with a cast to json (hstore) would otherwise
     # be nested as JSON objects by to_json.
@@ -245,6 +248,10 @@ def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
     elem_kind = mapping.elem_kind or "string"
     if elem_kind in ARRAY_PASSTHROUGH:
         return ref
+    if elem_kind == "composite":
+        # unnest() would expand each composite element into its fields; the array cast
+        # renders each element's text output instead (and keeps NULLs and dimensions).
+        return sql.SQL("{0}::text[]").format(ref)
     elem = scalar_expr(sql.Identifier("_pgbyte_e"), elem_kind)
     return sql.SQL(
         "CASE WHEN {0} IS NOT NULL THEN ARRAY(SELECT {1} FROM unnest({0}) WITH ORDINALITY "

@@ -83,3 +83,23 @@ def test_timetz_offsets_keep_their_seconds(source_conn, discover_and_read) -> No
         ("10:00:00+01:02:03", ["10:00:00-01:02:03"]),
         ("10:00:00+05:30", ["10:00:00Z"]),
     ]
+
+
+def test_composite_arrays_keep_every_field(source_conn, discover_and_read) -> None:
+    """Arrays of composites (also through domains) hold each element's full text form."""
+    source_conn.execute("CREATE TYPE pair AS (a int, b text)")
+    source_conn.execute("CREATE DOMAIN dpair AS pair")
+    source_conn.execute("CREATE DOMAIN pairlist AS pair[]")
+    source_conn.execute("CREATE TABLE pairs (id int, a pair[], d dpair[], l pairlist)")
+    source_conn.execute(
+        "INSERT INTO pairs VALUES (1, ARRAY[ROW(1, 'a b')::pair, NULL, ROW(NULL, 'q\"u')::pair], "
+        "ARRAY[ROW(2, 'c')::dpair], ARRAY[ROW(3, 'd')::pair])"
+    )
+    _, run = discover_and_read("pairs")
+    assert run.returncode == 0, run.stdout + run.stderr
+    (row,) = run.data("pairs")
+    assert (row["a"], row["d"], row["l"]) == (
+        ['(1,"a b")', None, '(,"q""u")'],
+        ["(2,c)"],
+        ["(3,d)"],
+    )
