@@ -193,3 +193,23 @@ def test_incremental_write_of_keyless_table_keeps_rows(
     source_conn.execute("INSERT INTO notes VALUES (3, 'three')")
     ok(pyairbyte.call("write", **request))
     assert rows(dest_conn, "notes", "a, b") == [(1, "one"), (2, "two"), (3, "three")]
+
+
+def test_write_raw_only_with_disable_type_dedupe(
+    pyairbyte: PyAirbyteDriver,
+    source: dict,
+    dest_config: dict,
+    source_conn: psycopg.Connection,
+    dest_conn: psycopg.Connection,
+) -> None:
+    """An Airbyte-shaped destination config with disable_type_dedupe: true (and tunnel_method)
+    gets only the raw table from a PyAirbyte write."""
+    tutorial_table(source_conn)
+    config = {
+        **dest_config,
+        "disable_type_dedupe": True,
+        "tunnel_method": {"tunnel_method": "NO_TUNNEL"},
+    }
+    destination = local_connector("destination-postgres", config)
+    ok(pyairbyte.call("write", source=source, destination=destination))
+    assert tables(dest_conn) == ["_airbyte_raw_full_refresh_demo"]
