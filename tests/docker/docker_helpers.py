@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from connector_output import ConnectorOutput
 from psycopg import sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,39 +69,13 @@ def inspect_image(image: str) -> dict[str, Any]:
     return json.loads(out)[0]
 
 
-@dataclass
-class Run:
+class Run(ConnectorOutput):
     """One finished `docker run` (or shell pipeline)."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """Every stdout line parsed as JSON: a line that is not JSON fails the test."""
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["type"] == kind]
 
     def records(self, stream: str) -> list[dict[str, Any]]:
         return [
             m["record"]["data"] for m in self.of_type("RECORD") if m["record"]["stream"] == stream
         ]
-
-    @property
-    def connection_status(self) -> dict[str, Any]:
-        (status,) = self.of_type("CONNECTION_STATUS")
-        return status["connectionStatus"]
-
-    @property
-    def catalog(self) -> dict[str, Any]:
-        (catalog,) = self.of_type("CATALOG")
-        return catalog["catalog"]
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [m["trace"]["error"] for m in self.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
 
     def explain(self) -> str:
         out, err = self.stdout[-3000:], self.stderr[-3000:]

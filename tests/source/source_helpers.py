@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from connector_output import ConnectorOutput
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "source"
 
 
-@dataclass
-class Run:
-    """One finished connector process."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["type"] == kind]
+class Run(ConnectorOutput):
+    """One finished source-postgres process."""
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -41,19 +29,6 @@ class Run:
             if m["trace"]["type"] == "STREAM_STATUS"
             and m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream
         ]
-
-    def errors(self) -> list[dict[str, Any]]:
-        return [m["trace"]["error"] for m in self.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
-
-    @property
-    def connection_status(self) -> dict[str, Any]:
-        (status,) = self.of_type("CONNECTION_STATUS")
-        return status["connectionStatus"]
-
-    @property
-    def catalog(self) -> dict[str, Any]:
-        (catalog,) = self.of_type("CATALOG")
-        return catalog["catalog"]
 
     def stream(self, name: str, namespace: str = "public") -> dict[str, Any]:
         (found,) = [
