@@ -52,20 +52,6 @@ _TARGET_SERVER_TYPES = {
     "preferStandby".lower(): "prefer-standby",
 }  # fmt: skip
 
-# Keys whose values are secrets wherever they appear in a config (the specs mark them
-# airbyte_secret). Used to mask them in every message we print.
-SECRET_KEYS = frozenset(
-    {
-        "password",
-        "client_key",
-        "client_key_password",
-        "tunnel_user_password",
-        "ssh_key",
-        "ca_certificate",
-        "client_certificate",
-    }
-)
-
 
 def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
     """Parse `k=v&k=v` into libpq keywords; unknown keys are a ConfigError naming them."""
@@ -116,30 +102,6 @@ def _is_libpq_keyword(key: str) -> bool:
     except psycopg.ProgrammingError:
         return False
     return True
-
-
-def collect_secrets(config: Any) -> list[str]:
-    """Every secret value in a config (nested objects included), longest first for masking."""
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in SECRET_KEYS and isinstance(value, str) and value:
-                    found.append(value)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(config)
-    if isinstance(config, dict) and isinstance(config.get("jdbc_url_params"), str):
-        for part in config["jdbc_url_params"].split("&"):
-            key, _, value = part.partition("=")
-            if "password" in key.lower() and value:
-                found.append(value)
-    return sorted(set(found), key=len, reverse=True)
 
 
 @dataclass(frozen=True)

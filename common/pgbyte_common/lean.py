@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pgbyte_common.argv import build_parser, load_json_file
-from pgbyte_common.connection import collect_secrets
 from pgbyte_common.errors import ConfigError, PgbyteError
 from pgbyte_common.messages import MessageWriter
+from pgbyte_common.secrets import collect_secrets
 
 
 def config_problem(config: Any, specification: dict[str, Any]) -> str | None:

@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 from pgbyte_common.argv import build_parser, load_json_file
-from pgbyte_common.connection import collect_secrets
 from pgbyte_common.errors import PgbyteError
 from pgbyte_common.messages import MessageWriter, SecretMasker
+from pgbyte_common.secrets import collect_secrets
 
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig

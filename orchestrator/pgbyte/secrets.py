@@ -1,7 +1,6 @@
 """Secret masking for everything pgbyte prints, logs or stores.
 
-Secrets are the values of fields a connector's spec marks `airbyte_secret`, plus well-known secret
-key names (so a config is masked even before its spec is known, e.g. when `spec` itself fails).
+Which values are secrets is pgbyte-common's rule (pgbyte_common.secrets, the connectors' too).
 Each secret is masked raw, JSON-escaped (as it would appear inside a protocol message) and, for
 multi-line values such as PEM keys, line by line.
 """
@@ -9,74 +8,12 @@ multi-line values such as PEM keys, line by line.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import orjson
+from pgbyte_common.secrets import collect_secrets, secret_keys_from_spec  # noqa: F401 (re-export)
 
 MASK = "****"
-# Names that are secret wherever they appear (Airbyte's Postgres specs mark these airbyte_secret).
-KNOWN_SECRET_KEYS = frozenset(
-    {
-        "password", "client_key", "client_key_password", "tunnel_user_password", "ssh_key",
-        "private_key", "api_key", "access_token", "refresh_token", "client_secret", "secret",
-        "token", "credentials_json", "service_account_key", "sslpassword",
-    }
-)  # fmt: skip
 _MIN_LINE = 8  # shorter lines of a multi-line secret are too common to mask ("-----" etc.)
-
-
-def secret_keys_from_spec(spec: Any) -> set[str]:
-    """The property names a connectionSpecification marks airbyte_secret, at any depth."""
-    keys: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                for name, sub in props.items():
-                    if isinstance(sub, dict) and sub.get("airbyte_secret"):
-                        keys.add(name)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(spec)
-    return keys
-
-
-def collect_secrets(config: Any, keys: Iterable[str] = ()) -> list[str]:
-    """Every secret value in a config: values under secret keys, and passwords in jdbc params."""
-    secret_keys = KNOWN_SECRET_KEYS | set(keys)
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in secret_keys and value not in (None, "", [], {}):
-                    found.extend(_leaves(value))
-                elif key == "jdbc_url_params" and isinstance(value, str):
-                    for part in value.split("&"):
-                        name, _, val = part.partition("=")
-                        if "password" in name.lower() and val:
-                            found.append(val)
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(config)
-    return found
-
-
-def _leaves(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [str(value)] if value not in (None, "") else []
 
 
 class Masker:

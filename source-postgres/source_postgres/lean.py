@@ -14,10 +14,10 @@ import sys
 from typing import Any, BinaryIO
 
 from pgbyte_common.argv import build_parser, load_json_file
-from pgbyte_common.connection import collect_secrets
 from pgbyte_common.errors import PgbyteError
 from pgbyte_common.lean import lean_check, lean_discover
 from pgbyte_common.messages import MessageWriter
+from pgbyte_common.secrets import collect_secrets
 
 from source_postgres.catalog import parse_catalog
 from source_postgres.check import check

@@ -25,9 +25,9 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
-from pgbyte_common.connection import collect_secrets
 from pgbyte_common.errors import ConfigError, PgbyteError, TransientError, classify_error
 from pgbyte_common.messages import MessageWriter, SecretMasker, now_ms
+from pgbyte_common.secrets import collect_secrets
 from psycopg import errors as pg_errors
 from psycopg import sql
 
