@@ -243,6 +243,24 @@ def test_default_incremental_read_of_keyless_table_keeps_rows(
     assert rows == [(1, "one"), (2, "two"), (3, "three")]
 
 
+def test_view_read_twice_keeps_all_rows(
+    pyairbyte: PyAirbyteDriver,
+    source: dict,
+    tutorial: None,
+    source_conn: psycopg.Connection,
+    cache_dir: str,
+) -> None:
+    """A view (no xmin, no key, no cursor) is read whole each time, so PyAirbyte's replace of
+    its cache table keeps every row."""
+    source_conn.execute("CREATE VIEW demo_view AS SELECT id, name FROM full_refresh_demo")
+    request = {"source": source, "cache_dir": cache_dir, "streams": ["demo_view"]}
+    ok(pyairbyte.call("read", **request))
+    source_conn.execute("INSERT INTO full_refresh_demo VALUES (3, 'Jane Y')")
+    second = ok(pyairbyte.call("read", **request))
+    rows = [(row["id"], row["name"]) for row in second["rows"]["demo_view"]]
+    assert rows == [(1, "Mary X"), (2, "John D"), (3, "Jane Y")]
+
+
 def test_get_records_of_tutorial_table(
     pyairbyte: PyAirbyteDriver, source: dict, tutorial: None
 ) -> None:
