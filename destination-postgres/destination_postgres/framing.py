@@ -33,6 +33,7 @@ _EFLEN, _DLLEN = len(_EM_FIRST), len(_DATA_LAST)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 UTC, PostgreSQL's timestamp origin
 _TS_FIELD = struct.Struct("!iq").pack
+SECONDS_BELOW = 10**11  # an emitted_at under this is in seconds, not milliseconds
 
 
 def read_lines(fd: int) -> Iterator[list[bytes]]:
@@ -117,7 +118,11 @@ def uuid_block(count: int = 1 << 15) -> bytes:
 
 def timestamp_field(ms: int) -> bytes:
     """emitted_at (epoch milliseconds) as a binary-COPY timestamptz field (length 8, then
-    microseconds since 2000-01-01 UTC); out of the datetime range: the current time."""
+    microseconds since 2000-01-01 UTC); out of the datetime range: the current time. A value
+    below 10^11 is taken as seconds: as milliseconds it would be before March 1973, and a
+    known client (PyAirbyte's write of a cached read result) sends seconds."""
+    if 0 < ms < SECONDS_BELOW:
+        ms *= 1000
     try:
         _EPOCH + datetime.timedelta(milliseconds=ms)
     except OverflowError:

@@ -125,7 +125,9 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
             "INSERT INTO {} (_airbyte_data, _airbyte_emitted_at) "
             "SELECT msg -> 'record' -> 'data', "
             "CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
-            "THEN to_timestamp((msg -> 'record' ->> 'emitted_at')::float8 / 1000) "
+            "THEN to_timestamp((msg -> 'record' ->> 'emitted_at')::float8 / CASE WHEN "
+            "(msg -> 'record' ->> 'emitted_at')::float8 BETWEEN 1 AND 99999999999 THEN 1 "
+            "ELSE 1000 END) "
             "ELSE now() END FROM {}"
         ).format(_data_target(target), LINE_STAGE)
     )

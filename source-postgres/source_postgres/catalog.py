@@ -23,6 +23,8 @@ class ConfiguredStream:
     # Property names of the configured json_schema, in catalog order; None = every column.
     columns: tuple[str, ...] | None
     cursor_field: tuple[str, ...] = ()
+    # The configured primary_key, else the stream's source_defined_primary_key.
+    has_primary_key: bool = False
 
     @property
     def descriptor(self) -> tuple[str, str | None]:
@@ -61,6 +63,9 @@ def parse_catalog(raw: Any) -> list[ConfiguredStream]:
                 sync_mode=sync_mode,
                 columns=columns,
                 cursor_field=tuple(str(c) for c in cursor),
+                has_primary_key=bool(
+                    entry.get("primary_key") or stream.get("source_defined_primary_key")
+                ),
             )
         )
     return streams

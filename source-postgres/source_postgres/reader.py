@@ -183,8 +183,10 @@ def _read_stream(
         # Clients such as PyAirbyte ask for incremental on every stream, with the discovered
         # default_cursor_field (often none). Failing there helps nobody (Airbyte's connector
         # does: "No cursor field specified"): tables are read by xmin instead, which needs no
-        # cursor column; views, which have no xmin, are read whole.
-        if table.kind in XMIN_KINDS:
+        # cursor column; views, which have no xmin, are read whole. So are tables without a
+        # primary key: a client that replaces such a stream on every read (PyAirbyte's cache
+        # does) would otherwise keep only the rows changed since the last sync.
+        if table.kind in XMIN_KINDS and (stream.has_primary_key or table.primary_key):
             out.log(
                 "WARN",
                 f"Stream {label}: sync_mode incremental without a cursor_field, and the table "
@@ -197,9 +199,10 @@ def _read_stream(
         else:
             out.log(
                 "WARN",
-                f"Stream {label}: sync_mode incremental without a cursor_field, and a view has "
-                "neither an obvious cursor column nor xmin: every sync reads all of its rows. "
-                "Set a cursor_field to read only new rows.",
+                f"Stream {label}: sync_mode incremental without a cursor_field, and the "
+                + ("view" if table.kind not in XMIN_KINDS else "table, which has no primary key,")
+                + " has no obvious cursor column: every sync reads all of its rows. Set a "
+                "cursor_field to read only new rows.",
             )
             incremental, saved = False, None
     emitted_at = now_ms()

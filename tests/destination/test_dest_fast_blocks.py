@@ -112,3 +112,11 @@ def test_uniform_block_takes_the_block_path() -> None:
     assert writer._uniform_block([_data_first(i) for i in range(10)]) is True
     assert writer.targets[0].fast_lines == [_em_first(i) for i in range(10)]
     assert writer.targets[0].fast_rows[1] == orjson.dumps({"id": 0, "s": "row 0 \\ \u00e9"})
+
+
+def test_emitted_at_in_seconds_is_read_as_seconds() -> None:
+    """An emitted_at under 10^11 is seconds (PyAirbyte's replayed reads send those)."""
+    from destination_postgres.framing import timestamp_field
+
+    assert timestamp_field(1_732_550_000) == timestamp_field(1_732_550_000_000)
+    assert timestamp_field(0) != timestamp_field(1_000)

@@ -145,10 +145,3 @@ def keyless_table(conn: psycopg.Connection) -> None:
 # overwrite) a stream with neither primary key nor cursor, while still asking for incremental
 # and passing the saved state. source-postgres's cursorless fallback then reads such a table by
 # xmin, i.e. only the rows changed since the last read, and the replace keeps only those.
-KEYLESS_XFAIL_REASON = (
-    "data loss: for an incremental stream with no cursor_field, no default cursor and no "
-    "primary key, source-postgres reads only the rows changed since the saved xmin state, but "
-    "PyAirbyte replaces such a stream's cache table / destination tables on every sync. Fix in "
-    "source_postgres/incremental.py (the no-cursor fallback): read a stream whose configured "
-    "primary_key is empty whole, as views are, with the LOG WARN."
-)

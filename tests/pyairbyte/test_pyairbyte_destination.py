@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from psycopg import sql
 from pyairbyte_helpers import (
-    KEYLESS_XFAIL_REASON,
     PyAirbyteDriver,
     events_table,
     failure,
@@ -176,7 +175,6 @@ def test_incremental_write_keeps_destination_state(
     assert (state["cursor_field"], state["cursor"]) == (["updated_at"], "2024-01-03 00:00:00")
 
 
-@pytest.mark.xfail(strict=True, reason=KEYLESS_XFAIL_REASON)
 def test_incremental_write_of_keyless_table_keeps_rows(
     pyairbyte: PyAirbyteDriver,
     source: dict,
@@ -215,14 +213,6 @@ def test_write_raw_only_with_disable_type_dedupe(
     assert tables(dest_conn) == ["_airbyte_raw_full_refresh_demo"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PyAirbyte 0.71.3 replays cached records (AirbyteMessageIterator.from_read_result) "
-    "with emitted_at in epoch seconds, not milliseconds, so _airbyte_emitted_at lands in "
-    "January 1970. Proposed defensive fix in destination_postgres/framing.py timestamp_field "
-    "(and the SQL path in loader.py): read 0 < emitted_at < 10**11 as seconds (any real "
-    "millisecond value that small predates March 1973).",
-)
 def test_write_from_read_result_emitted_at_is_recent(
     pyairbyte: PyAirbyteDriver,
     source: dict,

@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 from pyairbyte_helpers import (
-    KEYLESS_XFAIL_REASON,
     PyAirbyteDriver,
     events_table,
     failure,
@@ -226,7 +225,6 @@ def test_default_incremental_read_of_tutorial_table(
     )
 
 
-@pytest.mark.xfail(strict=True, reason=KEYLESS_XFAIL_REASON)
 def test_default_incremental_read_of_keyless_table_keeps_rows(
     pyairbyte: PyAirbyteDriver,
     source: dict,

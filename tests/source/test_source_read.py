@@ -307,15 +307,32 @@ def test_table_dropped_mid_read_fails_only_its_stream(
 def test_incremental_without_cursor_reads_by_xmin_with_warning(
     source_conn, source_config, write_json
 ) -> None:
-    """An incremental stream without any cursor column is read by xmin, with a LOG WARN."""
-    source_conn.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)")
-    result = read(write_json, source_config, [table_stream("t", {"id": {}})], "incremental")
+    """An incremental stream with a primary key but no cursor column is read by xmin, with a
+    LOG WARN."""
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)")
+    stream = {**table_stream("t", {"id": {}}), "source_defined_primary_key": [["id"]]}
+    result = read(write_json, source_config, [stream], "incremental")
     assert result.returncode == 0, result.stdout[-2000:]
     assert sorted(r["id"] for r in result.data("t")) == [1, 2]
     (state,) = result.of_type("STATE")
     assert state["state"]["stream"]["stream_state"]["state_type"] == "xmin"
     logs = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
     assert any("without a cursor_field" in m and "xmin" in m for m in logs)
+
+
+def test_incremental_without_cursor_or_key_reads_whole(
+    source_conn, source_config, write_json
+) -> None:
+    """Without cursor column and primary key, every incremental read is the whole table (a
+    client that replaces such a stream each sync must not be left with the changed rows)."""
+    source_conn.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)")
+    result = read(write_json, source_config, [table_stream("t", {"id": {}})], "incremental")
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert sorted(r["id"] for r in result.data("t")) == [1, 2]
+    (state,) = result.of_type("STATE")
+    assert state["state"]["stream"]["stream_state"].get("state_type") != "xmin"
+    logs = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any("no primary key" in m and "reads all of its rows" in m for m in logs)
 
 
 def test_unsupported_method_fails_read(source_conn, source_config, write_json) -> None:
