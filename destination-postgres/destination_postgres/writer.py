@@ -36,7 +36,7 @@ from destination_postgres.framing import (
 
 BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
 # With a second connection two batches are in flight at once: smaller ones keep the same bound.
-PARALLEL_BATCH_BYTES = 10 << 20
+PARALLEL_BATCH_BYTES = 8 << 20
 
 
 class InputError(PgbyteError):
