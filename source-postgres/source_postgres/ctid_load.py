@@ -24,7 +24,7 @@ from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.discovery import Column, Table
-from source_postgres.record_sql import record_query
+from source_postgres.record_sql import stream_records
 from source_postgres.state import ctid_state
 
 SIZE_QUERY = """
@@ -75,14 +75,10 @@ def ctid_load(
         )
         if bound is not None:
             where = sql.SQL("{} AND ({})").format(where, bound)
-        query = record_query(
-            schema=table.schema, table=table.name, columns=columns, stream=stream.name,
-            namespace=stream.namespace, emitted_at=emitted_at, where=where,
+        count = yield from stream_records(
+            conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
+            where=where,
         )  # fmt: skip
-        count = 0
-        for blob in copy_out(conn, query):
-            count += blob.count(b"\n")
-            yield blob
         total += count
         block = upper
         if resize is not None:  # rows per chunk adapted to the time it took, as blocks

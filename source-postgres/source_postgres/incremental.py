@@ -33,7 +33,7 @@ from psycopg import sql
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.ctid_load import ctid_load, filenode
 from source_postgres.discovery import Column, Table, default_cursor
-from source_postgres.record_sql import record_query
+from source_postgres.record_sql import stream_records
 from source_postgres.state import CtidState, CursorState, XminState, cursor_state, describe
 
 CHUNK_ROWS_ENV = "PGBYTE_CURSOR_CHUNK_ROWS"
@@ -253,20 +253,10 @@ def read_by_cursor(
         if upper is None:
             break
         upper_literal = sql.Literal(upper)
-        query = record_query(
-            schema=table.schema,
-            table=table.name,
-            columns=columns,
-            stream=stream.name,
-            namespace=stream.namespace,
-            emitted_at=emitted_at,
-            where=sql.SQL("{} AND {} <= {}").format(lower, c, upper_literal),
-            order_by=c,
-        )
-        count = 0
-        for blob in copy_out(conn, query):
-            count += blob.count(b"\n")
-            yield blob
+        count = yield from stream_records(
+            conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
+            where=sql.SQL("{} AND {} <= {}").format(lower, c, upper_literal), order_by=c,
+        )  # fmt: skip
         count_at_upper = _scalar(
             conn,
             sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(relation, c, upper_literal),

@@ -14,12 +14,14 @@ nulled and the record gets `meta.changes` naming them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
 
 import orjson
 from psycopg import sql
 
-from source_postgres.discovery import Column
+from source_postgres.catalog import ConfiguredStream
+from source_postgres.discovery import Column, Table
 from source_postgres.type_mapping import (
     fast_json_expr,
     finite_condition,
@@ -134,3 +136,30 @@ def unescape_copy_text(data: bytes) -> bytes:
     if b"\xc2" in data:
         data = data.replace(b"\xc2\x85", b"\\u0085")
     return data
+
+
+CopyOut = Callable[[Any, sql.Composable], Iterator[bytes]]
+
+
+def stream_records(
+    conn: Any,
+    copy_out: CopyOut,
+    *,
+    table: Table,
+    columns: Sequence[Column],
+    stream: ConfiguredStream,
+    emitted_at: int,
+    where: sql.Composable | None = None,
+    order_by: sql.Composable | None = None,
+) -> Generator[bytes, None, int]:
+    """Yield the RECORD lines of one query over the stream's table, as COPY hands them over
+    (`copy_out`: reader.copy_out); returns how many records they held."""
+    query = record_query(
+        schema=table.schema, table=table.name, columns=columns, stream=stream.name,
+        namespace=stream.namespace, emitted_at=emitted_at, where=where, order_by=order_by,
+    )  # fmt: skip
+    count = 0
+    for blob in copy_out(conn, query):
+        count += blob.count(b"\n")
+        yield blob
+    return count

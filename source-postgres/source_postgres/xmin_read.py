@@ -40,7 +40,7 @@ from source_postgres.catalog import ConfiguredStream
 from source_postgres.ctid_load import ctid_load, filenode
 from source_postgres.discovery import XMIN_KINDS, Column, Table
 from source_postgres.incremental import chunk_rows, next_chunk_rows
-from source_postgres.record_sql import record_query
+from source_postgres.record_sql import stream_records
 from source_postgres.state import (
     XID_MASK,
     CtidState,
@@ -201,14 +201,10 @@ def _read_where(
     Not chunked: rows have no order by xid to resume from, and one sequential scan is what a
     change lookup costs anyway (Airbyte also checkpoints xmin reads only at the end).
     """
-    query = record_query(
-        schema=table.schema, table=table.name, columns=columns, stream=stream.name,
-        namespace=stream.namespace, emitted_at=emitted_at, where=where,
+    count = yield from stream_records(
+        conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
+        where=where,
     )  # fmt: skip
-    count = 0
-    for blob in copy_out(conn, query):
-        count += blob.count(b"\n")
-        yield blob
     lines.writer.stream_state(stream.name, stream.namespace, final, record_count=count)
     yield lines.take()
     return count
