@@ -1,8 +1,9 @@
 """append_dedup: the typed table holds one row per primary key, merged per batch in SQL.
 
-The raw table keeps every record (loader.finish_batch inserts the batch as for append). The
-batch's typed rows are then built by the same normalize() as append, into a per-stream typed
-stage (a temporary table shaped like the normalized one), and merged with one statement:
+The raw table keeps every record: loader.finish_batch inserts the batch as for append, then
+runs merge() as its typed step. The batch's typed rows are built by the same normalize() as
+append, into a per-stream typed stage (a temporary table shaped like the normalized one), and
+merged with one statement:
 
 1. the winner per key inside the batch: DISTINCT ON (key) ordered by the cursor (NULLs
    oldest), then `_airbyte_emitted_at`, then input order — so on a full tie the last record

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -134,11 +135,14 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     conn.execute(sql.SQL("TRUNCATE {}").format(LINE_STAGE))
 
 
+TypedStep = Callable[[psycopg.Connection[Any], StreamTarget, sql.Composable], None]
+
+
 def finish_batch(
-    conn: psycopg.Connection[Any], target: StreamTarget, *, order: list[int] | None = None
+    conn: psycopg.Connection[Any], target: StreamTarget, typed: TypedStep | None = None
 ) -> None:
-    """append: move the staged rows into the raw table and normalize them (same transaction);
-    append_dedup: merge them into the typed table instead (dedup.py; `order`: see there)."""
+    """append/append_dedup: move the staged rows into the raw table, then run the typed step
+    over them (same transaction): `normalize` by default, dedup.merge for append_dedup."""
     if target.overwrite:
         return
     conn.execute(
@@ -147,12 +151,7 @@ def finish_batch(
             "SELECT _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at FROM {}"
         ).format(ddl.ident(*target.load_raw), DATA_STAGE)
     )
-    if target.dedup:
-        from destination_postgres import dedup  # imported here: dedup builds on normalize()
-
-        dedup.merge(conn, target, DATA_STAGE, order=order)
-    else:
-        normalize(conn, target, DATA_STAGE)
+    (typed or normalize)(conn, target, DATA_STAGE)
     conn.execute(sql.SQL("TRUNCATE {}").format(DATA_STAGE))
 
 

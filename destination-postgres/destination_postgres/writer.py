@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -416,10 +417,11 @@ class Writer:
     def _load(self, job: _Batch, conn: psycopg.Connection[Any]) -> None:
         """Background: load one batch (COPY, then for append the raw and typed INSERTs)."""
         try:
-            # append_dedup breaks full ties by input order: where the stage differs from it.
-            order = None
+            typed = None  # append: loader.normalize
             if job.target.dedup:
+                # Full ties are broken by input order: where the stage differs from it.
                 order = dedup.stage_order(job.fast_linenos, job.slow_linenos)
+                typed = partial(dedup.merge, order=order)
             if job.fast_rows:
                 try:
                     loader.copy_fast(conn, job)
@@ -438,7 +440,7 @@ class Writer:
                         f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
                         "last echoed STATE was committed and no overwrite was swapped."
                     ) from None
-            loader.finish_batch(conn, job.target, order=order)
+            loader.finish_batch(conn, job.target, typed)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
 
