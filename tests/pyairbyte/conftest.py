@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pyairbyte_helpers import PYAIRBYTE_PYTHON, PyAirbyteDriver
+from pyairbyte_helpers import PYAIRBYTE_PYTHON, PyAirbyteDriver, local_connector
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,9 @@ def pyairbyte(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyAirbyteDri
 def cache_dir(tmp_path: Path) -> str:
     """A DuckDB cache directory of the test's own (laid out as PyAirbyte's default cache)."""
     return str(tmp_path / "cache")
+
+
+@pytest.fixture
+def source(source_config: dict) -> dict[str, Any]:
+    """Our source as PyAirbyte gets it: local_executable=.venv/bin/source-postgres."""
+    return local_connector("source-postgres", source_config)

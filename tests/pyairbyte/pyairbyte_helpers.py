@@ -120,6 +120,12 @@ def failure(result: dict[str, Any]) -> str:
     return "\n".join(f"--- {k}:\n{str(result.get(k, ''))[-4000:]}" for k in keys)
 
 
+def ok(result: dict[str, Any]) -> dict[str, Any]:
+    """The result of a PyAirbyte call that must have succeeded."""
+    assert result["ok"], failure(result)
+    return result
+
+
 def tutorial_table(conn: psycopg.Connection) -> None:
     """The tutorial's table: full_refresh_demo(id integer PRIMARY KEY, name varchar(200))."""
     conn.execute("CREATE TABLE full_refresh_demo(id integer PRIMARY KEY, name VARCHAR(200))")

@@ -19,24 +19,15 @@ from pyairbyte_helpers import (
     failure,
     keyless_table,
     local_connector,
+    ok,
     tutorial_table,
 )
-
-
-@pytest.fixture
-def source(source_config: dict) -> dict[str, Any]:
-    return local_connector("source-postgres", source_config)
 
 
 @pytest.fixture
 def destination(dest_config: dict) -> dict[str, Any]:
     """Our destination as PyAirbyte gets it: local_executable=.venv/bin/destination-postgres."""
     return local_connector("destination-postgres", dest_config)
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert result["ok"], failure(result)
-    return result
 
 
 def rows(conn: psycopg.Connection, table: str, columns: str) -> list[tuple[Any, ...]]:

@@ -16,8 +16,8 @@ import pytest
 from pyairbyte_helpers import (
     REPO_ROOT,
     PyAirbyteDriver,
-    failure,
     image_connector,
+    ok,
     tutorial_table,
 )
 
@@ -52,11 +52,6 @@ def source(images: None, source_config: dict, source_conn: psycopg.Connection) -
 @pytest.fixture
 def destination(images: None, dest_config: dict) -> dict[str, Any]:
     return image_connector("destination-postgres", DEST_IMAGE, dest_config)
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert result["ok"], failure(result)
-    return result
 
 
 def test_docker_check(pyairbyte: PyAirbyteDriver, source: dict) -> None:

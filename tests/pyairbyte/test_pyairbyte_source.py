@@ -19,17 +19,12 @@ from pyairbyte_helpers import (
     failure,
     keyless_table,
     local_connector,
+    ok,
     tutorial_table,
 )
 
 DATA = Path(__file__).resolve().parent / "data"
 INTERNAL = ("_airbyte_raw_id", "_airbyte_extracted_at", "_airbyte_meta")
-
-
-@pytest.fixture
-def source(source_config: dict) -> dict[str, Any]:
-    """Our source as PyAirbyte gets it: local_executable=.venv/bin/source-postgres."""
-    return local_connector("source-postgres", source_config)
 
 
 @pytest.fixture
@@ -45,11 +40,6 @@ def events(source_conn: psycopg.Connection) -> None:
 @pytest.fixture
 def varied(source_conn: psycopg.Connection) -> None:
     source_conn.execute((DATA / "varied_types.sql").read_text(encoding="utf-8"))
-
-
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    assert result["ok"], failure(result)
-    return result
 
 
 def user_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
