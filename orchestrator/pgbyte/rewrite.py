@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from pgbyte.catalog import Route, StreamMap
+from pgbyte.state import stream_entries
 
 REC = b'{"type":"RECORD","record":{'
 NL_REC = b"\n" + REC
@@ -229,15 +230,8 @@ def _set_descriptor(descriptor: dict[str, Any], name: str, namespace: str | None
 
 
 def state_descriptors(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stream descriptors inside a STATE message's `state` (STREAM and GLOBAL)."""
-    kind = state.get("type")
-    if kind == "STREAM":
-        descriptor = (state.get("stream") or {}).get("stream_descriptor")
-        return [descriptor] if isinstance(descriptor, dict) else []
-    if kind == "GLOBAL":
-        return [
-            s["stream_descriptor"]
-            for s in (state.get("global") or {}).get("stream_states") or []
-            if isinstance(s, dict) and isinstance(s.get("stream_descriptor"), dict)
-        ]
-    return []
+    """The stream descriptors inside a STATE message's `state` (STREAM and GLOBAL; a legacy
+    state carries stream names only in its data, which are not renamed)."""
+    if state.get("type") not in ("STREAM", "GLOBAL"):
+        return []
+    return [descriptor for descriptor, _ in stream_entries(state)]

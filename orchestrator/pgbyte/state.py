@@ -149,7 +149,7 @@ class StateStore:
         """(name, namespace) of every stream the saved state covers, in file order."""
         keys: list[tuple[str | None, str | None]] = []
         for state in self.states():
-            for descriptor, _ in _stream_entries(state):
+            for descriptor, _ in stream_entries(state):
                 keys.append((descriptor.get("name"), descriptor.get("namespace")))
         return keys
 
@@ -163,7 +163,7 @@ class StateStore:
         with self._lock:
             kept: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
             for key, state in self._states.items():
-                entries = _stream_entries(state)
+                entries = stream_entries(state)
                 drop = [
                     d for d, _ in entries if (d.get("name"), d.get("namespace")) in streams
                 ]  # fmt: skip
@@ -195,7 +195,7 @@ class StateStore:
             return True
 
 
-def _stream_entries(state: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+def stream_entries(state: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
     """(descriptor, entry) per stream inside one saved state, whatever its type.
 
     Legacy entries (Airbyte source-postgres's `{"streams": [{"stream_name": …}]}`) get a
