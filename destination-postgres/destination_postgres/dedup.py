@@ -15,10 +15,16 @@ merged with one statement:
 
 Both 2 and 3 go through the unique index on the key columns, so a merge costs what the batch
 holds, not what the table holds. Keys compare as typed values (1 and 1.0 are one integer key).
+
 A record whose key is NULL — absent, JSON null, or a value its column type cannot take — has
 no row to merge into: it stays in the raw table only and is counted in the end-of-write LOG.
 A hard delete leaves no tombstone: an older record of a deleted key arriving in a later sync
 inserts it again (soft delete keeps the row, so it can compare).
+
+A first load into an empty table (no hard deletes) skips the stage, the sort and ON CONFLICT:
+each batch's typed rows go straight into the table with a plain INSERT, and the unique index
+still refuses a key seen twice; that batch is then rolled back to its savepoint and merged, and
+so is every later one.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class DedupPlan:
     index: str  # the unique index on the key columns (ours or one found)
     deleted: str | None  # _ab_cdc_deleted_at's column when hard deletes apply
     update: tuple[str, ...]  # every non-key column of the normalized table (row replaced)
+    fresh: bool = False  # the table was empty and no key has repeated yet: plain INSERTs
 
 
 def index_name(target: StreamTarget) -> str:
@@ -77,11 +84,18 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> No
     ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid)
     existing = ddl.existing_columns(conn, target.schema, target.norm_table) or {}
     deleted = next((c.name for c in target.columns if c.key == CDC_DELETED_AT), None)
+    deleted = None if target.soft_delete else deleted
+    row = conn.execute(
+        sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(
+            ddl.ident(target.schema, str(target.norm_table))
+        )
+    ).fetchone()
     target.dedup_plan = DedupPlan(
         stage=stage,
         index=index,
-        deleted=None if target.soft_delete else deleted,
+        deleted=deleted,
         update=tuple(n for n in existing if n not in target.key_names),
+        fresh=bool(row and row[0]) and deleted is None,
     )
 
 
@@ -96,6 +110,8 @@ def merge(
     transaction). `order`: the input line of each staged row in stage order, when that order
     is not the input order (see stage_order)."""
     plan: DedupPlan = target.dedup_plan
+    if plan.fresh and _insert_fresh(conn, target, plan, source):
+        return
     stage = sql.Identifier("pg_temp", plan.stage)
     kinds = [c.kind for c in target.columns]
     # normalize() writes into whatever load_norm names: a view of the target on the stage. It
@@ -114,6 +130,34 @@ def merge(
     target.skipped_keys += int(row[0]) if row else 0
     conn.execute(merge_statement(target, plan, order))
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+
+
+def _insert_fresh(
+    conn: psycopg.Connection[Any], target: StreamTarget, plan: DedupPlan, source: sql.Composable
+) -> bool:
+    """First load into an empty table: the batch's typed rows with a key, INSERTed as append
+    would. False (nothing changed, plan.fresh off) when a key repeats: the caller merges."""
+    columns, uncastable = list(target.columns), dict(target.uncastable)
+    conn.execute("SAVEPOINT pgbyte_fresh")
+    try:
+        inserted = loader.normalize(conn, target, source, required=tuple(target.key_names))
+    except psycopg.errors.UniqueViolation:
+        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_fresh")
+        conn.execute("RELEASE SAVEPOINT pgbyte_fresh")
+        # The rollback undid any widening and counting of this attempt: so does the plan.
+        target.columns[:] = columns
+        target.uncastable.clear()
+        target.uncastable.update(uncastable)
+        target.dedup_plan = replace(plan, fresh=False)
+        return False
+    conn.execute("RELEASE SAVEPOINT pgbyte_fresh")
+    stage_view = replace(target, schema="pg_temp", norm_table=plan.stage, mode="append")
+    for before, col in zip(columns, target.columns, strict=True):
+        if col.kind != before.kind:  # widened on the table: the stage follows, for later merges
+            ddl.widen_to_numeric(conn, stage_view, col)
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source)).fetchone()
+    target.skipped_keys += (int(row[0]) if row else 0) - inserted
+    return True
 
 
 def stage_order(fast_linenos: list[int], slow_linenos: list[int]) -> list[int] | None:

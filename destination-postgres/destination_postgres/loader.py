@@ -155,17 +155,27 @@ def finish_batch(
     conn.execute(sql.SQL("TRUNCATE {}").format(DATA_STAGE))
 
 
-def normalize(conn: psycopg.Connection[Any], target: StreamTarget, source: sql.Composable) -> None:
-    """INSERT the typed rows of every row of `source` (a raw-layout table)."""
+def normalize(
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    source: sql.Composable,
+    *,
+    required: tuple[str, ...] = (),
+) -> int:
+    """INSERT the typed rows of every row of `source` (a raw-layout table); returns how many.
+    `required`: columns whose typed value must not be NULL (rows without one are left out)."""
     if target.load_norm is None:
-        return
+        return 0
     conn.execute("SAVEPOINT pgbyte_norm")
     try:
-        conn.execute(_norm_statement(target, source, safe=False))
+        inserted = conn.execute(
+            _norm_statement(target, source, safe=False, required=required)
+        ).rowcount
     except psycopg.DataError:  # a value that does not cast: redo with guards
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
-        _safe_normalize(conn, target, source)
+        inserted = _safe_normalize(conn, target, source, required)
     conn.execute("RELEASE SAVEPOINT pgbyte_norm")
+    return inserted
 
 
 def normalize_split(
@@ -230,6 +240,7 @@ def _norm_statement(
     *,
     safe: bool,
     where: sql.Composable | None = None,
+    required: tuple[str, ...] = (),
 ) -> sql.Composed:
     names = [sql.Identifier(c.name) for c in target.columns]
     names += [sql.Identifier(n) for n in ("_airbyte_ab_id", "_airbyte_emitted_at",
@@ -239,6 +250,12 @@ def _norm_statement(
         exprs = [c.safe_expr(_DATA) for c in target.columns]
     else:
         exprs, source_sql = _fast_exprs(target, source)
+    conditions = [where] if where is not None else []
+    conditions += [
+        sql.SQL("({}) IS NOT NULL").format(expr)
+        for c, expr in zip(target.columns, exprs, strict=True)
+        if c.name in required
+    ]
     # The hashid: a 64-bit hash of the record's data, computed on the binary jsonb (md5 of its
     # text form costs a jsonb→text conversion per row, a large share of the whole load).
     exprs.append(
@@ -252,7 +269,9 @@ def _norm_statement(
         sql.SQL(", ").join(names),
         sql.SQL(", ").join(exprs),
         source_sql,
-        sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL(""),
+        sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions))
+        if conditions
+        else sql.SQL(""),
     )
 
 
@@ -284,8 +303,14 @@ def _fast_exprs(
     )
 
 
-def _safe_normalize(conn: psycopg.Connection[Any], target: StreamTarget, source: sql.Composable):
-    """Count the values that do not cast, widen overflowing integer columns, load with guards."""
+def _safe_normalize(
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    source: sql.Composable,
+    required: tuple[str, ...] = (),
+) -> int:
+    """Count the values that do not cast, widen overflowing integer columns, load with guards;
+    returns the rows inserted."""
     typed = [c for c in target.columns if c.kind not in ("text", "jsonb")]
     if typed:
         checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(_DATA)) for c in typed]
@@ -305,11 +330,11 @@ def _safe_normalize(conn: psycopg.Connection[Any], target: StreamTarget, source:
                     ddl.widen_to_numeric(conn, target, col)
                     index = target.columns.index(col)
                     target.columns[index] = type(col)(key=col.key, name=col.name, kind="numeric")
-            return _safe_normalize(conn, target, source)
+            return _safe_normalize(conn, target, source, required)
         for col, n in zip(typed, failed, strict=True):
             if n:
                 target.uncastable[col.name] = target.uncastable.get(col.name, 0) + int(n)
-    conn.execute(_norm_statement(target, source, safe=True))
+    return conn.execute(_norm_statement(target, source, safe=True, required=required)).rowcount
 
 
 def _lineno(exc: psycopg.Error, linenos: list[int]) -> int | None:

@@ -294,6 +294,85 @@ def test_later_batch_wins_a_full_tie(run_write, dest_conn) -> None:
     assert typed(dest_conn, "s", "name") == [("batch 2",)]
 
 
+# -- first load into an empty table: plain INSERTs until a key repeats ------------------------
+
+
+def test_first_load_key_repeated_in_a_later_batch_merges(run_write, dest_conn) -> None:
+    """A first load takes plain INSERTs; a key already loaded by an earlier batch of the same
+    write makes that batch (and the later ones) merge: newest cursor wins, older ones stay."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    records = [
+        [({"id": 1, "name": "a1", "seq": 1}, EM), ({"id": 2, "name": "b1", "seq": 5}, EM)],
+        [({"id": 2, "name": "b0", "seq": 4}, EM), ({"id": 3, "name": "c1", "seq": 1}, EM)],
+        [({"id": 1, "name": "a2", "seq": 2}, EM), ({"id": 4, "name": "d1", "seq": 1}, EM)],
+    ]
+    stdin = [rec("s", d, em, compact=True) for batch in records for d, em in batch]
+    for n in (6, 4, 2):
+        stdin.insert(n, state("s", n))
+    result = run_write(catalog, lines(*stdin))
+    assert result.returncode == 0, result.messages
+    expected = latest([r for batch in records for r in batch], ["id"], "seq")
+    assert typed(dest_conn, "s", "id, name, seq") == [
+        (k[0], d["name"], d["seq"]) for k, d in sorted(expected.items())
+    ]
+    assert [d["name"] for _, d in sorted(expected.items())] == ["a2", "b1", "c1", "d1"]
+    assert count(dest_conn, "_airbyte_raw_s") == 6
+    assert len(result.of_type("STATE")) == 3
+
+
+def test_first_load_widening_then_repeated_key(run_write, dest_conn) -> None:
+    """A first-load batch widens an integer column; a later batch repeats a key, so it merges
+    through the stage, which must have been widened too."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    big = str(10**30).encode()
+    first = rec("s", {"id": 1, "name": "a", "seq": 0}, compact=True).replace(
+        b'"seq":0', b'"seq":' + big
+    )
+    second = rec("s", {"id": 1, "name": "b", "seq": 0}, compact=True).replace(
+        b'"seq":0', b'"seq":1' + big
+    )
+    result = run_write(catalog, lines(first, state("s", 1), second, state("s", 2)))
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name, seq::text") == [(1, "b", "1" + big.decode())]
+    assert dest_conn.execute(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 's' AND column_name = 'seq'"
+    ).fetchone() == ("numeric",)
+
+
+def test_first_load_counts_survive_a_rolled_back_attempt(run_write, dest_conn) -> None:
+    """A batch whose plain INSERT is rolled back (a repeated key) and merged instead counts its
+    uncastable values and NULL keys once, not twice."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    result = run_write(
+        catalog,
+        lines(
+            rec("s", {"id": 1, "name": "a", "seq": 1}),
+            rec("s", {"name": "no id", "seq": 1}),
+            state("s", 1),
+            rec("s", {"id": 1, "name": "b", "seq": "not a number"}),
+            rec("s", {"id": None, "name": "null id"}),
+            rec("s", {"id": 2, "name": "c", "seq": "nan?"}),
+            state("s", 2),
+        ),
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name, seq") == [(1, "a", 1), (2, "c", None)]
+    warn = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any("2 value(s) could not be cast" in w and "[seq: 2]" in w for w in warn), warn
+    assert any("2 record(s) with a NULL or uncastable primary key" in w for w in warn), warn
+
+
+def test_first_load_into_a_table_with_rows_merges(run_write, dest_conn) -> None:
+    """Plain INSERTs are for an empty table only: a table holding rows is merged into."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    run_write(catalog, lines(rec("s", {"id": 1, "name": "old", "seq": 9}), state("s", 1)))
+    result = run_write(catalog, lines(rec("s", {"id": 1, "name": "older", "seq": 1}),
+                                      rec("s", {"id": 2, "name": "new", "seq": 1})))  # fmt: skip
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name") == [(1, "old"), (2, "new")]
+
+
 def test_composite_primary_key(run_write, dest_conn) -> None:
     """A two-column key: one row per (a, b) pair, the latest of each."""
     props = {"a": {"type": "integer"}, "b": {"type": "string"}, "v": {"type": "integer"}}
