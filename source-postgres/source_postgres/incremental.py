@@ -188,11 +188,11 @@ def read_by_cursor(
                 f"Stream {label}: {at_last - saved.cursor_record_count} row(s) "
                 f"joined the saved cursor value {last!r}; re-reading that value's rows.",
             )
-    indexed = table.kind in ("r", "m", "p") and _scalar(
-        conn, INDEXED_QUERY, {"oid": table.oid, "column": column.name}
-    )
-    if last is None and table.ctid_chunkable and not indexed:
-        # First load of an unindexed cursor: ctid chunks up to the maximum as of now.
+    if last is None and table.ctid_chunkable:
+        # First load: ctid chunks up to the cursor's maximum as of now, indexed or not (as
+        # Airbyte's source does). A sequential read of block ranges; reading the whole table
+        # in index order would visit a random heap page per row, and an unindexed cursor
+        # would sort the rest of the table for every chunk.
         top = conn.execute(
             sql.SQL(
                 "SELECT m::text, (SELECT count(*) FROM {rel} r WHERE {c} = m) FROM "
@@ -201,7 +201,11 @@ def read_by_cursor(
         ).fetchone()
         if top is not None:
             resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
-    elif last is None and table.kind in ("r", "m", "p") and not indexed:
+    elif (
+        last is None
+        and table.kind in ("r", "m", "p")
+        and not _scalar(conn, INDEXED_QUERY, {"oid": table.oid, "column": column.name})
+    ):
         out.log(
             "WARN",
             f"Stream {label}: no index starts with cursor column "

@@ -3,9 +3,10 @@ and insert → sync → update + insert → sync, each checked against an SQL or
 
 The source table has an indexed bigint cursor (`updated_at`, drawn from a sequence, so every
 change moves a row past the saved cursor); PGBYTE_CURSOR_CHUNK_ROWS makes the source checkpoint
-every CHUNK rows. Interruptions: the source killed, the destination killed, SIGINT to pgbyte,
-or pgbyte itself killed (-9), each when a given share of the rows has been forwarded. Then a
-plain re-run must leave:
+every CHUNK rows, both in a first load (ctid chunks) and in the cursor reads after it.
+Interruptions: the source killed, the destination killed, SIGINT to pgbyte, or pgbyte itself
+killed (-9), each when a given share of the rows has been forwarded. Then a plain re-run must
+leave:
 - append: every source row at least once in the raw and the typed table;
 - append_dedup: the typed table equal to the source table, row for row.
 """
@@ -206,8 +207,13 @@ def test_rerun_resumes_from_the_committed_state(
     chunked, running_syncs,
 ) -> None:  # fmt: skip
     """A re-run after a late interruption reads only the rows after the saved cursor."""
-    make_items(source_conn)
+    # A first load reads ctid chunks: one row loaded first, so the rows added next are read
+    # by cursor, the read this test interrupts.
+    make_items(source_conn, rows=1)
     conn = items_connection(tmp_path, source_config, dest_config, "append")
+    first, _ = sync_json(conn, pg_server.password)
+    assert first.returncode == 0, first.stderr[-3000:]
+    insert_items(source_conn, 2, ROWS)
     state_file = tmp_path / ".pgbyte" / "state" / "conn.json"
     run = RunningSync(conn, pg_server.password)
     running_syncs.append(run)

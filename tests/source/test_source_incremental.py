@@ -65,6 +65,16 @@ def logs(run: Run, level: str) -> list[str]:
     return [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == level]
 
 
+def below_all(table: str, cursor: str, value: str = "-1") -> list[dict]:
+    """A saved cursor_based state below every row: the read goes by cursor chunks at once (a
+    first load, with no state, reads ctid chunks)."""
+    return [{"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": table, "namespace": "public"},
+        "stream_state": {"version": 2, "state_type": "cursor_based", "stream_name": table,
+                         "stream_namespace": "public", "cursor_field": [cursor],
+                         "cursor": value, "cursor_record_count": 0}}}]  # fmt: skip
+
+
 def test_second_read_gets_exactly_changed_and_new_rows(source_conn, read_inc) -> None:
     """insert → read → update some + insert more → read with the final state: just those rows."""
     source_conn.execute(
@@ -92,7 +102,7 @@ def test_state_has_airbyte_cursor_shape_and_record_counts(source_conn, read_inc)
         "CREATE TABLE s (id int, c int); CREATE INDEX ON s (c);"
         " INSERT INTO s SELECT g, g % 7 FROM generate_series(1, 70) g"
     )
-    run = read_inc("s", "c", ["id", "c"], chunk=10)
+    run = read_inc("s", "c", ["id", "c"], state=below_all("s", "c"), chunk=10)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     got = states(run)
     assert len(got) > 1
@@ -115,7 +125,7 @@ def test_ties_across_chunk_boundary_none_lost_none_repeated(source_conn, read_in
         "INSERT INTO ties SELECT g, CASE WHEN g BETWEEN 5 AND 30 THEN 5 ELSE g END"
         " FROM generate_series(1, 40) g"
     )
-    first = read_inc("ties", "c", ["id", "c"], chunk=3)
+    first = read_inc("ties", "c", ["id", "c"], state=below_all("ties", "c"), chunk=3)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
     assert sorted(r["id"] for r in first.data("ties")) == list(range(1, 41))
     cursors = [s["stream"]["stream_state"]["cursor"] for s in states(first)]
@@ -130,7 +140,7 @@ def test_interrupted_read_resumes_from_a_mid_stream_state(source_conn, read_inc)
         "CREATE TABLE m (id int, c int); CREATE INDEX ON m (c);"
         " INSERT INTO m SELECT g, g / 4 FROM generate_series(1, 60) g"
     )
-    full = read_inc("m", "c", ["id", "c"], chunk=5)
+    full = read_inc("m", "c", ["id", "c"], state=below_all("m", "c"), chunk=5)
     middle = states(full)[2]
     emitted = int(sum(s["sourceStats"]["recordCount"] for s in states(full)[:3]))
     resumed = read_inc("m", "c", ["id", "c"], state=[middle], chunk=5)
@@ -257,9 +267,13 @@ UNINDEXED = (
 )
 
 
-def test_unindexed_first_load_reads_ctid_chunks_then_cursor(source_conn, read_inc) -> None:
-    """An unindexed cursor's first load checkpoints ctid ranges, ending on a cursor state."""
+@pytest.mark.parametrize("indexed", [False, True], ids=["unindexed", "indexed"])
+def test_first_load_reads_ctid_chunks_then_cursor(source_conn, read_inc, indexed) -> None:
+    """A first load checkpoints ctid ranges, ending on a cursor state: a sequential read,
+    whether or not an index could order the table by the cursor."""
     source_conn.execute(UNINDEXED)
+    if indexed:
+        source_conn.execute("CREATE INDEX ON big (c)")
     run = read_inc("big", "c", ["id", "c"], chunk=60)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     assert sorted(r["id"] for r in run.data("big")) == list(range(1, 601))
