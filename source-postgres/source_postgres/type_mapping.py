@@ -253,10 +253,40 @@ def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
         # renders each element's text output instead (and keeps NULLs and dimensions).
         return sql.SQL("{0}::text[]").format(ref)
     elem = scalar_expr(sql.Identifier("_pgbyte_e"), elem_kind)
-    return sql.SQL(
-        "CASE WHEN {0} IS NOT NULL THEN ARRAY(SELECT {1} FROM unnest({0}) WITH ORDINALITY "
-        "AS _pgbyte_u(_pgbyte_e, _pgbyte_i) ORDER BY _pgbyte_i) END"
+    flat = sql.SQL(
+        "ARRAY(SELECT {1} FROM unnest({0}) WITH ORDINALITY "
+        "AS _pgbyte_u(_pgbyte_e, _pgbyte_i) ORDER BY _pgbyte_i)"
     ).format(ref, elem)
+    nested = [
+        sql.SQL("WHEN array_ndims({}) = {} THEN {} ").format(
+            ref, sql.Literal(n), _nested(ref, elem_kind, n)
+        )
+        for n in range(2, NESTED_ARRAY_DIMS + 1)
+    ]
+    return sql.SQL("CASE WHEN {0} IS NULL THEN NULL {1}ELSE {2} END").format(
+        ref, sql.SQL("").join(nested), flat
+    )
+
+
+# Arrays of converted elements keep up to this many dimensions; deeper ones come out flat.
+NESTED_ARRAY_DIMS = 3
+
+
+_SUBSCRIPTS = sql.SQL("ARRAY(SELECT {0} FROM generate_subscripts({1}, {2}) AS {3} ORDER BY {3})")
+
+
+def _nested(ref: sql.Composable, elem_kind: str, ndims: int) -> sql.Composable:
+    """An `ndims`-dimensional array converted element by element, keeping its shape: one
+    ARRAY(SELECT ...) per dimension over its subscripts (whatever the lower bounds), as
+    ARRAY() of equal-length arrays builds the next dimension up."""
+    subs = [sql.Identifier(f"_pgbyte_d{k}") for k in range(1, ndims + 1)]
+    element = sql.SQL("({}){}").format(
+        ref, sql.SQL("").join(sql.SQL("[{}]").format(s) for s in subs)
+    )
+    expr = scalar_expr(element, elem_kind)
+    for k in range(ndims, 0, -1):
+        expr = _SUBSCRIPTS.format(expr, ref, sql.Literal(k), subs[k - 1])
+    return expr
 
 
 def is_passthrough(mapping: ColumnMapping) -> bool:
