@@ -43,13 +43,17 @@ from source_postgres.xmin_read import Snapshot, read_by_xmin, read_snapshot
 ROWS_PER_CHUNK = 4096
 _END_OF_COPY = (-1, b"")
 
-# Session settings that make value rendering independent of the server's defaults.
+# Session settings: value rendering independent of the server's defaults, and no JIT.
 SESSION_SETTINGS = (
     "SET TimeZone = 'UTC'",
     "SET DateStyle = 'ISO, YMD'",
     "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 3",
     "SET client_encoding = 'UTF8'",
+    # Reads are scans whose per-row work is output functions, which JIT does not compile; its
+    # compile time (up to a second per statement, and every ctid/cursor chunk is a statement)
+    # would be spent wherever nested array conversions inflate the planner's cost estimate.
+    "SET jit = off",
 )
 
 ESTIMATE_QUERY = """
