@@ -1,6 +1,6 @@
 """The column type a later sync gets when a stream's declared type changes (typemap.common_kind).
 
-End to end (real syncs across such changes): tests/orchestrator/test_roundtrip_types_e2e.py.
+End to end (real syncs across such changes): tests/orchestrator/test_roundtrip_shapes_e2e.py.
 """
 
 from __future__ import annotations
