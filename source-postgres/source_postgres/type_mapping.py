@@ -272,21 +272,23 @@ def value_expr(ref: sql.Composable, mapping: ColumnMapping) -> sql.Composable:
 NESTED_ARRAY_DIMS = 3
 
 
-_SUBSCRIPTS = sql.SQL("ARRAY(SELECT {0} FROM generate_subscripts({1}, {2}) AS {3} ORDER BY {3})")
-
-
 def _nested(ref: sql.Composable, elem_kind: str, ndims: int) -> sql.Composable:
-    """An `ndims`-dimensional array converted element by element, keeping its shape: one
-    ARRAY(SELECT ...) per dimension over its subscripts (whatever the lower bounds), as
-    ARRAY() of equal-length arrays builds the next dimension up."""
-    subs = [sql.Identifier(f"_pgbyte_d{k}") for k in range(1, ndims + 1)]
-    element = sql.SQL("({}){}").format(
-        ref, sql.SQL("").join(sql.SQL("[{}]").format(s) for s in subs)
-    )
-    expr = scalar_expr(element, elem_kind)
-    for k in range(ndims, 0, -1):
-        expr = _SUBSCRIPTS.format(expr, ref, sql.Literal(k), subs[k - 1])
-    return expr
+    """An `ndims`-dimensional array converted element by element, keeping its shape, in one
+    pass over its elements: unnest them (in storage order, numbered from 0), then group runs of
+    the last dimension's length into arrays, and those into arrays of the next length up, with
+    array_agg (which stacks equal-length arrays into one more dimension). Subscripting each
+    element instead would re-read the whole array per element."""
+    elem = scalar_expr(sql.Identifier("_pgbyte_e"), elem_kind)
+    query: sql.Composable = sql.SQL(
+        "SELECT _pgbyte_k - 1 AS _pgbyte_g, {} AS _pgbyte_a "
+        "FROM unnest({}) WITH ORDINALITY AS _pgbyte_x(_pgbyte_e, _pgbyte_k)"
+    ).format(elem, ref)
+    for dim in range(ndims, 1, -1):
+        query = sql.SQL(
+            "SELECT s._pgbyte_g / array_length({}, {}) AS _pgbyte_g, "
+            "array_agg(s._pgbyte_a ORDER BY s._pgbyte_g) AS _pgbyte_a FROM ({}) s GROUP BY 1"
+        ).format(ref, sql.Literal(dim), query)
+    return sql.SQL("(SELECT array_agg(s._pgbyte_a ORDER BY s._pgbyte_g) FROM ({}) s)").format(query)
 
 
 def is_passthrough(mapping: ColumnMapping) -> bool:

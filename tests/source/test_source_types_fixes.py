@@ -1,5 +1,6 @@
 """Regression tests for source defects the roundtrip module found: tables with INHERITS
-children read by ctid, inet host addresses, timetz offsets with seconds, composite arrays.
+children read by ctid, inet host addresses, timetz offsets with seconds, composite arrays,
+multi-dimensional arrays of converted elements.
 
 Each reads through the real console script (discover's mapping, then read).
 """
@@ -103,3 +104,33 @@ def test_composite_arrays_keep_every_field(source_conn, discover_and_read) -> No
         ["(2,c)"],
         ["(3,d)"],
     )
+
+
+def test_multidimensional_converted_arrays_keep_their_shape(source_conn, discover_and_read) -> None:
+    """2-D and 3-D arrays of converted elements (here timestamps) keep rows, columns and NULLs
+    in place, whatever the lower bounds; a 4-D one comes out flat."""
+    source_conn.execute("CREATE TABLE grids (id int, v timestamp[])")
+    source_conn.execute(
+        "INSERT INTO grids SELECT 1, array(SELECT array(SELECT CASE WHEN (i + j) % 5 = 0 THEN NULL "
+        "ELSE timestamp '2024-01-01' + (i * 100 + j) * interval '1 second' END "
+        "FROM generate_series(1, 40) j) FROM generate_series(1, 30) i)"
+    )
+    source_conn.execute(
+        "INSERT INTO grids VALUES (2, '[0:1][5:7][1:2]={{{2024-01-01,NULL},{2024-01-02,2024-01-03},"
+        "{NULL,NULL}},{{2024-01-04,2024-01-05},{2024-01-06,2024-01-07},{2024-01-08,NULL}}}'), "
+        "(3, '{{{{2024-01-01}},{{2024-01-02}}}}')"
+    )
+    _, run = discover_and_read("grids")
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = {r["id"]: r["v"] for r in run.data("grids")}
+
+    def ts(day: int | None = None, second: int = 0) -> str:
+        return f"2024-01-{day or 1:02d}T00:{second // 60:02d}:{second % 60:02d}.000000"
+
+    grid = [[None if (i + j) % 5 == 0 else ts(second=i * 100 + j) for j in range(1, 41)]
+            for i in range(1, 31)]  # fmt: skip
+    cube = [
+        [[ts(1), None], [ts(2), ts(3)], [None, None]],
+        [[ts(4), ts(5)], [ts(6), ts(7)], [ts(8), None]],
+    ]
+    assert got == {1: grid, 2: cube, 3: [ts(1), ts(2)]}
