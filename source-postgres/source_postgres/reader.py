@@ -50,11 +50,12 @@ SESSION_SETTINGS = (
     "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 3",
     "SET client_encoding = 'UTF8'",
-    # Reads are scans whose per-row work is output functions, which JIT does not compile; its
-    # compile time (up to a second per statement, and every ctid/cursor chunk is a statement)
-    # would be spent wherever nested array conversions inflate the planner's cost estimate.
-    "SET jit = off",
 )
+# Reads are scans whose per-row work is output functions, which JIT does not compile; its
+# compile time (up to a second per statement, and every ctid/cursor chunk is a statement) would
+# be spent wherever nested array conversions inflate the planner's cost estimate. (PostgreSQL
+# 11 introduced the setting.)
+JIT_OFF = "SET jit = off"
 
 ESTIMATE_QUERY = """
 SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::int8,
@@ -104,6 +105,8 @@ def read_messages(
         try:
             for statement in SESSION_SETTINGS:
                 conn.execute(statement)
+            if conn.info.server_version >= 110000:
+                conn.execute(JIT_OFF)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
             xmin = config.replication_method == "Xmin"
