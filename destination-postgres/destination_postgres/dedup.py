@@ -136,12 +136,15 @@ def _insert_fresh(
     conn: psycopg.Connection[Any], target: StreamTarget, plan: DedupPlan, source: sql.Composable
 ) -> bool:
     """First load into an empty table: the batch's typed rows with a key, INSERTed as append
-    would. False (nothing changed, plan.fresh off) when a key repeats: the caller merges."""
+    would. False (nothing changed, plan.fresh off) when a key repeats or a constraint refuses a
+    row: the caller merges."""
     columns, uncastable = list(target.columns), dict(target.uncastable)
     conn.execute("SAVEPOINT pgbyte_fresh")
     try:
         inserted = loader.normalize(conn, target, source, required=tuple(target.key_names))
-    except psycopg.errors.UniqueViolation:
+    except psycopg.IntegrityError:
+        # A repeated key, or a constraint of the user's refusing a row that a later record of
+        # its key would have replaced: merging decides.
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_fresh")
         conn.execute("RELEASE SAVEPOINT pgbyte_fresh")
         # The rollback undid any widening and counting of this attempt: so does the plan.

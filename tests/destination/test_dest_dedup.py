@@ -373,6 +373,25 @@ def test_first_load_into_a_table_with_rows_merges(run_write, dest_conn) -> None:
     assert typed(dest_conn, "s", "id, name") == [(1, "old"), (2, "new")]
 
 
+def test_first_load_constraint_on_a_replaced_row_merges(run_write, dest_conn) -> None:
+    """A user's CHECK refusing a record that a later record of its key replaces: the plain
+    INSERT fails, the merge (which never writes the replaced row) succeeds."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    run_write(catalog, lines(rec("s", {"id": 9, "name": "x", "seq": 1}), state("s", 1)))
+    dest_conn.execute("DELETE FROM s")
+    dest_conn.execute("ALTER TABLE s ADD CHECK (name <> 'bad')")
+    result = run_write(
+        catalog,
+        lines(
+            rec("s", {"id": 1, "name": "bad", "seq": 1}),
+            rec("s", {"id": 1, "name": "good", "seq": 2}),
+            state("s", 2),
+        ),
+    )
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "id, name, seq") == [(1, "good", 2)]
+
+
 def test_composite_primary_key(run_write, dest_conn) -> None:
     """A two-column key: one row per (a, b) pair, the latest of each."""
     props = {"a": {"type": "integer"}, "b": {"type": "string"}, "v": {"type": "integer"}}
