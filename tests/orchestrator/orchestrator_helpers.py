@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,19 @@ def write_connection(
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def throwaway_databases(pg_server: Any, *prefixes: str) -> Iterator[tuple[str, ...]]:
+    """Fresh databases named `<prefix>_<random>` on the test server, dropped afterwards."""
+    names = tuple(f"{prefix}_{uuid.uuid4().hex[:8]}" for prefix in prefixes)
+    for name in names:
+        pg_server.create_database(name)
+    try:
+        yield names
+    finally:
+        for name in names:
+            pg_server.drop_database(name)
 
 
 def pgbyte_env(password: str) -> dict[str, str]:

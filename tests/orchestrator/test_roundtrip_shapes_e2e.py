@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from orchestrator_helpers import FIXTURES, pgbyte, write_connection
+from orchestrator_helpers import FIXTURES, pgbyte, throwaway_databases, write_connection
 from psycopg import sql
 
 HERE = FIXTURES / "roundtrip"
@@ -30,10 +30,7 @@ HERE = FIXTURES / "roundtrip"
 
 def _sync_source(pg_server, workdir: Path, setup: str) -> tuple[subprocess.CompletedProcess, list]:
     """Sync a fresh source built by `setup` into a fresh destination: (the run, its tables)."""
-    src_db, dst_db = f"rt_src_{uuid.uuid4().hex[:8]}", f"rt_dst_{uuid.uuid4().hex[:8]}"
-    pg_server.create_database(src_db)
-    pg_server.create_database(dst_db)
-    try:
+    with throwaway_databases(pg_server, "rt_src", "rt_dst") as (src_db, dst_db):
         with psycopg.connect(pg_server.conninfo(src_db), autocommit=True) as src:
             src.execute(setup)
         conn_file = write_connection(
@@ -50,9 +47,6 @@ def _sync_source(pg_server, workdir: Path, setup: str) -> tuple[subprocess.Compl
                 "::text::int FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
             ).fetchall()
         return run, tables
-    finally:
-        pg_server.drop_database(src_db)
-        pg_server.drop_database(dst_db)
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +110,8 @@ DEDUP_TABLES = {
 @pytest.fixture(scope="module")
 def dedup(pg_server, tmp_path_factory):
     """Sync the awkward-key tables twice in append_dedup, the rows updated in between."""
-    src_db, dst_db = f"rt_src_{uuid.uuid4().hex[:8]}", f"rt_dst_{uuid.uuid4().hex[:8]}"
-    pg_server.create_database(src_db)
-    pg_server.create_database(dst_db)
     workdir = tmp_path_factory.mktemp("dedup")
-    try:
+    with throwaway_databases(pg_server, "rt_src", "rt_dst") as (src_db, dst_db):
         with psycopg.connect(pg_server.conninfo(src_db), autocommit=True) as src:
             src.execute((HERE / "dedup_keys.sql").read_text())
             conn_file = write_connection(
@@ -144,9 +135,6 @@ def dedup(pg_server, tmp_path_factory):
                 for table in [*DEDUP_TABLES, "pk_float"]
             }
         return runs, typed
-    finally:
-        pg_server.drop_database(src_db)
-        pg_server.drop_database(dst_db)
 
 
 def test_dedup_syncs_succeed(dedup) -> None:
@@ -172,11 +160,8 @@ def test_dedup_nan_key_stays_raw_only(dedup) -> None:
 @pytest.fixture(scope="module")
 def evolved(pg_server, tmp_path_factory):
     """Two append syncs of one table whose column types change in between."""
-    src_db, dst_db = f"rt_src_{uuid.uuid4().hex[:8]}", f"rt_dst_{uuid.uuid4().hex[:8]}"
-    pg_server.create_database(src_db)
-    pg_server.create_database(dst_db)
     workdir = tmp_path_factory.mktemp("evolve")
-    try:
+    with throwaway_databases(pg_server, "rt_src", "rt_dst") as (src_db, dst_db):
         with psycopg.connect(pg_server.conninfo(src_db), autocommit=True) as src:
             src.execute(
                 "CREATE TABLE t (id int PRIMARY KEY, n int, s int, d date);"
@@ -199,9 +184,6 @@ def evolved(pg_server, tmp_path_factory):
             dst.execute("SET TimeZone = 'UTC'")
             rows = dst.execute("SELECT id, n::text, s::text, d::text FROM t ORDER BY id").fetchall()
         return runs, dict((r[0], r[1:]) for r in rows)
-    finally:
-        pg_server.drop_database(src_db)
-        pg_server.drop_database(dst_db)
 
 
 def test_evolved_syncs_succeed(evolved) -> None:
@@ -337,12 +319,9 @@ CURSOR = 'Cur "sor"'
 def incremental(pg_server, tmp_path_factory):
     """Two incremental append syncs per cursor type (source with non-default TimeZone and
     DateStyle), rows added in between. Returns (runs, {name: sorted raw ids})."""
-    src_db, dst_db = f"rt_src_{uuid.uuid4().hex[:8]}", f"rt_dst_{uuid.uuid4().hex[:8]}"
-    pg_server.create_database(src_db)
-    pg_server.create_database(dst_db)
     workdir = tmp_path_factory.mktemp("incremental")
     column = sql.Identifier(CURSOR)
-    try:
+    with throwaway_databases(pg_server, "rt_src", "rt_dst") as (src_db, dst_db):
         with psycopg.connect(pg_server.conninfo(src_db), autocommit=True) as src:
             for setting in ("TimeZone = 'Asia/Kolkata'", "DateStyle = 'SQL, DMY'"):
                 src.execute(f"ALTER DATABASE {src_db} SET {setting}")
@@ -393,9 +372,6 @@ def incremental(pg_server, tmp_path_factory):
                 for name in CURSORS
             }
         return runs, ids
-    finally:
-        pg_server.drop_database(src_db)
-        pg_server.drop_database(dst_db)
 
 
 def test_incremental_syncs_succeed(incremental) -> None:
