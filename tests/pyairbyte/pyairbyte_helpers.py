@@ -126,6 +126,11 @@ def ok(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def id_names(result: dict[str, Any], stream: str) -> list[tuple[Any, Any]]:
+    """(id, name) of each row a read put in the cache for `stream`, in the driver's order."""
+    return [(row["id"], row["name"]) for row in result["rows"][stream]]
+
+
 def tutorial_table(conn: psycopg.Connection) -> None:
     """The tutorial's table: full_refresh_demo(id integer PRIMARY KEY, name varchar(200))."""
     conn.execute("CREATE TABLE full_refresh_demo(id integer PRIMARY KEY, name VARCHAR(200))")

@@ -30,6 +30,16 @@ def destination(dest_config: dict) -> dict[str, Any]:
     return local_connector("destination-postgres", dest_config)
 
 
+@pytest.fixture
+def tutorial_written(
+    pyairbyte: PyAirbyteDriver, source: dict, destination: dict, source_conn: psycopg.Connection
+) -> dict[str, Any]:
+    """The tutorial table written by PyAirbyte from our source into our destination (the
+    driver's result, checked ok)."""
+    tutorial_table(source_conn)
+    return ok(pyairbyte.call("write", source=source, destination=destination))
+
+
 def rows(conn: psycopg.Connection, table: str, columns: str) -> list[tuple[Any, ...]]:
     query = sql.SQL("SELECT {} FROM public.{} ORDER BY 1").format(
         sql.SQL(columns), sql.Identifier(table)
@@ -59,29 +69,13 @@ def test_destination_check_wrong_password(pyairbyte: PyAirbyteDriver, dest_confi
     assert "authentication failed" in reason and secret.lower() not in reason, failure(result)
 
 
-def test_write_tutorial_tables(
-    pyairbyte: PyAirbyteDriver,
-    source: dict,
-    destination: dict,
-    source_conn: psycopg.Connection,
-    dest_conn: psycopg.Connection,
-) -> None:
+def test_write_tutorial_tables(tutorial_written: dict, dest_conn: psycopg.Connection) -> None:
     """Writing the tutorial table creates exactly its raw and typed tables in the destination."""
-    tutorial_table(source_conn)
-    ok(pyairbyte.call("write", source=source, destination=destination))
     assert tables(dest_conn) == ["_airbyte_raw_full_refresh_demo", "full_refresh_demo"]
 
 
-def test_write_tutorial_raw_rows(
-    pyairbyte: PyAirbyteDriver,
-    source: dict,
-    destination: dict,
-    source_conn: psycopg.Connection,
-    dest_conn: psycopg.Connection,
-) -> None:
+def test_write_tutorial_raw_rows(tutorial_written: dict, dest_conn: psycopg.Connection) -> None:
     """The raw table holds one JSON document per source row, with an id and emitted_at."""
-    tutorial_table(source_conn)
-    ok(pyairbyte.call("write", source=source, destination=destination))
     raw = rows(
         dest_conn,
         "_airbyte_raw_full_refresh_demo",
@@ -94,17 +88,9 @@ def test_write_tutorial_raw_rows(
     ]
 
 
-def test_write_tutorial_typed_rows(
-    pyairbyte: PyAirbyteDriver,
-    source: dict,
-    destination: dict,
-    source_conn: psycopg.Connection,
-    dest_conn: psycopg.Connection,
-) -> None:
+def test_write_tutorial_typed_rows(tutorial_written: dict, dest_conn: psycopg.Connection) -> None:
     """The typed table holds the source rows in typed columns."""
-    tutorial_table(source_conn)
-    result = ok(pyairbyte.call("write", source=source, destination=destination))
-    assert result["processed_records"] == 2
+    assert tutorial_written["processed_records"] == 2
     assert rows(dest_conn, "full_refresh_demo", "id, name") == [(1, "Mary X"), (2, "John D")]
 
 

@@ -16,6 +16,7 @@ import pytest
 from pyairbyte_helpers import (
     REPO_ROOT,
     PyAirbyteDriver,
+    id_names,
     image_connector,
     ok,
     tutorial_table,
@@ -67,7 +68,7 @@ def test_docker_discover(pyairbyte: PyAirbyteDriver, source: dict) -> None:
 def test_docker_read_into_cache(pyairbyte: PyAirbyteDriver, source: dict, cache_dir: str) -> None:
     """source.read() with the source image caches the tutorial's two rows."""
     result = ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
-    rows = [(row["id"], row["name"]) for row in result["rows"]["full_refresh_demo"]]
+    rows = id_names(result, "full_refresh_demo")
     assert rows == [(1, "Mary X"), (2, "John D")]
 
 

@@ -17,6 +17,7 @@ from pyairbyte_helpers import (
     PyAirbyteDriver,
     events_table,
     failure,
+    id_names,
     keyless_table,
     local_connector,
     ok,
@@ -154,7 +155,7 @@ def test_incremental_update_merged_into_cache(
     ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
     source_conn.execute("UPDATE events SET name = 'a2', updated_at = '2024-02-01' WHERE id = 1")
     second = ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
-    names = [(row["id"], row["name"]) for row in second["rows"]["events"]]
+    names = id_names(second, "events")
     assert (second["processed_records"], names) == (1, [(1, "a2"), (2, "b"), (3, "c")])
 
 
@@ -170,7 +171,7 @@ def test_incremental_with_cursor_override(
     ok(pyairbyte.call("read", **request))
     source_conn.execute("INSERT INTO full_refresh_demo VALUES (3, 'Jane Y')")
     second = ok(pyairbyte.call("read", **request))
-    rows = [(row["id"], row["name"]) for row in second["rows"]["full_refresh_demo"]]
+    rows = id_names(second, "full_refresh_demo")
     assert (second["processed_records"], rows) == (
         1,
         [(1, "Mary X"), (2, "John D"), (3, "Jane Y")],
@@ -182,7 +183,7 @@ def test_full_refresh_read_of_tutorial_table(
 ) -> None:
     """read(force_full_refresh=True) of the tutorial table caches its two rows."""
     result = ok(pyairbyte.call("read", source=source, cache_dir=cache_dir, force_full_refresh=True))
-    rows = [(row["id"], row["name"]) for row in result["rows"]["full_refresh_demo"]]
+    rows = id_names(result, "full_refresh_demo")
     assert rows == [(1, "Mary X"), (2, "John D")]
 
 
@@ -192,7 +193,7 @@ def test_default_read_of_tutorial_table(
     """The README's first PyAirbyte call, source.read() into the default cache, reads the
     tutorial table (no updated-at column)."""
     result = ok(pyairbyte.call("read", source=source))
-    rows = [(row["id"], row["name"]) for row in result["rows"]["full_refresh_demo"]]
+    rows = id_names(result, "full_refresh_demo")
     assert rows == [(1, "Mary X"), (2, "John D")]
 
 
@@ -208,7 +209,7 @@ def test_default_incremental_read_of_tutorial_table(
     ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
     source_conn.execute("INSERT INTO full_refresh_demo VALUES (3, 'Jane Y')")
     second = ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
-    rows = [(row["id"], row["name"]) for row in second["rows"]["full_refresh_demo"]]
+    rows = id_names(second, "full_refresh_demo")
     assert (second["processed_records"], rows) == (
         1,
         [(1, "Mary X"), (2, "John D"), (3, "Jane Y")],
@@ -245,7 +246,7 @@ def test_view_read_twice_keeps_all_rows(
     ok(pyairbyte.call("read", **request))
     source_conn.execute("INSERT INTO full_refresh_demo VALUES (3, 'Jane Y')")
     second = ok(pyairbyte.call("read", **request))
-    rows = [(row["id"], row["name"]) for row in second["rows"]["demo_view"]]
+    rows = id_names(second, "demo_view")
     assert rows == [(1, "Mary X"), (2, "John D"), (3, "Jane Y")]
 
 
@@ -328,7 +329,7 @@ def test_xmin_replication_second_read_gets_only_changes(
     source_conn.execute("INSERT INTO full_refresh_demo VALUES (3, 'Jane Y')")
     source_conn.execute("UPDATE full_refresh_demo SET name = 'Mary Z' WHERE id = 1")
     second = ok(pyairbyte.call("read", **request))
-    rows = [(row["id"], row["name"]) for row in second["rows"]["full_refresh_demo"]]
+    rows = id_names(second, "full_refresh_demo")
     assert (second["processed_records"], rows) == (
         2,
         [(1, "Mary Z"), (2, "John D"), (3, "Jane Y")],
