@@ -22,6 +22,7 @@ import orjson
 import psycopg
 from pgbyte_common.errors import PgbyteError, SystemError_, TransientError, classify_error
 from pgbyte_common.messages import MessageWriter
+from psycopg import sql
 
 from destination_postgres import ddl, dedup, loader
 from destination_postgres.catalog import StreamTarget
@@ -38,6 +39,9 @@ from destination_postgres.framing import (
 BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
 # With a second connection two batches are in flight at once: smaller ones keep the same bound.
 PARALLEL_BATCH_BYTES = 8 << 20
+# A stage dropped by the first connection keeps its locks and its disk space until that
+# connection commits (at the next STATE); past this many, batches skip the stage until then.
+MAX_STAGES_PER_COMMIT = 32
 
 
 class InputError(PgbyteError):
@@ -58,6 +62,8 @@ class _Batch:
     slow_lines: list[bytes]
     slow_linenos: list[int]
     error: BaseException | None = None
+    # Staged on the second connection (loader.stage_fast): set once that connection is free.
+    parsed: threading.Event | None = None
 
     @property
     def overwrite(self) -> bool:
@@ -80,10 +86,13 @@ class Writer:
         connect: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.conn = conn
-        # overwrite batches only fill temporaries nobody sees before the swap, so they may be
-        # COPYed on a second connection while the first loads another batch (two cores).
-        self._connect = connect if any(t.overwrite for t in targets) else None
+        # A second connection shares the load (two cores): overwrite batches only fill
+        # temporaries nobody sees before the swap, so either connection COPYs them; other
+        # batches are parsed there into shared stages the first one moves into the tables.
+        self._connect = connect
         self.conn2: psycopg.Connection[Any] | None = None
+        self._stages: list[tuple[str, str]] = []  # shared stages not yet dropped by a commit
+        self._stage_seq = 0
         if batch_bytes is None:
             batch_bytes = PARALLEL_BATCH_BYTES if self._connect is not None else BATCH_BYTES
         self.targets = targets
@@ -120,6 +129,12 @@ class Writer:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         loader.setup_session(self.conn)
+        schemas = {t.raw_schema for t in self.targets if not t.overwrite}
+        if schemas:
+            orphans = loader.drop_orphan_stages(self.conn, schemas)
+            if orphans:
+                self.log("INFO", f"Dropped {len(orphans)} stage table(s) an interrupted write "
+                                 "left behind.")  # fmt: skip
         for t in self.targets:
             if t.typed_note:
                 self.log("WARN", f"Stream {t.label}: {t.typed_note}.")
@@ -172,7 +187,9 @@ class Writer:
             for t in self.targets:
                 if t.overwrite and not t.swapped:
                     ddl.drop_temporaries(self.conn, t)
+            loader.drop_stages(self.conn, self._stages)
             self.conn.commit()
+            self._stages = []
         except psycopg.Error:
             pass  # the connection is gone: the server rolled back; temporaries go next run
 
@@ -367,17 +384,14 @@ class Writer:
     def _flush_one(self, t: StreamTarget) -> None:
         """Hand the stream's buffered batch to a background thread and return at once, so the
         next batch is parsed while Postgres loads this one. An overwrite batch goes to whichever
-        of the two connections is free (two in flight); any other batch, and every other use of
-        the connection, waits for all of them first (`_wait`)."""
-        conn = self.conn
-        if t.overwrite and self._connect is not None:
-            if len(self._inflight) >= 2:
-                self._wait_one()
-            busy = [c for _, _, c in self._inflight]
-            if busy and busy[0] is self.conn:
-                conn = self._second()
-        else:
-            self._wait()
+        of the two connections is free (two in flight); a full batch of canonical rows of
+        another stream is staged on the second connection while the first moves the previous
+        one into the tables (_start_staged); any other batch, and every other use of the
+        connection, waits for all of them first (`_wait`)."""
+        staged = (
+            self._connect is not None and not t.overwrite and not t.slow_lines
+            and t.nbytes >= self.batch_bytes // 4 and len(self._stages) < MAX_STAGES_PER_COMMIT
+        )  # fmt: skip
         job = _Batch(
             target=t, count=len(t.fast_lines) + len(t.slow_lines),
             fast_rows=t.fast_rows, fast_lines=t.fast_lines, fast_linenos=t.fast_linenos,
@@ -386,9 +400,80 @@ class Writer:
         t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
         t.slow_lines, t.slow_linenos = [], []
         t.nbytes = 0
+        if staged:
+            self._start_staged(job)
+            return
+        conn = self.conn
+        if t.overwrite and self._connect is not None:
+            if any(j.parsed is not None for _, j, _ in self._inflight):
+                self._wait()
+            if len(self._inflight) >= 2:
+                self._wait_one()
+            busy = [c for _, _, c in self._inflight]
+            if busy and busy[0] is self.conn:
+                conn = self._second()
+        else:
+            self._wait()
         thread = threading.Thread(target=self._load, args=(job, conn), daemon=True)
         self._inflight.append((thread, job, conn))
         thread.start()
+
+    def _start_staged(self, job: _Batch) -> None:
+        """Batch k is COPYed into its own stage on the second connection while batch k-1 is
+        moved into the tables on the first; k's move waits for k-1's (input order)."""
+        if any(j.parsed is None for _, j, _ in self._inflight):
+            self._wait()
+        while len(self._inflight) >= 2:
+            self._wait_one()
+        prev = self._inflight[-1] if self._inflight else None
+        if prev is not None:
+            assert prev[1].parsed is not None
+            prev[1].parsed.wait()  # the second connection is free again
+        conn2 = self._second()
+        self._stage_seq += 1
+        name = loader.stage_name(self.conn.info.backend_pid, self._stage_seq)
+        self._stages.append((job.target.raw_schema, name))
+        job.parsed = threading.Event()
+        thread = threading.Thread(
+            target=self._load_staged, args=(job, conn2, name, prev), daemon=True
+        )
+        self._inflight.append((thread, job, self.conn))
+        thread.start()
+
+    def _load_staged(
+        self,
+        job: _Batch,
+        conn2: psycopg.Connection[Any],
+        name: str,
+        prev: tuple[threading.Thread, _Batch, psycopg.Connection[Any]] | None,
+    ) -> None:
+        """Background: stage the batch on the second connection, then (after the previous
+        batch) move it into the tables on the first. A stage COPY that Postgres refuses leaves
+        the batch to the first connection's usual way (which names a bad line)."""
+        assert job.parsed is not None
+        try:
+            stage: sql.Composable | None = loader.stage_fast(
+                conn2, job, job.target.raw_schema, name
+            )
+        except loader.FastPathRefused:
+            stage = None
+        except BaseException as exc:  # handed to the main thread by _wait
+            job.error = exc
+            return
+        finally:
+            job.parsed.set()
+        if prev is not None:
+            prev[0].join()
+            if prev[1].error is not None:  # the main thread raises that one; the write ends
+                job.error = RuntimeError("not loaded: an earlier batch failed")
+                return
+        if stage is None:
+            self._load(job, self.conn)
+            return
+        try:
+            loader.finish_batch(self.conn, job.target, self._typed_step(job), stage)
+        except BaseException as exc:  # handed to the main thread by _wait
+            job.error = exc
 
     def _second(self) -> psycopg.Connection[Any]:
         if self.conn2 is None:
@@ -417,11 +502,7 @@ class Writer:
     def _load(self, job: _Batch, conn: psycopg.Connection[Any]) -> None:
         """Background: load one batch (COPY, then for append the raw and typed INSERTs)."""
         try:
-            typed = None  # append: loader.normalize
-            if job.target.dedup:
-                # Full ties are broken by input order: where the stage differs from it.
-                order = dedup.stage_order(job.fast_linenos, job.slow_linenos)
-                typed = partial(dedup.merge, order=order)
+            typed = self._typed_step(job)
             if job.fast_rows:
                 try:
                     loader.copy_fast(conn, job)
@@ -443,6 +524,15 @@ class Writer:
             loader.finish_batch(conn, job.target, typed)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
+
+    @staticmethod
+    def _typed_step(job: _Batch) -> loader.TypedStep | None:
+        """None (append: loader.normalize) or append_dedup's merge."""
+        if not job.target.dedup:
+            return None
+        # Full ties are broken by input order: where the stage differs from it.
+        order = dedup.stage_order(job.fast_linenos, job.slow_linenos)
+        return partial(dedup.merge, order=order)
 
     def _validate(self, line: bytes, lineno: int, target: StreamTarget) -> None:
         """The slow path's checks for a line the fast path took (read-only: thread-safe)."""
@@ -474,7 +564,7 @@ class Writer:
         if self.conn2 is not None:
             # The second connection only sees committed rows: commit the first one's batches
             # too (the swap below stays one transaction; on_trace/finish commit here anyway).
-            self.conn.commit()
+            self._commit_all()
             loader.normalize_split(self.conn, self.conn2, t)
         else:
             loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
@@ -484,7 +574,13 @@ class Writer:
     def commit(self) -> None:
         self._flush()
         self._wait()
+        self._commit_all()
+
+    def _commit_all(self) -> None:
+        """Commit the first connection once no batch is in flight: everything received is in,
+        and the shared stages it dropped are gone."""
         self.conn.commit()
+        self._stages = []
         for t in self.targets:
             t.committed = t.received
 
@@ -529,9 +625,7 @@ class Writer:
         if target.status == "COMPLETE" and target.overwrite and not target.swapped:
             self._flush()
             self._complete(target)
-            self.conn.commit()
-            for t in self.targets:
-                t.committed = t.received
+            self._commit_all()
 
     def finish(self) -> int:
         """End of input: swap what is complete, keep what is not, report."""
@@ -560,9 +654,7 @@ class Writer:
         for t in self.targets:
             if t.overwrite and not t.swapped:
                 self._complete(t)
-        self.conn.commit()
-        for t in self.targets:
-            t.committed = t.received
+        self._commit_all()
         self.report()
         return 0
 

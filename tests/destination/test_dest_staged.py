@@ -1,0 +1,163 @@
+"""append/append_dedup batches staged on a second connection: same rows, states and failures.
+
+In-process on purpose (fine grain): a tiny batch size makes every full batch of canonical lines
+go through a shared stage on the second connection (loader.stage_fast) while the first moves
+the previous one into the tables. The invariants are read from a third connection.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import orjson
+from dest_helpers import catalog_for
+from destination_postgres.catalog import parse_catalog
+from destination_postgres.config import DestinationConfig
+from destination_postgres.loader import STAGE_COMMENT
+from destination_postgres.writer import MAX_STAGES_PER_COMMIT, Writer
+from pgbyte_common.messages import MessageWriter
+from psycopg import sql
+from test_dest_dedup import dedup_catalog, latest, rec, state
+
+PROPS = {"id": {"type": "integer"}, "name": {"type": "string"}, "seq": {"type": "integer"}}
+EM = 1732550000000
+
+
+class _StateProbe(io.BytesIO):
+    """Output stream that, as each STATE is written, counts the committed rows of both tables."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn, self.seen = conn, []
+
+    def write(self, data: Any) -> int:
+        for line in bytes(data).splitlines():
+            if line.strip() and orjson.loads(line).get("type") == "STATE":
+                raw = self.conn.execute("SELECT count(*) FROM _airbyte_raw_p").fetchone()[0]
+                typed = self.conn.execute("SELECT count(*) FROM p").fetchone()[0]
+                self.seen.append((raw, typed))
+        return super().write(data)
+
+
+def _writer(dest_config: dict[str, Any], catalog: dict[str, Any], out: Any) -> Writer:
+    config = DestinationConfig.from_dict(dest_config)
+    targets = parse_catalog(catalog, config)
+    return Writer(
+        config.settings.connect(), targets, MessageWriter(out), batch_bytes=4096,
+        connect=config.settings.connect,
+    )  # fmt: skip
+
+
+def _stages(conn: Any) -> list[str]:
+    rows = conn.execute(
+        "SELECT relname FROM pg_class WHERE relname LIKE '\\_pgbyte\\_stage\\_%' ORDER BY 1"
+    )
+    return [r[0] for r in rows]
+
+
+def test_append_states_follow_commits_of_staged_batches(dest_config, dest_conn) -> None:
+    """Each STATE is echoed once both tables hold every record before it (and nothing after
+    it); every record lands once; no stage is left."""
+    lines, n = [], 0
+    for r in range(6):
+        for _ in range(200):
+            n += 1
+            lines.append(rec("p", {"id": n, "name": f"row {n} " + "x" * 40}, compact=True))
+        lines.append(state("p", {"round": r}))
+    probe = _StateProbe(dest_conn)
+    writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), probe)
+    assert writer.run([lines]) == 0
+    assert writer._stage_seq >= 10  # most batches went through a stage
+    assert probe.seen == [(200 * (r + 1), 200 * (r + 1)) for r in range(6)]
+    ids = dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM p").fetchone()[0]
+    assert ids == list(range(1, 1201))
+    raw_ids = dest_conn.execute(
+        "SELECT array_agg((_airbyte_data->>'id')::int ORDER BY 1) FROM _airbyte_raw_p"
+    ).fetchone()[0]
+    assert sorted(raw_ids) == list(range(1, 1201))
+    assert _stages(dest_conn) == []
+
+
+def test_dedup_across_staged_batches_keeps_the_latest_per_key(dest_config, dest_conn) -> None:
+    """Keys repeated within and across staged batches, into an empty table then into a full
+    one: one row per key, the latest by cursor, then emitted_at, then input order."""
+    rng = random.Random(7)
+    catalog = dedup_catalog("p", PROPS, [["id"]], ["seq"])
+    sent: list[tuple[dict[str, Any], int]] = []
+    for round_ in range(2):
+        lines = []
+        for i in range(1500):
+            data = {"id": rng.randrange(300), "name": f"r{round_}-{i} " + "y" * 30,
+                    "seq": rng.randrange(4)}  # fmt: skip
+            em = EM + rng.randrange(2)
+            sent.append((data, em))
+            lines.append(rec("p", data, em, compact=True))
+        lines.append(state("p", round_))
+        writer = _writer(dest_config, catalog, io.BytesIO())
+        assert writer.run([lines]) == 0
+        assert writer._stage_seq >= 5
+        expected = latest(sent, ["id"], "seq")
+        rows = dest_conn.execute("SELECT id, name, seq FROM p").fetchall()
+        assert len(rows) == len(expected)
+        assert {(r[0],): {"id": r[0], "name": r[1], "seq": r[2]} for r in rows} == expected
+        raw = dest_conn.execute("SELECT count(*) FROM _airbyte_raw_p").fetchone()[0]
+        assert raw == len(sent)
+    assert _stages(dest_conn) == []
+
+
+def test_a_bad_line_after_staged_batches_keeps_the_last_state(dest_config, dest_conn) -> None:
+    """A canonical-looking line whose data is not JSON, in a staged batch after a STATE: the
+    write fails naming that line, the tables hold exactly what the STATE covered, and every
+    stage is gone."""
+    lines = [rec("p", {"id": i, "name": "z" * 50}, compact=True) for i in range(300)]
+    lines.append(state("p", 1))
+    lines += [rec("p", {"id": i, "name": "z" * 50}, compact=True) for i in range(300, 600)]
+    bad_at = len(lines) + 1
+    lines.append(b'{"type":"RECORD","record":{"stream":"p","data":{"id":1,"name":"x"x},'
+                 b'"emitted_at":1732550000000}}')  # fmt: skip
+    lines += [rec("p", {"id": i, "name": "z" * 50}, compact=True) for i in range(600, 900)]
+    out = io.BytesIO()
+    writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), out)
+    assert writer.run([lines]) == 1
+    assert writer._stage_seq >= 3
+    errors = [m for m in map(orjson.loads, out.getvalue().splitlines()) if m["type"] == "TRACE"]
+    assert f"Input line {bad_at} " in errors[-1]["trace"]["error"]["message"]
+    for table in ("p", "_airbyte_raw_p"):
+        assert dest_conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 300
+    assert _stages(dest_conn) == []
+
+
+def test_orphan_stages_of_a_killed_write_are_dropped(dest_config, dest_conn) -> None:
+    """A stage whose writer's backend is gone is dropped at the next write's start; a live
+    writer's stage and a user's table of a similar name are left alone."""
+    live = f"_pgbyte_stage_{dest_conn.info.backend_pid}_1"
+    for name in ("_pgbyte_stage_99999999_1", live):
+        dest_conn.execute(f"CREATE UNLOGGED TABLE {name} (a int)")
+        dest_conn.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(STAGE_COMMENT)
+            )
+        )
+    dest_conn.execute("CREATE UNLOGGED TABLE _pgbyte_stage_99999999_2 (a int)")  # no comment
+    out = io.BytesIO()
+    lines = [rec("p", {"id": 1, "name": "a"}, compact=True)]
+    assert _writer(dest_config, catalog_for([("p", PROPS)], "append"), out).run([lines]) == 0
+    assert _stages(dest_conn) == sorted([live, "_pgbyte_stage_99999999_2"])
+    assert b"Dropped 1 stage table(s)" in out.getvalue()
+
+
+def test_stages_per_commit_are_bounded(dest_config, dest_conn) -> None:
+    """Without a STATE nothing commits, so dropped stages keep their locks and disk space:
+    after MAX_STAGES_PER_COMMIT of them the batches load without a stage, and every record
+    still lands once."""
+    lines = [rec("p", {"id": i, "name": "w" * 60}, compact=True) for i in range(3000)]
+    writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), io.BytesIO())
+    # Blocks of 40 lines, as stdin would bring them (one block of canonical lines is one batch).
+    assert writer.run([lines[i : i + 40] for i in range(0, len(lines), 40)]) == 0
+    assert writer._stage_seq == MAX_STAGES_PER_COMMIT
+    ids = dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM p").fetchone()[0]
+    assert ids == list(range(3000))
+    assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_p").fetchone()[0] == 3000
+    assert _stages(dest_conn) == []
