@@ -41,7 +41,7 @@ BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the in
 PARALLEL_BATCH_BYTES = 8 << 20
 # A stage dropped by the first connection keeps its locks and its disk space until that
 # connection commits (at the next STATE); past this many, batches skip the stage until then.
-MAX_STAGES_PER_COMMIT = 32
+MAX_STAGES_PER_COMMIT = 64
 
 
 class InputError(PgbyteError):
