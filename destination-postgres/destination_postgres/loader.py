@@ -10,10 +10,9 @@ looked canonical, invalid UTF-8, ...), the batch is redone line by line on the s
 names the offending input line.
 
 With a second connection, a full batch of canonical rows for append/append_dedup is COPYed
-there into a shared stage (an unlogged table of its own, committed at once: it is not user
-data) while the first connection moves the previous batch into the stream's tables; the first
-connection drops each stage in the transaction that used it, so the tables' contents still
-change only at its commits.
+there into a shared stage (stages.py) while the first connection moves the previous batch from
+its stage into the stream's tables (finish_batch), so the tables still change only at the first
+connection's commits.
 
 Typed rows come from one INSERT ... SELECT with plain casts; a data exception redoes it with
 guarded casts (that value → NULL, counted) after widening integer columns that overflow bigint.
@@ -35,8 +34,6 @@ from destination_postgres.framing import BINARY_HEADER, BINARY_TRAILER
 
 LINE_STAGE = sql.Identifier("pg_temp", "_pgbyte_lines")
 DATA_STAGE = sql.Identifier("pg_temp", "_pgbyte_data")
-STAGE_PREFIX = "_pgbyte_stage_"
-STAGE_COMMENT = "pgbyte: one batch of a running write (dropped once loaded)"
 _COPY_LINE = re.compile(r"line (\d+)")
 _CHUNK = 1 << 22
 
@@ -97,7 +94,7 @@ def _data_target(target: StreamTarget) -> sql.Composable:
     return ddl.ident(*target.load_raw) if target.overwrite else DATA_STAGE
 
 
-def _copy_fast_rows(conn: psycopg.Connection[Any], batch: Any, into: sql.Composable) -> None:
+def copy_fast_rows(conn: psycopg.Connection[Any], batch: Any, into: sql.Composable) -> None:
     """`batch`: anything with the binary rows in `fast_rows` (the writer's batches)."""
     payload = BINARY_HEADER + b"".join(batch.fast_rows) + BINARY_TRAILER
     _copy(
@@ -119,63 +116,11 @@ def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     form after a version byte), so Postgres validates it as usual."""
     conn.execute("SAVEPOINT pgbyte_fast")
     try:
-        _copy_fast_rows(conn, target, _data_target(target))
+        copy_fast_rows(conn, target, _data_target(target))
     except (psycopg.DataError, psycopg.errors.BadCopyFileFormat) as exc:
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_fast")
         raise FastPathRefused(str(exc)) from None
     conn.execute("RELEASE SAVEPOINT pgbyte_fast")
-
-
-def stage_name(owner_pid: int, seq: int) -> str:
-    """A shared stage's name: the backend pid of the write's main connection, then a counter
-    (orphans of a killed write are told apart from a live write's by that pid)."""
-    return f"{STAGE_PREFIX}{owner_pid}_{seq}"
-
-
-def stage_fast(conn: psycopg.Connection[Any], batch: Any, schema: str, name: str) -> sql.Composed:
-    """On the second connection: a new unlogged stage `schema.name` holding the batch's
-    canonical rows, committed. Raises FastPathRefused with nothing left behind."""
-    stage = ddl.ident(schema, name)
-    try:
-        conn.execute(
-            sql.SQL(
-                "CREATE UNLOGGED TABLE {} (_airbyte_ab_id uuid, _airbyte_data jsonb, "
-                "_airbyte_emitted_at timestamp with time zone) WITH (autovacuum_enabled = off)"
-            ).format(stage)
-        )
-        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(stage, sql.Literal(STAGE_COMMENT)))
-        _copy_fast_rows(conn, batch, stage)
-    except (psycopg.DataError, psycopg.errors.BadCopyFileFormat) as exc:
-        conn.rollback()
-        raise FastPathRefused(str(exc)) from None
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-    return stage
-
-
-def drop_stages(conn: psycopg.Connection[Any], stages: list[tuple[str, str]]) -> None:
-    """DROP the given shared stages that exist (after a failed write; one transaction)."""
-    for schema, name in stages:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ddl.ident(schema, name)))
-
-
-def drop_orphan_stages(conn: psycopg.Connection[Any], schemas: set[str]) -> list[str]:
-    """DROP the shared stages a killed write left in these schemas (their owner's backend is
-    gone); returns their names. A live write's stages are kept."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = ANY(%s) AND c.relkind = 'r' AND c.relpersistence = 'u' "
-        "AND c.relname ~ %s AND obj_description(c.oid, 'pg_class') = %s "
-        "AND NOT EXISTS (SELECT FROM pg_stat_activity a "
-        "WHERE a.pid = substring(c.relname FROM %s)::int)",
-        (sorted(schemas), f"^{STAGE_PREFIX}[0-9]+_[0-9]+$", STAGE_COMMENT,
-         f"^{STAGE_PREFIX}([0-9]+)_"),
-    ).fetchall()  # fmt: skip
-    drop_stages(conn, rows)
-    return [name for _, name in rows]
 
 
 def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
@@ -214,7 +159,7 @@ def finish_batch(
 ) -> None:
     """append/append_dedup: move the staged rows into the raw table, then run the typed step
     over them (same transaction): `normalize` by default, dedup.merge for append_dedup. The
-    stage is emptied after, or dropped when it is a shared one (stage_fast)."""
+    temporary stage is emptied after; a shared one (stages.py) is dropped after the commit."""
     if target.overwrite:
         return
     conn.execute(
@@ -224,8 +169,8 @@ def finish_batch(
         ).format(ddl.ident(*target.load_raw), stage)
     )
     (typed or normalize)(conn, target, stage)
-    empty = "TRUNCATE {}" if stage is DATA_STAGE else "DROP TABLE {}"
-    conn.execute(sql.SQL(empty).format(stage))
+    if stage is DATA_STAGE:
+        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 
 def normalize(

@@ -24,7 +24,7 @@ from pgbyte_common.errors import PgbyteError, SystemError_, TransientError, clas
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
 
-from destination_postgres import ddl, dedup, loader
+from destination_postgres import ddl, dedup, loader, stages
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
@@ -39,8 +39,8 @@ from destination_postgres.framing import (
 BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
 # With a second connection two batches are in flight at once: smaller ones keep the same bound.
 PARALLEL_BATCH_BYTES = 8 << 20
-# A stage dropped by the first connection keeps its locks and its disk space until that
-# connection commits (at the next STATE); past this many, batches skip the stage until then.
+# A stage the first connection has read keeps a lock and its disk space until that connection
+# commits (at the next STATE); past this many, batches skip the stage until then.
 MAX_STAGES_PER_COMMIT = 64
 
 
@@ -62,8 +62,9 @@ class _Batch:
     slow_lines: list[bytes]
     slow_linenos: list[int]
     error: BaseException | None = None
-    # Staged on the second connection (loader.stage_fast): set once that connection is free.
+    # Staged on the second connection (stages.fill): set once that connection is free.
     parsed: threading.Event | None = None
+    refused: bool = False  # Postgres refused the batch's binary COPY there: go the slow way
 
     @property
     def overwrite(self) -> bool:
@@ -91,8 +92,10 @@ class Writer:
         # batches are parsed there into shared stages the first one moves into the tables.
         self._connect = connect
         self.conn2: psycopg.Connection[Any] | None = None
-        self._stages: list[tuple[str, str]] = []  # shared stages not yet dropped by a commit
+        self._stages: list[stages.Stage] = []  # shared stages made and not dropped yet
+        self._staged = 0  # batches staged since the last commit
         self._stage_seq = 0
+        self._token = stages.new_token()
         if batch_bytes is None:
             batch_bytes = PARALLEL_BATCH_BYTES if self._connect is not None else BATCH_BYTES
         self.targets = targets
@@ -129,9 +132,12 @@ class Writer:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         loader.setup_session(self.conn)
+        self.conn.commit()
+        if self._connect is not None:
+            stages.claim(self.conn, self._token)
         schemas = {t.raw_schema for t in self.targets if not t.overwrite}
         if schemas:
-            orphans = loader.drop_orphan_stages(self.conn, schemas)
+            orphans = stages.drop_orphans(self.conn, schemas, self._token)
             if orphans:
                 self.log("INFO", f"Dropped {len(orphans)} stage table(s) an interrupted write "
                                  "left behind.")  # fmt: skip
@@ -187,9 +193,8 @@ class Writer:
             for t in self.targets:
                 if t.overwrite and not t.swapped:
                     ddl.drop_temporaries(self.conn, t)
-            loader.drop_stages(self.conn, self._stages)
             self.conn.commit()
-            self._stages = []
+            self._stages, self._staged = stages.drop(self.conn, self._stages), 0
         except psycopg.Error:
             pass  # the connection is gone: the server rolled back; temporaries go next run
 
@@ -390,7 +395,7 @@ class Writer:
         connection, waits for all of them first (`_wait`)."""
         staged = (
             self._connect is not None and not t.overwrite and not t.slow_lines
-            and t.nbytes >= self.batch_bytes // 4 and len(self._stages) < MAX_STAGES_PER_COMMIT
+            and t.nbytes >= self.batch_bytes // 4 and self._staged < MAX_STAGES_PER_COMMIT
         )  # fmt: skip
         job = _Batch(
             target=t, count=len(t.fast_lines) + len(t.slow_lines),
@@ -400,8 +405,7 @@ class Writer:
         t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
         t.slow_lines, t.slow_linenos = [], []
         t.nbytes = 0
-        if staged:
-            self._start_staged(job)
+        if staged and self._start_staged(job):
             return
         conn = self.conn
         if t.overwrite and self._connect is not None:
@@ -411,16 +415,21 @@ class Writer:
                 self._wait_one()
             busy = [c for _, _, c in self._inflight]
             if busy and busy[0] is self.conn:
-                conn = self._second()
+                second = self._second()
+                if second is None:
+                    self._wait()
+                else:
+                    conn = second
         else:
             self._wait()
         thread = threading.Thread(target=self._load, args=(job, conn), daemon=True)
+        thread.start()  # before it is listed: abort() joins what is listed
         self._inflight.append((thread, job, conn))
-        thread.start()
 
-    def _start_staged(self, job: _Batch) -> None:
+    def _start_staged(self, job: _Batch) -> bool:
         """Batch k is COPYed into its own stage on the second connection while batch k-1 is
-        moved into the tables on the first; k's move waits for k-1's (input order)."""
+        moved into the tables on the first; k's move waits for k-1's (input order). False
+        (nothing started) when there is no second connection."""
         if any(j.parsed is None for _, j, _ in self._inflight):
             self._wait()
         while len(self._inflight) >= 2:
@@ -430,21 +439,25 @@ class Writer:
             assert prev[1].parsed is not None
             prev[1].parsed.wait()  # the second connection is free again
         conn2 = self._second()
+        if conn2 is None:
+            return False
         self._stage_seq += 1
-        name = loader.stage_name(self.conn.info.backend_pid, self._stage_seq)
-        self._stages.append((job.target.raw_schema, name))
+        stage = (job.target.raw_schema, stages.name(self._token, self._stage_seq))
+        self._stages.append(stage)
+        self._staged += 1
         job.parsed = threading.Event()
         thread = threading.Thread(
-            target=self._load_staged, args=(job, conn2, name, prev), daemon=True
+            target=self._load_staged, args=(job, conn2, stage, prev), daemon=True
         )
+        thread.start()  # before it is listed: abort() joins what is listed
         self._inflight.append((thread, job, self.conn))
-        thread.start()
+        return True
 
     def _load_staged(
         self,
         job: _Batch,
         conn2: psycopg.Connection[Any],
-        name: str,
+        stage_name: stages.Stage,
         prev: tuple[threading.Thread, _Batch, psycopg.Connection[Any]] | None,
     ) -> None:
         """Background: stage the batch on the second connection, then (after the previous
@@ -452,11 +465,9 @@ class Writer:
         the batch to the first connection's usual way (which names a bad line)."""
         assert job.parsed is not None
         try:
-            stage: sql.Composable | None = loader.stage_fast(
-                conn2, job, job.target.raw_schema, name
-            )
+            stage: sql.Composable | None = stages.fill(conn2, job, stage_name)
         except loader.FastPathRefused:
-            stage = None
+            stage, job.refused = None, True
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
             return
@@ -475,12 +486,23 @@ class Writer:
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
 
-    def _second(self) -> psycopg.Connection[Any]:
-        if self.conn2 is None:
-            assert self._connect is not None
-            self.conn2 = self._connect()
-            loader.setup_session(self.conn2)
-            self.conn2.commit()
+    def _second(self) -> psycopg.Connection[Any] | None:
+        """The second connection, opened on first use; None when the server refuses one (a
+        role's or the server's connection limit, a full pool): one connection does it all."""
+        if self.conn2 is None and self._connect is not None:
+            conn2 = None
+            try:
+                conn2 = self._connect()
+                loader.setup_session(conn2)
+                conn2.commit()
+                self.conn2 = conn2
+            except psycopg.OperationalError as exc:
+                if conn2 is not None:
+                    conn2.close()
+                self._connect = None
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                self.log("WARN", f"A second connection could not be opened ({reason}); "
+                                 "loading on one connection.")  # fmt: skip
         return self.conn2
 
     def _wait_one(self) -> None:
@@ -505,6 +527,8 @@ class Writer:
             typed = self._typed_step(job)
             if job.fast_rows:
                 try:
+                    if job.refused:  # already refused on the second connection
+                        raise loader.FastPathRefused
                     loader.copy_fast(conn, job)
                 except loader.FastPathRefused:
                     # Check each line (naming the first bad one) and load them the slow way.
@@ -580,9 +604,9 @@ class Writer:
         """Commit the first connection once no batch is in flight: everything received is in,
         and the shared stages it dropped are gone."""
         self.conn.commit()
-        self._stages = []
         for t in self.targets:
             t.committed = t.received
+        self._stages, self._staged = stages.drop(self.conn, self._stages), 0
 
     def on_state(self, msg: dict[str, Any]) -> None:
         self.commit()

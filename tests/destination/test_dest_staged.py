@@ -1,7 +1,7 @@
 """append/append_dedup batches staged on a second connection: same rows, states and failures.
 
 In-process on purpose (fine grain): a tiny batch size makes every full batch of canonical lines
-go through a shared stage on the second connection (loader.stage_fast) while the first moves
+go through a shared stage on the second connection (stages.fill) while the first moves
 the previous one into the tables. The invariants are read from a third connection.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 from dest_helpers import catalog_for
+from destination_postgres import stages
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
-from destination_postgres.loader import STAGE_COMMENT
 from destination_postgres.writer import MAX_STAGES_PER_COMMIT, Writer
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
@@ -130,22 +130,65 @@ def test_a_bad_line_after_staged_batches_keeps_the_last_state(dest_config, dest_
 
 
 def test_orphan_stages_of_a_killed_write_are_dropped(dest_config, dest_conn) -> None:
-    """A stage whose writer's backend is gone is dropped at the next write's start; a live
-    writer's stage and a user's table of a similar name are left alone."""
-    live = f"_pgbyte_stage_{dest_conn.info.backend_pid}_1"
-    for name in ("_pgbyte_stage_99999999_1", live):
+    """A stage whose write is gone (nobody holds its token's advisory lock) is dropped at the
+    next write's start; a live write's stage and a user's table of a similar name are left."""
+    dest_conn.execute("SELECT pg_advisory_lock(%s, 4242)", (stages.LOCK_CLASS,))  # "live"
+    for name in ("_pgbyte_stage_99999999_1", "_pgbyte_stage_4242_1"):
         dest_conn.execute(f"CREATE UNLOGGED TABLE {name} (a int)")
         dest_conn.execute(
             sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                sql.Identifier(name), sql.Literal(STAGE_COMMENT)
+                sql.Identifier(name), sql.Literal(stages.COMMENT)
             )
         )
     dest_conn.execute("CREATE UNLOGGED TABLE _pgbyte_stage_99999999_2 (a int)")  # no comment
     out = io.BytesIO()
     lines = [rec("p", {"id": 1, "name": "a"}, compact=True)]
     assert _writer(dest_config, catalog_for([("p", PROPS)], "append"), out).run([lines]) == 0
-    assert _stages(dest_conn) == sorted([live, "_pgbyte_stage_99999999_2"])
+    assert _stages(dest_conn) == ["_pgbyte_stage_4242_1", "_pgbyte_stage_99999999_2"]
     assert b"Dropped 1 stage table(s)" in out.getvalue()
+
+
+def test_a_locked_stage_is_dropped_later_not_waited_for(dest_config, dest_conn) -> None:
+    """Another session reading a stage (a pg_dump, a SELECT left open) does not stall the
+    write: the DROP gives up after a short wait, and a later one drops it."""
+    config = DestinationConfig.from_dict(dest_config)
+    dest_conn.execute("CREATE UNLOGGED TABLE public._pgbyte_stage_7_1 (a int)")
+    dest_conn.execute("CREATE UNLOGGED TABLE public._pgbyte_stage_7_2 (a int)")
+    with config.settings.connect() as reader, config.settings.connect() as writer:
+        reader.execute("SELECT * FROM public._pgbyte_stage_7_1")  # holds its lock: open txn
+        left = stages.drop(
+            writer, [("public", "_pgbyte_stage_7_1"), ("public", "_pgbyte_stage_7_2")]
+        )
+        assert left == [("public", "_pgbyte_stage_7_1")]
+        assert _stages(dest_conn) == ["_pgbyte_stage_7_1"]
+        reader.rollback()
+        assert stages.drop(writer, left) == []
+    assert _stages(dest_conn) == []
+
+
+def test_no_second_connection_loads_on_one(dest_config, dest_conn) -> None:
+    """When the server refuses a second connection (a role's connection limit), the write
+    says so in a WARN and loads everything on the first."""
+    import psycopg
+
+    config = DestinationConfig.from_dict(dest_config)
+    targets = parse_catalog(catalog_for([("p", PROPS)], "append"), config)
+
+    def refuse() -> Any:
+        raise psycopg.OperationalError('FATAL:  too many connections for role "loader"')
+
+    lines = [rec("p", {"id": i, "name": "v" * 60}, compact=True) for i in range(1000)]
+    out = io.BytesIO()
+    writer = Writer(config.settings.connect(), targets, MessageWriter(out), batch_bytes=4096,
+                    connect=refuse)  # fmt: skip
+    assert writer.run([lines[i : i + 40] for i in range(0, len(lines), 40)]) == 0
+    assert b"A second connection could not be opened" in out.getvalue()
+    assert b"too many connections" in out.getvalue()
+    assert dest_conn.execute("SELECT count(*), count(DISTINCT id) FROM p").fetchone() == (
+        1000,
+        1000,
+    )
+    assert _stages(dest_conn) == []
 
 
 def test_stages_per_commit_are_bounded(dest_config, dest_conn) -> None:
@@ -160,4 +203,28 @@ def test_stages_per_commit_are_bounded(dest_config, dest_conn) -> None:
     ids = dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM p").fetchone()[0]
     assert ids == list(range(6000))
     assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_p").fetchone()[0] == 6000
+    assert _stages(dest_conn) == []
+
+
+def test_a_running_write_keeps_its_stages_from_another_write(dest_config, dest_conn) -> None:
+    """Write A has started (its token claimed) and holds a stage; write B starting in the same
+    schema leaves it alone."""
+    a = _writer(dest_config, catalog_for([("p", PROPS)], "append"), io.BytesIO())
+    a.start()
+    name = stages.name(a._token, 1)
+    dest_conn.execute(f"CREATE UNLOGGED TABLE {name} (a int)")
+    dest_conn.execute(
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            sql.Identifier(name), sql.Literal(stages.COMMENT)
+        )
+    )
+    lines = [rec("p", {"id": 1, "name": "b"}, compact=True)]
+    assert (
+        _writer(dest_config, catalog_for([("p", PROPS)], "append"), io.BytesIO()).run([lines]) == 0
+    )
+    assert _stages(dest_conn) == [name]
+    a.conn.close()  # A is gone: the next write drops its stage
+    assert (
+        _writer(dest_config, catalog_for([("p", PROPS)], "append"), io.BytesIO()).run([lines]) == 0
+    )
     assert _stages(dest_conn) == []
