@@ -601,8 +601,8 @@ class Writer:
         self._commit_all()
 
     def _commit_all(self) -> None:
-        """Commit the first connection once no batch is in flight: everything received is in,
-        and the shared stages it dropped are gone."""
+        """Commit the first connection once no batch is in flight (everything received is
+        in), then drop the shared stages it read."""
         self.conn.commit()
         for t in self.targets:
             t.committed = t.received
