@@ -239,7 +239,7 @@ class Writer:
                     target.nbytes += size
                     self.buffered += size
                     if self.buffered >= self.batch_bytes:
-                        self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
+                        self._flush_full(target)
                     continue
             self._slow(line, nul)
 
@@ -306,7 +306,7 @@ class Writer:
         target.nbytes += size
         self.buffered += size
         if self.buffered >= self.batch_bytes:
-            self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
+            self._flush_full(target)
         return True
 
     def _slow(self, line: bytes, nul: int = 0) -> None:
@@ -339,7 +339,7 @@ class Writer:
             target.nbytes += size
             self.buffered += size
             if self.buffered >= self.batch_bytes:
-                self._flush(target if target.nbytes >= self.batch_bytes // 4 else None)
+                self._flush_full(target)
         elif kind == "STATE":
             self.on_state(msg)
         elif kind == "TRACE":
@@ -378,23 +378,30 @@ class Writer:
         )
 
     # -- batches and commits -----------------------------------------------------------------
-    def _flush(self, only: StreamTarget | None = None) -> None:
+    def _flush_full(self, target: StreamTarget) -> None:
+        """The buffers are full: flush `target` if it holds a good share of them, else all.
+        More input follows, so these batches may be staged (_flush_one)."""
+        self._flush(target if target.nbytes >= self.batch_bytes // 4 else None, more=True)
+
+    def _flush(self, only: StreamTarget | None = None, *, more: bool = False) -> None:
         for t in [only] if only is not None else self.targets:
             if t.fast_rows or t.slow_lines:
                 self.buffered -= t.nbytes
-                self._flush_one(t)
+                self._flush_one(t, stage=more)
         if only is None:
             self.buffered = 0
 
-    def _flush_one(self, t: StreamTarget) -> None:
+    def _flush_one(self, t: StreamTarget, *, stage: bool = False) -> None:
         """Hand the stream's buffered batch to a background thread and return at once, so the
         next batch is parsed while Postgres loads this one. An overwrite batch goes to whichever
         of the two connections is free (two in flight); a full batch of canonical rows of
         another stream is staged on the second connection while the first moves the previous
         one into the tables (_start_staged); any other batch, and every other use of the
-        connection, waits for all of them first (`_wait`)."""
+        connection, waits for all of them first (`_wait`). Only a batch flushed because the
+        buffers are full is staged: one flushed by a STATE or the end of input has nothing to
+        overlap with (and a small sync opens no second connection)."""
         staged = (
-            self._connect is not None and not t.overwrite and not t.slow_lines
+            stage and self._connect is not None and not t.overwrite and not t.slow_lines
             and t.nbytes >= self.batch_bytes // 4 and self._staged < MAX_STAGES_PER_COMMIT
         )  # fmt: skip
         job = _Batch(

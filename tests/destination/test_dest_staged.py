@@ -228,3 +228,23 @@ def test_a_running_write_keeps_its_stages_from_another_write(dest_config, dest_c
         _writer(dest_config, catalog_for([("p", PROPS)], "append"), io.BytesIO()).run([lines]) == 0
     )
     assert _stages(dest_conn) == []
+
+
+def test_a_small_write_opens_no_second_connection(dest_config, dest_conn) -> None:
+    """Batches flushed by a STATE or the end of input have nothing to overlap with: they load on
+    the first connection, and a write that never fills its buffers opens no second one."""
+    config = DestinationConfig.from_dict(dest_config)
+    targets = parse_catalog(catalog_for([("p", PROPS)], "append"), config)
+    opened: list[Any] = []
+
+    def connect() -> Any:
+        opened.append(config.settings.connect())
+        return opened[-1]
+
+    lines = [rec("p", {"id": i, "name": "s"}, compact=True) for i in range(30)]
+    lines.insert(15, state("p", 1))
+    writer = Writer(config.settings.connect(), targets, MessageWriter(io.BytesIO()),
+                    batch_bytes=4096, connect=connect)  # fmt: skip
+    assert writer.run([lines]) == 0
+    assert opened == [] and writer._stage_seq == 0
+    assert dest_conn.execute("SELECT count(*) FROM p").fetchone()[0] == 30
