@@ -198,9 +198,10 @@ def merge_statement(
     cols += [sql.Identifier(n) for n in (*_META, target.hashid)]
     keys = [sql.Identifier(k) for k in target.key_names]
     if order is None:
-        # Stage order is input order: the data stage is a temporary table emptied per batch and
-        # filled by appends, normalize() copies it with one INSERT ... SELECT over a seq scan,
-        # and scans of temporary tables are never synchronized (they start at block 0).
+        # Stage order is input order: the batch's stage (the temporary data stage, emptied per
+        # batch, or a new shared stage of its own) is filled by appends, normalize() copies it
+        # with one INSERT ... SELECT over a seq scan, and every scan starts at block 0 (temporary
+        # tables are never scanned in sync; loader.setup_session turns synchronize_seqscans off).
         source: sql.Composable = sql.SQL("{} t").format(stage)
         position: sql.Composable = sql.SQL("t.ctid")
     else:  # stage rows numbered in stage order, paired with their input line
