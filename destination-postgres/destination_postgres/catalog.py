@@ -40,12 +40,13 @@ class StreamTarget:
     skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
     typed_note: str | None = None  # why a stream has no typed table (logged at the start)
     # Runtime state of the current write.
-    fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data, ts, uuid
+    fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data (framing)
     fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
     fast_linenos: list[int] = field(default_factory=list)
     slow_lines: list[bytes] = field(default_factory=list)  # whole messages
     slow_linenos: list[int] = field(default_factory=list)
     nbytes: int = 0
+    row_bytes: int = 0  # the largest average input line of a batch so far (loader)
     since_state: int = 0
     committed: int = 0
     received: int = 0

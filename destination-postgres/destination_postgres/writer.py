@@ -28,12 +28,13 @@ from destination_postgres import ddl, dedup, loader, stages
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
+    binary_rows,
+    random_uuids,
     read_lines,
     row_head,
     slice_record,
     stdlib_loads,
-    timestamp_field,
-    uuid_block,
+    timestamp_usec,
 )
 
 BATCH_BYTES = 16 << 20  # per stream and in total: bounds memory whatever the input size
@@ -121,7 +122,7 @@ class Writer:
                 self.fast_keys.setdefault((key, None), t)
         self.fast_by_name = {n.encode(): t for n, t in self.by_name.items()}
         self._last_em = b""
-        self._last_ts = b""
+        self._last_usec = 0
         self._ids = b""
         self._id_pos = 0
         # Batches being loaded: (thread, batch, connection), oldest first; at most one per
@@ -220,17 +221,15 @@ class Writer:
                 if target is not None:
                     if em != self._last_em:
                         self._last_em = em
-                        self._last_ts = timestamp_field(int(em))
+                        self._last_usec = timestamp_usec(int(em))
                     p = self._id_pos
                     if p >= len(self._ids):
-                        self._ids, p = uuid_block(), 0
-                    self._id_pos = p + 20
-                    # One binary-COPY row: (jsonb data, timestamptz, uuid).
+                        self._ids, p = random_uuids(), 0
+                    self._id_pos = p + 16
+                    # One binary-COPY row (framing.BINARY_COLUMNS): its head, then the data.
                     rows = target.fast_rows
-                    rows.append(row_head(3, de - ds + 1, 1))
+                    rows.append(row_head(self._ids[p : p + 16], self._last_usec, de - ds))
                     rows.append(line[ds:de])
-                    rows.append(self._last_ts)
-                    rows.append(self._ids[p : p + 20])
                     target.fast_lines.append(line)
                     target.fast_linenos.append(self.lineno)
                     target.since_state += 1
@@ -244,18 +243,64 @@ class Writer:
             self._slow(line, nul)
 
     def _uniform_block(self, lines: list[bytes]) -> bool:
-        """The usual block: canonical RECORD lines of one stream, all with the first line's
-        envelope up to the variable part. A few counts over the whole block prove that; then
-        each line costs one find and a few slices, and the bookkeeping is done once per block.
-        False (nothing done) for any other block: the line-by-line loop takes it."""
+        """The usual block: canonical RECORD lines of one stream. When every line is the first
+        line's envelope around its data (same stream, same emitted_at), one split of the
+        joined block yields the data pieces and their COPY rows are built in bulk
+        (framing.binary_rows); when only the emitted_at varies, each line costs one find and a
+        few slices. Either way the bookkeeping is done once per block. False (nothing done) for
+        any other block: the line-by-line loop takes it."""
         first = lines[0]
         sliced = slice_record(first)
         if sliced is None:
             return False
-        name, ns, ds, _, _ = sliced
+        name, ns, ds, de, em = sliced
         target = self.fast_keys.get((name, ns))
         if target is None:
             return False
+        n = len(lines)
+        block = b"\n".join(lines)
+        if b"\\u0000" in block:
+            return False
+        head, tail = first[:ds], first[de:]
+        # A newline can only be a line break (JSON text has none inside): n-1 separators,
+        # each a whole envelope between two data objects, prove every line has this shape.
+        sep = tail + b"\n" + head
+        if block.count(sep + b"{") == n - 1 and lines[-1].endswith(tail):
+            datas = block.split(sep)  # cut the envelope off the first and last (no copy of all)
+            datas[0] = datas[0][ds:]
+            datas[-1] = datas[-1][: len(datas[-1]) - len(tail)]
+            if em != self._last_em:
+                self._last_em, self._last_usec = em, timestamp_usec(int(em))
+            target.fast_rows += binary_rows(datas, self._last_usec, self._take_uuids(n))
+        else:
+            rows = self._varying_timestamps(lines, block, ds)
+            if rows is None:
+                return False
+            target.fast_rows += rows
+        target.fast_lines += lines
+        target.fast_linenos += range(self.lineno + 1, self.lineno + n + 1)
+        self.lineno += n
+        target.since_state += n
+        size = len(block) + 1 - n  # the lines' bytes, as the line loop counts them
+        target.nbytes += size
+        self.buffered += size
+        if self.buffered >= self.batch_bytes:
+            self._flush_full(target)
+        return True
+
+    def _take_uuids(self, n: int) -> bytes:
+        """The next n random UUIDs (16 bytes each) of the buffer, refilled as needed."""
+        p = self._id_pos
+        if p + 16 * n > len(self._ids):
+            self._ids, p = random_uuids(max(n, 1 << 15)), 0
+        self._id_pos = p + 16 * n
+        return self._ids[p : p + 16 * n]
+
+    def _varying_timestamps(self, lines: list[bytes], block: bytes, ds: int) -> list[bytes] | None:
+        """COPY rows of a block (`lines` joined) of one stream's canonical lines whose
+        emitted_at varies; None when the lines are not all of that shape (a few counts over the
+        block prove it)."""
+        first = lines[0]
         # The prefix ends where lines start to differ: em_first (our source's order) after
         # `"emitted_at":` (then N,"data":{...}}}), else after `"data":` ({...},"emitted_at":N}}).
         k = first.find(b'"emitted_at":')
@@ -263,20 +308,18 @@ class Writer:
         plen = k + 13 if em_first else ds
         prefix = first[:plen]
         n = len(lines)
-        block = b"\n".join(lines)
         tail = b"}}}\n" if em_first else b"}}\n"
         if (
             block.count(b"\n" + prefix + (b"" if em_first else b"{")) != n - 1
             or block.count(tail) != n - 1
             or not first.endswith(tail[:-1])
             or not lines[-1].endswith(tail[:-1])
-            or b"\\u0000" in block
         ):
-            return False
+            return None
         rows: list[bytes] = []
         add = rows.extend
         ids, pos = self._ids, self._id_pos
-        last_em, last_ts = self._last_em, self._last_ts
+        last_em, usec = self._last_em, self._last_usec
         for line in lines:
             if em_first:
                 e = line.find(b',"data":{', plen)
@@ -288,26 +331,15 @@ class Writer:
                 ds = plen
             if em != last_em:  # a new timestamp: check it (an equal one was checked before)
                 if not em.isdigit() or de <= ds:
-                    return False
-                last_em, last_ts = em, timestamp_field(int(em))
+                    return None
+                last_em, usec = em, timestamp_usec(int(em))
             if pos >= len(ids):
-                ids, pos = uuid_block(), 0
-            # One binary-COPY row: (jsonb data, timestamptz, uuid).
-            add((row_head(3, de - ds + 1, 1), line[ds:de], last_ts, ids[pos : pos + 20]))
-            pos += 20
+                ids, pos = random_uuids(), 0
+            add((row_head(ids[pos : pos + 16], usec, de - ds), line[ds:de]))
+            pos += 16
         self._ids, self._id_pos = ids, pos
-        self._last_em, self._last_ts = last_em, last_ts
-        target.fast_rows += rows
-        target.fast_lines += lines
-        target.fast_linenos += range(self.lineno + 1, self.lineno + n + 1)
-        self.lineno += n
-        target.since_state += n
-        size = len(block) + 1 - n  # the lines' bytes, as the line loop counts them
-        target.nbytes += size
-        self.buffered += size
-        if self.buffered >= self.batch_bytes:
-            self._flush_full(target)
-        return True
+        self._last_em, self._last_usec = last_em, usec
+        return rows
 
     def _slow(self, line: bytes, nul: int = 0) -> None:
         """Any line: parsed by orjson (or the stdlib for what orjson refuses), then handled."""
@@ -409,6 +441,7 @@ class Writer:
             fast_rows=t.fast_rows, fast_lines=t.fast_lines, fast_linenos=t.fast_linenos,
             slow_lines=t.slow_lines, slow_linenos=t.slow_linenos,
         )  # fmt: skip
+        t.row_bytes = max(t.row_bytes, t.nbytes // max(job.count, 1))
         t.fast_rows, t.fast_lines, t.fast_linenos = [], [], []
         t.slow_lines, t.slow_linenos = [], []
         t.nbytes = 0

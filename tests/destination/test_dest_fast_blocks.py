@@ -12,10 +12,12 @@ import orjson
 import pytest
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
+from destination_postgres.framing import HEAD_SIZE, binary_rows, row_head, timestamp_usec
 from destination_postgres.writer import Writer
 from pgbyte_common.messages import MessageWriter
 
 PROPS = {"id": {"type": "integer"}, "s": {"type": "string"}}
+UUID_AT = 6  # where a row head holds its random UUID
 
 
 def _writer(line_by_line: bool) -> Writer:
@@ -57,19 +59,22 @@ def _em_first(
     )
 
 
-def _data_first(i: int) -> bytes:
+def _data_first(i: int, em: bytes | None = None) -> bytes:
     data = orjson.dumps({"id": i, "s": f"row {i}", "nested": {"emitted_at": 1}})
-    em = str(1732550000000 + i // 3).encode()
+    em = em if em is not None else str(1732550000000 + i // 3).encode()
     return (
         b'{"type":"RECORD","record":{"stream":"b","data":' + data + b',"emitted_at":' + (em + b"}}")
     )
 
 
 def _buffered(writer: Writer) -> list[tuple]:
-    """Everything a flush would load, per stream; the random UUID fields left out."""
+    """Everything a flush would load, per stream; the random UUIDs (in the heads) left out."""
     out = []
     for t in writer.targets:
-        rows = [piece for n, piece in enumerate(t.fast_rows) if n % 4 != 3]
+        rows = [
+            piece if n % 2 else piece[:UUID_AT] + piece[UUID_AT + 16 :]
+            for n, piece in enumerate(t.fast_rows)
+        ]
         out.append(
             (t.name, rows, t.fast_lines, t.fast_linenos, t.slow_lines, t.slow_linenos,
              t.since_state, t.nbytes, t.nul_stripped)
@@ -77,9 +82,19 @@ def _buffered(writer: Writer) -> list[tuple]:
     return [*out, (writer.lineno, writer.buffered)]
 
 
+ONE_EM = b"1732550000123"
 BLOCKS = {
     "emitted_at first, with namespace": [_em_first(i) for i in range(40)],
     "data first (the CDK's order)": [_data_first(i) for i in range(40)],
+    "one emitted_at, emitted_at first": [_em_first(i, em=ONE_EM) for i in range(40)],
+    "one emitted_at, data first": [_data_first(i, em=ONE_EM) for i in range(40)],
+    "one emitted_at, data that looks like an envelope": [
+        _em_first(0, em=ONE_EM)[:-3] + b',"data":{"data":{}},"emitted_at":1}}}',
+        _em_first(1, em=ONE_EM),
+        _data_first(2, em=ONE_EM).replace(b"}}", b'},"x":"}}"}}', 1),
+    ],
+    "one emitted_at, then another": [_em_first(i, em=ONE_EM) for i in range(5)]
+    + [_em_first(i, em=ONE_EM[:-1] + b"4") for i in range(5, 9)],
     "a line of another stream": [_em_first(i) for i in range(5)]
     + [_data_first(5)]
     + [_em_first(i) for i in range(6, 9)],
@@ -114,9 +129,38 @@ def test_uniform_block_takes_the_block_path() -> None:
     assert writer.targets[0].fast_rows[1] == orjson.dumps({"id": 0, "s": "row 0 \\ \u00e9"})
 
 
+def test_one_emitted_at_takes_the_bulk_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block whose lines share the envelope is cut by one split (binary_rows), in order."""
+    import destination_postgres.writer as writer_module
+
+    calls: list[int] = []
+
+    def counting(datas: list[bytes], usec: int, uuids: bytes) -> list[bytes]:
+        calls.append(len(datas))
+        return binary_rows(datas, usec, uuids)
+
+    monkeypatch.setattr(writer_module, "binary_rows", counting)
+    writer = _writer(False)
+    lines = [_em_first(i, em=ONE_EM) for i in range(10)]
+    assert writer._uniform_block(lines) is True
+    assert calls == [10]
+    data = [orjson.dumps({"id": i, "s": f"row {i} \\ \u00e9"}) for i in range(10)]
+    assert writer.targets[0].fast_rows[1::2] == data
+
+
 def test_emitted_at_in_seconds_is_read_as_seconds() -> None:
     """An emitted_at under 10^11 is seconds (PyAirbyte's replayed reads send those)."""
-    from destination_postgres.framing import timestamp_field
+    assert timestamp_usec(1_732_550_000) == timestamp_usec(1_732_550_000_000)
+    assert timestamp_usec(0) != timestamp_usec(1_000)
 
-    assert timestamp_field(1_732_550_000) == timestamp_field(1_732_550_000_000)
-    assert timestamp_field(0) != timestamp_field(1_000)
+
+def test_bulk_rows_equal_rows_built_one_by_one() -> None:
+    """binary_rows builds, for any data lengths, the heads row_head builds one at a time."""
+    datas = [b"{}", b'{"a":1}', b"{" + b"x" * 70000 + b"}", rb'{"b":"\u00e9"}']
+    uuids = os.urandom(16 * len(datas))
+    usec = timestamp_usec(1_732_550_000_123)
+    expected = []
+    for i, data in enumerate(datas):
+        expected += [row_head(uuids[16 * i : 16 * i + 16], usec, len(data)), data]
+    assert binary_rows(datas, usec, uuids) == expected
+    assert all(len(piece) == HEAD_SIZE for piece in expected[::2])

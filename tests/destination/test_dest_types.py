@@ -65,6 +65,33 @@ def test_values(run_write, dest_conn) -> None:
     assert row["ref_tstz"] == dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=utc)
 
 
+def test_wide_rows_get_the_same_typed_values(run_write, dest_conn) -> None:
+    """Rows over SMALL_ROW_BYTES (typed by one jsonb_to_record pass, not a lookup per column)
+    get the same typed values as small ones, uncastable values included."""
+    from destination_postgres.loader import SMALL_ROW_BYTES
+
+    catalog = json.loads(CATALOG.read_text())
+    (entry,) = catalog["streams"]
+    wide = json.loads(json.dumps(entry))
+    wide["stream"]["name"] = "all_types_wide"
+    catalog["streams"].append(wide)
+    bad = record("all_types", {"int_col": "x", "date_col": "2021-02-30", "num_col": "1e2"})
+    lines = [*RECORDS.read_bytes().splitlines(), bad]
+    pad = b'"data":{"pad":"' + b"p" * SMALL_ROW_BYTES + b'",'  # not in the schema: raw only
+    lines += [
+        line.replace(b'"all_types"', b'"all_types_wide"', 1).replace(b'"data":{', pad, 1)
+        for line in lines
+    ]
+    assert run_write(catalog, b"\n".join(lines) + b"\n").returncode == 0
+    columns = ", ".join(EXPECTED_TYPES)
+    order = "_airbyte_emitted_at, int_col, num_col"
+    small, wide_rows = (
+        dest_conn.execute(f"SELECT {columns} FROM {t} ORDER BY {order}").fetchall()
+        for t in ("all_types", "all_types_wide")
+    )
+    assert len(small) == 3 and small == wide_rows
+
+
 def test_raw_keeps_exact_json(run_write, dest_conn) -> None:
     """The raw table holds the record's data as sent (numbers not rounded through floats)."""
     assert run_write(CATALOG, RECORDS).returncode == 0
