@@ -306,7 +306,10 @@ def _fast_exprs(
     benchmark's 16 columns); but a jsonb over ~2 kB is stored compressed or out of line, and
     every lookup decompresses it again, where jsonb_to_record does it once. Both convert with
     the same input functions, and JSON null is SQL NULL for every type, jsonb included. Keys
-    jsonb_to_record cannot name keep their `->>` expression."""
+    jsonb_to_record cannot name keep their `->>` expression. One difference, accepted: with
+    `required` (dedup's first load), `->>` casts only the rows that pass the filter, while
+    jsonb_to_record casts every row first, so a keyless row's bad value sends a wide batch to
+    the guarded INSERT (which counts, and widens for, every row of the batch)."""
     if target.row_bytes <= SMALL_ROW_BYTES:
         return [c.fast_expr(_DATA) for c in target.columns], sql.SQL("{} s").format(source)
     defs: list[sql.Composable] = []

@@ -46,10 +46,13 @@ def _writer(line_by_line: bool) -> Writer:
 
 
 def _em_first(
-    i: int, em: bytes | None = None, stream: bytes = b'"a","namespace":"public"'
+    i: int,
+    em: bytes | None = None,
+    stream: bytes = b'"a","namespace":"public"',
+    data: bytes | None = None,
 ) -> bytes:
     em = em if em is not None else str(1732550000000 + i // 3).encode()
-    data = orjson.dumps({"id": i, "s": f"row {i} \\ \u00e9"})
+    data = data if data is not None else orjson.dumps({"id": i, "s": f"row {i} \\ \u00e9"})
     return (
         b'{"type":"RECORD","record":{"stream":'
         + stream
@@ -65,6 +68,13 @@ def _data_first(i: int, em: bytes | None = None) -> bytes:
     return (
         b'{"type":"RECORD","record":{"stream":"b","data":' + data + b',"emitted_at":' + (em + b"}}")
     )
+
+
+# Data whose bytes hold pieces of an envelope: nested "data"/"emitted_at" keys, braces in strings.
+LOOKALIKE = [
+    orjson.dumps({"id": i, "data": {"data": {}, "emitted_at": 1}, "t": "}}}", "u": '"data":{'})
+    for i in range(3)
+]
 
 
 def _buffered(writer: Writer) -> list[tuple]:
@@ -89,9 +99,11 @@ BLOCKS = {
     "one emitted_at, emitted_at first": [_em_first(i, em=ONE_EM) for i in range(40)],
     "one emitted_at, data first": [_data_first(i, em=ONE_EM) for i in range(40)],
     "one emitted_at, data that looks like an envelope": [
-        _em_first(0, em=ONE_EM)[:-3] + b',"data":{"data":{}},"emitted_at":1}}}',
-        _em_first(1, em=ONE_EM),
-        _data_first(2, em=ONE_EM).replace(b"}}", b'},"x":"}}"}}', 1),
+        _em_first(i, em=ONE_EM, data=data) for i, data in enumerate(LOOKALIKE)
+    ],
+    "data first, data that looks like an envelope": [
+        _data_first(0, em=ONE_EM),
+        _data_first(1, em=ONE_EM).replace(b'"nested"', b'"x":"}},\\"emitted_at\\":1}}","nested"'),
     ],
     "one emitted_at, then another": [_em_first(i, em=ONE_EM) for i in range(5)]
     + [_em_first(i, em=ONE_EM[:-1] + b"4") for i in range(5, 9)],
@@ -143,9 +155,26 @@ def test_one_emitted_at_takes_the_bulk_split(monkeypatch: pytest.MonkeyPatch) ->
     writer = _writer(False)
     lines = [_em_first(i, em=ONE_EM) for i in range(10)]
     assert writer._uniform_block(lines) is True
-    assert calls == [10]
     data = [orjson.dumps({"id": i, "s": f"row {i} \\ \u00e9"}) for i in range(10)]
-    assert writer.targets[0].fast_rows[1::2] == data
+    lookalike = [_em_first(i, em=ONE_EM, data=d) for i, d in enumerate(LOOKALIKE)]
+    assert writer._uniform_block(lookalike) is True
+    assert calls == [10, 3]
+    assert writer.targets[0].fast_rows[1::2] == data + LOOKALIKE
+
+
+def test_every_row_gets_its_own_uuid() -> None:
+    """Rows from the bulk split, the varying-timestamp loop and the line loop, across refills
+    of the UUID buffer, all get distinct version-4 UUIDs."""
+    writer = _writer(False)
+    for k in range(12):
+        writer.handle_lines([_em_first(4000 * k + i, em=ONE_EM) for i in range(4000)])
+        writer.handle_lines([_em_first(i) for i in range(500)])  # the timestamp varies
+        writer.handle_lines([_em_first(0), _data_first(1)])  # two streams: the line loop
+    rows = [piece for t in writer.targets for piece in t.fast_rows[0::2]]
+    uuids = {head[UUID_AT : UUID_AT + 16] for head in rows}
+    assert len(rows) == 12 * 4502 > 1 << 15  # more than one buffer of UUIDs
+    assert len(uuids) == len(rows)
+    assert all(u[6] >> 4 == 4 and u[8] >> 6 == 2 for u in uuids)
 
 
 def test_emitted_at_in_seconds_is_read_as_seconds() -> None:
