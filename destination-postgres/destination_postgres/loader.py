@@ -55,6 +55,10 @@ class FastPathRefused(Exception):
     """The fast COPY of a batch failed: the caller re-checks and reloads its lines slowly."""
 
 
+# What Postgres raises when it refuses a row of a fast COPY (bad JSON, bad bytes).
+REFUSED = (psycopg.DataError, psycopg.errors.BadCopyFileFormat)
+
+
 def setup_session(conn: psycopg.Connection[Any]) -> None:
     """Session settings and the temp objects every batch uses."""
     from destination_postgres.typemap import TRY_FUNCTIONS_SQL
@@ -115,7 +119,7 @@ def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     conn.execute("SAVEPOINT pgbyte_fast")
     try:
         copy_fast_rows(conn, target, _data_target(target))
-    except (psycopg.DataError, psycopg.errors.BadCopyFileFormat) as exc:
+    except REFUSED as exc:
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_fast")
         raise FastPathRefused(str(exc)) from None
     conn.execute("RELEASE SAVEPOINT pgbyte_fast")

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from destination_postgres import ddl
-from destination_postgres.loader import FastPathRefused, copy_fast_rows
+from destination_postgres.loader import DATA_STAGE, REFUSED, FastPathRefused, copy_fast_rows
 
 PREFIX = "_pgbyte_stage_"
 COMMENT = "pgbyte: one batch of a running write (dropped once loaded)"
@@ -52,15 +52,14 @@ def fill(conn: psycopg.Connection[Any], batch: Any, stage: Stage) -> sql.Compose
     committed. Raises FastPathRefused (nothing left behind) when Postgres refuses a row."""
     table = ddl.ident(*stage)
     try:
-        conn.execute(
-            sql.SQL(
-                "CREATE UNLOGGED TABLE {} (_airbyte_ab_id uuid, _airbyte_data jsonb, "
-                "_airbyte_emitted_at timestamp with time zone) WITH (autovacuum_enabled = off)"
-            ).format(table)
+        conn.execute(  # the columns of the session's data stage (loader.setup_session)
+            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {}) WITH (autovacuum_enabled = off)").format(
+                table, DATA_STAGE
+            )
         )
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(COMMENT)))
         copy_fast_rows(conn, batch, table)
-    except (psycopg.DataError, psycopg.errors.BadCopyFileFormat) as exc:
+    except REFUSED as exc:
         conn.rollback()
         raise FastPathRefused(str(exc)) from None
     except BaseException:

@@ -219,16 +219,9 @@ class Writer:
                     # Same rule as the slow path: a unique stream name wins over the namespace.
                     target = self.fast_by_name.get(name)
                 if target is not None:
-                    if em != self._last_em:
-                        self._last_em = em
-                        self._last_usec = timestamp_usec(int(em))
-                    p = self._id_pos
-                    if p >= len(self._ids):
-                        self._ids, p = random_uuids(), 0
-                    self._id_pos = p + 16
                     # One binary-COPY row (framing.BINARY_COLUMNS): its head, then the data.
                     rows = target.fast_rows
-                    rows.append(row_head(self._ids[p : p + 16], self._last_usec, de - ds))
+                    rows.append(row_head(self._take_uuids(1), self._usec(em), de - ds))
                     rows.append(line[ds:de])
                     target.fast_lines.append(line)
                     target.fast_linenos.append(self.lineno)
@@ -269,9 +262,7 @@ class Writer:
             datas = block.split(sep)  # cut the envelope off the first and last (no copy of all)
             datas[0] = datas[0][ds:]
             datas[-1] = datas[-1][: len(datas[-1]) - len(tail)]
-            if em != self._last_em:
-                self._last_em, self._last_usec = em, timestamp_usec(int(em))
-            target.fast_rows += binary_rows(datas, self._last_usec, self._take_uuids(n))
+            target.fast_rows += binary_rows(datas, self._usec(em), self._take_uuids(n))
         else:
             rows = self._varying_timestamps(lines, block, ds)
             if rows is None:
@@ -287,6 +278,12 @@ class Writer:
         if self.buffered >= self.batch_bytes:
             self._flush_full(target)
         return True
+
+    def _usec(self, em: bytes) -> int:
+        """emitted_at digits as a binary timestamptz, converted once per distinct value."""
+        if em != self._last_em:
+            self._last_em, self._last_usec = em, timestamp_usec(int(em))
+        return self._last_usec
 
     def _take_uuids(self, n: int) -> bytes:
         """The next n random UUIDs (16 bytes each) of the buffer, refilled as needed."""
