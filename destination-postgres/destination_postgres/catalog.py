@@ -12,6 +12,8 @@ from destination_postgres.config import DestinationConfig
 from destination_postgres.typemap import Column, columns_for
 
 META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
+# The columns append_dedup's typed stage adds: each row's place in its batch (loader.py).
+STAGE_POSITION = ("_airbyte_stage_pos", "_airbyte_stage_tid")
 MODES = ("overwrite", "append", "append_dedup")
 MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 
@@ -105,6 +107,8 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
         schema = namespace or config.schema
         raw_schema = config.raw_data_schema or schema
         reserved = {*META_COLUMNS, naming.hashid_column(name)}
+        if mode == "append_dedup":
+            reserved.update(STAGE_POSITION)
         columns = columns_for(stream.get("json_schema"), reserved)
         typed = not config.disable_type_dedupe
         typed_note = None

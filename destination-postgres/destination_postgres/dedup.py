@@ -82,6 +82,11 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> No
     stage = f"_pgbyte_dedup_{digest}"
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("pg_temp", stage)))
     ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid)
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN {} bigint, ADD COLUMN {} tid").format(
+            sql.Identifier("pg_temp", stage), *map(sql.Identifier, loader.STAGE_POSITION)
+        )
+    )
     existing = ddl.existing_columns(conn, target.schema, target.norm_table) or {}
     deleted = next((c.name for c in target.columns if c.key == CDC_DELETED_AT), None)
     deleted = None if target.soft_delete else deleted
@@ -117,7 +122,7 @@ def merge(
     # normalize() writes into whatever load_norm names: a view of the target on the stage. It
     # shares columns/uncastable, so casts, guards, counts and widening stay append's.
     loader.normalize(conn, replace(target, schema="pg_temp", norm_table=plan.stage,
-                                   mode="append"), source)  # fmt: skip
+                                   mode="append"), source, position=True)  # fmt: skip
     for kind, col in zip(kinds, target.columns, strict=True):
         if col.kind != kind:  # widened on the stage: widen the normalized table too
             ddl.widen_to_numeric(conn, target, col)
@@ -197,19 +202,19 @@ def merge_statement(
     cols = [sql.Identifier(c.name) for c in target.columns]
     cols += [sql.Identifier(n) for n in (*_META, target.hashid)]
     keys = [sql.Identifier(k) for k in target.key_names]
+    pos, tid = map(sql.Identifier, loader.STAGE_POSITION)
     if order is None:
-        # Stage order is input order: the batch's stage (the temporary data stage, emptied per
-        # batch, or a new shared stage of its own) is filled by appends, normalize() copies it
-        # with one INSERT ... SELECT over a seq scan, and every scan starts at block 0 (temporary
-        # tables are never scanned in sync; loader.setup_session turns synchronize_seqscans off).
+        # Stage order is input order: each typed row carries its data stage row's place
+        # (loader.STAGE_POSITION): the fast rows by ctid, then the slow ones by number.
         source: sql.Composable = sql.SQL("{} t").format(stage)
-        position: sql.Composable = sql.SQL("t.ctid")
+        position: sql.Composable = sql.SQL("t.{} DESC NULLS LAST, t.{}").format(pos, tid)
     else:  # stage rows numbered in stage order, paired with their input line
         source = sql.SQL(
-            "(SELECT s.*, row_number() OVER (ORDER BY s.ctid) AS _pgbyte_rn FROM {} s) t "
+            "(SELECT s.*, row_number() OVER (ORDER BY s.{} NULLS FIRST, s.{}) AS _pgbyte_rn "
+            "FROM {} s) t "
             "JOIN unnest({}::bigint[]) WITH ORDINALITY AS o(_pgbyte_line, _pgbyte_rn) "
             "USING (_pgbyte_rn)"
-        ).format(stage, sql.Literal(order))
+        ).format(pos, tid, stage, sql.Literal(order))
         position = sql.SQL("o._pgbyte_line")
     ranking = [sql.SQL("t.{}").format(k) for k in keys]
     if target.cursor_name is not None:

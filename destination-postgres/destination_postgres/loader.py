@@ -30,11 +30,21 @@ import psycopg
 from psycopg import sql
 
 from destination_postgres import ddl
-from destination_postgres.catalog import StreamTarget
+from destination_postgres.catalog import STAGE_POSITION, StreamTarget
 from destination_postgres.framing import BINARY_COLUMNS, BINARY_HEADER, BINARY_TRAILER
 
 LINE_STAGE = sql.Identifier("pg_temp", "_pgbyte_lines")
 DATA_STAGE = sql.Identifier("pg_temp", "_pgbyte_data")
+
+# Input order in a batch's stages. STAGE_POSITION: a data stage row's place in its batch,
+# carried into dedup's typed stage (the full-tie rule needs input order). A COPY into a table
+# created or emptied in its own transaction fills it page after page, so its rows' ctid order
+# is their input order; any other COPY or INSERT may put a row in an earlier page that still
+# has room. So the fast rows are COPYed into a stage emptied (or created) in the batch's
+# transaction and keep their ctid; the slow rows, moved from the line stage by an INSERT, carry
+# their number among the slow rows in _pgbyte_pos. In input order: the fast rows by ctid, then
+# the slow rows by number.
+
 _COPY_LINE = re.compile(r"line (\d+)")
 # Input lines up to this size on average (envelope included) hold a jsonb Postgres stores
 # inline and uncompressed (under ~2 kB): cheap to look up column by column (_fast_exprs).
@@ -70,10 +80,12 @@ def setup_session(conn: psycopg.Connection[Any]) -> None:
     # first block, never where another scan of the same table happens to be.
     conn.execute("SET synchronize_seqscans = off")
     conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (msg jsonb)").format(LINE_STAGE))
+    # _pgbyte_pos: a slow row's place among the batch's slow rows (see STAGE_POSITION).
     conn.execute(
         sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid DEFAULT gen_random_uuid(), "
-            "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone)"
+            "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone, "
+            "_pgbyte_pos bigint)"
         ).format(DATA_STAGE)
     )
     conn.execute(TRY_FUNCTIONS_SQL)
@@ -116,6 +128,8 @@ def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     Binary: no escaping, no delimiter scan, and the uuid and timestamp arrive as their bytes
     instead of text to parse; the data is still JSON text (jsonb's binary input is its text
     form after a version byte), so Postgres validates it as usual."""
+    if not target.overwrite:  # in input order: see STAGE_POSITION
+        conn.execute(sql.SQL("TRUNCATE {}").format(DATA_STAGE))
     conn.execute("SAVEPOINT pgbyte_fast")
     try:
         copy_fast_rows(conn, target, _data_target(target))
@@ -128,6 +142,7 @@ def copy_fast(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
 def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     """COPY whole message lines; Postgres extracts record.data and emitted_at."""
     lines, linenos = target.slow_lines, target.slow_linenos
+    conn.execute(sql.SQL("TRUNCATE {}").format(LINE_STAGE))  # in input order: STAGE_POSITION
     try:
         _copy(
             conn,
@@ -136,18 +151,22 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
         )
     except psycopg.DataError as exc:
         raise BatchError(_lineno(exc, linenos), _first_line(exc)) from None
+    into = _data_target(target)
+    # The line stage's scan order is its input order; the INSERT may not keep it (a row can
+    # land in any page with room), so a stage row carries its place.
+    position = (sql.SQL(""), sql.SQL("")) if target.overwrite else (
+        sql.SQL(", _pgbyte_pos"), sql.SQL(", row_number() OVER ()"))  # fmt: skip
     conn.execute(
         sql.SQL(
-            "INSERT INTO {} (_airbyte_data, _airbyte_emitted_at) "
+            "INSERT INTO {} (_airbyte_data, _airbyte_emitted_at{}) "
             "SELECT msg -> 'record' -> 'data', "
             "CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
             "THEN to_timestamp((msg -> 'record' ->> 'emitted_at')::float8 / CASE WHEN "
             "(msg -> 'record' ->> 'emitted_at')::float8 BETWEEN 1 AND 99999999999 THEN 1 "
             "ELSE 1000 END) "
-            "ELSE now() END FROM {}"
-        ).format(_data_target(target), LINE_STAGE)
+            "ELSE now() END{} FROM {}"
+        ).format(into, position[0], position[1], LINE_STAGE)
     )
-    conn.execute(sql.SQL("TRUNCATE {}").format(LINE_STAGE))
 
 
 TypedStep = Callable[[psycopg.Connection[Any], StreamTarget, sql.Composable], None]
@@ -181,19 +200,21 @@ def normalize(
     source: sql.Composable,
     *,
     required: tuple[str, ...] = (),
+    position: bool = False,
 ) -> int:
     """INSERT the typed rows of every row of `source` (a raw-layout table); returns how many.
-    `required`: columns whose typed value must not be NULL (rows without one are left out)."""
+    `required`: columns whose typed value must not be NULL (rows without one are left out).
+    `position`: also fill STAGE_POSITION (the target is dedup's typed stage)."""
     if target.load_norm is None:
         return 0
     conn.execute("SAVEPOINT pgbyte_norm")
     try:
         inserted = conn.execute(
-            _norm_statement(target, source, safe=False, required=required)
+            _norm_statement(target, source, safe=False, required=required, position=position)
         ).rowcount
     except psycopg.DataError:  # a value that does not cast: redo with guards
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
-        inserted = _safe_normalize(conn, target, source, required)
+        inserted = _safe_normalize(conn, target, source, required, position)
     conn.execute("RELEASE SAVEPOINT pgbyte_norm")
     return inserted
 
@@ -261,10 +282,13 @@ def _norm_statement(
     safe: bool,
     where: sql.Composable | None = None,
     required: tuple[str, ...] = (),
+    position: bool = False,
 ) -> sql.Composed:
     names = [sql.Identifier(c.name) for c in target.columns]
     names += [sql.Identifier(n) for n in ("_airbyte_ab_id", "_airbyte_emitted_at",
                                           "_airbyte_normalized_at", target.hashid)]  # fmt: skip
+    if position:
+        names += [sql.Identifier(n) for n in STAGE_POSITION]
     source_sql: sql.Composable = sql.SQL("{} s").format(source)
     if safe:
         exprs = [c.safe_expr(_DATA) for c in target.columns]
@@ -284,6 +308,8 @@ def _norm_statement(
             "lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"
         )
     )
+    if position:
+        exprs.append(sql.SQL("s._pgbyte_pos, s.ctid"))
     return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{}").format(
         ddl.ident(*target.load_norm),  # type: ignore[misc]
         sql.SQL(", ").join(names),
@@ -336,6 +362,7 @@ def _safe_normalize(
     target: StreamTarget,
     source: sql.Composable,
     required: tuple[str, ...] = (),
+    position: bool = False,
 ) -> int:
     """Count the values that do not cast, widen overflowing integer columns, load with guards;
     returns the rows inserted."""
@@ -358,11 +385,12 @@ def _safe_normalize(
                     ddl.widen_to_numeric(conn, target, col)
                     index = target.columns.index(col)
                     target.columns[index] = type(col)(key=col.key, name=col.name, kind="numeric")
-            return _safe_normalize(conn, target, source, required)
+            return _safe_normalize(conn, target, source, required, position)
         for col, n in zip(typed, failed, strict=True):
             if n:
                 target.uncastable[col.name] = target.uncastable.get(col.name, 0) + int(n)
-    return conn.execute(_norm_statement(target, source, safe=True, required=required)).rowcount
+    statement = _norm_statement(target, source, safe=True, required=required, position=position)
+    return conn.execute(statement).rowcount
 
 
 def _lineno(exc: psycopg.Error, linenos: list[int]) -> int | None:

@@ -8,6 +8,7 @@ a test sent; tests also spell out the rows they expect where the rule has a corn
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,35 @@ def test_tie_across_fast_and_slow_lines(run_write, dest_conn) -> None:
     result = run_write(catalog, stdin)
     assert result.returncode == 0, result.messages
     assert typed(dest_conn, "s", "id, name") == [(1, "fast last"), (2, "slow last")]
+
+
+@pytest.mark.parametrize(
+    ("form", "keys"),
+    [("canonical", 3_000), ("canonical", 12_000), ("non-canonical", 3_000), ("alternating", 3_000)],
+)
+def test_full_ties_in_large_batches_last_received_wins(
+    run_write, dest_conn, form: str, keys: int
+) -> None:
+    """Every key twice in full ties, first with a long value, then with a short one: the
+    second always wins. Rows of mixed sizes leave pages with room, where PostgreSQL may put a
+    later row of a COPY or INSERT unless the table was emptied in the same transaction; the
+    winner must follow the input, not where a row landed. The larger canonical run (~10 MB)
+    also takes the second connection's stages."""
+    rnd = random.Random(7)
+    catalog = dedup_catalog("s", {**PROPS, "pad": {"type": "string"}}, [["id"]], ["seq"])
+    items = [(k, "first", "x" * rnd.choice([300, 600, 900, 1200])) for k in range(keys)]
+    items += [(k, "last", "y" * rnd.choice([10, 40, 80])) for k in range(keys)]
+    stdin = lines(*(
+        rec("s", {"id": k, "name": name, "seq": 1, "pad": pad},
+            compact=form == "canonical" or (form == "alternating" and n % 2 == 0))
+        for n, (k, name, pad) in enumerate(items)
+    ))  # fmt: skip
+    result = run_write(catalog, stdin)
+    assert result.returncode == 0, result.messages
+    rows = typed(dest_conn, "s", "id, name")
+    assert len(rows) == keys
+    assert [row for row in rows if row[1] != "last"] == []
+    assert count(dest_conn, "_airbyte_raw_s") == 2 * keys
 
 
 def test_keys_compare_as_typed_values(run_write, dest_conn) -> None:
