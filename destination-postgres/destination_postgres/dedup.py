@@ -310,7 +310,8 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
 
 
 def _remove_duplicates(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
-    """One pass over an existing table (once, when its key index is created)."""
+    """One pass over an existing table (once, when its key index is created). The last
+    tie-break, ctid, is arbitrary: an append table records no input order (README)."""
     keys = [sql.Identifier(k) for k in target.key_names]
     ranking: list[sql.Composable] = []
     if target.cursor_name is not None:
