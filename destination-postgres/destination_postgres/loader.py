@@ -76,8 +76,8 @@ def setup_session(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET DateStyle = 'ISO, YMD'")
     conn.execute("SET client_encoding = 'UTF8'")
-    # Stage order is input order (dedup's full-tie rule): every scan of a stage starts at its
-    # first block, never where another scan of the same table happens to be.
+    # copy_slow numbers the line stage's rows in scan order (dedup's full-tie rule): every scan
+    # starts at the first block, never where another scan of the same table happens to be.
     conn.execute("SET synchronize_seqscans = off")
     conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (msg jsonb)").format(LINE_STAGE))
     # _pgbyte_pos: a slow row's place among the batch's slow rows (see STAGE_POSITION).
@@ -151,10 +151,9 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
         )
     except psycopg.DataError as exc:
         raise BatchError(_lineno(exc, linenos), _first_line(exc)) from None
-    into = _data_target(target)
     # The line stage's scan order is its input order; the INSERT may not keep it (a row can
-    # land in any page with room), so a stage row carries its place.
-    position = (sql.SQL(""), sql.SQL("")) if target.overwrite else (
+    # land in any page with room), so a data stage row carries its place (overwrite: no need).
+    pos_column, pos_value = (sql.SQL(""), sql.SQL("")) if target.overwrite else (
         sql.SQL(", _pgbyte_pos"), sql.SQL(", row_number() OVER ()"))  # fmt: skip
     conn.execute(
         sql.SQL(
@@ -165,7 +164,7 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
             "(msg -> 'record' ->> 'emitted_at')::float8 BETWEEN 1 AND 99999999999 THEN 1 "
             "ELSE 1000 END) "
             "ELSE now() END{} FROM {}"
-        ).format(into, position[0], position[1], LINE_STAGE)
+        ).format(_data_target(target), pos_column, pos_value, LINE_STAGE)
     )
 
 
