@@ -22,6 +22,13 @@ from destination_postgres.typemap import (
     kind_of_existing,
 )
 
+# An overwrite's temporary tables are filled and then renamed in one go. Autovacuum would
+# start on them mid-load (many inserted rows), spend CPU scanning them, and hold a lock the
+# swap's RENAME must wait for until PostgreSQL cancels it (deadlock_timeout: 1 s measured).
+# They are created without it; the swap gives the final tables the default back.
+_NO_AUTOVACUUM = sql.SQL(" WITH (autovacuum_enabled = off, toast.autovacuum_enabled = off)")
+_AUTOVACUUM_OPTIONS = sql.SQL("(autovacuum_enabled, toast.autovacuum_enabled)")
+
 
 def ident(schema: str, table: str) -> sql.Composed:
     return sql.Identifier(schema, table)
@@ -50,18 +57,26 @@ def existing_columns(
     return {name: typ for name, typ in rows if name is not None}
 
 
-def create_raw(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+def create_raw(
+    conn: psycopg.Connection[Any], schema: str, table: str, *, autovacuum: bool = True
+) -> None:
     conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid DEFAULT gen_random_uuid(), "
             "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone "
-            "DEFAULT CURRENT_TIMESTAMP)"
-        ).format(ident(schema, table))
+            "DEFAULT CURRENT_TIMESTAMP){}"
+        ).format(ident(schema, table), sql.SQL("") if autovacuum else _NO_AUTOVACUUM)
     )
 
 
 def create_normalized(
-    conn: psycopg.Connection[Any], schema: str, table: str, columns: list[Column], hashid: str
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: str,
+    columns: list[Column],
+    hashid: str,
+    *,
+    autovacuum: bool = True,
 ) -> None:
     parts = [sql.SQL("{} {}").format(sql.Identifier(c.name), c.pg_type) for c in columns]
     parts += [
@@ -71,8 +86,10 @@ def create_normalized(
         sql.SQL("{} text").format(sql.Identifier(hashid)),
     ]
     conn.execute(
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-            ident(schema, table), sql.SQL(", ").join(parts)
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(
+            ident(schema, table),
+            sql.SQL(", ").join(parts),
+            sql.SQL("") if autovacuum else _NO_AUTOVACUUM,
         )
     )
 
@@ -98,7 +115,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     raw_schema, raw_table = target.load_raw
     if target.overwrite:
         drop(conn, raw_schema, raw_table, cascade=True)
-    create_raw(conn, raw_schema, raw_table)
+    create_raw(conn, raw_schema, raw_table, autovacuum=not target.overwrite)
     norm = target.load_norm
     if norm is None:
         return []
@@ -108,7 +125,8 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
         drop(conn, schema, table, cascade=True)
     existing = existing_columns(conn, schema, table)
     if existing is None:
-        create_normalized(conn, schema, table, target.columns, target.hashid)
+        create_normalized(conn, schema, table, target.columns, target.hashid,
+                          autovacuum=not target.overwrite)  # fmt: skip
         return []
     added: list[str] = []
     for i, col in enumerate(target.columns):
@@ -163,6 +181,9 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                 ident(schema, temporary(final)), sql.Identifier(final)
             )
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RESET {}").format(ident(schema, final), _AUTOVACUUM_OPTIONS)
         )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
-from dest_helpers import FIXTURES, record, state, status, table_names
+from dest_helpers import FIXTURES, SCRIPT, record, state, status, table_names
 
 STREAM = "overwrite_full_refresh_demo"
 CATALOG = FIXTURES / "tutorial_catalog_overwrite.json"
@@ -74,3 +75,46 @@ def test_complete_swaps_even_if_a_later_stream_fails(run_write, dest_conn) -> No
     ))  # fmt: skip
     assert result.returncode != 0
     assert [(i, n) for i, n, _ in _rows(dest_conn)] == [(5, "Done")]
+
+
+def _reloptions(dest_conn) -> dict[str, list[str] | None]:
+    """Table (and its TOAST table) → reloptions, for the stream's tables and temporaries."""
+    rows = dest_conn.execute(
+        "SELECT c.relname, c.reloptions, t.reloptions FROM pg_class c "
+        "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
+        "WHERE c.relkind = 'r' AND c.relname LIKE %s",
+        (f"%{STREAM}",),
+    ).fetchall()
+    return {name: (opts, toast) for name, opts, toast in rows}
+
+
+def test_overwrite_temporaries_load_without_autovacuum(tmp_path, dest_config, dest_conn) -> None:
+    """While an overwrite loads, its temporary tables have autovacuum off (it would scan them
+    mid-load and hold up the swap); the swapped-in tables have the server's default again."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dest_config))
+    proc = subprocess.Popen(
+        [SCRIPT, "write", "--config", str(config), "--catalog", str(CATALOG)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(_lines(record(STREAM, {"id": 1, "name": "A"}), state(STREAM, {"n": 1})))
+        proc.stdin.flush()
+        while json.loads(proc.stdout.readline())["type"] != "STATE":
+            pass
+        during = _reloptions(dest_conn)
+        proc.stdin.write(_lines(status(STREAM, "COMPLETE")))
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    off = ["autovacuum_enabled=off"]
+    assert during == {
+        f"_airbyte_tmp_{STREAM}": (off, off),
+        f"_airbyte_tmp__airbyte_raw_{STREAM}": (off, off),
+    }
+    # Swapped in, the defaults back; the temporaries are gone.
+    assert _reloptions(dest_conn) == {STREAM: (None, None), f"_airbyte_raw_{STREAM}": (None, None)}
