@@ -294,6 +294,43 @@ def test_keys_compare_as_typed_values(run_write, dest_conn) -> None:
     assert typed(dest_conn, "s", "id, name") == [(1, "float")]
 
 
+KEY_VALUES = [
+    # (JSON schema of the key, three keys ascending in their column's type, not as text)
+    ({"type": "integer"}, [9, 10, 100]),
+    ({"type": "number"}, [-1.5, 2, 10.25]),
+    ({"type": "string", "format": "date"}, ["1999-12-31", "2000-01-02", "2024-02-29"]),
+    ({"type": "string", "format": "date-time"},
+     ["2024-01-02T09:00:00+05:00", "2024-01-02T04:30:00Z", "2024-01-01T23:00:00-06:00"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("schema", "keys"), KEY_VALUES, ids=[s.get("format", s["type"])
+                                                               for s, _ in KEY_VALUES])  # fmt: skip
+def test_first_load_keys_out_of_order_and_repeated(run_write, dest_conn, schema, keys) -> None:
+    """A first load whose keys go down, then repeat across batches and inside one, some
+    spelled differently (10 as 10.0, an instant in another offset): every key once, the
+    newest record each. Keys compare in their column's type."""
+    props = {"k": schema, "name": {"type": "string"}, "seq": {"type": "integer"}}
+    catalog = dedup_catalog("s", props, [["k"]], ["seq"])
+    low, mid, high = keys
+    respelled = {10: 10.0, "2024-01-02T04:30:00Z": "2024-01-02T06:30:00+02:00"}.get(mid, mid)
+    batches = [
+        [(high, "h1", 1)],
+        [(low, "l1", 1)],
+        [(mid, "m1", 1), (high, "h2", 2)],
+        [(mid, "m0", 0), (respelled, "m2", 2), (low, "l0", 0)],
+    ]
+    stdin = []
+    for n, batch in enumerate(batches):
+        stdin += [rec("s", {"k": k, "name": name, "seq": seq}, compact=True)
+                  for k, name, seq in batch]  # fmt: skip
+        stdin.append(state("s", n))
+    result = run_write(catalog, lines(*stdin))
+    assert result.returncode == 0, result.messages
+    assert typed(dest_conn, "s", "name", order="k") == [("l1",), ("m2",), ("h2",)]
+    assert count(dest_conn, "_airbyte_raw_s") == 7
+
+
 # -- across batches and syncs -----------------------------------------------------------------
 
 
