@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,3 +101,50 @@ def count(conn, table: str, schema: str = "public") -> int:
     return conn.execute(
         sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
     ).fetchone()[0]
+
+
+class LiveWrite:
+    """A running `write`, fed piece by piece: what a test sees between two STATEs."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def send_until_state(self, data: bytes) -> dict[str, Any]:
+        """Write `data` (ending with a STATE) and return the STATE the destination echoes."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+        while True:
+            msg = json.loads(self.proc.stdout.readline())
+            if msg["type"] == "STATE":
+                return msg
+
+    def finish(self, data: bytes = b"") -> int:
+        """Write the last `data`, close the input, return the exit code."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=60)
+
+
+@contextmanager
+def live_write(
+    tmp_path: Path, config: dict[str, Any], catalog: dict[str, Any] | Path
+) -> Iterator[LiveWrite]:
+    """Start the console script's `write`; it is killed if the test leaves it running."""
+    config_path = tmp_path / "live-config.json"
+    config_path.write_text(json.dumps(config))
+    if not isinstance(catalog, Path):
+        catalog_path = tmp_path / "live-catalog.json"
+        catalog_path.write_text(json.dumps(catalog))
+        catalog = catalog_path
+    proc = subprocess.Popen(
+        [SCRIPT, "write", "--config", str(config_path), "--catalog", str(catalog)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield LiveWrite(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

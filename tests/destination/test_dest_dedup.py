@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dest_helpers import FIXTURES, SCRIPT, catalog_for, count, status
+from dest_helpers import FIXTURES, catalog_for, count, live_write, status
 
 DEDUP = FIXTURES / "dedup"
 EM = 1732550000000
@@ -747,39 +746,18 @@ def test_incremental_overwrite_is_overwrite(run_write, dest_conn) -> None:
 
 def test_state_echoed_only_after_merge_committed(tmp_path, dest_config, dest_conn) -> None:
     """When a STATE comes back, the merged rows before it are visible to another session."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(dest_config))
-    catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(dedup_catalog("s", PROPS, [["id"]], ["seq"])))
-    proc = subprocess.Popen(
-        [SCRIPT, "write", "--config", str(config), "--catalog", str(catalog)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        seen = []
+    seen = []
+    with live_write(tmp_path, dest_config, dedup_catalog("s", PROPS, [["id"]], ["seq"])) as write:
         for n in range(3):
-            proc.stdin.write(
+            write.send_until_state(
                 lines(
                     rec("s", {"id": 1, "name": f"v{n}", "seq": n}),
                     rec("s", {"id": 10 + n, "name": "new", "seq": 0}),
                     state("s", n),
                 )
             )
-            proc.stdin.flush()
-            while True:
-                msg = json.loads(proc.stdout.readline())
-                if msg["type"] == "STATE":
-                    break
             seen.append(typed(dest_conn, "s", "id, name"))
-        proc.stdin.close()
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert write.finish() == 0
     assert seen == [
         [(1, "v0"), (10, "new")],
         [(1, "v1"), (10, "new"), (11, "new")],

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
-from dest_helpers import FIXTURES, SCRIPT, record, state, status, table_names
+from dest_helpers import FIXTURES, live_write, record, state, status, table_names
 
 STREAM = "overwrite_full_refresh_demo"
 CATALOG = FIXTURES / "tutorial_catalog_overwrite.json"
@@ -91,26 +90,11 @@ def _reloptions(dest_conn) -> dict[str, list[str] | None]:
 def test_overwrite_temporaries_load_without_autovacuum(tmp_path, dest_config, dest_conn) -> None:
     """While an overwrite loads, its temporary tables have autovacuum off (it would scan them
     mid-load and hold up the swap); the swapped-in tables have the server's default again."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(dest_config))
-    proc = subprocess.Popen(
-        [SCRIPT, "write", "--config", str(config), "--catalog", str(CATALOG)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(_lines(record(STREAM, {"id": 1, "name": "A"}), state(STREAM, {"n": 1})))
-        proc.stdin.flush()
-        while json.loads(proc.stdout.readline())["type"] != "STATE":
-            pass
+    with live_write(tmp_path, dest_config, CATALOG) as write:
+        write.send_until_state(_lines(record(STREAM, {"id": 1, "name": "A"}),
+                                      state(STREAM, {"n": 1})))  # fmt: skip
         during = _reloptions(dest_conn)
-        proc.stdin.write(_lines(status(STREAM, "COMPLETE")))
-        proc.stdin.close()
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert write.finish(_lines(status(STREAM, "COMPLETE"))) == 0
     off = ["autovacuum_enabled=off"]
     assert during == {
         f"_airbyte_tmp_{STREAM}": (off, off),
