@@ -55,10 +55,7 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            live = list(self.live)
-        for proc in live:
-            stop_process(proc, grace=5)
+        self._stop_live()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def private_file(self, name: str, payload: Any) -> Path:
@@ -85,13 +82,16 @@ class Session:
         pending = set(futures)
         while pending:
             if self.cancel.is_set():
-                with self._lock:
-                    live = list(self.live)
-                for proc in live:
-                    stop_process(proc, grace=5)
+                self._stop_live()
                 raise Cancelled(self.cancel_signal)
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         return [f.result() for f in futures]
+
+    def _stop_live(self) -> None:
+        with self._lock:
+            live = list(self.live)
+        for proc in live:
+            stop_process(proc, grace=5)
 
     # -- the short verbs -------------------------------------------------------------------------
     def spec(self, result: CallResult, runner: ConnectorRunner) -> dict[str, Any]:
@@ -122,18 +122,25 @@ class Session:
     def validated_specs(
         self, pool: ThreadPoolExecutor, source_config: Path, dest_config: Path, *extra: Any
     ) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
-        """Both specs (fetched in parallel with `extra` calls), configs validated against them."""
-        futures = [
+        """Both specs (fetched in parallel with `extra` calls), configs validated against them.
+
+        The specs come back first (a spec is quick): the configs are validated while the
+        `extra` calls (discover, check) still run, not after them."""
+        specs = [
             pool.submit(self.call, self.source, "spec", None),
             pool.submit(self.call, self.destination, "spec", None),
-            *(pool.submit(self.call, runner, verb, path) for runner, verb, path in extra),
         ]
-        results = self.wait_all(futures)
-        source_spec = self.spec(results[0], self.source)
-        dest_spec = self.spec(results[1], self.destination)
-        validate_config(source_spec, self.conn.source.config, "source", self.masker)
-        validate_config(dest_spec, self.conn.destination.config, "destination", self.masker)
-        return source_spec, dest_spec, results[2:]
+        extras = [pool.submit(self.call, runner, verb, path) for runner, verb, path in extra]
+        try:
+            results = self.wait_all(specs)
+            source_spec = self.spec(results[0], self.source)
+            dest_spec = self.spec(results[1], self.destination)
+            validate_config(source_spec, self.conn.source.config, "source", self.masker)
+            validate_config(dest_spec, self.conn.destination.config, "destination", self.masker)
+        except BaseException:
+            self._stop_live()  # the extra calls' answers are not needed any more
+            raise
+        return source_spec, dest_spec, self.wait_all(extras)
 
     def discovered(self, result: CallResult) -> dict[str, Any]:
         message = result.first("CATALOG")

@@ -153,3 +153,34 @@ def test_config_not_matching_spec_is_refused(tmp_path, pg_server, source_config,
     run, summary = sync_json(conn, pg_server.password)
     assert (run.returncode, summary["status"], summary["streams"]) == (1, "failed", [])
     assert "port" in summary["reason"]
+
+
+def test_config_error_does_not_wait_for_discover(tmp_path, pg_server, source_config,
+                                                 dest_config) -> None:  # fmt: skip
+    """A destination config its spec rejects is reported as soon as the specs are in, even
+    when the source's discover would take ten minutes; that discover is stopped."""
+    marker = f"{600 + os.getpid() % 1000}.5"  # a `sleep` argument no other process has
+    source = tmp_path / "slow-discover-source"
+    source.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = discover ]; then exec sleep {marker}; fi\n'
+        f'exec {console_script("source-postgres")} "$@"\n'
+    )
+    source.chmod(0o755)
+    conn = write_connection(tmp_path, source_config, {**dest_config, "port": "not-a-port"})
+    body = conn.read_text().replace(console_script("source-postgres"), str(source))
+    conn.write_text(body)
+    run, summary = sync_json(conn, pg_server.password)  # times out (180 s) if it waits
+    assert (run.returncode, summary["status"]) == (1, "failed")
+    assert "port" in summary["reason"]
+    sleeping = [pid for pid in os.listdir("/proc") if pid.isdigit()
+                and marker.encode() in _cmdline(pid)]  # fmt: skip
+    assert sleeping == []
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
