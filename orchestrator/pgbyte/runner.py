@@ -35,6 +35,7 @@ import fcntl
 import importlib
 import importlib.util
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -108,12 +109,20 @@ class SubprocessConnector:
         self.stdin: BinaryIO | None = popen.stdin  # type: ignore[assignment]
         _grow_pipe(self.stdout)
         _grow_pipe(self.stdin)
+        self._exited = _exit_watch(popen.pid)
 
     def poll(self) -> int | None:
         return self.popen.poll()
 
     def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout)
+        if timeout is None or self._exited is None or self.popen.returncode is not None:
+            return self.popen.wait(timeout)
+        # Popen.wait(timeout) polls, sleeping up to 50 ms between looks; the pidfd wakes us
+        # the moment the process exits (a sync waits like this for both of its connectors).
+        watch = select.poll()
+        watch.register(self._exited, select.POLLIN)
+        ready = watch.poll(max(timeout, 0.0) * 1000)
+        return self.popen.wait(None if ready else 0)
 
     def terminate(self) -> None:
         if self.popen.poll() is None:
@@ -130,6 +139,18 @@ class SubprocessConnector:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+        if self._exited is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._exited)
+            self._exited = None
+
+
+def _exit_watch(pid: int) -> int | None:
+    """A pidfd of the child (readable once it exits), or None where Linux or Python lack it."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 class SubprocessRunner:
