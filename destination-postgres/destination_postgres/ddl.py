@@ -65,7 +65,7 @@ def create_raw(
             "CREATE TABLE IF NOT EXISTS {} (_airbyte_ab_id uuid DEFAULT gen_random_uuid(), "
             "_airbyte_data jsonb, _airbyte_emitted_at timestamp with time zone "
             "DEFAULT CURRENT_TIMESTAMP){}"
-        ).format(ident(schema, table), sql.SQL("") if autovacuum else _NO_AUTOVACUUM)
+        ).format(ident(schema, table), _storage(autovacuum))
     )
 
 
@@ -77,7 +77,9 @@ def create_normalized(
     hashid: str,
     *,
     autovacuum: bool = True,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> None:
+    """The typed table; `extra`: (name, SQL type) of columns after the meta columns."""
     parts = [sql.SQL("{} {}").format(sql.Identifier(c.name), c.pg_type) for c in columns]
     parts += [
         sql.SQL("_airbyte_ab_id uuid"),
@@ -85,13 +87,16 @@ def create_normalized(
         sql.SQL("_airbyte_normalized_at timestamp with time zone DEFAULT now()"),
         sql.SQL("{} text").format(sql.Identifier(hashid)),
     ]
+    parts += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in extra]
     conn.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(
-            ident(schema, table),
-            sql.SQL(", ").join(parts),
-            sql.SQL("") if autovacuum else _NO_AUTOVACUUM,
+            ident(schema, table), sql.SQL(", ").join(parts), _storage(autovacuum)
         )
     )
+
+
+def _storage(autovacuum: bool) -> sql.Composable:
+    return sql.SQL("") if autovacuum else _NO_AUTOVACUUM
 
 
 def drop(conn: psycopg.Connection[Any], schema: str, table: str, *, cascade: bool) -> None:

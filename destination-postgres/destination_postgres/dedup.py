@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
-from destination_postgres.catalog import StreamTarget
+from destination_postgres.catalog import STAGE_POSITION, StreamTarget
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 _META = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
@@ -81,12 +81,8 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> No
     digest = hashlib.sha256(f"{target.schema}.{target.norm_table}".encode()).hexdigest()[:16]
     stage = f"_pgbyte_dedup_{digest}"
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("pg_temp", stage)))
-    ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid)
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ADD COLUMN {} bigint, ADD COLUMN {} tid").format(
-            sql.Identifier("pg_temp", stage), *map(sql.Identifier, loader.STAGE_POSITION)
-        )
-    )
+    position = tuple(zip(STAGE_POSITION, ("bigint", "tid"), strict=True))
+    ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid, extra=position)
     existing = ddl.existing_columns(conn, target.schema, target.norm_table) or {}
     deleted = next((c.name for c in target.columns if c.key == CDC_DELETED_AT), None)
     deleted = None if target.soft_delete else deleted
@@ -202,10 +198,10 @@ def merge_statement(
     cols = [sql.Identifier(c.name) for c in target.columns]
     cols += [sql.Identifier(n) for n in (*_META, target.hashid)]
     keys = [sql.Identifier(k) for k in target.key_names]
-    pos, tid = map(sql.Identifier, loader.STAGE_POSITION)
+    pos, tid = map(sql.Identifier, STAGE_POSITION)
     if order is None:
         # Stage order is input order: each typed row carries its data stage row's place
-        # (loader.STAGE_POSITION): the fast rows by ctid, then the slow ones by number.
+        # (STAGE_POSITION, loader.py): the fast rows by ctid, then the slow ones by number.
         source: sql.Composable = sql.SQL("{} t").format(stage)
         position: sql.Composable = sql.SQL("t.{} DESC NULLS LAST, t.{}").format(pos, tid)
     else:  # stage rows numbered in stage order, paired with their input line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +116,9 @@ class LiveWrite:
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
         while True:
+            # A destination that stops answering fails the test rather than hanging it.
+            ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+            assert ready, "no message from the destination in 60 s"
             msg = json.loads(self.proc.stdout.readline())
             if msg["type"] == "STATE":
                 return msg
@@ -141,6 +145,7 @@ def live_write(
     proc = subprocess.Popen(
         [SCRIPT, "write", "--config", str(config_path), "--catalog", str(catalog)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        bufsize=0,  # unbuffered: select() in send_until_state sees every unread line
     )  # fmt: skip
     try:
         yield LiveWrite(proc)

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
-import threading
-
-from dest_helpers import SCRIPT, catalog_for, record, state
+from dest_helpers import catalog_for, live_write, record, state
 
 PROPS = {"id": {"type": "integer"}}
 
@@ -15,39 +10,19 @@ PROPS = {"id": {"type": "integer"}}
 def test_each_state_echoed_after_its_records_are_committed(tmp_path, dest_config, dest_conn):
     """Feeding stdin piece by piece: when a STATE is read back, exactly the records before it
     are in both tables (read from another connection, i.e. committed)."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(dest_config))
-    catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(catalog_for([("s", PROPS)], "append")))
-    proc = subprocess.Popen(
-        [SCRIPT, "write", "--config", str(config), "--catalog", str(catalog)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    lines: queue.Queue[bytes] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
-    assert proc.stdin is not None
     sent = 0
     seen = []
-    try:
+    with live_write(tmp_path, dest_config, catalog_for([("s", PROPS)], "append")) as write:
         for round_no, batch in enumerate([3, 1, 5]):
-            for _ in range(batch):
-                sent += 1
-                proc.stdin.write(record("s", {"id": sent}) + b"\n")
-            proc.stdin.write(state("s", {"round": round_no}) + b"\n")
-            proc.stdin.flush()
-            while True:
-                msg = json.loads(lines.get(timeout=60))
-                if msg["type"] == "STATE":
-                    break
+            records = [record("s", {"id": sent + i + 1}) for i in range(batch)]
+            sent += batch
+            msg = write.send_until_state(b"\n".join([*records, state("s", {"round": round_no})])
+                                         + b"\n")  # fmt: skip
             raw = dest_conn.execute("SELECT count(*) FROM _airbyte_raw_s").fetchone()[0]
             norm = dest_conn.execute("SELECT count(*), max(id) FROM s").fetchone()
             seen.append((msg["state"]["stream"]["stream_state"]["round"],
                          msg["state"]["destinationStats"]["recordCount"], raw, *norm))  # fmt: skip
-        proc.stdin.close()
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert write.finish() == 0
     assert seen == [(0, 3.0, 3, 3, 3), (1, 1.0, 4, 4, 4), (2, 5.0, 9, 9, 9)]
 
 
