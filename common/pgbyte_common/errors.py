@@ -60,6 +60,16 @@ def describe_connect_error(
             f"Authentication failed for user {username!r} at {where}: "
             "check the username and password."
         )
+    # At connect time libpq gives psycopg no SQLSTATE: the server's text is all there is.
+    if "role" in lowered and "does not exist" in lowered:
+        return ConfigError(
+            f"User {username!r} does not exist on the server at {host}:{port}: check the username."
+        )
+    if "not permitted to log in" in lowered:
+        return ConfigError(
+            f"User {username!r} may not log in at {where} (its role lacks LOGIN): use a login "
+            f"role, or ALTER ROLE {username} LOGIN."
+        )
     if isinstance(exc, pg_errors.InvalidAuthorizationSpecification) or "no pg_hba.conf" in lowered:
         return ConfigError(
             f"The server at {where} refused user {username!r} (pg_hba.conf or role): "

@@ -1,8 +1,9 @@
 """Lean Airbyte protocol output: one JSON message per line, serialized by orjson.
 
 The hot paths (`read`, `write`) print through `MessageWriter` instead of the CDK's AirbyteMessage
-objects (DESIGN.md §5). Every non-RECORD message passes through the secret masker; RECORD lines
-are written as the bytes they already are.
+objects (DESIGN.md §5). The free text of a message (a LOG line, an error's message and stack
+trace, a check's verdict) passes through the secret masker; structure (names, states, numbers)
+and RECORD lines are written as they are.
 """
 
 from __future__ import annotations
@@ -15,28 +16,11 @@ from typing import Any, BinaryIO
 import orjson
 
 from pgbyte_common.errors import PgbyteError, SystemError_
-
-MASK = "****"
+from pgbyte_common.secrets import Masker
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class SecretMasker:
-    """Replaces every known secret value in a text with ****."""
-
-    def __init__(self, secrets: list[str] | None = None) -> None:
-        self.secrets = sorted({s for s in (secrets or []) if s}, key=len, reverse=True)
-
-    def add(self, secrets: list[str]) -> None:
-        self.secrets = sorted({*self.secrets, *(s for s in secrets if s)}, key=len, reverse=True)
-
-    def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
 
 
 def _descriptor(name: str, namespace: str | None) -> dict[str, Any]:
@@ -49,28 +33,28 @@ def _descriptor(name: str, namespace: str | None) -> dict[str, Any]:
 class MessageWriter:
     """Writes protocol messages to a binary stream (stdout by default)."""
 
-    def __init__(self, out: BinaryIO | None = None, masker: SecretMasker | None = None) -> None:
+    def __init__(self, out: BinaryIO | None = None, masker: Masker | None = None) -> None:
         self.out = out if out is not None else sys.stdout.buffer
-        self.masker = masker or SecretMasker()
+        self.masker = masker or Masker()
 
     def raw(self, data: bytes) -> None:
         """Write already-serialized lines (RECORDs) unchanged."""
         self.out.write(data)
 
     def message(self, message: dict[str, Any]) -> None:
-        line = orjson.dumps(message).decode()
-        self.out.write(self.masker.mask(line).encode() + b"\n")
+        """One message as is: callers mask its free text (see `log`, `error`)."""
+        self.out.write(orjson.dumps(message) + b"\n")
 
     def flush(self) -> None:
         self.out.flush()
 
     def log(self, level: str, text: str) -> None:
-        self.message({"type": "LOG", "log": {"level": level, "message": text}})
+        self.message({"type": "LOG", "log": {"level": level, "message": self.masker.mask(text)}})
 
     def connection_status(self, ok: bool, text: str | None = None) -> None:
         status: dict[str, Any] = {"status": "SUCCEEDED" if ok else "FAILED"}
         if text:
-            status["message"] = text
+            status["message"] = self.masker.mask(text)
         self.message({"type": "CONNECTION_STATUS", "connectionStatus": status})
         self.flush()
 
@@ -132,9 +116,10 @@ class MessageWriter:
         internal: str | None = None,
         stream: tuple[str, str | None] | None = None,
     ) -> None:
-        error: dict[str, Any] = {"message": text, "failure_type": failure_type}
+        mask = self.masker.mask
+        error: dict[str, Any] = {"message": mask(text), "failure_type": failure_type}
         if internal:
-            error["internal_message"] = internal
+            error["internal_message"] = mask(internal)
         if stream:
             error["stream_descriptor"] = _descriptor(*stream)
         self.message({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": now_ms(),

@@ -2,13 +2,17 @@
 
 Secrets are the values under keys a connector's spec marks `airbyte_secret`, plus well-known
 secret key names wherever they appear (so a config is masked even before its spec is known,
-e.g. when `spec` itself fails), plus passwords inside `jdbc_url_params`.
+e.g. when `spec` itself fails), plus passwords inside `jdbc_url_params`; and how they are
+masked in free text (Masker).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 # Names that are secret wherever they appear (Airbyte's Postgres specs mark these airbyte_secret).
 SECRET_KEYS = frozenset(
@@ -54,7 +58,8 @@ def collect_secrets(config: Any, keys: Iterable[str] = ()) -> list[str]:
                 if key in secret_keys and value not in (None, "", [], {}):
                     found.update(_leaves(value))
                 elif key == "jdbc_url_params" and isinstance(value, str):
-                    for part in value.split("&"):
+                    # Airbyte documents `&` between pairs; users also write JDBC's `;`.
+                    for part in re.split(r"[&;]", value):
                         name, _, val = part.partition("=")
                         if "password" in name.lower() and val:
                             found.add(val)
@@ -74,3 +79,44 @@ def _leaves(value: Any) -> list[str]:
     if isinstance(value, list):
         return [leaf for v in value for leaf in _leaves(v)]
     return [str(value)] if value not in (None, "") else []
+
+
+MASK = "****"
+_MIN_LINE = 8  # shorter lines of a multi-line secret are too common to mask ("-----" etc.)
+
+
+class Masker:
+    """Replaces every known secret in a text with ****, longest first.
+
+    Only free text is masked (log lines, error messages, stderr), never a message's structure: a
+    short password must not rewrite a stream name, a key or a number in a CATALOG or a STATE
+    (the CDK masks the same way). Each secret is masked as it is, as it appears escaped inside
+    JSON and inside a Python repr (error messages quote values either way: a PEM key's newlines
+    become two characters there) and, for multi-line values such as PEM keys, line by line.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._variants: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        variants = set(self._variants)
+        for secret in secrets:
+            if not secret:
+                continue
+            variants.add(secret)
+            variants.add(orjson.dumps(secret).decode()[1:-1])
+            variants.add(repr(secret)[1:-1])
+            for line in secret.splitlines():
+                if len(line.strip()) >= _MIN_LINE:
+                    variants.add(line.strip())
+        self._variants = sorted(variants, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for variant in self._variants:
+            if variant in text:
+                text = text.replace(variant, MASK)
+        return text
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        return self.mask(data.decode("utf-8", "replace")).encode()

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pgbyte_common.lean import describe_validation_error
+from pgbyte_common.secrets import SECRET_KEYS, secret_keys_from_spec
+
 from pgbyte.connection import SOURCE_NAMESPACE_PLACEHOLDER, Connection, StreamChoice
 from pgbyte.protocol import ConnectorError
 from pgbyte.secrets import Masker
@@ -25,11 +28,10 @@ def validate_config(
 
     schema = spec.get("connectionSpecification") or {}
     validator = jsonschema.Draft7Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        # The message may quote the offending value: mask it in case it was a secret.
-        problems.append(f"{where}: {_short(error)}")
+    secret_keys = SECRET_KEYS | secret_keys_from_spec(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    # Worded without the values (one may be a secret); masked all the same.
+    problems = [describe_validation_error(error, secret_keys) for error in errors]
     if problems:
         raise ConnectorError(
             masker.mask(
@@ -37,12 +39,6 @@ def validate_config(
             ),
             failure_type="config_error",
         )
-
-
-def _short(error: Any) -> str:
-    if error.validator == "oneOf" and isinstance(error.instance, dict):
-        return "matches none of the allowed variants (check its mode/method field)"
-    return error.message
 
 
 def map_namespace(mode: str, source_namespace: str | None) -> str | None:
@@ -100,6 +96,9 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice) -> dict[str, Any]
         if s["name"] == choice.name
         and (choice.namespace is None or s.get("namespace") == choice.namespace)
     ]  # fmt: skip
+    if not matches and choice.namespace is None:
+        # `streams: [public.users]`: the shorthand written as discover and pgbyte print streams.
+        matches = [s for s in streams if _label(s) == choice.name]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -135,6 +134,15 @@ def _configure(
         )
     default_dest = "append" if sync_mode == "incremental" else "overwrite"
     dest_mode = choice.destination_sync_mode or conn.destination_sync_mode or default_dest
+    if sync_mode == "incremental" and dest_mode == "overwrite":
+        # Airbyte offers no such mode: each sync would replace the tables with only the rows
+        # changed since the last one.
+        raise ConnectorError(
+            f"stream {label}: incremental | overwrite would replace the tables with only the "
+            "rows changed since the last sync; use incremental with destination_sync_mode "
+            "append or append_dedup, or full_refresh with overwrite",
+            failure_type="config_error",
+        )
     if dest_modes and dest_mode not in dest_modes:
         raise ConnectorError(
             f"stream {label}: the destination does not support destination_sync_mode "

@@ -13,13 +13,21 @@ from pgbyte_common.errors import PgbyteError, classify_error
 from psycopg import sql
 
 from source_postgres.config import SourceConfig, require_supported_method
-from source_postgres.discovery import discover_tables
+from source_postgres.discovery import SYSTEM_SCHEMA_FILTER, discover_tables
 
 SCHEMAS_QUERY = """
 SELECT s.name, n.oid IS NOT NULL AS present,
        n.oid IS NOT NULL AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS usable
 FROM unnest(%(schemas)s::text[]) AS s(name)
 LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = s.name
+"""
+
+# Tables and views in scope, readable or not (discover lists only the readable ones).
+RELATIONS_COUNT = f"""
+SELECT count(*) FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT c.relispartition
+  AND (n.nspname = ANY(%(schemas)s) OR (%(all_schemas)s AND {SYSTEM_SCHEMA_FILTER}))
 """
 
 
@@ -58,10 +66,14 @@ def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tup
     tables = discover_tables(conn, config.schemas)
     scope = ", ".join(config.schemas) if config.schemas else "any schema"
     if not tables:
+        params = {"schemas": list(config.schemas), "all_schemas": not config.schemas}
+        row = conn.execute(RELATIONS_COUNT, params).fetchone()
+        if not row or not row[0]:
+            # As Airbyte's check: a source may be set up before its tables exist.
+            return True, f"Connected to {where}; no table or view in {scope} yet."
         return False, (
-            f"User {user!r} can SELECT no table or view in {scope} at {where}: grant it, e.g. "
-            "GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO <user>; (or the schemas are "
-            "empty)."
+            f"User {user!r} can SELECT none of the {row[0]} table(s) and view(s) in {scope} at "
+            f"{where}: grant it, e.g. GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO {user};"
         )
     first = tables[0]
     conn.execute(

@@ -26,8 +26,8 @@ from typing import Any
 
 import psycopg
 from pgbyte_common.errors import ConfigError, PgbyteError, TransientError, classify_error
-from pgbyte_common.messages import MessageWriter, SecretMasker, now_ms
-from pgbyte_common.secrets import collect_secrets
+from pgbyte_common.messages import MessageWriter, now_ms
+from pgbyte_common.secrets import Masker, collect_secrets
 from psycopg import errors as pg_errors
 from psycopg import sql
 
@@ -78,7 +78,7 @@ class ReadOutcome:
 class _Lines:
     """A MessageWriter target that hands each serialized message back to the generator."""
 
-    def __init__(self, masker: SecretMasker) -> None:
+    def __init__(self, masker: Masker) -> None:
         self.buffer = io.BytesIO()
         self.writer = MessageWriter(self.buffer, masker)
 
@@ -96,7 +96,7 @@ def read_messages(
     raw_state: Any = None,
 ) -> Iterator[bytes]:
     """Yield the protocol lines of a read of `streams`, resuming from `raw_state` (--state)."""
-    lines = _Lines(SecretMasker(collect_secrets(raw_config)))
+    lines = _Lines(Masker(collect_secrets(raw_config)))
     out = lines.writer
     config = SourceConfig.from_config(raw_config)
     require_supported_method(config)

@@ -59,3 +59,30 @@ def test_invalid_config_is_reported_by_check(tmp_path) -> None:
     assert status["status"] == "FAILED"
     assert "Config validation error" in status["message"] and "port" in status["message"]
     assert "pw-123456789" not in result.stdout + result.stderr
+
+
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAA\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+@pytest.mark.parametrize(
+    "program,module", [("source-postgres", "source_postgres.run"),
+                       ("destination-postgres", "destination_postgres.run")]
+)  # fmt: skip
+def test_invalid_config_never_quotes_a_secret(program, module, tmp_path) -> None:
+    """A config the spec rejects inside an object holding secrets (an SSH tunnel with a PEM key,
+    whose newlines a repr would escape) is reported by place and rule, with no secret in it."""
+    config = tmp_path / "config.json"
+    tunnel = {"tunnel_method": "SSH_KEY_AUTH", "tunnel_host": "bastion", "tunnel_port": "22",
+              "tunnel_user": "u", "ssh_key": PEM}  # fmt: skip
+    config.write_text(json.dumps({"host": "localhost", "port": 5432, "database": "d",
+                                  "schema": "public", "username": "u", "password": 'q"uo\\te-pw',
+                                  "tunnel_method": tunnel}))  # fmt: skip
+    result = _run(module, program, ["check", "--config", str(config)])
+    status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
+    assert status["status"] == "FAILED"
+    assert "tunnel_method.tunnel_port" in status["message"], status
+    for secret in ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAA", "PRIVATE KEY", "uo\\te-pw", "uo\\\\te"):
+        assert secret not in result.stdout + result.stderr, secret

@@ -8,7 +8,7 @@ import stat
 import orjson
 import pytest
 from pgbyte.catalog import build_catalogs, map_namespace
-from pgbyte.connection import Connection, ConnectorRef
+from pgbyte.connection import Connection, ConnectorRef, StreamChoice
 from pgbyte.protocol import ConnectorError
 from pgbyte.secrets import Masker, collect_secrets, secret_keys_from_spec
 from pgbyte.state import StateStore, atomic_write
@@ -71,6 +71,23 @@ def test_unsupported_destination_mode_is_refused() -> None:
         build_catalogs(connection(destination_sync_mode="append_dedup"), CATALOG, spec)
 
 
+def test_incremental_overwrite_is_refused() -> None:
+    """incremental | overwrite (no such Airbyte mode: each sync would keep only the changes) is
+    refused before a sync, whether set per stream or as the connection's default."""
+    conn = connection(destination_sync_mode="overwrite", streams=(
+        StreamChoice(name="users", namespace="public", sync_mode="incremental",
+                     cursor_field=("id",)),))  # fmt: skip
+    with pytest.raises(ConnectorError, match=r"incremental \| overwrite"):
+        build_catalogs(conn, CATALOG, {})
+
+
+def test_streams_may_be_named_namespace_dot_name() -> None:
+    """`streams: [public.users]` picks that stream, as discover and pgbyte print its name."""
+    conn = connection(streams=(StreamChoice(name="sales.users"),))
+    source, _, _ = build_catalogs(conn, CATALOG, {})
+    assert [s["stream"]["namespace"] for s in source["streams"]] == ["sales"]
+
+
 def stream_state(name: str, value: int) -> dict:
     descriptor = {"name": name, "namespace": "p"}
     return {
@@ -128,9 +145,9 @@ def test_secrets_from_spec_and_known_keys_are_masked() -> None:
     spec = {"properties": {"tunnel": {"oneOf": [{"properties": {"ssh_key": {
         "airbyte_secret": True}, "my_token": {"airbyte_secret": True}}}]}}}  # fmt: skip
     config = {"password": "pw-1", "tunnel": {"my_token": "tok-2"},
-              "jdbc_url_params": "a=b&password=pw-3"}  # fmt: skip
+              "jdbc_url_params": "a=b&password=pw-3;sslpassword=pw-4"}  # fmt: skip
     masker = Masker(collect_secrets(config, secret_keys_from_spec(spec)))
-    text = masker.mask('login with pw-1, token tok-2, jdbc pw-3 and {"p": "pw-1"}')
+    text = masker.mask('login with pw-1, token tok-2, jdbc pw-3, pw-4 and {"p": "pw-1"}')
     assert "pw-" not in text and "tok-2" not in text
 
 

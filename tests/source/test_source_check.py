@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from psycopg import sql
-from source_helpers import run_source
+from source_helpers import configured_catalog, run_source
 
 SECRET = "s3cret-Pa55word-42"
 
@@ -132,3 +132,78 @@ def test_bad_jdbc_param_fails_with_its_name(source_config, write_json) -> None:
     status = check(write_json, config).connection_status
     assert status["status"] == "FAILED"
     assert "bogusParam" in status["message"]
+
+
+def test_schemas_without_tables_yet_pass(source_conn, source_config, write_json) -> None:
+    """A reachable schema with no table yet passes check (a source set up before its tables)."""
+    source_conn.execute("CREATE SCHEMA empty_yet")
+    status = check(write_json, {**source_config, "schemas": ["empty_yet"]}).connection_status
+    assert status["status"] == "SUCCEEDED", status
+    assert "no table or view in empty_yet yet" in status["message"]
+
+
+def test_unknown_user_is_a_config_error(source_config, write_json) -> None:
+    """A role that does not exist is a config_error naming the user, not a lost connection
+    (with password authentication the server says only that authentication failed)."""
+    config = write_json("config.json", {**source_config, "username": "no_such_user_x"})
+    result = run_source("discover", "--config", config)
+    assert result.returncode == 1
+    (error,) = result.errors()
+    assert error["failure_type"] == "config_error", error
+    assert "'no_such_user_x'" in error["message"] and "lost" not in error["message"]
+
+
+def test_role_without_login_is_a_config_error(source_conn, source_config, write_json) -> None:
+    """A NOLOGIN role gets FAILED saying it may not log in (config_error from discover too)."""
+    role = f"nologin_{uuid.uuid4().hex[:8]}"
+    source_conn.execute(
+        sql.SQL("CREATE ROLE {} NOLOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(SECRET)
+        )
+    )
+    try:
+        config = {**source_config, "username": role, "password": SECRET}
+        status = check(write_json, config).connection_status
+        assert status["status"] == "FAILED"
+        assert "may not log in" in status["message"] and "LOGIN" in status["message"]
+        result = run_source("discover", "--config", write_json("config.json", config))
+        assert result.returncode == 1
+        assert result.errors()[0]["failure_type"] == "config_error"
+    finally:
+        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_password_inside_names_leaves_the_protocol_intact(
+    source_conn, source_config, write_json
+) -> None:
+    """Secrets are masked in free text only: a password that is part of a table and a column
+    name changes neither the CATALOG, nor the STATE, nor the numbers of ESTIMATE and STATE."""
+    password = "nibble1"  # also a substring of the names below, and "1" of every count
+    role = f"nib_{uuid.uuid4().hex[:8]}"
+    source_conn.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )
+    try:
+        source_conn.execute("CREATE TABLE firenibble1 (id int primary key, nibble1_col text)")
+        source_conn.execute("INSERT INTO firenibble1 VALUES (1, 'x')")
+        source_conn.execute(sql.SQL("GRANT SELECT ON firenibble1 TO {}").format(
+            sql.Identifier(role)))  # fmt: skip
+        config = write_json("config.json", {**source_config, "username": role,
+                                            "password": password})  # fmt: skip
+        discovered = run_source("discover", "--config", config)
+        (stream,) = discovered.catalog["streams"]
+        assert stream["name"] == "firenibble1"
+        assert "nibble1_col" in stream["json_schema"]["properties"]
+        catalog = write_json("catalog.json", configured_catalog([stream]))
+        result = run_source("read", "--config", config, "--catalog", catalog)
+        assert result.returncode == 0, result.stdout + result.stderr
+        messages = result.messages  # every line parses as JSON
+        names = {m["state"]["stream"]["stream_descriptor"]["name"] for m in messages
+                 if m["type"] == "STATE"}  # fmt: skip
+        assert names == {"firenibble1"}
+        assert result.data("firenibble1") == [{"id": 1, "nibble1_col": "x"}]
+    finally:
+        source_conn.execute("DROP TABLE IF EXISTS firenibble1")
+        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
