@@ -119,10 +119,15 @@ def drain_stderr(
     return thread
 
 
-def stop_process(proc: ConnectorProcess, *, grace: float = 10.0) -> int | None:
-    """terminate → wait → kill → wait: the process is gone when this returns."""
+def stop_process(
+    proc: ConnectorProcess, *, grace: float = 10.0, terminated: bool = False
+) -> int | None:
+    """terminate → wait → kill → wait: the process is gone when this returns. `terminated`:
+    the caller has sent SIGTERM already (a second one could cut short the connector's own
+    clean-up, e.g. the destination dropping its overwrite temporaries)."""
     if proc.poll() is None:
-        proc.terminate()
+        if not terminated:
+            proc.terminate()
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:

@@ -214,8 +214,8 @@ class SyncRun:
         if self.session.cancel.is_set():
             for proc in (source, dest):
                 proc.terminate()
-            stop_process(source, grace=5)
-            stop_process(dest, grace=10)
+            stop_process(source, grace=5, terminated=True)
+            stop_process(dest, grace=10, terminated=True)
             raise Cancelled(self.session.cancel_signal)
 
     def _wait(

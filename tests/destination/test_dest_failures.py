@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 from dest_helpers import FIXTURES, live_write, record, state, status, table_names
 
@@ -102,3 +104,27 @@ def test_overwrite_temporaries_load_without_autovacuum(tmp_path, dest_config, de
     }
     # Swapped in, the defaults back; the temporaries are gone.
     assert _reloptions(dest_conn) == {STREAM: (None, None), f"_airbyte_raw_{STREAM}": (None, None)}
+
+
+def test_second_signal_does_not_cut_the_clean_up_short(
+    run_write, tmp_path, dest_config, dest_conn
+) -> None:
+    """SIGINT then SIGTERM at once (Ctrl-C reaches the process group, then the orchestrator
+    stops the connector): one clean interruption, the temporaries dropped, the previous tables
+    intact — the second signal does not interrupt the clean-up."""
+    before = _previous(run_write, dest_conn)
+    with live_write(tmp_path, dest_config, CATALOG) as write:
+        write.send_until_state(_lines(record(STREAM, {"id": 9, "name": "Z"}),
+                                      state(STREAM, {"n": 1})))  # fmt: skip
+        assert f"_airbyte_tmp_{STREAM}" in table_names(dest_conn)
+        os.kill(write.proc.pid, signal.SIGINT)
+        os.kill(write.proc.pid, signal.SIGTERM)
+        assert write.proc.wait(timeout=60) == 130
+        assert write.proc.stdout is not None and write.proc.stderr is not None
+        errors = [m for m in map(json.loads, write.proc.stdout.read().splitlines())
+                  if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+        stderr = write.proc.stderr.read().decode()
+    assert len(errors) == 1 and "interrupted" in errors[0]["trace"]["error"]["message"], errors
+    assert "Traceback" not in stderr, stderr
+    assert table_names(dest_conn) == sorted([STREAM, f"_airbyte_raw_{STREAM}"])
+    assert _rows(dest_conn) == before
