@@ -53,6 +53,7 @@ class StreamTarget:
     committed: int = 0
     received: int = 0
     nul_stripped: int = 0
+    surrogates_replaced: int = 0
     uncastable: dict[str, int] = field(default_factory=dict)
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
     swapped: bool = False

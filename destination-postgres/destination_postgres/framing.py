@@ -24,6 +24,12 @@ from typing import Any
 
 READ_CHUNK = 1 << 20  # a block of lines; batches (writer.py) are ten or more of them
 NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")  # \u0000 not preceded by a lone backslash
+# A UTF-16 surrogate escape: a high one with its low one (an emoji from an ASCII-only encoder,
+# kept), or either half alone (valid JSON, which jsonb refuses: replaced by U+FFFD).
+_SURROGATE = re.compile(
+    rb"(?<!\\)((?:\\\\)*)\\u[dD]([89abAB][0-9a-fA-F]{2}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    rb"|[c-fC-F][0-9a-fA-F]{2})"
+)
 _PREFIX = b'{"type":"RECORD","record":{"stream":"'
 _NS = b'","namespace":"'
 _DATA = b'","data":'
@@ -167,3 +173,22 @@ def stdlib_loads(line: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def may_hold_surrogates(data: bytes) -> bool:
+    """A cheap pre-check (two substring searches) before the regex of replace_lone_surrogates."""
+    return b"\\ud" in data or b"\\uD" in data
+
+
+def replace_lone_surrogates(line: bytes) -> tuple[bytes, int]:
+    """(line with each lone surrogate escape replaced by \\ufffd, how many were replaced)."""
+    replaced = 0
+
+    def one(match: re.Match[bytes]) -> bytes:
+        nonlocal replaced
+        if len(match.group(2)) == 9:  # a high surrogate followed by its low one: a valid pair
+            return match.group(0)
+        replaced += 1
+        return match.group(1) + b"\\ufffd"
+
+    return _SURROGATE.sub(one, line), replaced

@@ -29,8 +29,10 @@ from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
     binary_rows,
+    may_hold_surrogates,
     random_uuids,
     read_lines,
+    replace_lone_surrogates,
     row_head,
     slice_record,
     stdlib_loads,
@@ -206,9 +208,11 @@ class Writer:
         fast = self.fast_keys
         for line in lines:
             self.lineno += 1
-            nul = 0
+            nul = lone = 0
             if b"\\u0000" in line:
                 line, nul = NUL_ESCAPE.subn(rb"\1", line)
+            if may_hold_surrogates(line):
+                line, lone = replace_lone_surrogates(line)
             # Fast path: a canonical RECORD line is routed and sliced without parsing it; its
             # data is validated by Postgres (a refused batch is redone on the slow path).
             sliced = slice_record(line)
@@ -227,13 +231,14 @@ class Writer:
                     target.fast_linenos.append(self.lineno)
                     target.since_state += 1
                     target.nul_stripped += nul
+                    target.surrogates_replaced += lone
                     size = len(line)
                     target.nbytes += size
                     self.buffered += size
                     if self.buffered >= self.batch_bytes:
                         self._flush_full(target)
                     continue
-            self._slow(line, nul)
+            self._slow(line, nul, lone)
 
     def _uniform_block(self, lines: list[bytes]) -> bool:
         """The usual block: canonical RECORD lines of one stream. When every line is the first
@@ -254,6 +259,8 @@ class Writer:
         block = b"\n".join(lines)
         if b"\\u0000" in block:
             return False
+        if may_hold_surrogates(block) and replace_lone_surrogates(block)[1]:
+            return False  # the line loop replaces and counts them
         head, tail = first[:ds], first[de:]
         # A newline can only be a line break (JSON text has none inside): n-1 separators,
         # each a whole envelope between two data objects, prove every line has this shape.
@@ -338,7 +345,7 @@ class Writer:
         self._last_em, self._last_usec = last_em, usec
         return rows
 
-    def _slow(self, line: bytes, nul: int = 0) -> None:
+    def _slow(self, line: bytes, nul: int = 0, lone: int = 0) -> None:
         """Any line: parsed by orjson (or the stdlib for what orjson refuses), then handled."""
         try:
             msg = orjson.loads(line)
@@ -364,6 +371,7 @@ class Writer:
             target.slow_linenos.append(self.lineno)
             target.since_state += 1
             target.nul_stripped += nul
+            target.surrogates_replaced += lone
             size = len(line)
             target.nbytes += size
             self.buffered += size
@@ -724,6 +732,11 @@ class Writer:
             parts = [f"Stream {t.label}: {t.committed} record(s) committed"]
             if t.nul_stripped:
                 parts.append(f"{t.nul_stripped} NUL character(s) (\\u0000) removed")
+            if t.surrogates_replaced:
+                parts.append(
+                    f"{t.surrogates_replaced} lone UTF-16 surrogate escape(s) (half of a pair, "
+                    "which PostgreSQL cannot store) replaced by U+FFFD"
+                )
             if t.uncastable:
                 detail = ", ".join(f"{c}: {n}" for c, n in sorted(t.uncastable.items()))
                 parts.append(
@@ -736,7 +749,8 @@ class Writer:
                     f"{t.skipped_keys} record(s) with a NULL or uncastable primary key are in "
                     f"the raw table only (no row in {t.norm_table})"
                 )
-            level = "WARN" if (t.nul_stripped or t.uncastable or t.skipped_keys) else "INFO"
+            flagged = t.nul_stripped or t.surrogates_replaced or t.uncastable or t.skipped_keys
+            level = "WARN" if flagged else "INFO"
             self.log(level, "; ".join(parts) + ".")
 
     def log(self, level: str, text: str) -> None:

@@ -87,7 +87,7 @@ def _buffered(writer: Writer) -> list[tuple]:
         ]
         out.append(
             (t.name, rows, t.fast_lines, t.fast_linenos, t.slow_lines, t.slow_linenos,
-             t.since_state, t.nbytes, t.nul_stripped)
+             t.since_state, t.nbytes, t.nul_stripped, t.surrogates_replaced)
         )  # fmt: skip
     return [*out, (writer.lineno, writer.buffered)]
 
@@ -115,6 +115,10 @@ BLOCKS = {
     + [_em_first(i) for i in range(6, 9)],
     "a NUL character": [_em_first(i) for i in range(3)]
     + [_em_first(3).replace(b"row 3", b"row\\u00003")],
+    "a lone surrogate": [_em_first(i) for i in range(3)]
+    + [_em_first(3).replace(b"row 3", b"row\\ud83d 3")],
+    "a surrogate pair": [_em_first(i) for i in range(3)]
+    + [_em_first(3).replace(b"row 3", b"row\\ud83d\\ude00 3")],
     "a line with meta after data": [_em_first(i) for i in range(3)]
     + [_em_first(3)[:-2] + b',"meta":{"changes":[]}}}'],
     "one line": [_em_first(0)],

@@ -175,6 +175,23 @@ def test_nul_characters_are_stripped_and_counted(run_write, dest_conn) -> None:
     assert any("3 NUL character(s)" in m for m in result.logs)
 
 
+def test_lone_surrogates_are_replaced_and_counted(run_write, dest_conn) -> None:
+    """Half a UTF-16 pair (valid JSON, refused by jsonb) becomes U+FFFD and is counted; a whole
+    pair (an emoji from an ASCII-only encoder) and an escaped backslash stay as they are."""
+    lines = [
+        b'{"type":"RECORD","record":{"stream":"sur","emitted_at":1,"data":'
+        b'{"id":1,"s":"cut \\ud83d","pair":"\\ud83d\\ude00","lit":"x\\\\ud83d"}}}',
+        b'{"type": "RECORD", "record": {"stream": "sur", "emitted_at": 1, "data": '
+        b'{"id": 2, "s": "\\ude00 low", "pair": null, "lit": null}}}',
+    ]
+    props = {k: {"type": "string"} for k in ("s", "pair", "lit")} | {"id": {"type": "integer"}}
+    result = run_write(catalog_for([("sur", props)], "append"), b"\n".join(lines) + b"\n")
+    assert result.returncode == 0, result.errors
+    rows = dest_conn.execute("SELECT id, s, pair, lit FROM sur ORDER BY id").fetchall()
+    assert rows == [(1, "cut \ufffd", "\U0001f600", "x\\ud83d"), (2, "\ufffd low", None, None)]
+    assert any("2 lone UTF-16 surrogate escape(s)" in m for m in result.logs), result.logs
+
+
 def test_fifty_megabyte_value_loads(run_write, dest_conn) -> None:
     """A single 50 MB string value loads intact into both tables."""
     big = "x" * (50 << 20)
