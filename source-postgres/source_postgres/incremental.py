@@ -214,11 +214,13 @@ def read_by_cursor(
         )
     nulls = _scalar(conn, sql.SQL("SELECT count(*) FROM {} r WHERE {} IS NULL").format(relation, c))
     if nulls:
+        first = resume_ctid is not None and last is None
         out.log(
             "WARN",
             f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name}) "
-            "and are not synced incrementally.",
-        )
+            + ("; this first load copies them, but later syncs cannot see their changes."
+               if first else "and are not synced incrementally."),
+        )  # fmt: skip
     yield lines.take()
 
     limit, adaptive = chunk_rows()
@@ -232,8 +234,10 @@ def read_by_cursor(
         )
         total = yield from ctid_load(
             conn, copy_out, stream=stream, table=table, columns=columns,
-            start_block=resume_ctid.block, bound=sql.SQL("{} <= {}").format(
-                c, sql.Literal(noted.cursor)),
+            # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
+            # syncs read by cursor only, so a row left out now would never arrive.
+            start_block=resume_ctid.block, bound=sql.SQL("({c} <= {v} OR {c} IS NULL)").format(
+                c=c, v=sql.Literal(noted.cursor)),
             inner=inner, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
             resize=next_chunk_rows if adaptive else None,
         )  # fmt: skip
@@ -277,6 +281,13 @@ def read_by_cursor(
         )
         emitted_state = True
         yield lines.take()
+    if last in _UNSURPASSABLE:
+        out.log(
+            "WARN",
+            f"Stream {label}: the cursor reached {last!r} ({column.name}), which no value "
+            "exceeds: later syncs will read nothing new from this stream until that row's "
+            "cursor changes or the stream's state is reset.",
+        )
     if not emitted_state:
         # Nothing new: the state is re-emitted so the platform sees the stream was synced.
         out.stream_state(
@@ -287,6 +298,10 @@ def read_by_cursor(
         )
         yield lines.take()
     return total
+
+
+# Cursor texts nothing sorts above (PostgreSQL orders NaN above every number).
+_UNSURPASSABLE = frozenset({"infinity", "NaN"})
 
 
 def _fits(conn: psycopg.Connection[Any], c: sql.Composable, relation: Any, value: str) -> bool:

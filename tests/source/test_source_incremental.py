@@ -150,14 +150,21 @@ def test_interrupted_read_resumes_from_a_mid_stream_state(source_conn, read_inc)
 
 
 def test_null_cursors_counted_in_a_warning(source_conn, read_inc) -> None:
-    """Rows with a NULL cursor are not synced and their count is in a LOG WARN."""
+    """Rows with a NULL cursor are copied by the first load (its ctid chunks read every row,
+    as Airbyte's do) but not by later syncs; their count is in a LOG WARN each time."""
     source_conn.execute(
         "CREATE TABLE n (id int, c int); INSERT INTO n VALUES (1, 1), (2, NULL), (3, NULL), (4, 2)"
     )
-    run = read_inc("n", "c", ["id", "c"])
-    assert run.returncode == 0
-    assert [r["id"] for r in run.data("n")] == [1, 4]
-    assert any("2 row(s) have a NULL cursor" in m for m in logs(run, "WARN"))
+    first = read_inc("n", "c", ["id", "c"])
+    assert first.returncode == 0
+    assert sorted(r["id"] for r in first.data("n")) == [1, 2, 3, 4]
+    assert any("2 row(s) have a NULL cursor" in m and "first load copies them" in m
+               for m in logs(first, "WARN"))  # fmt: skip
+    source_conn.execute("INSERT INTO n VALUES (5, NULL), (6, 3)")
+    later = read_inc("n", "c", ["id", "c"], state=final_state(first))
+    assert [r["id"] for r in later.data("n")] == [6]
+    assert any("3 row(s) have a NULL cursor" in m and "not synced incrementally" in m
+               for m in logs(later, "WARN"))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -318,3 +325,17 @@ def test_chunk_size_adapts_towards_the_checkpoint_interval() -> None:
     assert inc.next_chunk_rows(100_000, 0.0) == 400_000
     assert inc.next_chunk_rows(20_000, target * 100) == inc.MIN_CHUNK_ROWS
     assert inc.next_chunk_rows(1_900_000, target / 2) == inc.MAX_CHUNK_ROWS
+
+
+@pytest.mark.parametrize("coltype,top", [("timestamp", "infinity"), ("numeric", "NaN")])
+def test_a_cursor_stuck_at_infinity_is_warned(source_conn, read_inc, coltype, top) -> None:
+    """A cursor that reaches infinity or NaN (nothing sorts above it) is said in a WARN, on the
+    sync that saves it and on every later one, rather than silently reading nothing."""
+    low = "2024-01-01" if coltype == "timestamp" else "1"
+    source_conn.execute(f"CREATE TABLE s (id int, c {coltype})")
+    source_conn.execute("INSERT INTO s VALUES (1, %s), (2, %s)", (low, top))
+    first = read_inc("s", "c", ["id", "c"])
+    later = read_inc("s", "c", ["id", "c"], state=final_state(first))
+    for run in (first, later):
+        assert any(f"the cursor reached '{top}'" in m for m in logs(run, "WARN")), run.stdout
+    assert later.data("s") == []
