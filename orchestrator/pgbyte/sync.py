@@ -283,6 +283,13 @@ class SyncRun:
                     # No echoed state counted this stream's records; a destination that exits 0
                     # after the end of its input has committed all of it.
                     committed = emitted
+                if (
+                    route.destination_sync_mode == "overwrite" and self.status != "succeeded"
+                    and stream.status != "COMPLETE"
+                ):  # fmt: skip
+                    # Its echoed states covered rows in the destination's temporaries, which a
+                    # failed or cancelled sync drops: the previous tables stay, nothing changed.
+                    committed = 0
                 seconds = None
                 if stream.started_at is not None:
                     seconds = round((stream.ended_at or time.monotonic()) - stream.started_at, 3)

@@ -184,3 +184,32 @@ def _cmdline(pid: str) -> bytes:
             return handle.read()
     except OSError:
         return b""
+
+
+def test_overwrite_not_swapped_reports_nothing_committed(tmp_path, pg_server, source_conn,
+                                                         source_config, dest_config,
+                                                         dest_conn) -> None:  # fmt: skip
+    """A source that fails after its STATE was echoed but before its stream's COMPLETE: the
+    destination keeps the previous overwrite tables, so the summary (and the history that
+    `state show` reads) says 0 records committed, not what reached the dropped temporaries."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    source_conn.execute("INSERT INTO t VALUES (1)")
+    conn = write_connection(tmp_path, source_config, dest_config, prefix="ow_",
+                            namespace="destination")  # fmt: skip
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    source_conn.execute("INSERT INTO t VALUES (2), (3)")
+    source = tmp_path / "no-complete-source"
+    source.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" != read ]; then exec {console_script("source-postgres")} "$@"; fi\n'
+        f'{console_script("source-postgres")} "$@" | grep -v \'"status":"COMPLETE"\'\n'
+        "exit 1\n"
+    )
+    source.chmod(0o755)
+    conn.write_text(conn.read_text().replace(console_script("source-postgres"), str(source)))
+    run, summary = sync_json(conn, pg_server.password)
+    assert (run.returncode, summary["status"]) == (1, "failed")
+    assert summary["states_committed"] >= 1  # the destination did echo the stream's state
+    (stream,) = summary["streams"]
+    assert (stream["records_emitted"], stream["records_committed"]) == (3, 0)
+    assert dest_conn.execute('SELECT count(*) FROM public."ow_t"').fetchone()[0] == 1
