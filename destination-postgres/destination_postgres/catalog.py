@@ -135,7 +135,7 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             primary_key=entry.get("primary_key") or stream.get("source_defined_primary_key") or [],
             soft_delete=config.soft_delete,
         )
-        if mode == "append_dedup":
+        if target.dedup:  # raw tables only (disable_type_dedupe): nothing to key, no key needed
             problem = _resolve_dedup(target, entry, stream)
             if problem:
                 problems.append(f"{target.label}: {problem}")
@@ -144,9 +144,14 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
                 continue
             owner = seen.get((sch, table, "t"))
             if owner is not None:
+                shared = config.raw_data_schema and table == target.raw_table
+                fix = ("the raw tables of every namespace share raw_data_schema "
+                       f"{config.raw_data_schema!r}: give the streams a prefix, or leave "
+                       "raw_data_schema unset" if shared
+                       else "give them different namespaces or a prefix")  # fmt: skip
                 raise ConfigError(
                     f"Streams {owner!r} and {target.label!r} would both write table "
-                    f"{sch}.{table}: give them different namespaces or a prefix."
+                    f"{sch}.{table}: {fix}."
                 )
             seen[(sch, table, "t")] = target.label
         targets.append(target)

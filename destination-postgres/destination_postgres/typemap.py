@@ -183,14 +183,18 @@ def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
 
     taken = set(reserved)
     out: list[Column] = []
-    for key, schema in props.items():
-        name = fit(key)
+    for raw_key, schema in props.items():
+        # NUL cannot be stored (the writer strips it from the data's keys too); "" cannot be
+        # an identifier, so that property's column is called "_".
+        key = raw_key.replace("\x00", "")
+        base = key or "_"
+        name = fit(base)
         if name in taken:  # e.g. a property called _airbyte_ab_id
-            name = fit(key, suffix="_1")
+            name = fit(base, suffix="_1")
             n = 1
             while name in taken:
                 n += 1
-                name = fit(key, suffix=f"_{n}")
+                name = fit(base, suffix=f"_{n}")
         taken.add(name)
         out.append(Column(key=key, name=name, kind=kind_of(schema)))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from dest_helpers import FIXTURES, column_types, count, table_names
+from dest_helpers import FIXTURES, catalog_for, column_types, count, table_names
 from destination_postgres import naming
 
 CATALOG = FIXTURES / "identifiers_catalog.json"
@@ -56,3 +56,16 @@ def test_shortening_is_stable() -> None:
     assert naming.fit(name) == naming.fit(name)
     assert len(naming.fit(name).encode()) <= 63
     assert naming.fit(name) != naming.fit(name + "x")
+
+
+def test_empty_and_nul_property_names_get_columns(run_write, dest_conn) -> None:
+    """A property named "" gets the column "_"; one whose name holds \\u0000 loses the NUL, as
+    the data's keys do; both load their values instead of failing the write."""
+    line = (
+        b'{"type":"RECORD","record":{"stream":"odd","emitted_at":1,'
+        b'"data":{"id":1,"":"empty","a\\u0000b":"nul"}}}\n'
+    )
+    props = {"id": {"type": "integer"}, "": {"type": "string"}, "a\x00b": {"type": "string"}}
+    result = run_write(catalog_for([("odd", props)], "append"), line)
+    assert result.returncode == 0, result.errors
+    assert dest_conn.execute('SELECT id, "_", ab FROM odd').fetchone() == (1, "empty", "nul")

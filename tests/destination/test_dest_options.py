@@ -70,3 +70,31 @@ def test_cdk_class_write_in_process(dest_config, dest_conn) -> None:
     states = [m for m in out if m.state is not None]
     assert len(states) == 1
     assert dest_conn.execute(f"SELECT count(*) FROM {STREAM}").fetchone()[0] == 3
+
+
+def test_disable_type_dedupe_needs_no_primary_key(run_write, dest_conn, dest_config) -> None:
+    """append_dedup without a primary key loads under disable_type_dedupe (raw tables only:
+    nothing is deduplicated, so nothing needs a key)."""
+    catalog = json.loads(CATALOG.read_text())
+    catalog["streams"][0]["destination_sync_mode"] = "append_dedup"
+    catalog["streams"][0].pop("primary_key", None)
+    catalog["streams"][0]["stream"].pop("source_defined_primary_key", None)
+    config = {**dest_config, "disable_type_dedupe": True}
+    result = run_write(catalog, SYNC1, config=config)
+    assert result.returncode == 0, result.errors
+    assert dest_conn.execute(f"SELECT count(*) FROM _airbyte_raw_{STREAM}").fetchone()[0] == 2
+    refused = run_write(catalog, SYNC1)  # typed tables: the key is needed, and said so
+    assert refused.returncode == 1 and "primary key" in refused.errors[0]["message"]
+
+
+def test_raw_data_schema_collision_names_the_option(run_write, dest_config) -> None:
+    """Same-named streams of two namespaces share raw_data_schema's raw table name: the error
+    says so (different namespaces cannot help there)."""
+    catalog = json.loads(CATALOG.read_text())
+    twin = json.loads(json.dumps(catalog["streams"][0]))
+    catalog["streams"][0]["stream"]["namespace"] = "sales"
+    twin["stream"]["namespace"] = "hr"
+    catalog["streams"].append(twin)
+    result = run_write(catalog, b"", config={**dest_config, "raw_data_schema": "airbyte_raw"})
+    assert result.returncode == 1
+    assert "raw_data_schema 'airbyte_raw'" in result.errors[0]["message"]
