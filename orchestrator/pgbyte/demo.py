@@ -3,21 +3,21 @@
 Nothing needs to run beforehand and nothing is left behind: the demo starts its own server
 (initdb in a temp dir), creates a source and a destination database, writes two connection files
 (`full-refresh-overwrite` with prefix `overwrite_`, `full-refresh-append` with prefix `append_`),
-runs `pgbyte sync` on each as a user would, shows the destination's tables like psql's `\\dt` and
-their rows, inserts Jane Y, syncs both again, and checks the tutorial's numbers: 3 records
-emitted, 3 rows in overwrite_full_refresh_demo, 5 in append_full_refresh_demo.
+creates and syncs each connection in the tutorial's order with `pgbyte sync` as a user would,
+shows the destination with the server's own psql (`\\dt`, then the tables' rows) after each,
+inserts Jane Y, syncs both again, and checks the tutorial's numbers: 3 records emitted, 3 rows
+in overwrite_full_refresh_demo, 5 in append_full_refresh_demo.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from pgbyte.throwaway_pg import ThrowawayServer, ThrowawayServerError
+from pgbyte.throwaway_pg import ThrowawayServer, ThrowawayServerError, find_bin_dir
 
 TABLE = "full_refresh_demo"
 CONNECTIONS = (("full-refresh-overwrite", "overwrite_", "overwrite"),
@@ -33,28 +33,19 @@ CONNECTIONS = (("full-refresh-overwrite", "overwrite_", "overwrite"),
 PASSWORD_VAR = "PGBYTE_DEMO_PASSWORD"
 
 
-def psql_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str = "") -> str:
-    """Format rows the way psql prints them (aligned columns, `(N rows)` footer)."""
-    rows = list(rows)
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    lines = []
-    if title:
-        lines.append(title.center(sum(widths) + 3 * len(widths) - 1).rstrip())
-    lines.append(" " + " | ".join(h.center(w) for h, w in zip(headers, widths, strict=True)))
-    lines.append("-" + "-+-".join("-" * w for w in widths) + "-")
-    for row in cells:
-        lines.append(" " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-    lines.append(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):  # jsonb: print it as JSON, the way psql does
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+def psql(server: ThrowawayServer, dbname: str, command: str) -> None:
+    """Show `command` and its output exactly as the tutorial's psql shell prints them: the
+    server's own psql, not an imitation of its layout."""
+    say(f"\npostgres=# {command}")
+    result = subprocess.run(
+        [str(find_bin_dir() / "psql"), "-X", "-h", server.host, "-p", str(server.port),
+         "-U", server.user, "-d", dbname, "-v", "ON_ERROR_STOP=1", "-c", command],
+        env={**os.environ, "PGPASSWORD": server.password, "PGTZ": "UTC"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise DemoError(f"psql {command!r} failed: {result.stderr.strip()}")
+    say(result.stdout.rstrip())
 
 
 def say(text: str = "") -> None:
@@ -64,26 +55,6 @@ def say(text: str = "") -> None:
 def step(text: str) -> None:
     say()
     say(f"==> {text}")
-
-
-def list_tables(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-    """`\\dt` of the public schema: Schema | Name | Type | Owner."""
-    return conn.execute(
-        """SELECT n.nspname, c.relname, 'table', pg_get_userbyid(c.relowner)
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public'
-            ORDER BY 1, 2"""
-    ).fetchall()
-
-
-def show_table(conn: psycopg.Connection[Any], name: str) -> int:
-    cur = conn.execute(sql.SQL("SELECT * FROM {} ORDER BY _airbyte_emitted_at").format(
-        sql.Identifier(name)))  # fmt: skip
-    rows = cur.fetchall()
-    headers = [d.name for d in cur.description or []]
-    say(f"\npostgres=# SELECT * FROM {name};")
-    say(psql_table(headers, rows))
-    return len(rows)
 
 
 def count(conn: psycopg.Connection[Any], name: str) -> int:
@@ -130,6 +101,7 @@ class DemoError(RuntimeError):
 
 
 def run(workdir: Path) -> None:
+    """The tutorial, step by step: each connection is created and synced in its order."""
     step("Starting a throwaway PostgreSQL server (initdb in a temp dir; no Docker needed)")
     with ThrowawayServer() as server:
         say(f"PostgreSQL listening on {server.host}:{server.port}")
@@ -137,43 +109,39 @@ def run(workdir: Path) -> None:
         server.create_database(source_db)
         server.create_database(dest_db)
         env = {**os.environ, PASSWORD_VAR: server.password}
-        with psycopg.connect(server.conninfo(source_db), autocommit=True) as src, \
-                psycopg.connect(server.conninfo(dest_db), autocommit=True) as dst:  # fmt: skip
+        with psycopg.connect(server.conninfo(dest_db), autocommit=True) as dst:
             step(f"Source database {source_db}: the tutorial's table")
-            src.execute(f"CREATE TABLE {TABLE}(id integer PRIMARY KEY, name VARCHAR(200))")
-            src.execute(f"INSERT INTO {TABLE}(id, name) VALUES(1, 'Mary X')")
-            src.execute(f"INSERT INTO {TABLE}(id, name) VALUES(2, 'John D')")
-            say(f"postgres=# SELECT * FROM {TABLE};")
-            say(psql_table(["id", "name"], src.execute(f"SELECT * FROM {TABLE} ORDER BY id")))
+            for command in (
+                f"CREATE TABLE {TABLE}(id integer PRIMARY KEY, name VARCHAR(200));",
+                f"INSERT INTO {TABLE}(id, name) VALUES(1, 'Mary X');",
+                f"INSERT INTO {TABLE}(id, name) VALUES(2, 'John D');",
+                f"SELECT * FROM {TABLE};",
+            ):
+                psql(server, source_db, command)
 
             files = [
                 write_connection(workdir, server, name, prefix, mode, source_db, dest_db)
                 for name, prefix, mode in CONNECTIONS
             ]
-            step("Connections (password taken from $" + PASSWORD_VAR + ")")
-            for path in files:
+            for path, (_, prefix, mode) in zip(files, CONNECTIONS, strict=True):
+                step(f"Connection full refresh | {mode}, prefix {prefix} "
+                     f"(password taken from ${PASSWORD_VAR}), then Sync Now")  # fmt: skip
                 say(f"--- {path.name}")
                 say(path.read_text().replace(server.password, "****").rstrip())
-
-            step("First sync of both connections (Sync Now)")
-            for path in files:
                 sync(path, env)
-            step(f"Destination database {dest_db}")
-            say("postgres=# \\dt")
-            say(psql_table(["Schema", "Name", "Type", "Owner"], list_tables(dst),
-                           title="List of relations"))  # fmt: skip
-            for name in ("overwrite_full_refresh_demo", "append_full_refresh_demo"):
-                show_table(dst, name)
-            show_table(dst, "_airbyte_raw_append_full_refresh_demo")
+                step(f"Destination database {dest_db}")
+                psql(server, dest_db, "\\dt")
+                psql(server, dest_db, f"SELECT * FROM _airbyte_raw_{prefix}{TABLE};")
+                psql(server, dest_db, f"SELECT * FROM {prefix}{TABLE};")
 
             step("Insert a new record on the source")
-            src.execute(f"INSERT INTO {TABLE}(id, name) VALUES(3, 'Jane Y')")
-            say(psql_table(["id", "name"], src.execute(f"SELECT * FROM {TABLE} ORDER BY id")))
+            psql(server, source_db, f"INSERT INTO {TABLE}(id, name) VALUES(3, 'Jane Y');")
+            psql(server, source_db, f"SELECT * FROM {TABLE};")
 
             step("Sync Now, again, on both connections")
             outputs = [sync(path, env) for path in files]
-            for name in ("overwrite_full_refresh_demo", "append_full_refresh_demo"):
-                show_table(dst, name)
+            for _, prefix, _ in CONNECTIONS:
+                psql(server, dest_db, f"SELECT * FROM {prefix}{TABLE};")
             check_numbers(outputs, dst)
 
 
