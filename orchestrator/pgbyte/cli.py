@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 a check or sync failed (or the state is held by a runni
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -157,7 +158,7 @@ def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(entries)
         return 0
-    if not entries:
+    if not entries and not read_history(conn.history_path):
         print(f"no syncs yet ({conn.history_path})")
     for entry in entries:
         total = entry.get("total") or {}
@@ -199,16 +200,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = {"check": cmd_check, "discover": cmd_discover, "sync": cmd_sync}[args.command](
                 conn, args, reporter
             )
+        sys.stdout.flush()  # here, so a closed pipe is handled below and not at exit
     except ConnectionFileError as exc:
-        print(f"pgbyte: {exc}", file=sys.stderr)
-        code = 2
+        code = _failed(args, str(exc), 2)
     except (ConnectorError, RunnerError, StateFileError, StateBusyError) as exc:
-        print(f"pgbyte: {exc}", file=sys.stderr)
-        code = 1
+        code = _failed(args, str(exc), 1)
     except Cancelled as exc:
-        print(f"pgbyte: cancelled by signal {exc.signum}", file=sys.stderr)
-        code = 128 + exc.signum
+        code = _failed(args, f"cancelled by signal {exc.signum}", 128 + exc.signum)
+    except BrokenPipeError:
+        # The reader of our output went away (`pgbyte state show | head`): no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     sys.exit(code)
+
+
+def _failed(args: argparse.Namespace, text: str, code: int) -> int:
+    """Say why on stderr; with --json, stdout still gets one JSON object a script can read."""
+    print(f"pgbyte: {text}", file=sys.stderr)
+    if getattr(args, "json", False):
+        _print_json({"status": "failed", "error": text, "exit_code": code})
+    return code
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ keep the previous overwrite tables, and save no state beyond what the destinatio
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,6 +145,12 @@ def test_missing_environment_variable_is_named(tmp_path, source_config, dest_con
     run = subprocess.run([console_script("pgbyte"), "sync", str(conn)], env=env,
                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert run.returncode == 2 and PASSWORD_VAR in run.stderr
+    # --json: a script still gets one JSON object on stdout saying so.
+    run = subprocess.run([console_script("pgbyte"), "check", str(conn), "--json"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    failure = json.loads(run.stdout)
+    assert (run.returncode, failure["status"], failure["exit_code"]) == (2, "failed", 2)
+    assert PASSWORD_VAR in failure["error"]
 
 
 def test_config_not_matching_spec_is_refused(tmp_path, pg_server, source_config,
