@@ -113,20 +113,26 @@ def read_messages(
             snapshot = read_snapshot(conn) if xmin else None
         except psycopg.Error as exc:
             raise classify_error(exc, context="Starting the read") from None
-        for stream in streams:
-            table = tables.get(stream.descriptor)
-            out.stream_status(stream.name, stream.namespace, "STARTED")
-            yield lines.take()
-            try:
-                saved = saved_states.get(stream.descriptor)
-                yield from _read_stream(conn, stream, table, lines, outcome, saved, snapshot)
-            except PgbyteError as exc:
-                outcome.failed.append(stream.descriptor)
-                out.exception(exc, stream=stream.descriptor)
-                out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
+        try:
+            for stream in streams:
+                table = tables.get(stream.descriptor)
+                out.stream_status(stream.name, stream.namespace, "STARTED")
                 yield lines.take()
-                if isinstance(exc, TransientError):
-                    break  # the connection is gone: the next streams cannot be read either
+                try:
+                    saved = saved_states.get(stream.descriptor)
+                    yield from _read_stream(conn, stream, table, lines, outcome, saved, snapshot)
+                except PgbyteError as exc:
+                    outcome.failed.append(stream.descriptor)
+                    out.exception(exc, stream=stream.descriptor)
+                    out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
+                    yield lines.take()
+                    if isinstance(exc, TransientError):
+                        break  # the connection is gone: the next streams cannot be read either
+        except GeneratorExit:
+            # Our reader stopped (stdout closed, e.g. `read | head`) maybe mid-COPY, where a
+            # rollback fails noisily: a read-only session has nothing to roll back, so close.
+            conn.close()
+            raise
         with contextlib.suppress(psycopg.Error):
             conn.execute("ROLLBACK")  # read only: nothing to commit
 

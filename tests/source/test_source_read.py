@@ -467,3 +467,23 @@ def test_column_privileges_limit_what_is_read(source_conn, source_config, write_
     finally:
         source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_reader_going_away_ends_quietly(source_conn, source_config, write_json) -> None:
+    """`read | head`: when stdout closes mid-COPY the read ends (exit 1: its output is cut)
+    without a traceback or psycopg's failed-rollback warning on stderr."""
+    source_conn.execute(
+        "CREATE TABLE t (id int, pad text); "
+        "INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g"
+    )
+    args = ["read", "--config", write_json("config.json", source_config),
+            "--catalog", write_json("catalog.json", configured_catalog(
+                [table_stream("t", {"id": {}, "pad": {}})]))]  # fmt: skip
+    proc = subprocess.Popen([SOURCE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    for _ in range(5):
+        assert proc.stdout.readline()
+    proc.stdout.close()  # what `head` does once it has its lines
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in stderr and "error ignored" not in stderr, stderr
