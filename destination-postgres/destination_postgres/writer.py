@@ -131,6 +131,7 @@ class Writer:
         # connection.
         self._inflight: list[tuple[threading.Thread, _Batch, psycopg.Connection[Any]]] = []
         self.source_error: str | None = None
+        self.source_failure_type = "transient_error"  # of source_error, as the source said
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -679,7 +680,12 @@ class Writer:
             return
         if trace.get("type") == "ERROR":
             error = trace.get("error") or {}
-            self.source_error = str(error.get("message") or "the source reported an error")
+            if self.source_error is None:  # the first one: what went wrong to begin with
+                self.source_error = str(error.get("message") or "the source reported an error")
+                kind = error.get("failure_type")
+                # Kept as the source said: a config_error relabelled transient would be retried.
+                if kind in ("config_error", "system_error", "transient_error"):
+                    self.source_failure_type = kind
             return
         if trace.get("type") != "STREAM_STATUS":
             return
@@ -713,9 +719,12 @@ class Writer:
                 reason = "The input ended before the COMPLETE status of stream(s) " + names
             kept = (f"; the previous tables of {names} are kept unchanged" if incomplete
                     else "")  # fmt: skip
+            failure_type = "transient_error"
+            if self.source_error is not None:
+                failure_type = self.source_failure_type
             self.out.error(
                 f"{reason}{kept}. Nothing after the last echoed STATE was committed.",
-                failure_type="transient_error",
+                failure_type=failure_type,
             )
             return 1
         self._flush()

@@ -59,12 +59,31 @@ JIT_OFF = "SET jit = off"
 
 ESTIMATE_QUERY = """
 SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::int8,
-       COALESCE(sum(pg_catalog.pg_relation_size(c.oid)), 0)::int8
+       COALESCE(sum(pg_catalog.pg_relation_size(c.oid)), 0)::int8,
+       COALESCE(bool_or(c.reltuples < 0), false)
 FROM pg_catalog.pg_class c
 WHERE c.relkind IN ('r', 'm')
   AND (c.oid = %(oid)s
        OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(oid)s::regclass)))
 """
+# A table never vacuumed nor analyzed has no row count (reltuples -1, PostgreSQL 14+): up to this
+# size it is counted (a fraction of a second), above it the planner estimates from its size.
+EXACT_COUNT_BYTES = 64 << 20
+
+
+def _row_estimate(conn: psycopg.Connection[Any], table: Table) -> tuple[int, int]:
+    """(rows, bytes) for a stream's ESTIMATE: the catalog's statistics when there are some."""
+    rows, nbytes, unknown = conn.execute(ESTIMATE_QUERY, {"oid": table.oid}).fetchone()
+    if unknown:
+        relation = sql.Identifier(table.schema, table.name)
+        if nbytes <= EXACT_COUNT_BYTES:
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(relation)).fetchone()[0]
+        else:
+            plan = conn.execute(
+                sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}").format(relation)
+            ).fetchone()[0]
+            rows = int(plan[0]["Plan"]["Plan Rows"])
+    return rows, nbytes
 
 
 @dataclass
@@ -231,8 +250,7 @@ def _read_stream(
     conn.execute("SAVEPOINT pgbyte_stream")
     try:
         if table.kind in ("r", "m", "p"):
-            rows, nbytes = conn.execute(ESTIMATE_QUERY, {"oid": table.oid}).fetchone()
-            out.estimate(stream.name, stream.namespace, rows, nbytes)
+            out.estimate(stream.name, stream.namespace, *_row_estimate(conn, table))
         out.stream_status(stream.name, stream.namespace, "RUNNING")
         yield lines.take()
         if incremental:

@@ -59,6 +59,15 @@ def test_source_error_keeps_previous_tables(run_write, dest_conn) -> None:
     assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}", STREAM]
 
 
+def test_source_error_keeps_its_failure_type(run_write, dest_conn) -> None:
+    """The write's closing error carries the source's failure_type (a config_error relabelled
+    transient would be retried by the platform for nothing)."""
+    config_error = SOURCE_ERROR.replace(b"transient_error", b"config_error")
+    result = run_write(CATALOG, _lines(record(STREAM, {"id": 9, "name": "X"}), config_error))
+    assert result.returncode != 0
+    assert [e["failure_type"] for e in result.errors] == ["config_error"]
+
+
 def test_no_statuses_clean_eof_swaps(run_write, dest_conn) -> None:
     """A source that sends no stream statuses: a clean end of input completes the stream."""
     _previous(run_write, dest_conn)

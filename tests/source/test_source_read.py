@@ -166,6 +166,13 @@ def test_message_order_and_counts(source_conn, discover_and_read) -> None:
         if m["trace"]["type"] == "ESTIMATE" and m["trace"]["estimate"]["name"] == "a"
     )
     assert estimate["row_estimate"] == 3 and estimate["byte_estimate"] > 0
+    # b was never analyzed (reltuples -1): counted, not estimated as 0.
+    estimate_b = next(
+        m["trace"]["estimate"]
+        for m in result.of_type("TRACE")
+        if m["trace"]["type"] == "ESTIMATE" and m["trace"]["estimate"]["name"] == "b"
+    )
+    assert estimate_b["row_estimate"] == 2
 
 
 def test_only_configured_columns(source_conn, source_config, write_json) -> None:
