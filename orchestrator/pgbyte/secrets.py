@@ -7,7 +7,6 @@ the connectors' too: one Masker for all three programs.
 from __future__ import annotations
 
 from pgbyte_common.secrets import (  # noqa: F401 (re-exports)
-    MASK,
     Masker,
     collect_secrets,
     secret_keys_from_spec,
