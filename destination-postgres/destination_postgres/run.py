@@ -3,7 +3,7 @@
 `write` takes the lean path (no airbyte_cdk import: it costs about a second and its
 per-message parsing is what we avoid); so do `spec`, a constant printed by orjson, and `check`
 (pgbyte_common.lean, the same run_check DestinationPostgres uses in-process). Anything else
-(--help) goes to the CDK.
+(--help, no verb) gets argparse's usage.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def run() -> None:
         from destination_postgres.lean import main
 
         sys.exit(main(argv))
-    from destination_postgres.destination import DestinationPostgres
+    # No verb, --help or an unknown verb: argparse's usage (exit 0 for --help, 2 otherwise),
+    # as the CDK's entrypoint answers but without its traceback on stdout.
+    from pgbyte_common.argv import build_parser
 
-    DestinationPostgres().run(argv)
+    build_parser("destination-postgres", ("spec", "check", "write")).parse_args(argv)

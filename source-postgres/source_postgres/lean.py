@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import PgbyteError
+from pgbyte_common.interrupts import Interrupts
 from pgbyte_common.lean import lean_check, lean_discover
 from pgbyte_common.messages import MessageWriter
 from pgbyte_common.secrets import collect_secrets
@@ -54,14 +55,22 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
     args = build_parser("source-postgres", VERBS).parse_args(argv)
     writer = MessageWriter(out if out is not None else sys.stdout.buffer)
     outcome = ReadOutcome()
+    interrupts = Interrupts().install() if out is None else None
     try:
         config = load_json_file(args.config, "config")
         writer.masker.add(collect_secrets(config))
         streams = parse_catalog(load_json_file(args.catalog, "catalog"))
         state = load_json_file(args.state, "state") if args.state else None
-        raw = writer.raw
+        raw, flush = writer.raw, writer.flush
         for blob in read_messages(config, streams, outcome, state):
             raw(blob)
+            # Record blobs are ~1 MiB and bypass the buffer; flushing the small ones (states,
+            # statuses) hands a finished stream on now, not when a later slow one produces.
+            flush()
+    except KeyboardInterrupt:
+        writer.error("The read was interrupted; the records and states already printed stand.",
+                     failure_type="transient_error")  # fmt: skip
+        return interrupts.exit_code if interrupts is not None else 130
     except PgbyteError as exc:
         writer.exception(exc)
         return 1

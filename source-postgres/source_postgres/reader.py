@@ -29,7 +29,7 @@ from pgbyte_common.errors import ConfigError, PgbyteError, TransientError, class
 from pgbyte_common.messages import MessageWriter, now_ms
 from pgbyte_common.secrets import Masker, collect_secrets
 from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg import generators, sql
 
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.config import SourceConfig, require_supported_method
@@ -116,7 +116,6 @@ def read_messages(
 ) -> Iterator[bytes]:
     """Yield the protocol lines of a read of `streams`, resuming from `raw_state` (--state)."""
     lines = _Lines(Masker(collect_secrets(raw_config)))
-    out = lines.writer
     config = SourceConfig.from_config(raw_config)
     require_supported_method(config)
     saved_states = parse_input_state(raw_state)
@@ -133,27 +132,43 @@ def read_messages(
         except psycopg.Error as exc:
             raise classify_error(exc, context="Starting the read") from None
         try:
-            for stream in streams:
-                table = tables.get(stream.descriptor)
-                out.stream_status(stream.name, stream.namespace, "STARTED")
-                yield lines.take()
-                try:
-                    saved = saved_states.get(stream.descriptor)
-                    yield from _read_stream(conn, stream, table, lines, outcome, saved, snapshot)
-                except PgbyteError as exc:
-                    outcome.failed.append(stream.descriptor)
-                    out.exception(exc, stream=stream.descriptor)
-                    out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
-                    yield lines.take()
-                    if isinstance(exc, TransientError):
-                        break  # the connection is gone: the next streams cannot be read either
-        except GeneratorExit:
-            # Our reader stopped (stdout closed, e.g. `read | head`) maybe mid-COPY, where a
-            # rollback fails noisily: a read-only session has nothing to roll back, so close.
+            yield from _read_streams(conn, streams, tables, lines, outcome, saved_states, snapshot)
+        except (GeneratorExit, KeyboardInterrupt):
+            # Our reader stopped (stdout closed, e.g. `read | head`) or a signal ended the read,
+            # maybe mid-COPY, where a rollback fails noisily: a read-only session has nothing
+            # to roll back, so close (the server ends the query).
             conn.close()
             raise
         with contextlib.suppress(psycopg.Error):
             conn.execute("ROLLBACK")  # read only: nothing to commit
+
+
+def _read_streams(
+    conn: psycopg.Connection[Any],
+    streams: list[ConfiguredStream],
+    tables: dict[tuple[str, str | None], Table],
+    lines: _Lines,
+    outcome: ReadOutcome,
+    saved_states: dict[Any, Any],
+    snapshot: Snapshot | None,
+) -> Iterator[bytes]:
+    """Each configured stream in turn; a stream's failure ends only that stream, unless the
+    connection is gone."""
+    out = lines.writer
+    for stream in streams:
+        table = tables.get(stream.descriptor)
+        out.stream_status(stream.name, stream.namespace, "STARTED")
+        yield lines.take()
+        try:
+            saved = saved_states.get(stream.descriptor)
+            yield from _read_stream(conn, stream, table, lines, outcome, saved, snapshot)
+        except PgbyteError as exc:
+            outcome.failed.append(stream.descriptor)
+            out.exception(exc, stream=stream.descriptor)
+            out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
+            yield lines.take()
+            if isinstance(exc, TransientError):
+                break  # the connection is gone: the next streams cannot be read either
 
 
 def _resolve(
@@ -298,7 +313,10 @@ def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator[b
     """
     pgconn = conn.pgconn
     pgconn.send_query(query.as_bytes(conn))
-    result = pgconn.get_result()
+    # Waited for in Python, not in libpq: a slow first row (a slow view, a lock) must not keep
+    # a SIGTERM from being handled. The rows then come from libpq's blocking call, in C.
+    conn.wait(generators.send(pgconn))  # the whole query out (the connection is non-blocking)
+    result = conn.wait(generators.fetch(pgconn))
     if result is None or result.status != psycopg.pq.ExecStatus.COPY_OUT:
         _drain(conn)
         raise _result_error(conn, result)

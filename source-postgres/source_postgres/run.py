@@ -3,7 +3,8 @@
 Every protocol verb takes a lean path (no airbyte_cdk import, which costs one to several seconds
 per process, paid before every sync): `spec` is a constant printed by orjson, `check`/`discover`
 run through pgbyte_common.lean, `read` through source_postgres.lean. The CDK class
-SourcePostgres serves the same functions in-process; anything else (--help) goes to the CDK.
+SourcePostgres serves the same functions in-process; anything else (--help, no verb) gets
+argparse's usage.
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ def run() -> None:
 
         main = {"check": lean.main_check, "discover": lean.main_discover, "read": lean.main_read}
         sys.exit(main[_verb(argv)](argv))
-    from airbyte_cdk.entrypoint import launch
-    from airbyte_cdk.exception_handler import init_uncaught_exception_handler
-    from airbyte_cdk.logger import init_logger
+    # No verb, --help or an unknown verb: argparse's usage (exit 0 for --help, 2 otherwise),
+    # as the CDK's entrypoint answers but without its traceback or log lines on stdout.
+    from pgbyte_common.argv import build_parser
 
-    from source_postgres.source import SourcePostgres
+    from source_postgres.lean import VERBS
 
-    init_uncaught_exception_handler(init_logger("airbyte"))
-    launch(SourcePostgres(), argv)
+    build_parser("source-postgres", VERBS).parse_args(argv)

@@ -86,3 +86,22 @@ def test_invalid_config_never_quotes_a_secret(program, module, tmp_path) -> None
     assert "tunnel_method.tunnel_port" in status["message"], status
     for secret in ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAA", "PRIVATE KEY", "uo\\te-pw", "uo\\\\te"):
         assert secret not in result.stdout + result.stderr, secret
+
+
+@pytest.mark.parametrize(
+    "module,prog",
+    [
+        ("source_postgres.run", "source-postgres"),
+        ("destination_postgres.run", "destination-postgres"),
+    ],
+)
+def test_no_verb_or_help_prints_usage(module, prog) -> None:
+    """No verb or an unknown one: usage on stderr, exit 2, nothing on stdout (no traceback, no
+    log line); --help: usage on stdout, exit 0."""
+    for args, code in (([], 2), (["frobnicate"], 2), (["--help"], 0)):
+        result = _run(module, prog, args)
+        assert result.returncode == code, (args, result.stderr)
+        usage = result.stdout if code == 0 else result.stderr
+        assert usage.startswith(f"usage: {prog}"), (args, usage)
+        assert "Traceback" not in result.stderr
+        assert code == 0 or result.stdout == ""

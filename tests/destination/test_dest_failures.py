@@ -137,3 +137,15 @@ def test_second_signal_does_not_cut_the_clean_up_short(
     assert "Traceback" not in stderr, stderr
     assert table_names(dest_conn) == sorted([STREAM, f"_airbyte_raw_{STREAM}"])
     assert _rows(dest_conn) == before
+
+
+def test_sigterm_exits_143(run_write, tmp_path, dest_config, dest_conn) -> None:
+    """SIGTERM (docker stop, an orchestrator's cancel) ends the write with 143, not Ctrl-C's
+    130, after the same clean-up: the previous tables intact."""
+    before = _previous(run_write, dest_conn)
+    with live_write(tmp_path, dest_config, CATALOG) as write:
+        write.send_until_state(_lines(record(STREAM, {"id": 9, "name": "Z"}),
+                                      state(STREAM, {"n": 1})))  # fmt: skip
+        os.kill(write.proc.pid, signal.SIGTERM)
+        assert write.proc.wait(timeout=60) == 143
+    assert _rows(dest_conn) == before

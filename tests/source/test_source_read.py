@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -494,3 +498,51 @@ def test_reader_going_away_ends_quietly(source_conn, source_config, write_json) 
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1
     assert "Traceback" not in stderr and "error ignored" not in stderr, stderr
+
+
+def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json) -> None:
+    """A finished stream's messages are out before a slow next stream produces (stdout is
+    flushed per message block); SIGTERM while the slow one waits for its first row ends the read
+    at once: exit 143, one TRACE ERROR, and its query gone from the server."""
+    source_conn.execute(
+        "CREATE TABLE quick (id int); INSERT INTO quick VALUES (1), (2);"
+        "CREATE VIEW sleepy AS SELECT x FROM generate_series(1, 60) x "
+        "WHERE pg_sleep(1) IS NOT NULL"
+    )
+    streams = [table_stream("quick", {"id": {}}), table_stream("sleepy", {"x": {}})]
+    args = ["read", "--config", write_json("config.json", source_config),
+            "--catalog", write_json("catalog.json", configured_catalog(streams))]  # fmt: skip
+    # Buffered stdout, as in an image (PYTHONUNBUFFERED, if set here, would hide a missing flush).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen(
+        [SOURCE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    try:
+        seen: list[str] = []
+        while not any('"sleepy"' in m and '"status":"RUNNING"' in m for m in seen):
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            assert ready, f"no output in 20 s after {seen[-3:]}"
+            seen.append(proc.stdout.readline().decode())
+        assert any('"quick"' in m and '"status":"COMPLETE"' in m for m in seen)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+        assert time.monotonic() - started < 15
+        rest = [json.loads(line) for line in proc.stdout.read().splitlines()]
+        assert [m["trace"]["type"] for m in rest] == ["ERROR"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The server ends the query when it next writes to the closed connection (within a row).
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        active = source_conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND query LIKE '%sleepy%' AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        if not active:
+            break
+        time.sleep(0.2)
+    assert active == 0

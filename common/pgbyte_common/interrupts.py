@@ -1,0 +1,42 @@
+"""Ending a connector on SIGTERM or SIGINT: once, cleanly, with the conventional exit code.
+
+The first signal raises KeyboardInterrupt in the main thread, where the connector rolls back and
+cleans up; later ones are ignored, so a second signal (Ctrl-C reaches the whole process group,
+then an orchestrator terminates the connector) cannot interrupt that clean-up half way. In a
+container the connector is PID 1, which the kernel sends no SIGTERM it has no handler for:
+without one, `docker stop` waits and then kills it.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+
+class Interrupts:
+    """The signal handlers of one connector process (install from the main thread)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> Interrupts:
+        signal.signal(signal.SIGTERM, self._first)
+        signal.signal(signal.SIGINT, self._first)
+        return self
+
+    def _first(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        # A no-op handler, not SIG_IGN: a signal already pending would find SIG_IGN and make
+        # Python raise "Signal ignored due to race condition" in the middle of the clean-up.
+        signal.signal(signal.SIGTERM, _ignore)
+        signal.signal(signal.SIGINT, _ignore)
+        raise KeyboardInterrupt
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C)."""
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """Signals after the first: the connector is already ending."""
