@@ -31,6 +31,10 @@ class Cancelled(Exception):
         self.signum = signum
 
 
+# A config host that means "this machine" to a local process but "the container" to an image.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 class Session:
     """Runners, masker and private files for one pgbyte command on one connection."""
 
@@ -43,6 +47,13 @@ class Session:
         self.masker.add(collect_secrets(conn.destination.config))
         self.source: ConnectorRunner = make_runner(conn.source)
         self.destination: ConnectorRunner = make_runner(conn.destination)
+        for ref in (conn.source, conn.destination):
+            host = ref.config.get("host") if isinstance(ref.config, dict) else None
+            if ref.image and ref.network != "host" and host in LOOPBACK_HOSTS:
+                log("WARN", f"pgbyte: the {ref.role} runs as image {ref.image} on Docker's "
+                            f"default network, where host {host} is the container itself, not "
+                            f"this machine: add `network: host` to the {ref.role} (or use an "
+                            "address the container can reach).")  # fmt: skip
         self.dir = Path(tempfile.mkdtemp(prefix="pgbyte-"))  # mkdtemp: mode 0700
         self.live: set[ConnectorProcess] = set()
         self._lock = threading.Lock()

@@ -164,3 +164,20 @@ def test_files_for_connectors_are_private_and_removed(tmp_path) -> None:
     directory = (stat.S_IMODE(session.dir.stat().st_mode), session.dir)
     session.close()
     assert (modes, directory[0], directory[1].exists()) == ({0o600}, 0o700, False)
+
+
+def test_image_on_the_default_network_with_a_loopback_host_is_warned() -> None:
+    """An image connector whose config host is localhost, on Docker's default network (where
+    that is the container itself), gets a WARN suggesting `network: host`; with it, none."""
+    from pgbyte.session import Session
+
+    bridged = ConnectorRef("source", {"host": "localhost"}, image="pgbyte/source-postgres:dev")
+    hosted = ConnectorRef("destination", {"host": "127.0.0.1"},
+                          image="pgbyte/destination-postgres:dev", network="host")  # fmt: skip
+    logs: list[tuple[str, str]] = []
+    conn = Connection(name="c", path=__import__("pathlib").Path("c.yaml"), source=bridged,
+                      destination=hosted)  # fmt: skip
+    with Session(conn, lambda level, text: logs.append((level, text))):
+        pass
+    assert [level for level, _ in logs] == ["WARN"]
+    assert "the source" in logs[0][1] and "network: host" in logs[0][1]
