@@ -180,13 +180,23 @@ def may_hold_surrogates(data: bytes) -> bool:
     return b"\\ud" in data or b"\\uD" in data
 
 
+def _is_pair(match: re.Match[bytes]) -> bool:
+    """A high surrogate followed by its low one (an emoji from an ASCII-only encoder)."""
+    return len(match.group(2)) == 9
+
+
+def has_lone_surrogate(data: bytes) -> bool:
+    """Whether `data` holds a lone surrogate escape (found, not replaced)."""
+    return any(not _is_pair(match) for match in _SURROGATE.finditer(data))
+
+
 def replace_lone_surrogates(line: bytes) -> tuple[bytes, int]:
     """(line with each lone surrogate escape replaced by \\ufffd, how many were replaced)."""
     replaced = 0
 
     def one(match: re.Match[bytes]) -> bytes:
         nonlocal replaced
-        if len(match.group(2)) == 9:  # a high surrogate followed by its low one: a valid pair
+        if _is_pair(match):
             return match.group(0)
         replaced += 1
         return match.group(1) + b"\\ufffd"

@@ -13,12 +13,13 @@ from pgbyte_common.secrets import Masker, collect_secrets
 
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
+from destination_postgres.run import VERBS
 from destination_postgres.writer import Writer, read_lines
 
 
 def main(argv: list[str]) -> int:
     out = MessageWriter()
-    args = build_parser("destination-postgres", ("spec", "check", "write")).parse_args(argv)
+    args = build_parser("destination-postgres", VERBS).parse_args(argv)
     try:
         raw_config = load_json_file(args.config, "config")
         out.masker.add(collect_secrets(raw_config))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+VERBS = ("spec", "check", "write")
+
 
 def run() -> None:
     argv = sys.argv[1:]
@@ -26,9 +28,8 @@ def run() -> None:
         from destination_postgres.check import run_check
         from destination_postgres.spec import connection_specification
 
-        verbs = ("spec", "check", "write")
         spec = connection_specification()
-        sys.exit(lean_check(argv, prog="destination-postgres", verbs=verbs, specification=spec,
+        sys.exit(lean_check(argv, prog="destination-postgres", verbs=VERBS, specification=spec,
                             check=run_check))  # fmt: skip
     if argv and argv[0] == "write":
         from destination_postgres.lean import main
@@ -38,4 +39,4 @@ def run() -> None:
     # as the CDK's entrypoint answers but without its traceback on stdout.
     from pgbyte_common.argv import build_parser
 
-    build_parser("destination-postgres", ("spec", "check", "write")).parse_args(argv)
+    build_parser("destination-postgres", VERBS).parse_args(argv)

@@ -29,6 +29,7 @@ from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
     binary_rows,
+    has_lone_surrogate,
     may_hold_surrogates,
     random_uuids,
     read_lines,
@@ -260,7 +261,7 @@ class Writer:
         block = b"\n".join(lines)
         if b"\\u0000" in block:
             return False
-        if may_hold_surrogates(block) and replace_lone_surrogates(block)[1]:
+        if may_hold_surrogates(block) and has_lone_surrogate(block):
             return False  # the line loop replaces and counts them
         head, tail = first[:ds], first[de:]
         # A newline can only be a line break (JSON text has none inside): n-1 separators,

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pgbyte_common.lean import describe_validation_error
-from pgbyte_common.secrets import SECRET_KEYS, secret_keys_from_spec
+from pgbyte_common.validation import config_problems
 
 from pgbyte.connection import SOURCE_NAMESPACE_PLACEHOLDER, Connection, StreamChoice
 from pgbyte.protocol import ConnectorError
@@ -24,14 +23,8 @@ def validate_config(
     spec: dict[str, Any], config: dict[str, Any], label: str, masker: Masker
 ) -> None:
     """Check a config against the connector's connectionSpecification (JSON Schema draft 7)."""
-    import jsonschema  # ≈0.2 s to import: only when a config is validated
-
-    schema = spec.get("connectionSpecification") or {}
-    validator = jsonschema.Draft7Validator(schema)
-    secret_keys = SECRET_KEYS | secret_keys_from_spec(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     # Worded without the values (one may be a secret); masked all the same.
-    problems = [describe_validation_error(error, secret_keys) for error in errors]
+    problems = config_problems(config, spec.get("connectionSpecification") or {})
     if problems:
         raise ConnectorError(
             masker.mask(
