@@ -89,7 +89,8 @@ class Reporter:
         for index, row in enumerate(rows):
             if self._last_status.get(index) != row["status"] and row["status"] != "PENDING":
                 self._last_status[index] = row["status"]
-                self.log("INFO", f"pgbyte: {row['label']}: {row['status'].lower()}")
+                # The source's stream status: "read complete" says nothing of the commit.
+                self.log("INFO", f"pgbyte: {row['label']}: read {row['status'].lower()}")
         if now - self._last_plain >= self.progress_every:
             self._last_plain = now
             for row in rows:
@@ -119,8 +120,8 @@ class Reporter:
         from rich.table import Table
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        for column in ("stream", "status", "records", "MB", "records/s", "progress"):
-            table.add_column(column, justify="left" if column in ("stream", "status") else "right")
+        for column in ("stream", "read", "records", "MB", "records/s", "progress"):
+            table.add_column(column, justify="left" if column in ("stream", "read") else "right")
         now = time.monotonic()
         for row in self._rows():
             seconds = (row["ended_at"] or now) - (row["started_at"] or self._started)

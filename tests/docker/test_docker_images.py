@@ -97,8 +97,9 @@ def test_versions_agree(connector: str) -> None:
 
 
 def test_runs_as_non_root_airbyte_user(connector: str, config: dict) -> None:
-    """The image runs as the non-root user airbyte."""
-    assert config["User"] == "airbyte"
+    """The image runs as the non-root user airbyte, named by number (uid:gid 1000:1000) so that
+    Kubernetes' runAsNonRoot can verify it without a runAsUser."""
+    assert config["User"] == "1000:1000"
     result = sh(IMAGES[connector], "id -un; id -u")
     assert result.stdout.split() == ["airbyte", "1000"], result.stderr
 

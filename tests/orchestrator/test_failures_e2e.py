@@ -203,7 +203,9 @@ def test_overwrite_not_swapped_reports_nothing_committed(tmp_path, pg_server, so
     source_conn.execute("INSERT INTO t VALUES (1)")
     conn = write_connection(tmp_path, source_config, dest_config, prefix="ow_",
                             namespace="destination")  # fmt: skip
-    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    first = sync_json(conn, pg_server.password)[0]
+    assert first.returncode == 0
+    assert "t → ow_t: read complete" in first.stderr  # the source's status, named as such
     source_conn.execute("INSERT INTO t VALUES (2), (3)")
     source = tmp_path / "no-complete-source"
     source.write_text(
