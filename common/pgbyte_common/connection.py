@@ -20,6 +20,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from pgbyte_common.errors import ConfigError, describe_connect_error
+from pgbyte_common.validation import unsupported_problem
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -38,14 +39,31 @@ _JDBC_TO_LIBPQ = {
     "targetservertype": "target_session_attrs",
     "tcpkeepalive": "keepalives",
     "currentschema": "options",
+    "channelbinding": "channel_binding",
+    "kerberosservername": "krbsrvname",
+    "ssl": "ssl",  # not a libpq keyword: ConnectionSettings.from_config turns it into a mode
 }
 # pgjdbc-only tuning knobs with no libpq meaning. Airbyte configs often carry them (for example
 # prepareThreshold=0 for pgbouncer); they change nothing here, so they are accepted and ignored.
-_JDBC_IGNORED = {
-    "preparethreshold", "defaultrowfetchsize", "stringtype", "rewritebatchedinserts",
-    "socketTimeout".lower(), "binarytransfer", "preferquerymode", "reWriteBatchedInserts".lower(),
-    "loglevel", "loggerlevel", "autosave", "cancelsignaltimeout",
-}  # fmt: skip
+# sslfactory (NonValidatingFactory: encrypt without verifying) only weakens what ssl_mode asks
+# libpq to verify, so the ssl_mode (or ssl=true) in effect already covers it.
+_JDBC_IGNORED = {name.lower() for name in (
+    "prepareThreshold", "defaultRowFetchSize", "stringtype", "reWriteBatchedInserts",
+    "socketTimeout", "binaryTransfer", "binaryTransferEnable", "binaryTransferDisable",
+    "preferQueryMode", "loglevel", "loggerLevel", "loggerFile", "autosave", "cleanupSavepoints",
+    "cancelSignalTimeout", "sslfactory", "sslfactoryarg", "sslhostnameverifier",
+    "sslpasswordcallback", "sslResponseTimeout", "readOnly", "readOnlyMode",
+    "assumeMinServerVersion", "tcpNoDelay", "loadBalanceHosts", "hostRecheckSeconds",
+    "maxResultBuffer", "adaptiveFetch", "adaptiveFetchMinimum", "adaptiveFetchMaximum",
+    "receiveBufferSize", "sendBufferSize", "preparedStatementCacheQueries",
+    "preparedStatementCacheSizeMiB", "databaseMetadataCacheFields",
+    "databaseMetadataCacheFieldsMiB", "unknownLength", "disableColumnSanitiser",
+    "allowEncodingChanges", "quoteReturningIdentifiers", "escapeSyntaxCallMode",
+    "logUnclosedConnections", "logServerErrorDetail", "groupStartupParameters",
+    "jaasApplicationName", "jaasLogin", "gsslib", "sspiServiceClass", "useSpnego",
+    "socketFactory", "socketFactoryArg", "xmlFactoryFactory", "localSocketAddress",
+    "authenticationPluginClassName", "protocolVersion",
+)}  # fmt: skip
 _TARGET_SERVER_TYPES = {
     "any": "any", "primary": "primary", "master": "primary", "secondary": "standby",
     "standby": "standby", "preferSecondary".lower(): "prefer-standby",
@@ -81,7 +99,7 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
             value = f"-c search_path={value}"
             if "options" in params:
                 value = f"{params['options']} {value}"
-        elif lowered == "tcpkeepalive":
+        elif lowered in ("tcpkeepalive", "ssl"):
             value = "1" if value.lower() in ("true", "1", "yes") else "0"
         elif lowered == "targetservertype":
             value = _TARGET_SERVER_TYPES.get(value.lower(), value)
@@ -131,8 +149,14 @@ class ConnectionSettings:
             raise ConfigError(f"port must be a number, got {config.get('port')!r}.") from None
         if not 0 < port < 65536:
             raise ConfigError(f"port must be between 1 and 65535, got {port}.")
-        _check_tunnel(config.get("tunnel_method"))
+        problem = unsupported_problem(config)
+        if problem:
+            raise ConfigError(problem)
         ssl_mode, ssl = _ssl_settings(config, default_ssl_mode)
+        params = parse_jdbc_url_params(config.get("jdbc_url_params"))
+        # pgjdbc's ssl=true: encrypt (at least require; a verify mode of ssl_mode stays).
+        if params.pop("ssl", "0") == "1" and ssl_mode in ("disable", "allow", "prefer"):
+            ssl_mode = "require"
         return cls(
             host=str(config["host"]).strip(),
             port=port,
@@ -141,7 +165,7 @@ class ConnectionSettings:
             password=config.get("password") or None,
             ssl_mode=ssl_mode,
             ssl=ssl,
-            params=parse_jdbc_url_params(config.get("jdbc_url_params")),
+            params=params,
             application_name=application_name,
         )
 
@@ -161,6 +185,8 @@ class ConnectionSettings:
         }
         if self.password:
             kwargs["password"] = self.password
+        if self.ssl_mode == "verify-full" and "ca_certificate" not in self.ssl:
+            kwargs["sslrootcert"] = "system"  # the system's trusted CAs (libpq 16 and later)
         kwargs.update(_materialize_ssl_files(self.ssl))
         kwargs.update(self.params)
         kwargs.update(overrides)
@@ -180,17 +206,6 @@ class ConnectionSettings:
             ) from None
 
 
-def _check_tunnel(tunnel: Any) -> None:
-    if not tunnel:
-        return
-    method = tunnel.get("tunnel_method", "NO_TUNNEL") if isinstance(tunnel, dict) else tunnel
-    if method != "NO_TUNNEL":
-        raise ConfigError(
-            f"tunnel_method {method} is not supported by pgbyte yet: open the SSH tunnel "
-            "yourself (ssh -L) and point host/port at its local end, or use NO_TUNNEL."
-        )
-
-
 def _ssl_settings(config: dict[str, Any], default: str) -> tuple[str, dict[str, str]]:
     raw = config.get("ssl_mode")
     if raw is None:
@@ -204,8 +219,15 @@ def _ssl_settings(config: dict[str, Any], default: str) -> tuple[str, dict[str, 
         for key in ("ca_certificate", "client_certificate", "client_key", "client_key_password"):
             if raw.get(key):
                 files[key] = str(raw[key])
-    if mode in ("verify-ca", "verify-full") and "ca_certificate" not in files:
-        raise ConfigError(f"ssl_mode {mode} needs ca_certificate (the CA's PEM text).")
+    if mode == "verify-ca" and "ca_certificate" not in files:
+        # libpq takes the system's CAs only with verify-full (the host name checked too).
+        raise ConfigError(
+            "ssl_mode verify-ca needs ca_certificate (the CA's PEM text); or choose verify-full "
+            "to verify the server against the system's trusted CAs."
+        )
+    if "client_certificate" in files and "client_key" not in files:
+        # libpq would look for ~/.postgresql/postgresql.key, which no config user set up.
+        raise ConfigError("ssl_mode.client_certificate needs ssl_mode.client_key (its PEM text).")
     return mode, files
 
 

@@ -7,6 +7,8 @@ from the server's text alone.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -55,6 +57,10 @@ def describe_connect_error(
     where = _where(host, port, database)
     text = str(exc).strip()
     lowered = text.lower()
+    if "no password supplied" in lowered:
+        return ConfigError(
+            f"The server at {where} requires a password for user {username!r}: set `password`."
+        )
     if isinstance(exc, pg_errors.InvalidPassword) or "password authentication failed" in lowered:
         return ConfigError(
             f"Authentication failed for user {username!r} at {where}: "
@@ -93,7 +99,7 @@ def describe_connect_error(
             f"Connecting to {host}:{port} timed out: check the host, port and firewall."
         )
     if "ssl" in lowered or "certificate" in lowered:
-        return ConfigError(f"SSL negotiation with {host}:{port} failed: {_first_line(text)}")
+        return ConfigError(f"SSL negotiation with {host}:{port} failed: {_ssl_reason(text)}")
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return ConfigError(f"User {username!r} lacks a privilege on {where}: {_first_line(text)}")
     return classify_error(exc, context=f"Connecting to {where} failed")
@@ -113,6 +119,30 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             return ConfigError(f"{context}: {text} (grant the privilege or remove the stream)")
     return SystemError_(f"{context}: {text}", internal=repr(exc))
+
+
+# The files connection.py writes the inline PEMs of ssl_mode to, and the config field of each.
+_SSL_FILE_FIELDS = {
+    "sslrootcert.pem": "ssl_mode.ca_certificate",
+    "sslcert.pem": "ssl_mode.client_certificate",
+    "sslkey.pem": "ssl_mode.client_key",
+}
+
+
+def _ssl_reason(text: str) -> str:
+    """libpq's reason, with the config field named instead of the temporary file it wrote
+    (the path means nothing to the user), and what to change."""
+    line = _first_line(text)
+    for name, field in _SSL_FILE_FIELDS.items():
+        if name in line:
+            line = re.sub(r'"?[^\s"]*' + re.escape(name) + '"?', field, line)
+            if field == "ssl_mode.client_key" and "decrypt" in line:
+                field = "ssl_mode.client_key_password"
+            return f"{line}: check {field}."
+    lowered = line.lower()
+    if any(word in lowered for word in ("does not support ssl", "ssl was required", "no encrypt")):
+        return f"{line}: the server and ssl_mode disagree; change ssl_mode (or the server's SSL)."
+    return f"{line}: check ssl_mode and its certificates."
 
 
 def _first_line(text: str) -> str:

@@ -10,11 +10,14 @@ import copy
 from typing import Any
 
 
-def _ssl_variant(mode: str, description: str, *, certificates: bool = False) -> dict[str, Any]:
+def _ssl_variant(
+    mode: str, description: str, *, certificates: bool = False, ca_required: bool = False
+) -> dict[str, Any]:
     properties: dict[str, Any] = {"mode": {"type": "string", "const": mode, "order": 0}}
     required = ["mode"]
-    if certificates:
+    if ca_required:
         required.append("ca_certificate")
+    if certificates:
         properties.update({
             "ca_certificate": {"type": "string", "title": "CA Certificate",
                                "description": "CA certificate (PEM)", "airbyte_secret": True,
@@ -48,9 +51,17 @@ SSL_MODE: dict[str, Any] = {
         _ssl_variant("allow", "Enables encryption only when the server requires it."),
         _ssl_variant("prefer", "Encrypts when the server supports it (libpq's default)."),
         _ssl_variant("require", "Always encrypts; fails when the server does not support SSL."),
-        _ssl_variant("verify-ca", "Encrypts and verifies the server's CA.", certificates=True),
         _ssl_variant(
-            "verify-full", "Encrypts and verifies the CA and the hostname.", certificates=True
+            "verify-ca",
+            "Encrypts and verifies the server's CA.",
+            certificates=True,
+            ca_required=True,
+        ),
+        _ssl_variant(
+            "verify-full",
+            "Encrypts and verifies the CA and the hostname (against the system's "
+            "trusted CAs when no CA certificate is given).",
+            certificates=True,
         ),
     ],
 }

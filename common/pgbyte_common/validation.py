@@ -20,6 +20,9 @@ def config_problem(config: Any, specification: dict[str, Any]) -> str | None:
 
     if not isinstance(config, dict):
         return "Config validation error: the config must be a JSON object."
+    unsupported = unsupported_problem(config)
+    if unsupported:
+        return f"Config validation error: {unsupported}"
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft7Validator(specification).iter_errors(config)
     )
@@ -33,6 +36,9 @@ def config_problems(config: Any, specification: dict[str, Any]) -> list[str]:
     """Every way `config` breaks the spec, in the order of their places in it."""
     import jsonschema
 
+    unsupported = unsupported_problem(config)
+    if unsupported:
+        return [unsupported]
     validator = jsonschema.Draft7Validator(specification)
     secret_keys = SECRET_KEYS | secret_keys_from_spec(specification)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -51,6 +57,9 @@ def _describe(error: Any, secret_keys: set[str]) -> str:
             by_option.setdefault(sub.relative_schema_path[0], []).append(sub)
         meant = [errs for errs in by_option.values()
                  if not any(e.validator in ("const", "enum") for e in errs)]  # fmt: skip
+        if not meant:  # the discriminator (a const) matched, another field's enum did not
+            meant = [errs for errs in by_option.values()
+                     if not any(e.validator == "const" for e in errs)]  # fmt: skip
         if len(meant) == 1:
             return _describe(jsonschema.exceptions.best_match(meant[0]), secret_keys)
         allowed = [e.validator_value for errs in by_option.values() for e in errs
@@ -69,3 +78,24 @@ def _describe(error: Any, secret_keys: set[str]) -> str:
     if text.startswith(shown) and (secret or not scalar):
         text = "the value" + text[len(shown) :]  # "<value> is not of type ..." without the value
     return f"{where}: {text}"
+
+
+def unsupported_problem(config: Any) -> str | None:
+    """What an Airbyte config asks for that pgbyte cannot do (an SSH tunnel, Entra ID sign-in),
+    worded as the fix; None when nothing. Checked before the config's other fields, whose
+    problems would not matter."""
+    if not isinstance(config, dict):
+        return None
+    tunnel = config.get("tunnel_method")
+    method = tunnel.get("tunnel_method", "NO_TUNNEL") if isinstance(tunnel, dict) else tunnel
+    if tunnel and method != "NO_TUNNEL":
+        return (
+            f"tunnel_method {method} is not supported by pgbyte yet: open the SSH tunnel "
+            "yourself (ssh -L) and point host/port at its local end, or use NO_TUNNEL."
+        )
+    if config.get("entra_service_principal_auth") is True:
+        return (
+            "entra_service_principal_auth (Microsoft Entra ID sign-in) is not supported by "
+            "pgbyte: connect as a PostgreSQL role with a password."
+        )
+    return None

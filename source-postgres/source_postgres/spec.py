@@ -22,7 +22,7 @@ _CDC_PROPERTIES: dict[str, Any] = {
         "type": "string",
         "title": "Plugin",
         "description": "A logical decoding plugin installed on the PostgreSQL server.",
-        "enum": ["pgoutput"],
+        "enum": ["pgoutput", "wal2json"],
         "default": "pgoutput",
         "order": 2,
     },

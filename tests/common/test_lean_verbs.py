@@ -72,19 +72,21 @@ PEM = (
                        ("destination-postgres", "destination_postgres.run")]
 )  # fmt: skip
 def test_invalid_config_never_quotes_a_secret(program, module, tmp_path) -> None:
-    """A config the spec rejects inside an object holding secrets (an SSH tunnel with a PEM key,
+    """A config the spec rejects inside an object holding secrets (an ssl_mode with a PEM key,
     whose newlines a repr would escape) is reported by place and rule, with no secret in it."""
     config = tmp_path / "config.json"
-    tunnel = {"tunnel_method": "SSH_KEY_AUTH", "tunnel_host": "bastion", "tunnel_port": "22",
-              "tunnel_user": "u", "ssh_key": PEM}  # fmt: skip
+    ssl_mode = {"mode": "verify-full", "client_certificate": PEM, "client_key": PEM,
+                "ca_certificate": 987654321}  # fmt: skip
     config.write_text(json.dumps({"host": "localhost", "port": 5432, "database": "d",
                                   "schema": "public", "username": "u", "password": 'q"uo\\te-pw',
-                                  "tunnel_method": tunnel}))  # fmt: skip
+                                  "ssl_mode": ssl_mode}))  # fmt: skip
     result = _run(module, program, ["check", "--config", str(config)])
     status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
     assert status["status"] == "FAILED"
-    assert "tunnel_method.tunnel_port" in status["message"], status
-    for secret in ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAA", "PRIVATE KEY", "uo\\te-pw", "uo\\\\te"):
+    assert "ssl_mode.ca_certificate" in status["message"], status
+    secrets = ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAA", "PRIVATE KEY", "uo\\te-pw", "uo\\\\te",
+               "987654321")  # fmt: skip
+    for secret in secrets:
         assert secret not in result.stdout + result.stderr, secret
 
 

@@ -207,3 +207,62 @@ def test_a_password_inside_names_leaves_the_protocol_intact(
     finally:
         source_conn.execute("DROP TABLE IF EXISTS firenibble1")
         source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_airbyte_jdbc_params_are_accepted(source_conn, source_config, write_json) -> None:
+    """pgjdbc parameters Airbyte configs carry (tuning knobs with no libpq meaning, pgjdbc names
+    with a libpq twin) pass check; `ssl=true` asks for encryption, which this server (no SSL)
+    refuses, with ssl_mode named as what to change."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    params = (
+        "sslfactory=org.postgresql.ssl.NonValidatingFactory&readOnly=true&"
+        "assumeMinServerVersion=12&tcpNoDelay=true&channelBinding=prefer&ssl=false"
+    )
+    status = check(write_json, {**source_config, "jdbc_url_params": params}).connection_status
+    assert status["status"] == "SUCCEEDED", status
+    config = {**source_config, "jdbc_url_params": "ssl=true"}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED" and "ssl_mode" in status["message"], status
+
+
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        ({"replication_method": {"method": "CDC", "plugin": "wal2json", "replication_slot": "s",
+                                 "publication": "p"}}, "not supported"),
+        ({"entra_service_principal_auth": True, "entra_tenant_id": "t", "entra_client_id": "c"},
+         "entra_service_principal_auth"),
+        # Refused as unsupported before its missing fields are listed one by one.
+        ({"tunnel_method": {"tunnel_method": "SSH_KEY_AUTH", "tunnel_host": "bastion"}},
+         "tunnel_method SSH_KEY_AUTH is not supported"),
+        ({"ssl_mode": {"mode": "verify-ca"}}, "ca_certificate"),
+        ({"ssl_mode": {"mode": "require", "client_certificate": "PEM"}},
+         "client_certificate needs ssl_mode.client_key"),
+    ],
+)  # fmt: skip
+def test_airbyte_options_pgbyte_lacks_fail_clearly(
+    source_conn, source_config, write_json, extra, expected
+) -> None:
+    """Options of Airbyte's source pgbyte cannot honour get FAILED saying so (not a misleading
+    validation error, not a silent fallback)."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    status = check(write_json, {**source_config, **extra}).connection_status
+    assert status["status"] == "FAILED" and expected in status["message"], status
+
+
+def test_verify_full_without_ca_uses_the_system_cas(source_config, write_json) -> None:
+    """verify-full without ca_certificate is valid (the system's trusted CAs): this server has
+    no SSL, so the connection fails on SSL, not on the config."""
+    config = {**source_config, "ssl_mode": {"mode": "verify-full"}}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED"
+    assert "Config validation" not in status["message"] and "SSL" in status["message"], status
+
+
+def test_missing_password_names_the_field(source_config, write_json) -> None:
+    """A server asking for a password the config lacks: FAILED naming `password`, not a lost
+    connection."""
+    config = {k: v for k, v in source_config.items() if k != "password"}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED"
+    assert "requires a password" in status["message"] and "lost" not in status["message"]

@@ -1,0 +1,27 @@
+"""describe_connect_error on libpq's SSL texts: the config field is named, not the temp file."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from pgbyte_common.errors import ConfigError, describe_connect_error
+
+
+@pytest.mark.parametrize(
+    "libpq_text,field",
+    [
+        ('could not read root certificate file "/tmp/pgbyte-ssl-ab12/sslrootcert.pem": too long',
+         "ssl_mode.ca_certificate"),
+        ('could not load private key file "/tmp/pgbyte-ssl-ab12/sslkey.pem": bad decrypt',
+         "ssl_mode.client_key_password"),
+        ('could not load certificate file "/tmp/pgbyte-ssl-ab12/sslcert.pem": no start line',
+         "ssl_mode.client_certificate"),
+        ("server does not support SSL, but SSL was required", "change ssl_mode"),
+    ],
+)  # fmt: skip
+def test_ssl_failures_name_the_config_field(libpq_text: str, field: str) -> None:
+    exc = psycopg.OperationalError(f'connection to server at "db" (10.0.0.1), port 5432 '
+                                   f"failed: {libpq_text}")  # fmt: skip
+    error = describe_connect_error(exc, host="db", port=5432, database="d", username="u")
+    assert isinstance(error, ConfigError)
+    assert field in error.message and "pgbyte-ssl" not in error.message, error.message
