@@ -56,6 +56,12 @@ SESSION_SETTINGS = (
 # be spent wherever nested array conversions inflate the planner's cost estimate. (PostgreSQL
 # 11 introduced the setting.)
 JIT_OFF = "SET jit = off"
+# A read holds one transaction open while its output waits on the destination: a role's
+# idle_in_transaction_session_timeout would end it mid-sync. And should the source die (even
+# by SIGKILL), the server notices within a second and ends the query instead of computing on
+# until it next writes a row (PostgreSQL 14 added the check).
+NO_IDLE_TIMEOUT = "SET idle_in_transaction_session_timeout = 0"
+CONNECTION_CHECK = "SET client_connection_check_interval = '1s'"
 
 ESTIMATE_QUERY = """
 SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::int8,
@@ -125,6 +131,10 @@ def read_messages(
                 conn.execute(statement)
             if conn.info.server_version >= 110000:
                 conn.execute(JIT_OFF)
+            if conn.info.server_version >= 90600:
+                conn.execute(NO_IDLE_TIMEOUT)
+            if conn.info.server_version >= 140000:
+                conn.execute(CONNECTION_CHECK)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
             xmin = config.replication_method == "Xmin"
@@ -136,7 +146,10 @@ def read_messages(
         except (GeneratorExit, KeyboardInterrupt):
             # Our reader stopped (stdout closed, e.g. `read | head`) or a signal ended the read,
             # maybe mid-COPY, where a rollback fails noisily: a read-only session has nothing
-            # to roll back, so close (the server ends the query).
+            # to roll back, so cancel the query (it may be computing, not writing, for long)
+            # and close.
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=2)
             conn.close()
             raise
         with contextlib.suppress(psycopg.Error):

@@ -5,8 +5,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
-from dest_helpers import FIXTURES, live_write, record, state, status, table_names
+from dest_helpers import (
+    FIXTURES,
+    catalog_for,
+    count,
+    live_write,
+    record,
+    state,
+    status,
+    table_names,
+)
+from psycopg import sql
 
 STREAM = "overwrite_full_refresh_demo"
 CATALOG = FIXTURES / "tutorial_catalog_overwrite.json"
@@ -148,4 +159,41 @@ def test_sigterm_exits_143(run_write, tmp_path, dest_config, dest_conn) -> None:
                                       state(STREAM, {"n": 1})))  # fmt: skip
         os.kill(write.proc.pid, signal.SIGTERM)
         assert write.proc.wait(timeout=60) == 143
+    assert _rows(dest_conn) == before
+
+
+def test_a_pausing_source_outlives_an_idle_transaction_timeout(
+    tmp_path, dest_config, dest_conn, dest_db
+) -> None:
+    """A database whose sessions end after 1 s idle in a transaction: a full batch is loaded
+    before the source pauses (the write's transaction open, waiting for the STATE), and the
+    write still completes."""
+    dest_conn.execute(
+        sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '1s'").format(
+            sql.Identifier(dest_db)
+        )
+    )
+    append = catalog_for(
+        [(STREAM, {"id": {"type": "integer"}, "name": {"type": "string"}})], mode="append"
+    )
+    rows = 12_000  # about 12 MB: more than one batch, so one is loaded before the pause
+    with live_write(tmp_path, dest_config, append) as write:
+        assert write.proc.stdin is not None
+        write.proc.stdin.write(
+            _lines(*(record(STREAM, {"id": i, "name": "x" * 1000}) for i in range(rows)))
+        )
+        time.sleep(3)  # the source "pauses"
+        assert write.finish(_lines(state(STREAM, {"n": 1}))) == 0
+    assert count(dest_conn, STREAM) == rows
+
+
+def test_empty_input_swaps_nothing(run_write, dest_conn) -> None:
+    """`read | write` whose source died before its first line: no message at all is no clean
+    end of input; the previous overwrite tables stay (before, they were swapped for empty ones
+    and the write exited 0)."""
+    before = _previous(run_write, dest_conn)
+    result = run_write(CATALOG, b"")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "no message at all" in error["message"], error
     assert _rows(dest_conn) == before
