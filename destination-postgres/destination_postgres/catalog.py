@@ -89,7 +89,7 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
     if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
         raise ConfigError('The configured catalog must be a JSON object with a "streams" list.')
     targets: list[StreamTarget] = []
-    seen: dict[tuple[str, str, str], str] = {}
+    seen: dict[tuple[str, str], tuple[str, str]] = {}  # (schema, relation) → (stream, role)
     problems: list[str] = []
     for index, entry in enumerate(catalog["streams"]):
         stream = entry.get("stream") if isinstance(entry, dict) else None
@@ -139,21 +139,21 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             problem = _resolve_dedup(target, entry, stream)
             if problem:
                 problems.append(f"{target.label}: {problem}")
-        for sch, table in ((raw_schema, target.raw_table), (schema, target.norm_table)):
-            if table is None:
-                continue
-            owner = seen.get((sch, table, "t"))
+        for sch, name, role in _relations(target):
+            owner = seen.get((sch, name))
             if owner is not None:
-                shared = config.raw_data_schema and table == target.raw_table
+                shared = config.raw_data_schema and name == target.raw_table
                 fix = ("the raw tables of every namespace share raw_data_schema "
                        f"{config.raw_data_schema!r}: give the streams a prefix, or leave "
                        "raw_data_schema unset" if shared
                        else "give them different namespaces or a prefix")  # fmt: skip
+                what = (f"table {sch}.{name}" if (owner[1], role) == ("table", "table")
+                        else f"the name {sch}.{name} (the {owner[1]} of {owner[0]!r}, the "
+                             f"{role} of {target.label!r})")  # fmt: skip
                 raise ConfigError(
-                    f"Streams {owner!r} and {target.label!r} would both write table "
-                    f"{sch}.{table}: {fix}."
+                    f"Streams {owner[0]!r} and {target.label!r} would both write {what}: {fix}."
                 )
-            seen[(sch, table, "t")] = target.label
+            seen[(sch, name)] = (target.label, role)
         targets.append(target)
     if problems:
         raise ConfigError(
@@ -164,6 +164,20 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             + " Set a primary key for it, or use destination_sync_mode append."
         )
     return targets
+
+
+def _relations(target: StreamTarget) -> list[tuple[str, str, str]]:
+    """(schema, relation name, role) of every relation the stream's write creates: its tables,
+    an overwrite's temporaries, an append_dedup's key index (indexes share tables' names)."""
+    tables = [(target.raw_schema, target.raw_table)]
+    if target.norm_table is not None:
+        tables.append((target.schema, target.norm_table))
+    relations = [(schema, table, "table") for schema, table in tables]
+    if target.overwrite:
+        relations += [(schema, naming.temporary(t), "overwrite temporary") for schema, t in tables]
+    if target.dedup and target.norm_table is not None:
+        relations.append((target.schema, naming.key_index(target.norm_table), "key index"))
+    return relations
 
 
 def _resolve_dedup(target: StreamTarget, entry: dict[str, Any], stream: dict[str, Any]) -> str:

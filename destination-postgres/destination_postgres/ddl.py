@@ -119,19 +119,23 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     ensure_schema(conn, target.raw_schema)
     raw_schema, raw_table = target.load_raw
     if target.overwrite:
-        drop(conn, raw_schema, raw_table, cascade=True)
+        _drop_own_temporary(conn, raw_schema, raw_table, target)
     create_raw(conn, raw_schema, raw_table, autovacuum=not target.overwrite)
+    if target.overwrite:
+        _mark_temporary(conn, raw_schema, raw_table)
     norm = target.load_norm
     if norm is None:
         return []
     schema, table = norm
     ensure_schema(conn, schema)
     if target.overwrite:
-        drop(conn, schema, table, cascade=True)
+        _drop_own_temporary(conn, schema, table, target)
     existing = existing_columns(conn, schema, table)
     if existing is None:
         create_normalized(conn, schema, table, target.columns, target.hashid,
                           autovacuum=not target.overwrite)  # fmt: skip
+        if target.overwrite:
+            _mark_temporary(conn, schema, table)
         return []
     added: list[str] = []
     for i, col in enumerate(target.columns):
@@ -168,6 +172,45 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     return added
 
 
+# An overwrite's temporaries carry this comment: a relation of that name without it is not
+# pgbyte's (a user's table, say), and is never dropped to make room.
+TEMPORARY_COMMENT = "pgbyte: an overwrite sync's table, swapped in when the stream completes"
+
+
+def _mark_temporary(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    conn.execute(
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            ident(schema, table), sql.Literal(TEMPORARY_COMMENT)
+        )
+    )
+
+
+def _relation(conn: psycopg.Connection[Any], schema: str, name: str) -> tuple[str, str] | None:
+    """(relkind, comment) of the relation of that name, None when there is none."""
+    row = conn.execute(
+        "SELECT c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _drop_own_temporary(
+    conn: psycopg.Connection[Any], schema: str, table: str, target: StreamTarget
+) -> None:
+    """Drop the temporary a killed write left; refuse when the name holds anything else."""
+    found = _relation(conn, schema, table)
+    if found is None:
+        return
+    if found != ("r", TEMPORARY_COMMENT):
+        raise ConfigError(
+            f"Stream {target.label}: an overwrite sync loads into {schema}.{table} before "
+            f"swapping it in, and a relation of that name exists that pgbyte did not make. "
+            "Rename or drop it (or give the stream a prefix); nothing was written."
+        )
+    drop(conn, schema, table, cascade=True)
+
+
 def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) -> None:
     """Replace the final tables by the loaded temporaries (call inside one transaction)."""
     pairs = [(target.raw_schema, target.raw_table)]
@@ -190,14 +233,16 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
         conn.execute(
             sql.SQL("ALTER TABLE {} RESET {}").format(ident(schema, final), _AUTOVACUUM_OPTIONS)
         )
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(ident(schema, final)))
 
 
 def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """An overwrite's temporaries, after a failure: only relations pgbyte made (marked)."""
     if not target.overwrite:
         return
-    drop(conn, *target.load_raw, cascade=True)
-    if target.load_norm is not None:
-        drop(conn, *target.load_norm, cascade=True)
+    for schema, table in (target.load_raw, target.load_norm):
+        if table is not None and _relation(conn, schema, table) == ("r", TEMPORARY_COMMENT):
+            drop(conn, schema, table, cascade=True)
 
 
 def _retype(conn: psycopg.Connection[Any], schema: str, table: str, name: str, kind: str) -> None:

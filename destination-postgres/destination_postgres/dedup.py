@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
+from pgbyte_common.errors import ConfigError
 from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
@@ -61,7 +62,7 @@ class DedupPlan:
 
 def index_name(target: StreamTarget) -> str:
     """The name of the unique key index pgbyte creates (stable; `_airbyte_pk_<table>`)."""
-    return naming.fit(str(target.norm_table), prefix="_airbyte_pk_")
+    return naming.key_index(str(target.norm_table))
 
 
 def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> None:
@@ -288,6 +289,18 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
     final = ddl.ident(target.schema, str(target.norm_table))
     if any(name == own for name, _ in found):  # ours, on another key: the key changed
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
+    else:
+        taken = conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (target.schema, own),
+        ).fetchone()
+        if taken:
+            raise ConfigError(
+                f"Stream {target.label}: append_dedup keeps its primary key in a unique index "
+                f"named {target.schema}.{own}, and a relation of that name exists that is not "
+                "that index. Rename or drop it (or give the stream a prefix); nothing was written."
+            )
     removed = _remove_duplicates(conn, target)
     if removed:
         log(

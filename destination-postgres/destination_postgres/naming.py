@@ -42,5 +42,10 @@ def temporary(table: str) -> str:
     return fit(table, prefix="_airbyte_tmp_")
 
 
+def key_index(table: str) -> str:
+    """The unique index on an append_dedup table's primary key (stable per table)."""
+    return fit(table, prefix="_airbyte_pk_")
+
+
 def column(name: str) -> str:
     return fit(name)

@@ -710,12 +710,21 @@ class Writer:
             if t.overwrite and not t.swapped
             and (self.source_error is not None or (self.statuses_seen and t.status != "COMPLETE"))
         ]  # fmt: skip
+        if self.lineno == 0:
+            # Not one line: the source died before its first message (`read ... | write` goes
+            # on after a source that failed at once). Swapping would empty the tables.
+            incomplete = [t for t in self.targets if t.overwrite and not t.swapped]
         if self.source_error is not None or incomplete:
             self.abort()
             self.report()
             names = ", ".join(t.label for t in incomplete)
             if self.source_error is not None:
                 reason = f"The source failed ({self.source_error})"
+            elif self.lineno == 0:
+                reason = (
+                    "The input held no message at all (did the source fail before its first "
+                    f"line?), so overwrite stream(s) {names} were not swapped"
+                )
             else:
                 reason = "The input ended before the COMPLETE status of stream(s) " + names
             kept = (f"; the previous tables of {names} are kept unchanged" if incomplete

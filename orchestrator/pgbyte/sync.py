@@ -188,6 +188,7 @@ class SyncRun:
             pump.write(pump.process(b"\n" + pump.partial_tail + b"\n"))
         if source_failed:
             self._mark_incomplete(pump)
+            self._forward_source_failure(pump, source_rc)
         pump.close_destination_input()
         grace = DEST_FAILURE_GRACE if source_failed else None
         dest_rc = self._wait(dest, grace, source, dest)
@@ -255,6 +256,21 @@ class SyncRun:
             }
             stream.status = "INCOMPLETE"
             pump.write(orjson.dumps(message) + b"\n")
+
+    def _forward_source_failure(self, pump: SourcePump, source_rc: int | None) -> None:
+        """Hand the destination the source's failure as a TRACE ERROR, as a shell pipe would:
+        it then commits nothing after the last echoed STATE (append records past it would
+        otherwise be committed at the end of input, and loaded again by the next sync)."""
+        errors = self.progress.source_errors
+        error = dict(errors[-1]) if errors else {
+            "message": f"the source exited with code {source_rc}",
+            "failure_type": "system_error",
+        }  # fmt: skip
+        message = {
+            "type": "TRACE",
+            "trace": {"type": "ERROR", "emitted_at": int(time.time() * 1000), "error": error},
+        }
+        pump.write(orjson.dumps(message) + b"\n")
 
     # -- reporting -------------------------------------------------------------------------------
     def _rows(self) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from dest_helpers import FIXTURES, catalog_for, column_types, count, table_names
+from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
 from destination_postgres import naming
 
 CATALOG = FIXTURES / "identifiers_catalog.json"
@@ -69,3 +69,46 @@ def test_empty_and_nul_property_names_get_columns(run_write, dest_conn) -> None:
     result = run_write(catalog_for([("odd", props)], "append"), line)
     assert result.returncode == 0, result.errors
     assert dest_conn.execute('SELECT id, "_", ab FROM odd').fetchone() == (1, "empty", "nul")
+
+
+def test_a_users_table_named_like_a_temporary_is_never_dropped(run_write, dest_conn) -> None:
+    """A table of the user's named `_airbyte_tmp_<stream>` is where an overwrite would load: the
+    write is refused naming it, and the table keeps its rows (before, it was dropped silently)."""
+    dest_conn.execute('CREATE TABLE public."_airbyte_tmp_bar" (id int)')
+    dest_conn.execute('INSERT INTO public."_airbyte_tmp_bar" VALUES (1), (2)')
+    catalog = catalog_for([("bar", {"id": {"type": "integer"}})])
+    result = run_write(catalog, record("bar", {"id": 7}) + b"\n")
+    assert result.returncode != 0
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error", error
+    assert "public._airbyte_tmp_bar" in error["message"], error
+    assert count(dest_conn, "_airbyte_tmp_bar") == 2
+
+
+def test_streams_sharing_a_helper_name_are_refused(run_write, dest_conn) -> None:
+    """One stream's table named like another's overwrite temporary or key index: refused at the
+    start with both streams named, nothing written."""
+    props = {"id": {"type": "integer"}}
+    overwrite = catalog_for([("bar", props), ("_airbyte_tmp_bar", props)])
+    dedup = catalog_for([("qux", props), ("_airbyte_pk_qux", props)], mode="append_dedup")
+    for entry in dedup["streams"]:
+        entry["primary_key"] = [["id"]]
+    for catalog in (overwrite, dedup):
+        result = run_write(catalog, b"")
+        assert result.returncode != 0
+        (error,) = result.errors
+        assert error["failure_type"] == "config_error", error
+        assert "would both write the name" in error["message"], error
+    assert table_names(dest_conn) == []
+
+
+def test_a_users_relation_named_like_the_key_index_is_refused(run_write, dest_conn) -> None:
+    """append_dedup's key index name taken by a table of the user's: a config_error naming it
+    (was a system_error 'relation already exists' on every sync)."""
+    dest_conn.execute('CREATE TABLE public."_airbyte_pk_qux" (id int)')
+    catalog = catalog_for([("qux", {"id": {"type": "integer"}})], mode="append_dedup")
+    catalog["streams"][0]["primary_key"] = [["id"]]
+    result = run_write(catalog, record("qux", {"id": 1}) + b"\n")
+    assert result.returncode != 0
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error" and "_airbyte_pk_qux" in error["message"]

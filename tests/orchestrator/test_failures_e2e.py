@@ -222,3 +222,33 @@ def test_overwrite_not_swapped_reports_nothing_committed(tmp_path, pg_server, so
     (stream,) = summary["streams"]
     assert (stream["records_emitted"], stream["records_committed"]) == (3, 0)
     assert dest_conn.execute('SELECT count(*) FROM public."ow_t"').fetchone()[0] == 1
+
+
+def test_failed_source_commits_nothing_past_the_last_state(tmp_path, pg_server, source_conn,
+                                                           source_config, dest_config,
+                                                           dest_conn) -> None:  # fmt: skip
+    """A source that sends records, then fails before its next STATE: pgbyte hands the failure
+    to the destination (as a shell pipe does), which commits none of those records — an append
+    stream keeps its rows (before, they were committed while the summary said 0)."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    source_conn.execute("INSERT INTO t SELECT generate_series(1, 14)")
+    streams = [{"name": "t", "sync_mode": "full_refresh", "destination_sync_mode": "append"}]
+    conn = write_connection(tmp_path, source_config, dest_config, prefix="ap_", streams=streams)
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    source = tmp_path / "failing-source"
+    source.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" != read ]; then exec {console_script("source-postgres")} "$@"; fi\n'
+        f"{console_script('source-postgres')} \"$@\" | sed '/\"type\":\"STATE\"/,$d'\n"
+        'echo \'{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":'
+        '{"message":"simulated: connection lost","failure_type":"transient_error"}}}\'\n'
+        "exit 1\n"
+    )
+    source.chmod(0o755)
+    conn.write_text(conn.read_text().replace(console_script("source-postgres"), str(source)))
+    run, summary = sync_json(conn, pg_server.password)
+    assert (run.returncode, summary["status"]) == (1, "failed")
+    assert "simulated: connection lost" in summary["reason"]
+    (stream,) = summary["streams"]
+    assert (stream["records_emitted"], stream["records_committed"]) == (14, 0)
+    assert dest_conn.execute('SELECT count(*) FROM public."ap_t"').fetchone()[0] == 14
