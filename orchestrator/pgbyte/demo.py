@@ -36,7 +36,7 @@ PASSWORD_VAR = "PGBYTE_DEMO_PASSWORD"
 def psql(server: ThrowawayServer, dbname: str, command: str) -> None:
     """Show `command` and its output exactly as the tutorial's psql shell prints them: the
     server's own psql, not an imitation of its layout."""
-    say(f"\npostgres=# {command}")
+    say(f"\n{dbname}=# {command}")  # psql's prompt names the database
     result = subprocess.run(
         [str(find_bin_dir() / "psql"), "-X", "-h", server.host, "-p", str(server.port),
          "-U", server.user, "-d", dbname, "-v", "ON_ERROR_STOP=1", "-c", command],
@@ -146,7 +146,10 @@ def run(workdir: Path) -> None:
 
 
 def check_numbers(outputs: list[str], dst: psycopg.Connection[Any]) -> None:
-    """The tutorial's numbers, checked: a demo that shows something else fails loudly."""
+    """The numbers to expect, checked: a demo that shows something else fails loudly. The
+    tutorial shows 3 records emitted by the second syncs; the row counts follow from this
+    demo's order (both connections made, then Jane Y inserted): overwrite keeps the last 3,
+    append adds them to the first 2."""
     expected = {
         "overwrite_full_refresh_demo": 3, "_airbyte_raw_overwrite_full_refresh_demo": 3,
         "append_full_refresh_demo": 5, "_airbyte_raw_append_full_refresh_demo": 5,
@@ -160,7 +163,7 @@ def check_numbers(outputs: list[str], dst: psycopg.Connection[Any]) -> None:
             problems.append("the second sync did not emit 3 records")
     for name, rows in expected.items():
         actual = count(dst, name)
-        say(f"  {'✓' if actual == rows else '✗'} {name}: {actual} rows (tutorial: {rows})")
+        say(f"  {'✓' if actual == rows else '✗'} {name}: {actual} rows (expected: {rows})")
         if actual != rows:
             problems.append(f"{name} has {actual} rows, expected {rows}")
     if problems:
@@ -180,11 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if args.keep:
-            say(f"\n(work dir kept: {workdir})")
-        else:
+        if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    say("\nDemo complete: the throwaway server and every file it used are gone.")
+    if args.keep:
+        say(f"\nDemo complete: the throwaway server is gone; the work dir is kept: {workdir}")
+    else:
+        say("\nDemo complete: the throwaway server and every file it used are gone.")
     return 0
 
 
