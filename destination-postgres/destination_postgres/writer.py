@@ -116,6 +116,8 @@ class Writer:
         self.by_name = {n: ts[0] for n, ts in by_name.items() if len(ts) == 1}
         self.buffered = 0
         self.lineno = 0
+        # STATE lines committed but not echoed yet, each with the overwrite streams it waits for.
+        self._held: list[tuple[bytes, list[StreamTarget]]] = []
         self.statuses_seen = False
         self.fast_keys: dict[tuple[bytes, bytes | None], StreamTarget] = {}
         for t in targets:
@@ -663,17 +665,34 @@ class Writer:
             desc = (state.get("stream") or {}).get("stream_descriptor") or {}
             target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))
             target = target or self.by_name.get(desc.get("name"))
+            covers = [target] if target is not None else []
             if target is not None:
                 count = target.since_state
                 target.since_state = 0
         else:
+            covers = list(self.targets)
             count = sum(t.since_state for t in self.targets)
             for t in self.targets:
                 t.since_state = 0
         if isinstance(state, dict):
             state["destinationStats"] = {"recordCount": float(count)}
-        self.out.raw(orjson.dumps(msg) + b"\n")
-        self.out.flush()
+        # An overwrite stream's records are committed into its temporaries, but they are the
+        # stream's tables only once swapped in: its states wait for the swap (and, to keep
+        # the input order, so does every state after one that waits). A failed swap echoes
+        # none of them, so no client counts or saves them.
+        waiting = [t for t in covers if t.overwrite and not t.swapped]
+        self._held.append((orjson.dumps(msg) + b"\n", waiting))
+        self._echo_ready()
+
+    def _echo_ready(self) -> None:
+        """Echo the held states, in order, up to the first whose overwrite streams are not all
+        swapped in yet."""
+        echoed = False
+        while self._held and all(t.swapped for t in self._held[0][1]):
+            self.out.raw(self._held.pop(0)[0])
+            echoed = True
+        if echoed:
+            self.out.flush()
 
     def on_trace(self, msg: dict[str, Any]) -> None:
         trace = msg.get("trace")
@@ -702,6 +721,7 @@ class Writer:
             self._flush()
             self._complete(target)
             self._commit_all()
+            self._echo_ready()
 
     def finish(self) -> int:
         """End of input: swap what is complete, keep what is not, report."""
@@ -743,6 +763,7 @@ class Writer:
             if t.overwrite and not t.swapped:
                 self._complete(t)
         self._commit_all()
+        self._echo_ready()
         self.report()
         return 0
 

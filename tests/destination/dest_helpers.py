@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import select
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,19 @@ class LiveWrite:
             msg = json.loads(self.proc.stdout.readline())
             if msg["type"] == "STATE":
                 return msg
+
+    def send_until(self, data: bytes, loaded: Callable[[], bool]) -> None:
+        """Write `data` (ending with a STATE) and wait until `loaded()` holds: an overwrite
+        stream's states are echoed only once it is swapped in, so a test that looks mid-load
+        asks the database instead."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not loaded():
+            assert self.proc.poll() is None, "the destination ended"
+            assert time.monotonic() < deadline, "not loaded in 60 s"
+            time.sleep(0.05)
 
     def finish(self, data: bytes = b"") -> int:
         """Write the last `data`, close the input, return the exit code."""

@@ -113,8 +113,8 @@ def test_overwrite_temporaries_load_without_autovacuum(tmp_path, dest_config, de
     """While an overwrite loads, its temporary tables have autovacuum off (it would scan them
     mid-load and hold up the swap); the swapped-in tables have the server's default again."""
     with live_write(tmp_path, dest_config, CATALOG) as write:
-        write.send_until_state(_lines(record(STREAM, {"id": 1, "name": "A"}),
-                                      state(STREAM, {"n": 1})))  # fmt: skip
+        write.send_until(_lines(record(STREAM, {"id": 1, "name": "A"}), state(STREAM, {"n": 1})),
+                         lambda: len(_reloptions(dest_conn)) == 2)  # fmt: skip
         during = _reloptions(dest_conn)
         assert write.finish(_lines(status(STREAM, "COMPLETE"))) == 0
     off = ["autovacuum_enabled=off"]
@@ -134,9 +134,8 @@ def test_second_signal_does_not_cut_the_clean_up_short(
     intact — the second signal does not interrupt the clean-up."""
     before = _previous(run_write, dest_conn)
     with live_write(tmp_path, dest_config, CATALOG) as write:
-        write.send_until_state(_lines(record(STREAM, {"id": 9, "name": "Z"}),
-                                      state(STREAM, {"n": 1})))  # fmt: skip
-        assert f"_airbyte_tmp_{STREAM}" in table_names(dest_conn)
+        write.send_until(_lines(record(STREAM, {"id": 9, "name": "Z"}), state(STREAM, {"n": 1})),
+                         lambda: f"_airbyte_tmp_{STREAM}" in table_names(dest_conn))  # fmt: skip
         os.kill(write.proc.pid, signal.SIGINT)
         os.kill(write.proc.pid, signal.SIGTERM)
         assert write.proc.wait(timeout=60) == 130
@@ -155,8 +154,8 @@ def test_sigterm_exits_143(run_write, tmp_path, dest_config, dest_conn) -> None:
     130, after the same clean-up: the previous tables intact."""
     before = _previous(run_write, dest_conn)
     with live_write(tmp_path, dest_config, CATALOG) as write:
-        write.send_until_state(_lines(record(STREAM, {"id": 9, "name": "Z"}),
-                                      state(STREAM, {"n": 1})))  # fmt: skip
+        write.send_until(_lines(record(STREAM, {"id": 9, "name": "Z"}), state(STREAM, {"n": 1})),
+                         lambda: f"_airbyte_tmp_{STREAM}" in table_names(dest_conn))  # fmt: skip
         os.kill(write.proc.pid, signal.SIGTERM)
         assert write.proc.wait(timeout=60) == 143
     assert _rows(dest_conn) == before

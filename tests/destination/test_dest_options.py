@@ -22,6 +22,9 @@ def test_dependent_view_blocks_swap_without_drop_cascade(run_write, dest_conn) -
     assert result.returncode != 0
     assert "drop_cascade" in result.errors[0]["message"]
     assert dest_conn.execute("SELECT count(*) FROM v").fetchone()[0] == 2
+    # Its STATE waited for the swap, which failed: none echoed, so no client counts the
+    # records as committed or saves the state.
+    assert result.states == []
 
 
 def test_drop_cascade_replaces_table_and_drops_view(run_write, dest_conn, dest_config) -> None:
