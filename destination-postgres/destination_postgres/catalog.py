@@ -9,7 +9,7 @@ from pgbyte_common.errors import ConfigError
 
 from destination_postgres import naming
 from destination_postgres.config import DestinationConfig
-from destination_postgres.typemap import Column, columns_for
+from destination_postgres.typemap import MAX_TUPLE_BYTES, Column, columns_for, worst_row_bytes
 
 META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
 # The columns append_dedup's typed stage adds: each row's place in its batch (loader.py).
@@ -120,6 +120,18 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
                 f"{len(columns)} properties plus the {len(reserved)} _airbyte_ columns exceed "
                 f"PostgreSQL's limit of {MAX_COLUMNS} columns per table, so its records are "
                 "kept in the raw table only (no typed table)"
+            )
+        elif typed and worst_row_bytes(columns, 16 if mode == "append_dedup" else 0) > (
+            MAX_TUPLE_BYTES
+        ):
+            # Fixed-width values (bigint, timestamps...) cannot be TOASTed: a full row of this
+            # many would be refused ("row is too big") and fail the whole write.
+            typed = False
+            typed_note = (
+                f"a typed row of its {len(columns)} properties could need "
+                f"{worst_row_bytes(columns)} bytes, more than the {MAX_TUPLE_BYTES} a "
+                "PostgreSQL row can hold, so its records are kept in the raw table only "
+                "(no typed table)"
             )
         target = StreamTarget(
             name=name,

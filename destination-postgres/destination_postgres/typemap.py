@@ -34,6 +34,31 @@ PG_TYPES = {
 }
 # format_type() spelling of an existing column → kind (columns we did not create keep theirs).
 _EXISTING = {v: k for k, v in PG_TYPES.items()} | {"integer": "bigint", "smallint": "bigint"}
+# (bytes, alignment) of a value of each fixed-width kind. The others are varlena, counted at
+# their smallest (a byte): TOAST shrinks long ones to 18-byte pointers, and a table whose
+# values are mostly short or NULL would be refused a typed table for nothing.
+_FIXED_WIDTH = {"bigint": (8, 8), "boolean": (1, 1), "date": (4, 4), "time": (8, 8),
+                "timetz": (12, 8), "timestamp": (8, 8), "timestamptz": (8, 8)}  # fmt: skip
+MAX_TUPLE_BYTES = 8160  # MaxHeapTupleSize of an 8 kB page: a row must fit, after TOAST
+
+
+def worst_row_bytes(columns: list[Column], extra_fixed: int = 0) -> int:
+    """The width of a typed row of these columns that no TOAST can shrink: every fixed-width
+    value present, each varlena a byte, plus the meta columns (uuid, two timestamps, the
+    hashid). A table whose rows may exceed MAX_TUPLE_BYTES refuses them ("row is too big")."""
+    offset = 24  # the tuple header; no null bitmap when every value is present
+
+    def add(size: int, align: int) -> None:
+        nonlocal offset
+        offset = -(-offset // align) * align + size
+
+    for col in columns:
+        add(*_FIXED_WIDTH.get(col.kind, (1, 1)))
+    for size, align in ((16, 1), (8, 8), (8, 8), (17, 1)):
+        add(size, align)
+    return offset + extra_fixed
+
+
 TYPED_KINDS = ("bigint", "numeric", "boolean", "date", "time", "timetz", "timestamp",
                "timestamptz")  # fmt: skip
 

@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from dest_helpers import FIXTURES, catalog_for, column_types, record
+from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
 
 CATALOG = FIXTURES / "types_catalog.json"
 RECORDS = FIXTURES / "types_records.jsonl"
@@ -207,3 +207,19 @@ def test_fifty_megabyte_value_loads(run_write, dest_conn) -> None:
         ]
         == 50 << 20
     )
+
+
+def test_a_row_too_wide_for_a_page_keeps_the_stream_raw(run_write, dest_conn) -> None:
+    """1,100 integer properties: a typed row of 1,100 bigints (8 bytes each, which TOAST cannot
+    shrink) exceeds the 8,160 bytes a row may hold. The stream is kept in its raw table with a
+    WARN (before, "row is too big" failed the whole write); 1,000 still get a typed table."""
+    wide = {f"c{i}": {"type": "integer"} for i in range(1100)}
+    fits = {f"c{i}": {"type": "integer"} for i in range(1000)}
+    catalog = catalog_for([("wide", wide), ("fits", fits)], mode="append")
+    data = b"\n".join([record("wide", {k: i for i, k in enumerate(wide)}),
+                       record("fits", {k: i for i, k in enumerate(fits)})]) + b"\n"  # fmt: skip
+    result = run_write(catalog, data)
+    assert result.returncode == 0, result.errors
+    assert any("wide" in line and "raw table only" in line for line in result.logs), result.logs
+    assert "wide" not in table_names(dest_conn) and count(dest_conn, "_airbyte_raw_wide") == 1
+    assert count(dest_conn, "fits") == 1
