@@ -45,6 +45,14 @@ def _probe(conn: psycopg.Connection[Any], schema: str, username: str) -> None:
             "schema does not exist yet), or choose another schema."
         ) from None
     except pg_errors.ReadOnlySqlTransaction:
+        conn.rollback()
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if row and row[0]:
+            raise ConfigError(
+                "The server is a read-only standby: point the destination at the primary."
+            ) from None
         raise ConfigError(
-            "The server is read-only (a standby?): point the destination at the primary."
+            f"Transactions of user {username!r} are read-only (default_transaction_read_only "
+            f"is on for the role, the database or the server): ALTER ROLE {username} SET "
+            "default_transaction_read_only = off, or use another role."
         ) from None

@@ -170,8 +170,15 @@ def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
         )
         print(line)
         for stream in entry.get("streams") or []:
+            # Source → destination, namespaced, as the sync summary prints them: two streams
+            # may share a name.
+            src, dst = stream.get("stream"), stream.get("destination_stream")
+            if stream.get("namespace"):
+                src = f"{stream['namespace']}.{src}"
+            if stream.get("destination_namespace"):
+                dst = f"{stream['destination_namespace']}.{dst}"
             print(
-                f"    {stream.get('destination_stream')}: {stream.get('records_emitted', 0):,} "
+                f"    {src} → {dst}: {stream.get('records_emitted', 0):,} "
                 f"emitted, {stream.get('records_committed', 0):,} committed"
             )
         if entry.get("reason"):

@@ -129,6 +129,20 @@ def substitute_env(
     return _VAR.sub(repl, node)
 
 
+def _join_surrogates(value: Any) -> Any:
+    """YAML reads "\ud83d\ude00" (JSON's escape of 😀) as two lone surrogates; join every such
+    pair into its character, as JSON does, so the name matches the source's stream."""
+    if isinstance(value, str):
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+        return value
+    if isinstance(value, dict):
+        return {_join_surrogates(k): _join_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_surrogates(v) for v in value]
+    return value
+
+
 def load_connection(
     path: str | Path, *, env: Mapping[str, str] | None = None, strict: bool = True
 ) -> Connection:
@@ -147,6 +161,7 @@ def load_connection(
         raise ConnectionFileError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise ConnectionFileError(f"{path}: expected a mapping with source: and destination:")
+    raw = _join_surrogates(raw)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise ConnectionFileError(

@@ -94,3 +94,19 @@ def test_check_without_create_privilege(tmp_path, dest_config, dest_conn) -> Non
         with psycopg.ClientCursor(dest_conn) as cur:
             cur.execute("DROP OWNED BY pgbyte_reader")
         dest_conn.execute("DROP ROLE pgbyte_reader")
+
+
+def test_check_read_only_role_names_the_setting(tmp_path, dest_config, dest_conn) -> None:
+    """default_transaction_read_only on a primary: FAILED naming the setting and the ALTER ROLE
+    to run (it said "a standby?", which this server is not)."""
+    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_ro")
+    dest_conn.execute("CREATE ROLE pgbyte_ro LOGIN SUPERUSER PASSWORD 'ro-pw-12345'")
+    dest_conn.execute("ALTER ROLE pgbyte_ro SET default_transaction_read_only = on")
+    try:
+        config = {**dest_config, "username": "pgbyte_ro", "password": "ro-pw-12345"}
+        status, _ = _check(tmp_path, config)
+        assert status["status"] == "FAILED"
+        assert "default_transaction_read_only" in status["message"], status
+        assert "standby" not in status["message"]
+    finally:
+        dest_conn.execute("DROP ROLE pgbyte_ro")

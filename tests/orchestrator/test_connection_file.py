@@ -83,6 +83,14 @@ def test_streams_shorthand_and_keys(tmp_path) -> None:
     )  # fmt: skip
 
 
+def test_json_escaped_emoji_names_the_stream(tmp_path) -> None:
+    """A name written with JSON's surrogate-pair escape ("\\ud83d\\ude00", which YAML reads as
+    two lone surrogates) is the emoji, as in the source's catalog."""
+    text = BASE + 'streams:\n  - "emoji\\ud83d\\ude00"\n'
+    conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    assert [s.name for s in conn.streams] == ["emoji\N{GRINNING FACE}"]
+
+
 @pytest.mark.parametrize(
     "extra,needle",
     [

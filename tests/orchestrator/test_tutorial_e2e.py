@@ -71,6 +71,8 @@ def tutorial(pg_server, tmp_path_factory):
         ).fetchall()
         result["json_summary"] = pgbyte("history", str(files["append"]), "--json",
                                         password=pg_server.password)  # fmt: skip
+        result["text_history"] = pgbyte("history", str(files["append"]),
+                                        password=pg_server.password)  # fmt: skip
     pg_server.drop_database(src_db)
     pg_server.drop_database(dst_db)
     return result
@@ -138,6 +140,10 @@ def test_history_records_each_sync(tutorial) -> None:
     entries = orjson.loads(tutorial["json_summary"].stdout)
     counts = [(e["status"], e["streams"][0]["records_emitted"]) for e in entries]
     assert counts == [("succeeded", 2), ("succeeded", 3)]
+    # The text form names each stream as the summary does, source namespace included.
+    lines = tutorial["text_history"].stdout.splitlines()
+    line = "    public.full_refresh_demo → append_full_refresh_demo: 3 emitted, 3 committed"
+    assert line in lines, lines
 
 
 def test_state_file_is_owner_only(tutorial) -> None:
