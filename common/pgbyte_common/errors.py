@@ -105,6 +105,16 @@ def describe_connect_error(
     return classify_error(exc, context=f"Connecting to {where} failed")
 
 
+# SQLSTATE → (words of the server's message, the setting that caused it, the error class): a
+# limit the role, database or server sets. A retry meets the same statement timeout or file
+# limit again (config_error); another session's lock may be gone by then (transient).
+_LIMIT_SETTINGS: dict[str, tuple[str, str, type[PgbyteError]]] = {
+    "57014": ("statement timeout", "statement_timeout", ConfigError),
+    "55P03": ("lock timeout", "lock_timeout", TransientError),
+    "53400": ("temporary file size exceeds", "temp_file_limit", ConfigError),
+}
+
+
 def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
     """Map any exception raised while working with the database to a PgbyteError."""
     if isinstance(exc, PgbyteError):
@@ -114,6 +124,13 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
         sqlstate = getattr(exc, "sqlstate", None) or ""
         if isinstance(exc, psycopg.OperationalError) and not sqlstate:
             return TransientError(f"{context}: the connection to the server was lost ({text}).")
+        limit = _LIMIT_SETTINGS.get(sqlstate)
+        if limit and limit[0] in text.lower():
+            _, setting, kind = limit
+            return kind(
+                f"{context}: {text} ({setting} is set for this role, database or server: "
+                f"raise it or turn it off for this user, e.g. ALTER ROLE ... SET {setting} = 0)"
+            )
         if sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
             return TransientError(f"{context}: {text}")
         if isinstance(exc, pg_errors.InsufficientPrivilege):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -73,6 +74,9 @@ def failure_reason(
         text = f"The {label} failed during {verb}: {log_tail[-1]}"
     else:
         code = "" if exit_code is None else f" with exit code {exit_code}"
+        if exit_code is not None and exit_code < 0:  # subprocess: killed by that signal
+            with contextlib.suppress(ValueError):
+                code = f" killed by {signal.Signals(-exit_code).name}"
         text = f"The {label} {verb} ended{code}"
         if stderr_tail:
             text += ": " + " | ".join(line.strip() for line in stderr_tail[-3:] if line.strip())

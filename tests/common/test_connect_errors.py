@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from pgbyte_common.errors import ConfigError, describe_connect_error
+from pgbyte_common.errors import ConfigError, classify_error, describe_connect_error
 
 
 @pytest.mark.parametrize(
@@ -25,3 +25,22 @@ def test_ssl_failures_name_the_config_field(libpq_text: str, field: str) -> None
     error = describe_connect_error(exc, host="db", port=5432, database="d", username="u")
     assert isinstance(error, ConfigError)
     assert field in error.message and "pgbyte-ssl" not in error.message, error.message
+
+
+@pytest.mark.parametrize(
+    "error,setting,failure_type",
+    [
+        (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+         "statement_timeout", "config_error"),
+        (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+         "lock_timeout", "transient_error"),
+        (psycopg.errors.ConfigurationLimitExceeded(
+            "temporary file size exceeds temp_file_limit (100kB)"),
+         "temp_file_limit", "config_error"),
+    ],
+)  # fmt: skip
+def test_limits_of_the_role_name_their_setting(error, setting, failure_type) -> None:
+    """A statement ended by a limit the role or server sets names the setting to change."""
+    classified = classify_error(error, context="Writing to the destination failed")
+    assert setting in classified.message and "ALTER ROLE" in classified.message
+    assert classified.failure_type == failure_type

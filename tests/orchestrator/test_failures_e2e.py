@@ -76,7 +76,7 @@ def test_source_killed_mid_sync_keeps_previous_tables(big_setup, pg_server, dest
     os.kill(writer, signal.SIGCONT)
     code, summary, _ = run.finish()
     assert (code, summary["status"]) == (1, "failed")
-    assert "source" in summary["reason"]
+    assert "source" in summary["reason"] and "killed by SIGKILL" in summary["reason"], summary
     assert dest_counts(dest_conn) == (3, 3)
     assert state_path.read_bytes() == state_before
 
