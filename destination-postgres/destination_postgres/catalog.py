@@ -56,6 +56,7 @@ class StreamTarget:
     surrogates_replaced: int = 0
     uncastable: dict[str, int] = field(default_factory=dict)
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
+    swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False
 
     @property

@@ -684,6 +684,19 @@ class Writer:
         self._held.append((orjson.dumps(msg) + b"\n", waiting))
         self._echo_ready()
 
+    def _log_swaps(self) -> None:
+        """After the commit of a swap: say which tables were replaced (the tutorial's dbt log
+        shows its `alter table ... rename`; this is that moment)."""
+        for t in self.targets:
+            if t.swapped and not t.swap_logged:
+                t.swap_logged = True
+                tables = [f"{t.raw_schema}.{t.raw_table}"]
+                if t.norm_table is not None:
+                    tables.append(f"{t.schema}.{t.norm_table}")
+                replaced = " and ".join(tables)
+                self.log("INFO", f"Stream {t.label}: replaced {replaced} (the loaded tables "
+                                 "renamed into place in one transaction).")  # fmt: skip
+
     def _echo_ready(self) -> None:
         """Echo the held states, in order, up to the first whose overwrite streams are not all
         swapped in yet."""
@@ -721,6 +734,7 @@ class Writer:
             self._flush()
             self._complete(target)
             self._commit_all()
+            self._log_swaps()
             self._echo_ready()
 
     def finish(self) -> int:
@@ -763,6 +777,7 @@ class Writer:
             if t.overwrite and not t.swapped:
                 self._complete(t)
         self._commit_all()
+        self._log_swaps()
         self._echo_ready()
         self.report()
         return 0

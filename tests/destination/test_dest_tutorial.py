@@ -29,6 +29,9 @@ def test_two_syncs_row_counts(run_write, dest_conn, mode: str, after_second: int
     assert result.returncode == 0, result.messages
     assert count(dest_conn, stream) == after_second
     assert count(dest_conn, f"_airbyte_raw_{stream}") == after_second
+    # The tutorial points at its log's `alter table ... rename`: ours says the swap happened.
+    swapped = [line for line in result.logs if "replaced public._airbyte_raw_" in line]
+    assert len(swapped) == (1 if mode == "overwrite" else 0), result.logs
 
 
 @pytest.mark.parametrize("mode", ["overwrite", "append"])
