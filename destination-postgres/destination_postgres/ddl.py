@@ -16,6 +16,7 @@ from destination_postgres.catalog import StreamTarget
 from destination_postgres.naming import temporary
 from destination_postgres.typemap import (
     PG_TYPES,
+    USER_KIND,
     Column,
     common_kind,
     is_our_type,
@@ -149,7 +150,9 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                 _retype(conn, schema, table, col.name, kind)
                 added.append(f"{col.name} (now {PG_TYPES[kind]})")
             if kind != col.kind:
-                target.columns[i] = Column(key=col.key, name=col.name, kind=kind)
+                user_type = existing[col.name] if kind == USER_KIND else None
+                target.columns[i] = Column(key=col.key, name=col.name, kind=kind,
+                                           user_type=user_type)  # fmt: skip
             continue
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(

@@ -102,8 +102,13 @@ def kind_of(schema: Any) -> str:
     return "jsonb"
 
 
+# The kind of an existing column whose type pgbyte does not create (the user retyped it, say to
+# numeric(10,2)): its values are cast to that type itself (Column.user_type).
+USER_KIND = "user"
+
+
 def kind_of_existing(pg_type: str) -> str:
-    return _EXISTING.get(pg_type, "text" if "char" in pg_type else "jsonb")
+    return _EXISTING.get(pg_type, USER_KIND)
 
 
 def is_our_type(pg_type: str) -> bool:
@@ -135,9 +140,12 @@ class Column:
     key: str  # the property name in _airbyte_data
     name: str  # the column name (shortened when over 63 bytes)
     kind: str
+    user_type: str | None = None  # USER_KIND: the column's type, as format_type() spells it
 
     @property
     def pg_type(self) -> sql.Composable:
+        if self.kind == USER_KIND:
+            return sql.SQL(str(self.user_type))
         return sql.SQL(PG_TYPES[self.kind])
 
     def text_value(self, data: sql.Composable) -> sql.Composable:
@@ -152,6 +160,10 @@ class Column:
         return sql.SQL("{}::{}").format(self.text_value(data), self.pg_type)
 
     def safe_expr(self, data: sql.Composable) -> sql.Composable:
+        if self.kind == USER_KIND:  # any type: the cast tried in a sub-block, NULL if it fails
+            return sql.SQL("pg_temp.pgbyte_try_cast({}, NULL::{}, {})").format(
+                self.text_value(data), self.pg_type, sql.Literal(self.user_type)
+            )
         if self.kind not in TYPED_KINDS:
             return self.fast_expr(data)
         value = self.text_value(data)
@@ -195,6 +207,11 @@ TRY_FUNCTIONS_SQL = "\n".join(
     "\nCREATE OR REPLACE FUNCTION pg_temp.pgbyte_try_bigint(v text) RETURNS bigint "
     "LANGUAGE plpgsql STABLE AS $$ DECLARE n numeric; BEGIN n := v::numeric; "
     "IF n <> trunc(n) THEN RETURN NULL; END IF; RETURN n::bigint; "
+    "EXCEPTION WHEN others THEN RETURN NULL; END $$;"
+    # A column of the user's own type: `typ` spelled with its modifiers (numeric(10,2)).
+    "\nCREATE OR REPLACE FUNCTION pg_temp.pgbyte_try_cast(v text, sample anyelement, typ text) "
+    "RETURNS anyelement LANGUAGE plpgsql STABLE AS $$ BEGIN "
+    "EXECUTE format('SELECT %L::%s', v, typ) INTO sample; RETURN sample; "
     "EXCEPTION WHEN others THEN RETURN NULL; END $$;"
 )
 

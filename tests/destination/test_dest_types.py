@@ -223,3 +223,23 @@ def test_a_row_too_wide_for_a_page_keeps_the_stream_raw(run_write, dest_conn) ->
     assert any("wide" in line and "raw table only" in line for line in result.logs), result.logs
     assert "wide" not in table_names(dest_conn) and count(dest_conn, "_airbyte_raw_wide") == 1
     assert count(dest_conn, "fits") == 1
+
+
+def test_a_column_the_user_retyped_keeps_its_type(run_write, dest_conn) -> None:
+    """A typed column the user changed to a type pgbyte does not create (numeric(10,2), double
+    precision) takes later values cast to that type; one that does not cast is NULL and counted,
+    never a failed write (before, every later sync failed: 'expression is of type jsonb')."""
+    props = {"id": {"type": "integer"}, "amount": {"type": "number"}, "ratio": {"type": "number"}}
+    catalog = catalog_for([("paid", props)], mode="append")
+    assert run_write(catalog, record("paid", {"id": 1, "amount": 1.5, "ratio": 0.5}) + b"\n"
+                     ).returncode == 0  # fmt: skip
+    dest_conn.execute("ALTER TABLE paid ALTER COLUMN amount TYPE numeric(10,2)")
+    dest_conn.execute("ALTER TABLE paid ALTER COLUMN ratio TYPE double precision")
+    lines = [record("paid", {"id": 2, "amount": 12.345, "ratio": 0.25}),
+             record("paid", {"id": 3, "amount": 123456789012, "ratio": "n/a"})]  # fmt: skip
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 0, result.errors
+    rows = dest_conn.execute("SELECT id, amount, ratio FROM paid ORDER BY id").fetchall()
+    assert rows == [(1, Decimal("1.50"), 0.5), (2, Decimal("12.35"), 0.25), (3, None, None)]
+    assert column_types(dest_conn, "paid")["amount"] == "numeric(10,2)"  # the user's type stays
+    assert any("amount" in line and "ratio" in line for line in result.logs), result.logs
