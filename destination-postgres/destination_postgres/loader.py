@@ -78,7 +78,8 @@ def setup_session(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET client_encoding = 'UTF8'")
     # A write keeps its transaction open between STATEs while it waits for the source: a role's
     # idle_in_transaction_session_timeout would end it (and the sync) whenever a source pauses.
-    conn.execute("SET idle_in_transaction_session_timeout = 0")
+    if conn.info.server_version >= 90600:  # the setting's first version
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
     # copy_slow numbers the line stage's rows in scan order (dedup's full-tie rule): every scan
     # starts at the first block, never where another scan of the same table happens to be.
     conn.execute("SET synchronize_seqscans = off")
