@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import ssl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,7 @@ class ConnectionSettings:
         if self.password:
             kwargs["password"] = self.password
         if self.ssl_mode == "verify-full" and "ca_certificate" not in self.ssl:
-            kwargs["sslrootcert"] = "system"  # the system's trusted CAs (libpq 16 and later)
+            kwargs["sslrootcert"] = _system_ca_bundle()
         kwargs.update(_materialize_ssl_files(self.ssl))
         kwargs.update(self.params)
         kwargs.update(overrides)
@@ -204,6 +205,21 @@ class ConnectionSettings:
                 database=self.database,
                 username=self.username,
             ) from None
+
+
+def _system_ca_bundle() -> str:
+    """The system's trusted CAs as one file. Not libpq's `sslrootcert=system`: psycopg-binary's
+    bundled OpenSSL looks for them in a directory of its own that does not exist."""
+    candidates = [os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile,
+                  "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                  "/etc/ssl/cert.pem"]  # fmt: skip
+    for path in candidates:
+        if path and os.path.isfile(path):
+            return path
+    raise ConfigError(
+        "ssl_mode verify-full without ca_certificate verifies against the system's trusted "
+        "CAs, and no CA bundle was found here: give ca_certificate (the CA's PEM text)."
+    )
 
 
 def _ssl_settings(config: dict[str, Any], default: str) -> tuple[str, dict[str, str]]:

@@ -122,15 +122,17 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
                 f"PostgreSQL's limit of {MAX_COLUMNS} columns per table, so its records are "
                 "kept in the raw table only (no typed table)"
             )
-        elif typed and worst_row_bytes(columns, 16 if mode == "append_dedup" else 0) > (
-            MAX_TUPLE_BYTES
+        elif (
+            typed
+            and (width := worst_row_bytes(columns, 16 if mode == "append_dedup" else 0))
+            > MAX_TUPLE_BYTES
         ):
             # Fixed-width values (bigint, timestamps...) cannot be TOASTed: a full row of this
             # many would be refused ("row is too big") and fail the whole write.
             typed = False
             typed_note = (
                 f"a typed row of its {len(columns)} properties could need "
-                f"{worst_row_bytes(columns)} bytes, more than the {MAX_TUPLE_BYTES} a "
+                f"{width} bytes, more than the {MAX_TUPLE_BYTES} a "
                 "PostgreSQL row can hold, so its records are kept in the raw table only "
                 "(no typed table)"
             )

@@ -188,14 +188,26 @@ def _mark_temporary(conn: psycopg.Connection[Any], schema: str, table: str) -> N
     )
 
 
-def _relation(conn: psycopg.Connection[Any], schema: str, name: str) -> tuple[str, str] | None:
-    """(relkind, comment) of the relation of that name, None when there is none."""
+def _relation(
+    conn: psycopg.Connection[Any], schema: str, name: str
+) -> tuple[str, str | None, list[str]] | None:
+    """(relkind, comment, reloptions) of the relation of that name, None when there is none."""
     row = conn.execute(
-        "SELECT c.relkind, obj_description(c.oid, 'pg_class') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        "SELECT c.relkind, obj_description(c.oid, 'pg_class'), coalesce(c.reloptions, '{}') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
         (schema, name),
     ).fetchone()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], list(row[2])) if row else None
+
+
+def _is_own_temporary(found: tuple[str, str | None, list[str]] | None) -> bool:
+    """Marked by TEMPORARY_COMMENT; or unmarked with autovacuum off, as an overwrite of a
+    version before the mark left it when killed."""
+    if found is None or found[0] != "r":
+        return False
+    _, comment, options = found
+    return comment == TEMPORARY_COMMENT or (comment is None and "autovacuum_enabled=off" in options)
 
 
 def _drop_own_temporary(
@@ -205,7 +217,7 @@ def _drop_own_temporary(
     found = _relation(conn, schema, table)
     if found is None:
         return
-    if found != ("r", TEMPORARY_COMMENT):
+    if not _is_own_temporary(found):
         raise ConfigError(
             f"Stream {target.label}: an overwrite sync loads into {schema}.{table} before "
             f"swapping it in, and a relation of that name exists that pgbyte did not make. "
@@ -243,9 +255,9 @@ def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
     """An overwrite's temporaries, after a failure: only relations pgbyte made (marked)."""
     if not target.overwrite:
         return
-    for schema, table in (target.load_raw, target.load_norm):
-        if table is not None and _relation(conn, schema, table) == ("r", TEMPORARY_COMMENT):
-            drop(conn, schema, table, cascade=True)
+    for pair in (target.load_raw, target.load_norm):
+        if pair is not None and _is_own_temporary(_relation(conn, *pair)):
+            drop(conn, *pair, cascade=True)
 
 
 def _retype(conn: psycopg.Connection[Any], schema: str, table: str, name: str, kind: str) -> None:

@@ -108,6 +108,12 @@ USER_KIND = "user"
 
 
 def kind_of_existing(pg_type: str) -> str:
+    # json takes jsonb's values (an assignment cast); char(n)/varchar(n) text's, which their
+    # own assignment cast checks (an explicit cast would cut a long value silently).
+    if pg_type == "json":
+        return "jsonb"
+    if "char" in pg_type:
+        return "text"
     return _EXISTING.get(pg_type, USER_KIND)
 
 

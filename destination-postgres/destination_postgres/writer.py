@@ -117,7 +117,8 @@ class Writer:
         self.buffered = 0
         self.lineno = 0
         # STATE lines committed but not echoed yet, each with the overwrite streams it waits for.
-        self._held: list[tuple[bytes, list[StreamTarget]]] = []
+        # (line, the overwrite streams it waits for, its stream; None: a GLOBAL/LEGACY state).
+        self._held: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
         self.statuses_seen = False
         self.fast_keys: dict[tuple[bytes, bytes | None], StreamTarget] = {}
         for t in targets:
@@ -677,11 +678,13 @@ class Writer:
         if isinstance(state, dict):
             state["destinationStats"] = {"recordCount": float(count)}
         # An overwrite stream's records are committed into its temporaries, but they are the
-        # stream's tables only once swapped in: its states wait for the swap (and, to keep
-        # the input order, so does every state after one that waits). A failed swap echoes
-        # none of them, so no client counts or saves them.
+        # stream's tables only once swapped in: its states wait for the swap, and so does a
+        # later state of the same stream, or a GLOBAL state after it (per-stream order kept;
+        # another stream's states go on). A failed swap echoes none of them, so no client
+        # counts or saves them.
         waiting = [t for t in covers if t.overwrite and not t.swapped]
-        self._held.append((orjson.dumps(msg) + b"\n", waiting))
+        own = target if isinstance(state, dict) and state.get("type") == "STREAM" else None
+        self._held.append((orjson.dumps(msg) + b"\n", waiting, own))
         self._echo_ready()
 
     def _log_swaps(self) -> None:
@@ -698,12 +701,22 @@ class Writer:
                                  "renamed into place in one transaction).")  # fmt: skip
 
     def _echo_ready(self) -> None:
-        """Echo the held states, in order, up to the first whose overwrite streams are not all
-        swapped in yet."""
+        """Echo the held states whose overwrite streams are swapped in, in input order, each
+        after every earlier held state of its stream (and every earlier held one at all, for
+        a GLOBAL/LEGACY state or one of a stream not in the catalog)."""
+        kept: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
         echoed = False
-        while self._held and all(t.swapped for t in self._held[0][1]):
-            self.out.raw(self._held.pop(0)[0])
-            echoed = True
+        for entry in self._held:
+            line, waiting, own = entry
+            blocked = any(
+                own is None or other is None or other is own for _, _, other in kept
+            ) or not all(t.swapped for t in waiting)
+            if blocked:
+                kept.append(entry)
+            else:
+                self.out.raw(line)
+                echoed = True
+        self._held = kept
         if echoed:
             self.out.flush()
 
@@ -775,9 +788,13 @@ class Writer:
         self._wait()
         for t in self.targets:
             if t.overwrite and not t.swapped:
+                # Each swap its own transaction, as at a COMPLETE status: one that fails later
+                # does not undo this one (which `swapped` would then wrongly claim).
                 self._complete(t)
+                self._commit_all()
+                self._log_swaps()
+                self._echo_ready()
         self._commit_all()
-        self._log_swaps()
         self._echo_ready()
         self.report()
         return 0

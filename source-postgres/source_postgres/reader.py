@@ -134,7 +134,9 @@ def read_messages(
             if conn.info.server_version >= 90600:
                 conn.execute(NO_IDLE_TIMEOUT)
             if conn.info.server_version >= 140000:
-                conn.execute(CONNECTION_CHECK)
+                # Refused where the server's platform cannot check (Windows): then without.
+                with contextlib.suppress(psycopg.errors.InvalidParameterValue):
+                    conn.execute(CONNECTION_CHECK)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
             xmin = config.replication_method == "Xmin"
@@ -194,8 +196,11 @@ def _resolve(
         namespaces.update(config.schemas)
     if unqualified and not config.schemas:
         found = discover_tables(conn, [])  # schemas [] means every schema
-    else:
+    elif unqualified:
         found = discover_tables(conn, sorted(namespaces)) if namespaces else []
+    else:  # every stream names its schema: the catalog is asked for these relations only
+        only = [(s.namespace, s.name) for s in streams if s.namespace is not None]
+        found = discover_tables(conn, sorted(namespaces), only=only)
     by_key = {(t.schema, t.name): t for t in found}
     resolved: dict[tuple[str, str | None], Table] = {}
     for stream in streams:

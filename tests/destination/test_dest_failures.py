@@ -196,3 +196,36 @@ def test_empty_input_swaps_nothing(run_write, dest_conn) -> None:
     (error,) = result.errors
     assert "no message at all" in error["message"], error
     assert _rows(dest_conn) == before
+
+
+def test_raw_only_overwrite_fails_cleanly(run_write, dest_conn, dest_config) -> None:
+    """An overwrite stream with no typed table (disable_type_dedupe) whose source fails: one
+    TRACE ERROR with the source's reason, its temporary dropped (the clean-up crashed on the
+    missing typed table and printed a traceback instead)."""
+    config = {**dest_config, "disable_type_dedupe": True}
+    lines = _lines(record(STREAM, {"id": 1, "name": "A"}), state(STREAM, {"n": 1}),
+                   b'{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":'
+                   b'{"message":"source broke","failure_type":"transient_error"}}}')  # fmt: skip
+    result = run_write(CATALOG, lines, config=config)
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "source broke" in error["message"], error
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not [t for t in table_names(dest_conn) if t.startswith("_airbyte_tmp_")]
+
+
+def test_a_held_overwrite_state_does_not_hold_other_streams(run_write, dest_conn) -> None:
+    """Overwrite stream a's STATE waits for its swap, which never comes (INCOMPLETE); append
+    stream b's STATE after it is still echoed once b's records are committed (it was held
+    behind a's, so the next sync would have loaded b's records again)."""
+    props = {"id": {"type": "integer"}}
+    catalog = catalog_for([("a", props)])
+    catalog["streams"] += catalog_for([("b", props)], mode="append")["streams"]
+    lines = _lines(status("a", "STARTED"), record("a", {"id": 1}), state("a", {"n": 1}),
+                   status("a", "INCOMPLETE"), status("b", "STARTED"), record("b", {"id": 2}),
+                   state("b", {"n": 2}), status("b", "COMPLETE"))  # fmt: skip
+    result = run_write(catalog, lines)
+    assert result.returncode == 1  # a did not complete: its previous tables stay
+    echoed = [s["state"]["stream"]["stream_descriptor"]["name"] for s in result.states]
+    assert echoed == ["b"], result.states
+    assert count(dest_conn, "b") == 1 and "a" not in table_names(dest_conn)

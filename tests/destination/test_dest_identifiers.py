@@ -112,3 +112,14 @@ def test_a_users_relation_named_like_the_key_index_is_refused(run_write, dest_co
     assert result.returncode != 0
     (error,) = result.errors
     assert error["failure_type"] == "config_error" and "_airbyte_pk_qux" in error["message"]
+
+
+def test_an_unmarked_leftover_temporary_is_still_cleaned(run_write, dest_conn) -> None:
+    """A temporary a killed write of an earlier version left (no mark, autovacuum off as every
+    overwrite temporary is made) is dropped and the write goes on, not refused."""
+    dest_conn.execute('CREATE TABLE public."_airbyte_tmp_bar" (id bigint) '
+                      "WITH (autovacuum_enabled = off)")  # fmt: skip
+    catalog = catalog_for([("bar", {"id": {"type": "integer"}})])
+    result = run_write(catalog, record("bar", {"id": 7}) + b"\n")
+    assert result.returncode == 0, result.errors
+    assert count(dest_conn, "bar") == 1 and "_airbyte_tmp_bar" not in table_names(dest_conn)
