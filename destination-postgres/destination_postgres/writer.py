@@ -116,8 +116,8 @@ class Writer:
         self.by_name = {n: ts[0] for n, ts in by_name.items() if len(ts) == 1}
         self.buffered = 0
         self.lineno = 0
-        # STATE lines committed but not echoed yet, each with the overwrite streams it waits for.
-        # (line, the overwrite streams it waits for, its stream; None: a GLOBAL/LEGACY state).
+        # STATE lines committed but not echoed yet: (line, the overwrite streams it waits for,
+        # its stream; None for a GLOBAL/LEGACY state).
         self._held: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
         self.statuses_seen = False
         self.fast_keys: dict[tuple[bytes, bytes | None], StreamTarget] = {}
