@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import psycopg
 from dest_helpers import (
     FIXTURES,
     catalog_for,
@@ -98,6 +99,16 @@ def test_complete_swaps_even_if_a_later_stream_fails(run_write, dest_conn) -> No
     assert [(i, n) for i, n, _ in _rows(dest_conn)] == [(5, "Done")]
 
 
+def _committed_in_temporary(dest_conn) -> int:
+    """Rows committed into the overwrite's temporary raw table: once the STATE's commit is
+    done, the write only waits for input (the point a test stops it at; its STATE itself is
+    held until the swap)."""
+    try:
+        return count(dest_conn, f"_airbyte_tmp__airbyte_raw_{STREAM}")
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
 def _reloptions(dest_conn) -> dict[str, list[str] | None]:
     """Table (and its TOAST table) → reloptions, for the stream's tables and temporaries."""
     rows = dest_conn.execute(
@@ -114,7 +125,7 @@ def test_overwrite_temporaries_load_without_autovacuum(tmp_path, dest_config, de
     mid-load and hold up the swap); the swapped-in tables have the server's default again."""
     with live_write(tmp_path, dest_config, CATALOG) as write:
         write.send_until(_lines(record(STREAM, {"id": 1, "name": "A"}), state(STREAM, {"n": 1})),
-                         lambda: len(_reloptions(dest_conn)) == 2)  # fmt: skip
+                         lambda: _committed_in_temporary(dest_conn) == 1)  # fmt: skip
         during = _reloptions(dest_conn)
         assert write.finish(_lines(status(STREAM, "COMPLETE"))) == 0
     off = ["autovacuum_enabled=off"]
@@ -135,7 +146,7 @@ def test_second_signal_does_not_cut_the_clean_up_short(
     before = _previous(run_write, dest_conn)
     with live_write(tmp_path, dest_config, CATALOG) as write:
         write.send_until(_lines(record(STREAM, {"id": 9, "name": "Z"}), state(STREAM, {"n": 1})),
-                         lambda: f"_airbyte_tmp_{STREAM}" in table_names(dest_conn))  # fmt: skip
+                         lambda: _committed_in_temporary(dest_conn) == 1)  # fmt: skip
         os.kill(write.proc.pid, signal.SIGINT)
         os.kill(write.proc.pid, signal.SIGTERM)
         assert write.proc.wait(timeout=60) == 130
@@ -155,7 +166,7 @@ def test_sigterm_exits_143(run_write, tmp_path, dest_config, dest_conn) -> None:
     before = _previous(run_write, dest_conn)
     with live_write(tmp_path, dest_config, CATALOG) as write:
         write.send_until(_lines(record(STREAM, {"id": 9, "name": "Z"}), state(STREAM, {"n": 1})),
-                         lambda: f"_airbyte_tmp_{STREAM}" in table_names(dest_conn))  # fmt: skip
+                         lambda: _committed_in_temporary(dest_conn) == 1)  # fmt: skip
         os.kill(write.proc.pid, signal.SIGTERM)
         assert write.proc.wait(timeout=60) == 143
     assert _rows(dest_conn) == before
