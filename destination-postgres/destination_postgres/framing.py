@@ -15,10 +15,11 @@ import json
 import operator
 import os
 import re
+import select
 import stat
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain, repeat
 from typing import Any
 
@@ -43,12 +44,21 @@ _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 UTC, PostgreSQL's timestamp origin
 SECONDS_BELOW = 10**11  # an emitted_at under this is in seconds, not milliseconds
 
 
-def read_lines(fd: int) -> Iterator[list[bytes]]:
+def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iterator[list[bytes]]:
     """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
-    comes on its own at EOF."""
+    comes on its own at EOF.
+
+    The wait for input wakes up twice a second: the kernel may hand SIGTERM to one of the
+    loader's threads, which leaves this read blocked, and Python runs the signal's handler in
+    the main thread only when it runs again. `interrupted()` true raises KeyboardInterrupt (the
+    handler's own one may have been swallowed, raised while a __del__ ran)."""
     _widen_pipe(fd)
     pending: list[bytes] = []
     while True:
+        if interrupted():
+            raise KeyboardInterrupt
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
         chunk = os.read(fd, READ_CHUNK)
         if not chunk:
             break

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     with conn:
         code = Writer(
             conn, targets, out, drop_cascade=config.drop_cascade, connect=config.settings.connect
-        ).run(read_lines(sys.stdin.fileno()))
+        ).run(read_lines(sys.stdin.fileno(), lambda: interrupts.signum is not None))
     return interrupts.exit_code if code == 130 else code
 
 
