@@ -80,6 +80,11 @@ def setup_session(conn: psycopg.Connection[Any]) -> None:
     # idle_in_transaction_session_timeout would end it (and the sync) whenever a source pauses.
     if conn.info.server_version >= 90600:  # the setting's first version
         conn.execute("SET idle_in_transaction_session_timeout = 0")
+    # An overwrite's swap DROPs the table an autovacuum may be processing (a table's first
+    # autovacuum follows the sync that filled it); PostgreSQL cancels the autovacuum only after
+    # the waiter's deadlock_timeout (1 s by default). Only a superuser may shorten it.
+    if conn.info.parameter_status("is_superuser") == "on":
+        conn.execute("SET deadlock_timeout = '100ms'")
     # copy_slow numbers the line stage's rows in scan order (dedup's full-tie rule): every scan
     # starts at the first block, never where another scan of the same table happens to be.
     conn.execute("SET synchronize_seqscans = off")

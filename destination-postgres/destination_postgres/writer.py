@@ -214,10 +214,11 @@ class Writer:
         for line in lines:
             self.lineno += 1
             nul = lone = 0
-            if b"\\u0000" in line:
-                line, nul = NUL_ESCAPE.subn(rb"\1", line)
-            if may_hold_surrogates(line):
-                line, lone = replace_lone_surrogates(line)
+            if b"\\" in line:
+                if b"\\u0000" in line:
+                    line, nul = NUL_ESCAPE.subn(rb"\1", line)
+                if may_hold_surrogates(line):
+                    line, lone = replace_lone_surrogates(line)
             # Fast path: a canonical RECORD line is routed and sliced without parsing it; its
             # data is validated by Postgres (a refused batch is redone on the slow path).
             sliced = slice_record(line)
@@ -262,10 +263,12 @@ class Writer:
             return False
         n = len(lines)
         block = b"\n".join(lines)
-        if b"\\u0000" in block:
-            return False
-        if may_hold_surrogates(block) and has_lone_surrogate(block):
-            return False  # the line loop replaces and counts them
+        # Escapes are rare: one memchr for a backslash spares the two substring searches
+        # (about 1.3 s of CPU per million benchmark lines).
+        if b"\\" in block and (
+            b"\\u0000" in block or (may_hold_surrogates(block) and has_lone_surrogate(block))
+        ):
+            return False  # the line loop strips NULs, replaces lone surrogates and counts them
         head, tail = first[:ds], first[de:]
         # A newline can only be a line break (JSON text has none inside): n-1 separators,
         # each a whole envelope between two data objects, prove every line has this shape.

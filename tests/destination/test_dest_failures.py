@@ -240,3 +240,29 @@ def test_a_held_overwrite_state_does_not_hold_other_streams(run_write, dest_conn
     echoed = [s["state"]["stream"]["stream_descriptor"]["name"] for s in result.states]
     assert echoed == ["b"], result.states
     assert count(dest_conn, "b") == 1 and "a" not in table_names(dest_conn)
+
+
+def test_session_shortens_the_wait_behind_autovacuum(dest_config, dest_conn) -> None:
+    """An overwrite's swap DROPs a table an autovacuum may be processing, which PostgreSQL
+    cancels only after the waiter's deadlock_timeout: a superuser's write waits 100 ms, not
+    the default second; any other role keeps the server's setting, without an error."""
+    from destination_postgres import loader
+    from destination_postgres.config import DestinationConfig
+
+    def deadlock_timeout(config: dict) -> str:
+        conninfo = DestinationConfig.from_dict(config).settings.conninfo()
+        with psycopg.connect(conninfo) as conn:
+            loader.setup_session(conn)
+            row = conn.execute("SHOW deadlock_timeout").fetchone()
+            return row[0] if row else ""
+
+    assert deadlock_timeout(dest_config) == "100ms"
+    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_plain")
+    dest_conn.execute("CREATE ROLE pgbyte_plain LOGIN PASSWORD 'plain-pw-12345'")
+    try:
+        plain = {**dest_config, "username": "pgbyte_plain", "password": "plain-pw-12345"}
+        assert deadlock_timeout(plain) == "1s"
+    finally:
+        with psycopg.ClientCursor(dest_conn) as cur:
+            cur.execute("DROP OWNED BY pgbyte_plain")  # setup_session's functions
+        dest_conn.execute("DROP ROLE pgbyte_plain")
