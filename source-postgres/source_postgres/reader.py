@@ -61,6 +61,12 @@ JIT_OFF = "SET jit = off"
 # by SIGKILL), the server notices within a second and ends the query instead of computing on
 # until it next writes a row (PostgreSQL 14 added the check).
 NO_IDLE_TIMEOUT = "SET idle_in_transaction_session_timeout = 0"
+# A read is one ordered stream of rows that the destination consumes at its own pace. Parallel
+# workers would build the rows beside the leader and pass every one through a shared-memory
+# queue to it: measured on the benchmark's million rows, 8.0 CPU-s on the server instead of
+# 6.2, for no faster sync (1.2 s slower with both servers on one 2-core machine), and workers
+# taken from the database's own queries. (PostgreSQL 9.6 introduced the setting.)
+NO_PARALLEL = "SET max_parallel_workers_per_gather = 0"
 CONNECTION_CHECK = "SET client_connection_check_interval = '1s'"
 
 ESTIMATE_QUERY = """
@@ -133,6 +139,7 @@ def read_messages(
                 conn.execute(JIT_OFF)
             if conn.info.server_version >= 90600:
                 conn.execute(NO_IDLE_TIMEOUT)
+                conn.execute(NO_PARALLEL)
             if conn.info.server_version >= 140000:
                 # Refused where the server's platform cannot check (Windows): then without.
                 with contextlib.suppress(psycopg.errors.InvalidParameterValue):

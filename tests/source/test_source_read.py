@@ -546,3 +546,48 @@ def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json) ->
             break
         time.sleep(0.2)
     assert active == 0
+
+
+def test_read_takes_no_parallel_workers(source_conn, source_db, source_config, write_json) -> None:
+    """A database whose planner would run the read's scan in parallel (free parallel setup,
+    workers allowed): the read stays one backend. Checked mid-read: the source's stdout is left
+    unread, so its COPY is still running, and no process has its backend as leader."""
+    source_conn.execute("CREATE TABLE wide AS SELECT g AS id, repeat('x', 200) AS pad "
+                        "FROM generate_series(1, 100000) g")  # fmt: skip
+    source_conn.execute("ANALYZE wide")
+    for setting, value in (("parallel_setup_cost", "0"), ("parallel_tuple_cost", "0"),
+                           ("min_parallel_table_scan_size", "0"),
+                           ("max_parallel_workers_per_gather", "2")):  # fmt: skip
+        source_conn.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(source_db), sql.Identifier(setting), sql.Literal(value)
+            )
+        )
+    discovered = run_source("discover", "--config", write_json("config.json", source_config))
+    stream = discovered.stream("wide")
+    catalog = write_json("catalog.json", configured_catalog([stream]))
+    proc = subprocess.Popen(
+        [str(REPO_ROOT / ".venv" / "bin" / "source-postgres"), "read",
+         "--config", write_json("config.json", source_config), "--catalog", catalog],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert b'"RECORD"' in proc.stdout.read(1 << 16)  # then left unread: the COPY waits
+        deadline = time.monotonic() + 30
+        copying = None
+        while copying is None and time.monotonic() < deadline:
+            copying = source_conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY %%' "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                (source_db,),
+            ).fetchone()
+            time.sleep(0.05)
+        assert copying is not None, "the read's COPY was not seen running"
+        workers = source_conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE leader_pid = %s", (copying[0],)
+        ).fetchone()
+        assert workers == (0,)
+    finally:
+        proc.kill()
+        proc.wait()
