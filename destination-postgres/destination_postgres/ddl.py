@@ -188,7 +188,7 @@ def _mark_temporary(conn: psycopg.Connection[Any], schema: str, table: str) -> N
     )
 
 
-def _relation(
+def relation(
     conn: psycopg.Connection[Any], schema: str, name: str
 ) -> tuple[str, str | None, list[str]] | None:
     """(relkind, comment, reloptions) of the relation of that name, None when there is none."""
@@ -214,7 +214,7 @@ def _drop_own_temporary(
     conn: psycopg.Connection[Any], schema: str, table: str, target: StreamTarget
 ) -> None:
     """Drop the temporary a killed write left; refuse when the name holds anything else."""
-    found = _relation(conn, schema, table)
+    found = relation(conn, schema, table)
     if found is None:
         return
     if not _is_own_temporary(found):
@@ -256,7 +256,7 @@ def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
     if not target.overwrite:
         return
     for pair in (target.load_raw, target.load_norm):
-        if pair is not None and _is_own_temporary(_relation(conn, *pair)):
+        if pair is not None and _is_own_temporary(relation(conn, *pair)):
             drop(conn, *pair, cascade=True)
 
 

@@ -290,12 +290,7 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
     if any(name == own for name, _ in found):  # ours, on another key: the key changed
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
     else:
-        taken = conn.execute(
-            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s",
-            (target.schema, own),
-        ).fetchone()
-        if taken:
+        if ddl.relation(conn, target.schema, own) is not None:
             raise ConfigError(
                 f"Stream {target.label}: append_dedup keeps its primary key in a unique index "
                 f"named {target.schema}.{own}, and a relation of that name exists that is not "
