@@ -214,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = _failed(args, str(exc), 1)
     except Cancelled as exc:
         code = _failed(args, f"cancelled by signal {exc.signum}", 128 + exc.signum)
+    except KeyboardInterrupt:  # Ctrl-C before the command's own handler was installed
+        code = _failed(args, f"cancelled by signal {signal.SIGINT.value}", 128 + signal.SIGINT)
     except BrokenPipeError:
         # The reader of our output went away (`pgbyte state show | head`): no traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
-from orchestrator_helpers import REPO_ROOT, pgbyte, sync_json, write_connection
+from orchestrator_helpers import REPO_ROOT, console_script, pgbyte, sync_json, write_connection
 
 
 def test_check_succeeds_for_good_configs(
@@ -64,3 +68,29 @@ def test_make_demo_replays_the_tutorial() -> None:
         "append_full_refresh_demo: 5 rows",
     ):  # fmt: skip
         assert needle in run.stdout
+
+
+def test_ctrl_c_before_the_sync_starts_exits_130_without_a_traceback(tmp_path) -> None:
+    """Ctrl-C while pgbyte still reads its connection file (before its own handler is
+    installed): exit 130 with one line saying so, no traceback."""
+    fifo = tmp_path / "conn.yaml"
+    os.mkfifo(fifo)  # reading it blocks until we write: a slow file system, in effect
+    proc = subprocess.Popen([console_script("pgbyte"), "sync", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    writer = None
+    deadline = time.monotonic() + 30
+    while writer is None and time.monotonic() < deadline:
+        try:  # succeeds once pgbyte has the file open for reading
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            assert exc.errno == errno.ENXIO
+            time.sleep(0.02)
+    assert writer is not None, "pgbyte never opened its connection file"
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        os.close(writer)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err, err
+    assert b"pgbyte: cancelled by signal 2" in err
