@@ -1,14 +1,14 @@
 """One command's working context: runners, secret masking, private files, short calls.
 
 Config, catalog and state files handed to connectors live in a private directory (0700, files
-0600, created with O_EXCL) that is removed when the session ends, whatever happens.
+0600, created with O_EXCL) that is removed when the session ends, whatever happens (after a
+SIGKILL: by the next pgbyte command, private_dir.py).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from pgbyte import private_dir
 from pgbyte.catalog import validate_config
 from pgbyte.connection import Connection
 from pgbyte.protocol import CallResult, ConnectorError, LogFn, call, stop_process
@@ -54,7 +55,7 @@ class Session:
                             f"default network, where host {host} is the container itself, not "
                             f"this machine: add `network: host` to the {ref.role} (or use an "
                             "address the container can reach).")  # fmt: skip
-        self.dir = Path(tempfile.mkdtemp(prefix="pgbyte-"))  # mkdtemp: mode 0700
+        self.dir = private_dir.make()  # mode 0700; a killed command's is removed next time
         self.live: set[ConnectorProcess] = set()
         self._lock = threading.Lock()
         self._configs: tuple[Path, Path] | None = None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -94,3 +97,39 @@ def test_ctrl_c_before_the_sync_starts_exits_130_without_a_traceback(tmp_path) -
     assert proc.returncode == 130, err
     assert b"Traceback" not in err, err
     assert b"pgbyte: cancelled by signal 2" in err
+
+
+def test_a_killed_commands_private_files_go_with_the_next_command(
+    tmp_path, pg_server, source_config, dest_config
+) -> None:
+    """pgbyte killed with SIGKILL cannot remove its private directory (configs with passwords):
+    the next pgbyte command removes it; a directory whose command still runs stays."""
+    slow = tmp_path / "slow-connector"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    hung = tmp_path / "hung.yaml"
+    hung.write_text(
+        orjson.dumps({"source": {"command": str(slow), "config": {}},
+                      "destination": {"command": str(slow), "config": {}}}).decode()
+    )  # fmt: skip
+    proc = subprocess.Popen([console_script("pgbyte"), "check", str(hung)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    tmp = Path(tempfile.gettempdir())
+    try:
+        deadline = time.monotonic() + 30
+        while not list(tmp.glob(f"pgbyte-{proc.pid}-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (left,) = tmp.glob(f"pgbyte-{proc.pid}-*")  # the killed command's directory
+        live = Path(tempfile.mkdtemp(prefix=f"pgbyte-{os.getpid()}-"))  # a running command's
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # pgbyte and its connectors
+        proc.wait()
+    try:
+        assert left.is_dir()
+        conn = write_connection(tmp_path, source_config, dest_config)
+        run = pgbyte("check", str(conn), password=pg_server.password)
+        assert run.returncode == 0, run.stderr
+        assert not left.exists()
+        assert live.is_dir()
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
