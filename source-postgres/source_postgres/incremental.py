@@ -22,6 +22,7 @@ in a LOG WARN, not synced.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Generator
 from typing import Any
@@ -172,6 +173,18 @@ def read_by_cursor(
             f"column {column.name!r} any more (its type changed?); re-reading the whole stream.",
         )
         saved = resume_ctid = None
+    if saved is not None and _zone_form_changed(column.mapping.kind, saved.cursor):
+        # timestamp ↔ timestamptz (time ↔ timetz): the saved text still casts, but the ALTER
+        # converted the values in the server's time zone and the read compares in UTC, so
+        # rows newer than the saved cursor could compare older and be skipped.
+        now, was = ("with", "without") if column.mapping.kind in _ZONED else ("without", "with")
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved cursor value {saved.cursor!r} was written for a column "
+            f"{was} a time zone, and {column.name!r} is now {now} one; re-reading the whole "
+            "stream.",
+        )
+        saved = resume_ctid = None
     last = saved.cursor if saved is not None else None
     inclusive = False
     if last is not None and saved is not None and saved.cursor_record_count > 0:
@@ -302,6 +315,24 @@ def read_by_cursor(
 
 # Cursor texts nothing sorts above (PostgreSQL orders NaN above every number).
 _UNSURPASSABLE = frozenset({"infinity", "NaN"})
+
+
+_ZONED = ("timestamptz", "timetz")
+_UNZONED = ("timestamp", "time")
+# How the read renders a zoned value (TimeZone UTC): an offset at the end, `+00` (BC dates end
+# in " BC" after it).
+_ZONE_SUFFIX = re.compile(r"[+-]\d\d(:\d\d){0,2}( BC)?$")
+
+
+def _zone_form_changed(kind: str, cursor: str | None) -> bool:
+    """Whether a saved timestamp/time cursor was rendered for the column's zoned or unzoned
+    twin (its type changed by ALTER TABLE); infinities say nothing."""
+    if cursor is None or kind not in _ZONED + _UNZONED:
+        return False
+    if cursor.strip().lstrip("+-").lower() == "infinity":
+        return False
+    zoned = _ZONE_SUFFIX.search(cursor.strip()) is not None
+    return zoned != (kind in _ZONED)
 
 
 def _fits(conn: psycopg.Connection[Any], c: sql.Composable, relation: Any, value: str) -> bool:

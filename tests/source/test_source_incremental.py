@@ -339,3 +339,30 @@ def test_a_cursor_stuck_at_infinity_is_warned(source_conn, read_inc, coltype, to
     for run in (first, later):
         assert any(f"the cursor reached '{top}'" in m for m in logs(run, "WARN")), run.stdout
     assert later.data("s") == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "zone", "first", "later"),
+    [
+        ("timestamp", "timestamptz", "Asia/Tokyo", "'2024-01-05 00:00'", "'2024-01-05 05:00+09'"),
+        ("timestamptz", "timestamp", "America/New_York", "'2024-01-05 00:00+00'",
+         "'2024-01-04 22:00'"),
+    ],
+)  # fmt: skip
+def test_a_cursor_retyped_between_zoned_and_unzoned_is_re_read(
+    source_conn, read_inc, before, after, zone, first, later
+) -> None:
+    """A session outside UTC ALTERs the cursor column between timestamp and timestamptz after
+    a sync: the saved text still casts, but compared in UTC it would skip a newer row (the
+    ALTER converts in the server's zone). The stream is re-read, with a WARN."""
+    source_conn.execute(f"SET timezone = '{zone}'")  # the zone the ALTER converts in
+    source_conn.execute(f"CREATE TABLE tz (id int PRIMARY KEY, at {before})")
+    source_conn.execute(f"INSERT INTO tz VALUES (1, {first})")
+    run = read_inc("tz", "at", ["id", "at"])
+    assert [r["id"] for r in run.data("tz")] == [1]
+    source_conn.execute(f"ALTER TABLE tz ALTER COLUMN at TYPE {after}")
+    source_conn.execute(f"INSERT INTO tz VALUES (2, {later})")  # after row 1, in that zone
+    second = read_inc("tz", "at", ["id", "at"], state=final_state(run))
+    assert second.returncode == 0, second.stderr
+    assert sorted(r["id"] for r in second.data("tz")) == [1, 2]
+    assert any("time zone" in m and "re-reading" in m for m in logs(second, "WARN"))
