@@ -208,8 +208,10 @@ def read_by_cursor(
         # would sort the rest of the table for every chunk.
         top = conn.execute(
             sql.SQL(
-                "SELECT m::text, (SELECT count(*) FROM {rel} r WHERE {c} = m) FROM "
-                "(SELECT {c} AS m FROM {rel} r WHERE {c} IS NOT NULL ORDER BY 1 DESC LIMIT 1) s"
+                # s.top, qualified: the table's own columns (one may be named `top`) are in
+                # scope inside the count's subquery.
+                "SELECT s.top::text, (SELECT count(*) FROM {rel} r WHERE {c} = s.top) FROM "
+                "(SELECT {c} AS top FROM {rel} r WHERE {c} IS NOT NULL ORDER BY 1 DESC LIMIT 1) s"
             ).format(rel=relation, c=c)
         ).fetchone()
         if top is not None:
