@@ -36,6 +36,7 @@ class StreamTarget:
     # _airbyte_emitted_at only; cursor_note says why a configured cursor is not used).
     key_names: list[str] = field(default_factory=list)
     cursor_name: str | None = None
+    cursor_kind: str | None = None  # the cursor's kind as the stream declares it
     cursor_note: str | None = None
     soft_delete: bool = False
     dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
@@ -225,6 +226,7 @@ def _resolve_dedup(target: StreamTarget, entry: dict[str, Any], stream: dict[str
     if cursor:
         if isinstance(cursor, list) and len(cursor) == 1 and cursor[0] in by_key:
             target.cursor_name = by_key[cursor[0]]
+            target.cursor_kind = next(c.kind for c in target.columns if c.key == cursor[0])
         else:
             target.cursor_note = (f"cursor field {cursor!r} is not a top-level property of the "
                                   "stream's JSON schema")  # fmt: skip

@@ -40,6 +40,7 @@ from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
 from destination_postgres.catalog import STAGE_POSITION, StreamTarget
+from destination_postgres.typemap import PG_TYPES
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 _META = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
@@ -75,6 +76,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> No
         _drop_own_index(conn, target, log)
         return
     conn.execute(sql.SQL("SET work_mem = {}").format(sql.SQL(_WORK_MEM)))
+    _check_cursor_order(target)
     if target.cursor_note:
         log("WARN", f"Stream {target.label}: {target.cursor_note}; the latest record per "
                     "primary key is chosen by _airbyte_emitted_at.")  # fmt: skip
@@ -99,6 +101,30 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> No
         update=tuple(n for n in existing if n not in target.key_names),
         fresh=bool(row and row[0]) and deleted is None,
     )
+
+
+# Kinds whose values PostgreSQL orders as the source does (bigint widened to numeric too).
+_ORDERED_KINDS = frozenset({"bigint", "numeric", "boolean", "date", "time", "timetz",
+                            "timestamp", "timestamptz"})  # fmt: skip
+
+
+def _check_cursor_order(target: StreamTarget) -> None:
+    """A cursor column that an earlier sync made with another type, retyped to text or jsonb
+    to hold both, no longer orders as the source's values do: `'10' < '9'` as text. Then the
+    latest record by _airbyte_emitted_at wins (the source sends a stream's records in cursor
+    order, and a later sync's after an earlier one's). A type the user gave the column stays
+    the user's choice."""
+    declared = target.cursor_kind
+    if target.cursor_name is None or declared not in _ORDERED_KINDS:
+        return
+    actual = next((c for c in target.columns if c.name == target.cursor_name), None)
+    if actual is None or actual.kind not in ("text", "jsonb"):
+        return
+    target.cursor_note = (
+        f"its cursor column {actual.name} is {actual.kind} in the destination (an earlier "
+        f"sync's type), whose values do not order as the source's {PG_TYPES[declared]} values"
+    )
+    target.cursor_name = None
 
 
 def merge(

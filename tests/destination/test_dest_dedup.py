@@ -667,6 +667,22 @@ def test_unusable_cursor_warns_and_uses_emitted_at(run_write, dest_conn) -> None
     assert any("cursor field" in m for m in result.logs)
 
 
+def test_a_cursor_retyped_to_text_orders_by_emitted_at(run_write, dest_conn) -> None:
+    """The source's cursor column was text, then integer: the destination column was retyped
+    to text to hold both, where '10' < '9'. The newer record still wins (emitted_at decides),
+    with a WARN saying why; before, the row stayed at its old version."""
+    as_text = {"id": {"type": "integer"}, "v": {"type": "string"}, "ver": {"type": "string"}}
+    first = run_write(dedup_catalog("s", as_text, [["id"]], ["ver"]),
+                      lines(rec("s", {"id": 1, "v": "a", "ver": "9"})))  # fmt: skip
+    assert first.returncode == 0, first.messages
+    as_int = {**as_text, "ver": {"type": "integer"}}
+    second = run_write(dedup_catalog("s", as_int, [["id"]], ["ver"]),
+                       lines(rec("s", {"id": 1, "v": "a-new", "ver": 10}, EM + 1)))  # fmt: skip
+    assert second.returncode == 0, second.messages
+    assert typed(dest_conn, "s", "v") == [("a-new",)]
+    assert any("do not order as the source's bigint" in m for m in second.logs), second.logs
+
+
 # -- tables from earlier syncs ----------------------------------------------------------------
 
 
