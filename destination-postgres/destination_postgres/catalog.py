@@ -107,7 +107,7 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
                 f"Stream {name}: destination_sync_mode {mode!r} is not supported; "
                 f"use one of {', '.join(MODES)}."
             )
-        schema = namespace or config.schema
+        schema = naming.schema(namespace) if namespace else config.schema
         raw_schema = config.raw_data_schema or schema
         reserved = {*META_COLUMNS, naming.hashid_column(name)}
         if mode == "append_dedup":

@@ -8,6 +8,8 @@ from typing import Any
 from pgbyte_common.connection import ConnectionSettings
 from pgbyte_common.errors import ConfigError
 
+from destination_postgres import naming
+
 APPLICATION_NAME = "pgbyte-destination-postgres"
 DELETION_MODES = ("Hard delete", "Soft delete")  # Airbyte's cdc_deletion_mode values
 
@@ -37,8 +39,8 @@ class DestinationConfig:
             )
         return cls(
             settings=ConnectionSettings.from_config(config, application_name=APPLICATION_NAME),
-            schema=schema,
-            raw_data_schema=raw_schema,
+            schema=naming.schema(schema),  # over 63 bytes: shortened with a hash, not truncated
+            raw_data_schema=naming.schema(raw_schema) if raw_schema else None,
             disable_type_dedupe=_flag(config, "disable_type_dedupe"),
             drop_cascade=_flag(config, "drop_cascade"),
             soft_delete=deletion == "Soft delete",

@@ -1,4 +1,4 @@
-"""Table and column names: exactly the stream/property names when they fit, else shortened.
+"""Schema, table and column names: exactly the stream/property names when they fit, else shortened.
 
 PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1), so two long names sharing a
 prefix would silently land in one table. Names that do not fit keep as much of the original as
@@ -23,6 +23,11 @@ def fit(name: str, *, prefix: str = "", suffix: str = "") -> str:
     # Cut on a character boundary so a multi-byte character is never split.
     cut = name.encode()[: max(budget, 0)].decode("utf-8", "ignore")
     return f"{prefix}{cut}_{digest}{suffix}"
+
+
+def schema(name: str) -> str:
+    """A schema name (a stream's namespace, the config's schema or raw_data_schema)."""
+    return fit(name)
 
 
 def raw_table(stream: str) -> str:

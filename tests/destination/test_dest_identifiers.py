@@ -123,3 +123,24 @@ def test_an_unmarked_leftover_temporary_is_still_cleaned(run_write, dest_conn) -
     result = run_write(catalog, record("bar", {"id": 7}) + b"\n")
     assert result.returncode == 0, result.errors
     assert count(dest_conn, "bar") == 1 and "_airbyte_tmp_bar" not in table_names(dest_conn)
+
+
+def test_long_namespaces_do_not_collide(run_write, dest_conn) -> None:
+    """Two namespaces sharing their first 63 bytes: two schemas (shortened with a hash, as
+    table names are), each stream's rows in its own tables. PostgreSQL's truncation put both
+    in one schema: the second stream failed, or a later sync replaced the first's table."""
+    spaces = ["s" * 70 + "_a1", "s" * 70 + "_b2"]
+    props = {"id": {"type": "integer"}, "src": {"type": "string"}}
+    entries = [catalog_for([("t", props)], namespace=ns)["streams"][0] for ns in spaces]
+    lines = []
+    for ns in spaces:
+        message = json.loads(record("t", {"id": 1, "src": ns}))
+        message["record"]["namespace"] = ns
+        lines.append(json.dumps(message).encode())
+    result = run_write({"streams": entries}, b"\n".join(lines) + b"\n")
+    assert result.returncode == 0, result.errors
+    for ns in spaces:
+        schema = naming.schema(ns)
+        assert len(schema.encode()) <= 63
+        row = dest_conn.execute(f'SELECT src FROM "{schema}"."t"').fetchall()
+        assert row == [(ns,)]
