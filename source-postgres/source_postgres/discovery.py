@@ -28,7 +28,7 @@ SYSTEM_SCHEMA_FILTER = (
 RELATIONS_QUERY = f"""
 SELECT r.nspname, r.relname, r.relkind, r.oid,
        a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-       r.pk_cols, r.all_columns, r.has_children
+       r.pk_cols, r.all_columns, r.has_children, r.table_select
 FROM (
     SELECT n.nspname, c.relname, c.relkind, c.oid,
            (SELECT array_agg(ka.attname ORDER BY k.ord)
@@ -39,7 +39,8 @@ FROM (
            (SELECT count(*) FROM pg_catalog.pg_attribute x
             WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped) AS all_columns,
            EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = c.oid)
-               AS has_children
+               AS has_children,
+           pg_catalog.has_table_privilege(c.oid, 'SELECT') AS table_select
     FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
@@ -82,6 +83,8 @@ class Table:
     complete: bool = True
     # Whether other tables INHERIT from it: `FROM parent` then reads their rows too.
     has_children: bool = False
+    # SELECT on the whole table, not only on columns: system columns (ctid, xmin) need it.
+    table_select: bool = True
 
     @property
     def ctid_chunkable(self) -> bool:
@@ -89,9 +92,10 @@ class Table:
 
         Not a partitioned table, a materialized view or a table with INHERITS children: the
         rows `FROM parent` reads from its children sit at ctids of the children's blocks,
-        beyond the parent's own block count.
+        beyond the parent's own block count. Nor a table the role may read only some columns
+        of: ctid is a column it has no privilege on.
         """
-        return self.kind == "r" and not self.has_children
+        return self.kind == "r" and not self.has_children and self.table_select
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -205,6 +209,7 @@ def discover_tables(
                 primary_key=pk if all(col in visible for col in pk) else (),
                 complete=len(columns) == current[9],
                 has_children=bool(current[10]),
+                table_select=bool(current[11]),
             )
         )
 
