@@ -132,7 +132,7 @@ def _schema_kind(kind: str) -> str:
 def _scalar_kind(pg_type: PgType | None, typmod: int) -> str:
     if pg_type is None:
         return "string"
-    if pg_type.name == "numeric":
+    if pg_type.typtype == "b" and pg_type.name == "numeric":  # not an enum named "numeric"
         # numeric(p,0) holds integers only (Airbyte maps it to integer); typmod encodes
         # ((precision << 16) | scale) + 4, and -1 means unconstrained.
         if typmod >= 4 and ((typmod - 4) & 0xFFFF) == 0:

@@ -134,3 +134,16 @@ def test_multidimensional_converted_arrays_keep_their_shape(source_conn, discove
         [[ts(4), ts(5)], [ts(6), ts(7)], [ts(8), None]],
     ]
     assert got == {1: grid, 2: cube, 3: [ts(1), ts(2)]}
+
+
+def test_user_types_named_like_builtins_are_their_own(source_conn, discover_and_read) -> None:
+    """An enum named "numeric" in another schema is an enum (a string), not PostgreSQL's
+    numeric: discover said number and the read failed on a numeric-only expression."""
+    source_conn.execute('CREATE TYPE public."numeric" AS ENUM (\'low\', \'high\')')
+    source_conn.execute('CREATE TABLE en (id int, lvl public."numeric", lvls public."numeric"[])')
+    source_conn.execute("INSERT INTO en VALUES (1, 'high', '{low,high}')")
+    discovered, read = discover_and_read("en")
+    props = discovered.stream("en")["json_schema"]["properties"]
+    assert "string" in props["lvl"]["type"], props["lvl"]
+    assert read.returncode == 0, read.stdout
+    assert read.data("en") == [{"id": 1, "lvl": "high", "lvls": ["low", "high"]}]
