@@ -139,7 +139,7 @@ def test_multidimensional_converted_arrays_keep_their_shape(source_conn, discove
 def test_user_types_named_like_builtins_are_their_own(source_conn, discover_and_read) -> None:
     """An enum named "numeric" in another schema is an enum (a string), not PostgreSQL's
     numeric: discover said number and the read failed on a numeric-only expression."""
-    source_conn.execute('CREATE TYPE public."numeric" AS ENUM (\'low\', \'high\')')
+    source_conn.execute("CREATE TYPE public.\"numeric\" AS ENUM ('low', 'high')")
     source_conn.execute('CREATE TABLE en (id int, lvl public."numeric", lvls public."numeric"[])')
     source_conn.execute("INSERT INTO en VALUES (1, 'high', '{low,high}')")
     discovered, read = discover_and_read("en")
