@@ -263,20 +263,32 @@ def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
 def _retype(conn: psycopg.Connection[Any], schema: str, table: str, name: str, kind: str) -> None:
     column = sql.Identifier(name)
     using = {"jsonb": sql.SQL("to_jsonb({})"), "text": sql.SQL("{}::text")}.get(kind)
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
-            ident(schema, table),
-            column,
-            sql.SQL(PG_TYPES[kind]),
-            (using or sql.SQL("{}::" + PG_TYPES[kind])).format(column),
-        )
+    _alter_type(conn, schema, table, name, kind,
+                (using or sql.SQL("{}::" + PG_TYPES[kind])).format(column))  # fmt: skip
+
+
+def _alter_type(
+    conn: psycopg.Connection[Any], schema: str, table: str, name: str, kind: str,
+    using: sql.Composable | None = None,
+) -> None:  # fmt: skip
+    """ALTER a column's type; a view or rule on it (PostgreSQL then refuses) is a clear error."""
+    statement = sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+        ident(schema, table), sql.Identifier(name), sql.SQL(PG_TYPES[kind])
     )
+    if using is not None:
+        statement += sql.SQL(" USING {}").format(using)
+    try:
+        conn.execute(statement)
+    except pg_errors.FeatureNotSupported as exc:
+        detail = exc.diag.message_detail or str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"Column {name} of {schema}.{table} must become {PG_TYPES[kind]} (the stream's "
+            f"values changed type) and PostgreSQL refuses while a view or rule uses it "
+            f"({detail.rstrip('.')}). Drop the view, sync, then create it again. Nothing after "
+            "the last echoed STATE was committed."
+        ) from None
 
 
 def widen_to_numeric(conn: psycopg.Connection[Any], target: StreamTarget, col: Column) -> None:
     schema, table = target.load_norm  # type: ignore[misc]
-    conn.execute(
-        sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE numeric").format(
-            ident(schema, table), sql.Identifier(col.name)
-        )
-    )
+    _alter_type(conn, schema, table, col.name, "numeric")

@@ -243,3 +243,28 @@ def test_a_column_the_user_retyped_keeps_its_type(run_write, dest_conn) -> None:
     assert rows == [(1, Decimal("1.50"), 0.5), (2, Decimal("12.35"), 0.25), (3, None, None)]
     assert column_types(dest_conn, "paid")["amount"] == "numeric(10,2)"  # the user's type stays
     assert any("amount" in line and "ratio" in line for line in result.logs), result.logs
+
+
+@pytest.mark.parametrize("later", ["text", "overflow"])
+def test_a_retype_a_view_blocks_is_a_clear_error(run_write, dest_conn, later: str) -> None:
+    """A view on a typed column whose type must change (the stream's type changed: integer →
+    string at the start of the write; an integer over bigint while loading): one config_error
+    naming the column, the table and the view, and the tables unchanged (before: "cannot alter
+    type of a column used by a view or rule", naming nothing)."""
+    props = {"id": {"type": "integer"}, "n": {"type": "integer"}}
+    catalog = catalog_for([("viewed", props)], mode="append")
+    assert run_write(catalog, record("viewed", {"id": 1, "n": 1}) + b"\n").returncode == 0
+    dest_conn.execute("CREATE VIEW viewed_v AS SELECT id, n FROM viewed")
+    if later == "text":
+        catalog = catalog_for([("viewed", {**props, "n": {"type": "string"}})], mode="append")
+        line = record("viewed", {"id": 2, "n": "two"})
+    else:
+        line = record("viewed", {"id": 2, "n": 10**30})
+    result = run_write(catalog, line + b"\n")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error", error
+    for part in ("Column n of public.viewed", "viewed_v", "Drop the view"):
+        assert part in error["message"], error["message"]
+    assert count(dest_conn, "viewed") == 1
+    assert column_types(dest_conn, "viewed")["n"] == "bigint"
