@@ -315,6 +315,7 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
     final = ddl.ident(target.schema, str(target.norm_table))
     if any(name == own for name, _ in found):  # ours, on another key: the key changed
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
+        _warn_keyless_rows(conn, target, final, log)
     else:
         if ddl.relation(conn, target.schema, own) is not None:
             raise ConfigError(
@@ -337,6 +338,25 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
         )
     )
     return own
+
+
+def _warn_keyless_rows(
+    conn: psycopg.Connection[Any], target: StreamTarget, final: sql.Composable, log: Log
+) -> None:
+    """The primary key changed (a key column renamed or replaced at the source): rows typed
+    before hold no value in a new key column, so no new record ever replaces them. Say so."""
+    null_key = sql.SQL(" OR ").join(
+        sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in target.key_names
+    )
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(final, null_key))
+    stale = int((row.fetchone() or (0,))[0])
+    if stale:
+        keys = ", ".join(target.key_names)
+        log("WARN", f"Stream {target.label}: the primary key changed to ({keys}); {stale} row(s) "
+                    f"of {target.schema}.{target.norm_table} typed before have no value for it, "
+                    "so no record replaces them: they stay beside the current rows. Delete "
+                    f"them (rows where a key column is NULL), or sync once with overwrite to "
+                    "rebuild the table.")  # fmt: skip
 
 
 def _remove_duplicates(conn: psycopg.Connection[Any], target: StreamTarget) -> int:

@@ -683,6 +683,23 @@ def test_a_cursor_retyped_to_text_orders_by_emitted_at(run_write, dest_conn) -> 
     assert any("do not order as the source's bigint" in m for m in second.logs), second.logs
 
 
+def test_a_renamed_key_column_warns_of_the_rows_it_leaves(run_write, dest_conn) -> None:
+    """The source renamed its key column (id → pid): the key index moves to pid, and the rows
+    typed before, whose pid is NULL, stay beside the new ones — said in a WARN (before, only
+    "column(s) added" was logged)."""
+    old = {"id": {"type": "integer"}, "v": {"type": "string"}}
+    records = lines(rec("s", {"id": 1, "v": "a"}), rec("s", {"id": 2, "v": "b"}))
+    first = run_write(dedup_catalog("s", old, [["id"]]), records)
+    assert first.returncode == 0, first.messages
+    new = {"pid": {"type": "integer"}, "v": {"type": "string"}}
+    second = run_write(dedup_catalog("s", new, [["pid"]]), lines(rec("s", {"pid": 1, "v": "a2"})))
+    assert second.returncode == 0, second.messages
+    assert count(dest_conn, "s") == 3
+    assert any("primary key changed to (pid)" in m and "2 row(s)" in m for m in second.logs), (
+        second.logs
+    )
+
+
 # -- tables from earlier syncs ----------------------------------------------------------------
 
 
