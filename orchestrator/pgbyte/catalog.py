@@ -9,6 +9,7 @@ namespace (`""` when it has none) — a blank result meaning none.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,11 +96,12 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice) -> dict[str, Any]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        known = ", ".join(sorted(_label(s) for s in streams)) or "none"
         raise ConnectorError(
             f"stream {choice.name!r}"
             + (f" in namespace {choice.namespace!r}" if choice.namespace else "")
-            + f" is not among the discovered streams ({known})",
+            + f" is not among the discovered streams ({_known(streams, choice.name)}): was its "
+            "table renamed or dropped, or its privileges revoked? Fix or remove it in the "
+            "connection file's streams:",
             failure_type="config_error",
         )
     spaces = ", ".join(sorted(str(s.get("namespace")) for s in matches))
@@ -107,6 +109,24 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice) -> dict[str, Any]
         f"stream {choice.name!r} exists in several namespaces ({spaces}): add namespace: to it",
         failure_type="config_error",
     )
+
+
+_KNOWN_SHOWN = 20  # the discovered streams an error lists (a database may have thousands)
+
+
+def _known(streams: list[dict[str, Any]], wanted: str) -> str:
+    """The discovered streams for an error: those named closest to `wanted` first, at most
+    _KNOWN_SHOWN in all, and how many more there are."""
+    labels = sorted(_label(s) for s in streams)
+    if not labels:
+        return "none"
+    names = [s["name"] for s in streams]
+    close = set(difflib.get_close_matches(wanted, names + labels, n=5, cutoff=0.6))
+    first = sorted(_label(s) for s in streams if s["name"] in close or _label(s) in close)
+    ordered = first + [label for label in labels if label not in first]
+    shown = ordered[:_KNOWN_SHOWN]
+    more = len(ordered) - len(shown)
+    return ", ".join(shown) + (f", and {more} more" if more else "")
 
 
 def _label(stream: dict[str, Any]) -> str:

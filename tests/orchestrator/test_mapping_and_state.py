@@ -88,6 +88,22 @@ def test_streams_may_be_named_namespace_dot_name() -> None:
     assert [s["stream"]["namespace"] for s in source["streams"]] == ["sales"]
 
 
+def test_a_missing_stream_lists_the_closest_names_first_and_not_all() -> None:
+    """A stream the source no longer has (renamed table): the error says what may have
+    happened and lists the nearest names first, at most 20 of a large database's streams."""
+    streams = [{"name": f"table_{i:03d}", "namespace": "public",
+                "json_schema": {"type": "object", "properties": {}},
+                "supported_sync_modes": ["full_refresh"]} for i in range(200)]  # fmt: skip
+    streams.append({**streams[0], "name": "orders_v2"})
+    conn = connection(streams=(StreamChoice(name="orders"),))
+    with pytest.raises(ConnectorError) as caught:
+        build_catalogs(conn, {"streams": streams}, {})
+    message = str(caught.value)
+    assert "'orders' is not among the discovered streams (public.orders_v2, " in message, message
+    assert "and 181 more" in message and "renamed or dropped" in message
+    assert message.count("public.table_") == 19
+
+
 def stream_state(name: str, value: int) -> dict:
     descriptor = {"name": name, "namespace": "p"}
     return {
