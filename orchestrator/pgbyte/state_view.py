@@ -27,6 +27,7 @@ class StreamView:
     kind: str  # cursor_based | ctid | xmin | full_refresh | other
     detail: str
     last_sync: str = ""
+    cursor_field: tuple[str, ...] | None = None  # the cursor the saved position is of
 
 
 def _cut(text: str, limit: int = MAX_VALUE) -> str:
@@ -107,6 +108,19 @@ def _last_syncs(history: list[dict[str, Any]]) -> dict[tuple[str, str | None], s
     return last
 
 
+def _cursor_field(stream_state: Any) -> tuple[str, ...] | None:
+    """The cursor field of a cursor position (also inside a first load's ctid state)."""
+    if not isinstance(stream_state, dict):
+        return None
+    inner = stream_state.get("incremental_state")
+    field = (inner if isinstance(inner, dict) else stream_state).get("cursor_field")
+    if isinstance(field, str):
+        field = [field]
+    if isinstance(field, list) and field and all(isinstance(f, str) for f in field):
+        return tuple(field)
+    return None
+
+
 def state_views(states: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[StreamView]:
     """One StreamView per stream found in the saved states (STREAM, GLOBAL, legacy)."""
     last = _last_syncs(history)
@@ -137,7 +151,8 @@ def state_views(states: list[dict[str, Any]], history: list[dict[str, Any]]) -> 
                 what, detail = describe_stream_state({"state_type": "cursor_based",
                                                       **stream_state})  # fmt: skip
             label = stream_label(name, namespace)
-            views.append(StreamView(label, what, detail, last.get((name, namespace), "")))
+            views.append(StreamView(label, what, detail, last.get((name, namespace), ""),
+                                    _cursor_field(stream_state)))  # fmt: skip
     return views
 
 

@@ -39,6 +39,7 @@ from pgbyte.state import (
     append_history,
     read_history,
     state_lock,
+    stream_label,
 )
 from pgbyte.state_view import state_views
 
@@ -102,7 +103,7 @@ class SyncRun:
         dest_catalog_path = session.private_file("destination-catalog.json", dest_catalog)
         names = ", ".join(f"{r.label} → {r.dest_label}" for r in self.smap.routes)
         self.reporter.info(f"sync {self.conn.name}: {names}")
-        self._say_where_streams_start(states)
+        self._say_where_streams_start(states, source_catalog)
         self.prepare_seconds = round(time.monotonic() - self.t0, 3)
         dest = session.destination.run("write", config=dest_config, catalog=dest_catalog_path,
                                        stdin=True)  # fmt: skip
@@ -113,16 +114,29 @@ class SyncRun:
         session.track(source)
         self._pipe(source, dest)
 
-    def _say_where_streams_start(self, states: list[dict[str, Any]]) -> None:
+    def _say_where_streams_start(
+        self, states: list[dict[str, Any]], source_catalog: dict[str, Any]
+    ) -> None:
         """One line per incremental stream: resuming from which saved position, or from scratch."""
         views = {view.label: view for view in state_views(states, [])}
+        cursors = {
+            stream_label(e["stream"]["name"], e["stream"].get("namespace")):
+                tuple(e.get("cursor_field") or ())
+            for e in source_catalog["streams"]
+        }  # fmt: skip
         for route in self.smap.routes:
             if route.sync_mode != "incremental":
                 continue
             view = views.get(route.label)
-            where = f"resumes from its saved state: {view.detail}" if view else (
-                "has no saved state: reading it from the start"
-            )  # fmt: skip
+            configured = cursors.get(route.label)
+            if view is None:
+                where = "has no saved state: reading it from the start"
+            elif view.cursor_field and configured and view.cursor_field != configured:
+                where = (f"has a saved state for cursor {'.'.join(view.cursor_field)}, not the "
+                         f"configured {'.'.join(configured)}: the source reads it again from the "
+                         "start")  # fmt: skip
+            else:
+                where = f"resumes from its saved state: {view.detail}"
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
 
     # -- the pipe --------------------------------------------------------------------------------

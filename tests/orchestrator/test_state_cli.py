@@ -268,6 +268,15 @@ def test_sync_says_where_each_incremental_stream_starts(
     second, _ = sync_json(conn, pg_server.password)
     assert "public.items has no saved state" in first.stderr, first.stderr
     assert "public.items resumes from its saved state: cursor id = '200'" in second.stderr
+    # The connection's cursor changed: the saved position is of another column, and the
+    # source reads the stream again (it said "resumes" before, then the source re-read).
+    streams = [{"name": t, "sync_mode": "incremental", "cursor_field": "val"}
+               for t in ("items", "other")]  # fmt: skip
+    conn = write_connection(tmp_path, source_config, dest_config, streams=streams,
+                            destination_sync_mode="append")  # fmt: skip
+    third, _ = sync_json(conn, pg_server.password)
+    assert ("public.items has a saved state for cursor id, not the configured val: the source "
+            "reads it again from the start") in third.stderr, third.stderr  # fmt: skip
 
 
 @pytest.mark.slow
