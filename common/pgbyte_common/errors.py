@@ -102,7 +102,32 @@ def describe_connect_error(
         return ConfigError(f"SSL negotiation with {host}:{port} failed: {_ssl_reason(text)}")
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return ConfigError(f"User {username!r} lacks a privilege on {where}: {_first_line(text)}")
+    if (
+        "too many connections" in lowered
+        or "too many clients" in lowered
+        or ("connection slots are reserved" in lowered)
+    ):
+        return TransientError(
+            f"The server at {where} refused a connection: {_fatal_reason(text)}. Close other "
+            f"sessions of user {username!r}, or raise the role's CONNECTION LIMIT (ALTER ROLE) "
+            "or the server's max_connections."
+        )
+    if "invalid value for parameter" in lowered or "unrecognized configuration parameter" in (
+        lowered
+    ):
+        return ConfigError(
+            f"The server at {where} refused a setting given at connect time (jdbc_url_params "
+            f"options?): {_fatal_reason(text)}."
+        )
     return classify_error(exc, context=f"Connecting to {where} failed")
+
+
+def _fatal_reason(text: str) -> str:
+    """The server's own reason from libpq's `connection to server at … failed: FATAL: …`."""
+    line = _first_line(text)
+    marker = "FATAL:"
+    reason = line[line.index(marker) + len(marker) :] if marker in line else line
+    return reason.strip().rstrip(".")
 
 
 # SQLSTATE → (words of the server's message, the setting that caused it, the error class): a

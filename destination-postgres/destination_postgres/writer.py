@@ -549,11 +549,11 @@ class Writer:
                 loader.setup_session(conn2)
                 conn2.commit()
                 self.conn2 = conn2
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, PgbyteError) as exc:  # connect() describes it
                 if conn2 is not None:
                     conn2.close()
                 self._connect = None
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].rstrip(".")
                 self.log("WARN", f"A second connection could not be opened ({reason}); "
                                  "loading on one connection.")  # fmt: skip
         return self.conn2

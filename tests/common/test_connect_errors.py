@@ -44,3 +44,28 @@ def test_limits_of_the_role_name_their_setting(error, setting, failure_type) -> 
     classified = classify_error(error, context="Writing to the destination failed")
     assert setting in classified.message and "ALTER ROLE" in classified.message
     assert classified.failure_type == failure_type
+
+
+def test_refusals_at_connect_say_why_and_what_to_change(dest_config, dest_conn) -> None:
+    """The real server refusing a connection: a role over its CONNECTION LIMIT (transient,
+    naming the limit), a bad setting in jdbc_url_params' options (config_error, naming it) —
+    not "the connection to the server was lost"."""
+    from pgbyte_common.connection import ConnectionSettings
+    from pgbyte_common.errors import PgbyteError, TransientError
+
+    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_nolimit")
+    dest_conn.execute("CREATE ROLE pgbyte_nolimit LOGIN PASSWORD 'nl-pw-12345' CONNECTION LIMIT 0")
+    try:
+        config = {**dest_config, "username": "pgbyte_nolimit", "password": "nl-pw-12345"}
+        with pytest.raises(PgbyteError) as limited:
+            ConnectionSettings.from_config(config, application_name="t").connect()
+        assert isinstance(limited.value, TransientError)
+        assert "too many connections" in limited.value.message
+        assert "CONNECTION LIMIT" in limited.value.message and "lost" not in limited.value.message
+    finally:
+        dest_conn.execute("DROP ROLE pgbyte_nolimit")
+    bad = {**dest_config, "jdbc_url_params": "options=-c statement_timeout=bad"}
+    with pytest.raises(PgbyteError) as refused:
+        ConnectionSettings.from_config(bad, application_name="t").connect()
+    assert isinstance(refused.value, ConfigError)
+    assert "statement_timeout" in refused.value.message and "lost" not in refused.value.message

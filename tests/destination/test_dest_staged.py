@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from dest_helpers import catalog_for
 from destination_postgres import stages
 from destination_postgres.catalog import parse_catalog
@@ -248,3 +249,31 @@ def test_a_small_write_opens_no_second_connection(dest_config, dest_conn) -> Non
     assert writer.run([lines]) == 0
     assert opened == [] and writer._stage_seq == 0
     assert dest_conn.execute("SELECT count(*) FROM p").fetchone()[0] == 30
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "append"])
+def test_a_role_limited_to_one_connection_loads_on_it(
+    run_write, dest_config, dest_conn, dest_db, mode: str
+) -> None:
+    """A real role with CONNECTION LIMIT 1 and input for several batches: the second
+    connection is refused by the server, the write says so in a WARN and loads everything on
+    the first (before, connect()'s own error class slipped past the fallback and the write
+    failed as "connection lost")."""
+    role = f"one_{mode}"
+    dest_conn.execute(f"DROP ROLE IF EXISTS {role}")
+    dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'one-pw-12345' CONNECTION LIMIT 1")
+    dest_conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    try:
+        config = {**dest_config, "username": role, "password": "one-pw-12345", "schema": role}
+        rows = 20_000  # about 20 MB: more than two batches
+        lines = b"\n".join(rec("p", {"id": i, "name": "v" * 1000}, compact=True)
+                           for i in range(rows)) + b"\n"  # fmt: skip
+        result = run_write(catalog_for([("p", PROPS)], mode), lines, config=config)
+        assert result.returncode == 0, result.errors
+        assert any("A second connection could not be opened" in m and "too many connections"
+                   in m for m in result.logs), result.logs  # fmt: skip
+        assert dest_conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {role}.p").fetchone() \
+            == (rows, rows)  # fmt: skip
+    finally:
+        dest_conn.execute(f"DROP SCHEMA {role} CASCADE")
+        dest_conn.execute(f"DROP ROLE {role}")
