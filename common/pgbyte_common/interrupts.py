@@ -1,4 +1,5 @@
-"""Ending a connector on SIGTERM or SIGINT: once, cleanly, with the conventional exit code.
+"""Ending a connector on SIGTERM, SIGINT or SIGHUP: once, cleanly, with the conventional exit
+code (SIGHUP: the terminal or SSH session that started it closed).
 
 The first signal raises KeyboardInterrupt in the main thread, where the connector rolls back and
 cleans up; later ones are ignored, so a second signal (Ctrl-C reaches the whole process group,
@@ -12,6 +13,11 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+# The signals that end a connector (SIGHUP does not exist on Windows).
+SIGNALS = tuple(
+    s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None
+)
+
 
 class Interrupts:
     """The signal handlers of one connector process (install from the main thread)."""
@@ -20,21 +26,21 @@ class Interrupts:
         self.signum: int | None = None
 
     def install(self) -> Interrupts:
-        signal.signal(signal.SIGTERM, self._first)
-        signal.signal(signal.SIGINT, self._first)
+        for signum in SIGNALS:
+            signal.signal(signum, self._first)
         return self
 
     def _first(self, signum: int, frame: Any) -> None:
         self.signum = signum
         # A no-op handler, not SIG_IGN: a signal already pending would find SIG_IGN and make
         # Python raise "Signal ignored due to race condition" in the middle of the clean-up.
-        signal.signal(signal.SIGTERM, _ignore)
-        signal.signal(signal.SIGINT, _ignore)
+        for other in SIGNALS:
+            signal.signal(other, _ignore)
         raise KeyboardInterrupt
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C)."""
+        """128 + the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C), 129 for SIGHUP."""
         return 128 + (self.signum or signal.SIGINT)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from pgbyte_common.interrupts import SIGNALS
 
 from pgbyte.clear import clear_streams
 from pgbyte.connection import Connection, ConnectionFileError, load_connection
@@ -84,8 +85,10 @@ def _install_signals(session: Session) -> None:
         session.cancel.set()
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        # SIGHUP: the terminal or SSH session closed. Stopped like Ctrl-C, the sync saves
+        # the state of what the destination committed and writes its history entry.
+        for signum in SIGNALS:
+            signal.signal(signum, handler)
 
 
 def _print_json(payload: Any) -> None:

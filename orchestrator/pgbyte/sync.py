@@ -356,7 +356,9 @@ class SyncRun:
 
 
 def _cancel_reason(signum: int) -> str:
-    name = {2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}.get(signum, f"signal {signum}")
+    name = {1: "SIGHUP (the terminal closed)", 2: "SIGINT (Ctrl-C)", 15: "SIGTERM"}.get(
+        signum, f"signal {signum}"
+    )
     return (
         f"The sync was cancelled by {name}; both connectors were stopped and the state was "
         "saved up to the last state the destination committed."

@@ -4,9 +4,9 @@ and insert → sync → update + insert → sync, each checked against an SQL or
 The source table has an indexed bigint cursor (`updated_at`, drawn from a sequence, so every
 change moves a row past the saved cursor); PGBYTE_CURSOR_CHUNK_ROWS makes the source checkpoint
 every CHUNK rows, both in a first load (ctid chunks) and in the cursor reads after it.
-Interruptions: the source killed, the destination killed, SIGINT to pgbyte, or pgbyte itself
-killed (-9), each when a given share of the rows has been forwarded. Then a plain re-run must
-leave:
+Interruptions: the source killed, the destination killed, SIGINT or SIGHUP to pgbyte, or
+pgbyte itself killed (-9), each when a given share of the rows has been forwarded. Then a plain
+re-run must leave:
 - append: every source row at least once in the raw and the typed table;
 - append_dedup: the typed table equal to the source table, row for row.
 """
@@ -142,9 +142,9 @@ def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
         while (alive(reader) or alive(writer)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(reader) and not alive(writer), "connectors outlived pgbyte"
-    else:
+    else:  # Ctrl-C, or SIGHUP (the terminal or SSH session closed): stopped the same way
         os.kill(writer, signal.SIGSTOP)
-        run.proc.send_signal(signal.SIGINT)
+        run.proc.send_signal(signal.SIGHUP if victim == "sighup" else signal.SIGINT)
         deadline = time.monotonic() + 60
         while alive(reader) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -182,6 +182,7 @@ KILLS = [
     pytest.param("source", 0.6, id="source-late"),
     pytest.param("destination", 0.3, id="destination"),
     pytest.param("sigint", 0.5, id="ctrl-c"),
+    pytest.param("sighup", 0.5, id="terminal-closed"),
     pytest.param("pgbyte", 0.4, id="pgbyte-killed"),
 ]
 
@@ -201,7 +202,7 @@ def test_append_rerun_after_interruption_has_every_row(
     assert set(raw) == set(typed) == expected  # nothing invented either
 
 
-@pytest.mark.parametrize(("victim", "share"), KILLS[1:4])
+@pytest.mark.parametrize(("victim", "share"), KILLS[1:5])
 def test_rerun_resumes_from_the_committed_state(
     victim, share, tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config,
     chunked, running_syncs,
