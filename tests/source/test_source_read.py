@@ -14,6 +14,7 @@ import uuid
 from decimal import Decimal
 
 import psycopg
+import pytest
 from psycopg import sql
 from source_helpers import FIXTURES, REPO_ROOT, configured_catalog, run_source
 from test_source_discover import WEIRD_NAMES
@@ -500,10 +501,12 @@ def test_reader_going_away_ends_quietly(source_conn, source_config, write_json) 
     assert "Traceback" not in stderr and "error ignored" not in stderr, stderr
 
 
-def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json, signum, code) -> None:
     """A finished stream's messages are out before a slow next stream produces (stdout is
-    flushed per message block); SIGTERM while the slow one waits for its first row ends the read
-    at once: exit 143, one TRACE ERROR, and its query gone from the server."""
+    flushed per message block); SIGTERM (or SIGHUP: its terminal closed) while the slow one
+    waits for its first row ends the read at once: exit 143 (129), one TRACE ERROR, and its
+    query gone from the server."""
     source_conn.execute(
         "CREATE TABLE quick (id int); INSERT INTO quick VALUES (1), (2);"
         "CREATE VIEW sleepy AS SELECT x FROM generate_series(1, 60) x "
@@ -526,8 +529,8 @@ def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json) ->
             seen.append(proc.stdout.readline().decode())
         assert any('"quick"' in m and '"status":"COMPLETE"' in m for m in seen)
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 143
+        proc.send_signal(signum)
+        assert proc.wait(timeout=30) == code
         assert time.monotonic() - started < 15
         rest = [json.loads(line) for line in proc.stdout.read().splitlines()]
         assert [m["trace"]["type"] for m in rest] == ["ERROR"]
