@@ -41,8 +41,19 @@ def state_lock(path: Path, what: str) -> Iterator[None]:
     flock is released by the kernel when the holder dies (even by SIGKILL), so a killed sync
     never leaves a stale lock; the descriptor is not inherited by the connectors (O_CLOEXEC)."""
     lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        reason = (
+            "a part of its folder path is a file"
+            if isinstance(exc, FileExistsError | NotADirectoryError)
+            else exc.strerror
+        )
+        raise StateFileError(
+            f"cannot {what}: the state file {path} cannot be made ({reason}): fix the "
+            "connection file's state: path"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

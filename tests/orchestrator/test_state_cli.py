@@ -108,6 +108,22 @@ def test_show_without_state_says_so(tmp_path) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("command", [["state", "reset"], ["sync", "--json"]])
+def test_a_state_path_under_a_file_is_a_clear_error(tmp_path, command) -> None:
+    """`state:` whose folder is a file: exit 1 with one sentence naming the path, and with
+    --json one JSON object (before: a FileExistsError traceback and nothing on stdout)."""
+    (tmp_path / "afile").write_text("x")
+    conn = offline_connection(tmp_path, state="afile/state.json")
+    run = pgbyte(command[0], *command[1:], str(conn), password="")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "afile/state.json cannot be made (a part of its folder path is a file)" in (
+        run.stderr + run.stdout
+    )
+    if "--json" in command:
+        assert orjson.loads(run.stdout)["status"] == "failed"
+
+
 # -- reset ------------------------------------------------------------------------------------
 def test_reset_one_stream_keeps_the_others_exactly(tmp_path) -> None:
     """--stream namespace.name drops that stream's state only; the rest is kept as it was."""
