@@ -143,6 +143,17 @@ def _join_surrogates(value: Any) -> Any:
     return value
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column) — never the line itself: it may hold a password
+    written in the file."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        parts = [p for p in (exc.context, exc.problem) if p]
+        return where + ("; ".join(parts) or type(exc).__name__)
+    return type(exc).__name__
+
+
 def load_connection(
     path: str | Path, *, env: Mapping[str, str] | None = None, strict: bool = True
 ) -> Connection:
@@ -158,7 +169,7 @@ def load_connection(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConnectionFileError(f"{path}: cannot read it ({exc})") from None
     except yaml.YAMLError as exc:
-        raise ConnectionFileError(f"{path}: not valid YAML ({exc})") from None
+        raise ConnectionFileError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     if not isinstance(raw, dict):
         raise ConnectionFileError(f"{path}: expected a mapping with source: and destination:")
     raw = _join_surrogates(raw)

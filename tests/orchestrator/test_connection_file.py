@@ -113,3 +113,22 @@ def test_image_entries_are_accepted(tmp_path) -> None:
     assert (conn.source.image, conn.source.network, conn.source.command) == (
         "pgbyte/source-postgres:dev", "host", None,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "source:\n  command: [a]\n  config: {password: MyLiteralS3cret: x}\n",
+        'source:\n  config:\n    password: "MyLiteralS3cret\n',
+    ],
+)
+def test_a_yaml_error_says_where_without_quoting_the_line(tmp_path, text) -> None:
+    """A YAML syntax error names the line and column and what is wrong, never the line's
+    text: it may hold a password written in the file."""
+    path = tmp_path / "conn.yaml"
+    path.write_text(text)
+    with pytest.raises(ConnectionFileError) as caught:
+        load_connection(path)
+    message = str(caught.value)
+    assert "not valid YAML (line " in message and "column" in message, message
+    assert "MyLiteralS3cret" not in message
