@@ -10,6 +10,7 @@ already been reported as a TRACE ERROR).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Any, BinaryIO
 
@@ -68,8 +69,15 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
             # statuses) hands a finished stream on now, not when a later slow one produces.
             flush()
     except KeyboardInterrupt:
-        writer.error("The read was interrupted; the records and states already printed stand.",
-                     failure_type="transient_error")  # fmt: skip
+        # Stopped, maybe while blocked writing to a reader that no longer reads (pgbyte
+        # stopping the read after a failed destination, a stalled pipe): the last message
+        # goes out only if the pipe has room, and the read ends either way.
+        _stop_blocking(out if out is not None else sys.stdout.buffer)
+        with contextlib.suppress(BrokenPipeError, BlockingIOError):
+            writer.error(
+                "The read was interrupted; the records and states already printed stand.",
+                failure_type="transient_error",
+            )
         return interrupts.exit_code if interrupts is not None else 130
     except PgbyteError as exc:
         writer.exception(exc)
@@ -80,6 +88,11 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         writer.exception(exc)
         return 1
     finally:
-        with contextlib.suppress(BrokenPipeError):
+        with contextlib.suppress(BrokenPipeError, BlockingIOError):
             writer.flush()
     return 1 if outcome.failed else 0
+
+
+def _stop_blocking(stream: BinaryIO) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no real descriptor
+        os.set_blocking(stream.fileno(), False)

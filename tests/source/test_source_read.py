@@ -594,3 +594,41 @@ def test_read_takes_no_parallel_workers(source_conn, source_db, source_config, w
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_sigterm_while_nobody_reads_the_output_ends_the_read(
+    source_conn, source_config, write_json
+) -> None:
+    """SIGTERM while the read is blocked writing to a pipe nobody reads (pgbyte stopping the
+    source after the destination failed; a stalled shell pipe): exit 143 at once, quietly
+    (before, its last message blocked on the full pipe, and it lived until SIGKILL)."""
+    source_conn.execute("CREATE TABLE big AS SELECT g AS id, repeat('x', 200) AS pad "
+                        "FROM generate_series(1, 100000) g")  # fmt: skip
+    args = ["read", "--config", write_json("config.json", source_config),
+            "--catalog", write_json("catalog.json", configured_catalog(
+                [table_stream("big", {"id": {}, "pad": {}})]))]  # fmt: skip
+    proc = subprocess.Popen([SOURCE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(1)  # running; from now on nobody reads: the pipe fills
+        deadline = time.monotonic() + 30
+        while _pipe_writer_blocked(proc.pid) is False and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 143
+        assert time.monotonic() - started < 5
+        assert "Traceback" not in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _pipe_writer_blocked(pid: int) -> bool | None:
+    """Whether the process sleeps in a pipe write (Linux wchan); None when unknown."""
+    try:
+        with open(f"/proc/{pid}/wchan") as handle:
+            return "pipe" in handle.read()
+    except OSError:
+        return None
