@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from pgbyte_common.errors import ConfigError
+from pgbyte_common.errors import ConfigError, TransientError
 from psycopg import errors as pg_errors
 from psycopg import sql
 
@@ -249,6 +249,25 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
             sql.SQL("ALTER TABLE {} RESET {}").format(ident(schema, final), _AUTOVACUUM_OPTIONS)
         )
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(ident(schema, final)))
+
+
+# The advisory-lock key space of overwrite temporaries ("pgbo"); the key: their raw table.
+_TEMPORARIES_LOCK = 0x7067626F
+
+
+def claim_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """Hold, for the whole write (session lock), the right to an overwrite stream's temporary
+    tables: their names are fixed per target, so a second write into the same tables would
+    drop the first's live temporaries as a killed run's leftovers, failing both."""
+    schema, table = target.load_raw
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_TEMPORARIES_LOCK, f"{schema}.{table}")
+    ).fetchone()
+    if not (row and row[0]):
+        raise TransientError(
+            f"Stream {target.label}: another write is loading {schema}.{target.raw_table} "
+            "(overwrite) right now; run this sync again once it has ended. Nothing was written."
+        )
 
 
 def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:

@@ -136,6 +136,7 @@ class Writer:
         self._inflight: list[tuple[threading.Thread, _Batch, psycopg.Connection[Any]]] = []
         self.source_error: str | None = None
         self.source_failure_type = "transient_error"  # of source_error, as the source said
+        self._claimed: list[StreamTarget] = []  # overwrite streams whose temporaries are ours
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -152,6 +153,9 @@ class Writer:
         for t in self.targets:
             if t.typed_note:
                 self.log("WARN", f"Stream {t.label}: {t.typed_note}.")
+            if t.overwrite:
+                ddl.claim_temporaries(self.conn, t)
+                self._claimed.append(t)
             added = ddl.prepare(self.conn, t)
             if added:
                 self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
@@ -198,8 +202,8 @@ class Writer:
             if self.conn.closed:
                 return
             self.conn.rollback()
-            for t in self.targets:
-                if t.overwrite and not t.swapped:
+            for t in self._claimed:  # never the temporaries of another write (claim_temporaries)
+                if not t.swapped:
                     ddl.drop_temporaries(self.conn, t)
             self.conn.commit()
             self._stages, self._staged = stages.drop(self.conn, self._stages), 0

@@ -266,3 +266,25 @@ def test_session_shortens_the_wait_behind_autovacuum(dest_config, dest_conn) -> 
         with psycopg.ClientCursor(dest_conn) as cur:
             cur.execute("DROP OWNED BY pgbyte_plain")  # setup_session's functions
         dest_conn.execute("DROP ROLE pgbyte_plain")
+
+
+def test_a_second_overwrite_of_the_same_tables_is_refused_while_one_loads(
+    run_write, tmp_path, dest_config, dest_conn
+) -> None:
+    """A write loading an overwrite stream, and a second write of the same stream (another
+    connection into the same tables): the second fails at once with a transient_error saying
+    why, touching nothing; the first completes. Before, the second dropped the first's live
+    temporaries as leftovers, and both failed."""
+    before = _previous(run_write, dest_conn)
+    with live_write(tmp_path, dest_config, CATALOG) as first:
+        first.send_until(_lines(record(STREAM, {"id": 9, "name": "Z"}), state(STREAM, {"n": 1})),
+                         lambda: _committed_in_temporary(dest_conn) == 1)  # fmt: skip
+        second = run_write(CATALOG, FIXTURES / "tutorial_sync2_overwrite.jsonl")
+        assert second.returncode == 1
+        (error,) = second.errors
+        assert error["failure_type"] == "transient_error", error
+        assert "another write is loading" in error["message"], error["message"]
+        assert _rows(dest_conn) == before  # the second swapped nothing in
+        assert _committed_in_temporary(dest_conn) == 1  # the first's temporary is intact
+        assert first.finish() == 0
+    assert [row[:2] for row in _rows(dest_conn)] == [(9, "Z")]
