@@ -242,7 +242,7 @@ def normalize_split(
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
         target.load_raw,
     ).fetchone()
-    pages = int(row[0]) if row else 0
+    pages = int(row[0]) if row and row[0] is not None else 0
     if pages < 2:
         return normalize(conn, target, source)
     mid = sql.Literal(f"({pages // 2},0)")
