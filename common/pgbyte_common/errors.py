@@ -158,7 +158,20 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
             )
         if sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
             return TransientError(f"{context}: {text}")
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return ConfigError(
+                f"{context}: {text} (the session is read-only: default_transaction_read_only "
+                "is on for this role or database — ALTER ROLE ... SET "
+                "default_transaction_read_only = off — or the server is a standby: connect to "
+                "the primary)"
+            )
         if isinstance(exc, pg_errors.InsufficientPrivilege):
+            schema = re.search(r"permission denied for schema (.+)$", text)
+            if schema:
+                return ConfigError(
+                    f"{context}: {text} (GRANT CREATE ON SCHEMA {schema.group(1)} TO the "
+                    "connector's user, or have it write to another schema)"
+                )
             return ConfigError(f"{context}: {text} (grant the privilege or remove the stream)")
     return SystemError_(f"{context}: {text}", internal=repr(exc))
 

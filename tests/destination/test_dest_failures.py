@@ -8,6 +8,7 @@ import signal
 import time
 
 import psycopg
+import pytest
 from dest_helpers import (
     FIXTURES,
     catalog_for,
@@ -288,3 +289,35 @@ def test_a_second_overwrite_of_the_same_tables_is_refused_while_one_loads(
         assert _committed_in_temporary(dest_conn) == 1  # the first's temporary is intact
         assert first.finish() == 0
     assert [row[:2] for row in _rows(dest_conn)] == [(9, "Z")]
+
+
+@pytest.mark.parametrize("setup", ["read-only", "no-create"])
+def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
+    run_write, dest_config, dest_conn, setup: str
+) -> None:
+    """A write (not only `check`) as a role whose sessions are read-only, or that may not
+    create in the schema: a config_error with the ALTER ROLE / GRANT to run (before: a
+    system_error, or "grant the privilege or remove the stream")."""
+    role = "pgbyte_cannot"
+    dest_conn.execute(f"DROP ROLE IF EXISTS {role}")
+    dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'cannot-pw-12345'")
+    dest_conn.execute("CREATE SCHEMA IF NOT EXISTS locked")
+    dest_conn.execute(f"GRANT USAGE ON SCHEMA locked TO {role}")
+    if setup == "read-only":
+        dest_conn.execute(f"GRANT CREATE ON SCHEMA locked TO {role}")
+        dest_conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
+    try:
+        config = {**dest_config, "username": role, "password": "cannot-pw-12345",
+                  "schema": "locked"}  # fmt: skip
+        result = run_write(CATALOG, FIXTURES / "tutorial_sync1_overwrite.jsonl", config=config)
+        assert result.returncode == 1
+        (error,) = result.errors
+        assert error["failure_type"] == "config_error", error
+        fix = "default_transaction_read_only = off" if setup == "read-only" else (
+            "GRANT CREATE ON SCHEMA locked")  # fmt: skip
+        assert fix in error["message"], error["message"]
+    finally:
+        dest_conn.execute("DROP SCHEMA locked CASCADE")
+        with psycopg.ClientCursor(dest_conn) as cur:
+            cur.execute(f"DROP OWNED BY {role}")
+        dest_conn.execute(f"DROP ROLE {role}")
