@@ -226,14 +226,32 @@ def _drop_own_temporary(
     drop(conn, schema, table, cascade=True)
 
 
-def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) -> None:
-    """Replace the final tables by the loaded temporaries (call inside one transaction)."""
+_CASCADES = "drop cascades to "
+
+
+def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) -> list[str]:
+    """Replace the final tables by the loaded temporaries (call inside one transaction);
+    returns what drop_cascade dropped with them (PostgreSQL's notices: "drop cascades to view
+    v"), for the log."""
     pairs = [(target.raw_schema, target.raw_table)]
     if target.norm_table is not None:
         pairs.append((target.schema, target.norm_table))
+    cascaded: list[str] = []
+
+    def notice(diag: psycopg.errors.Diagnostic) -> None:
+        # One object: the message names it; several: "… to N other objects", the detail lines.
+        lines = (diag.message_detail or diag.message_primary or "").splitlines()
+        cascaded.extend(x.removeprefix(_CASCADES).strip() for x in lines if x.startswith(_CASCADES))
+
     for schema, final in pairs:
         try:
-            drop(conn, schema, final, cascade=cascade)
+            if cascade:
+                conn.add_notice_handler(notice)
+            try:
+                drop(conn, schema, final, cascade=cascade)
+            finally:
+                if cascade:
+                    conn.remove_notice_handler(notice)
         except pg_errors.DependentObjectsStillExist as exc:
             raise ConfigError(
                 f"Cannot replace {schema}.{final}: other objects (views?) depend on it "
@@ -249,6 +267,7 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
             sql.SQL("ALTER TABLE {} RESET {}").format(ident(schema, final), _AUTOVACUUM_OPTIONS)
         )
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(ident(schema, final)))
+    return cascaded
 
 
 # The advisory-lock key space of overwrite temporaries ("pgbo"); the key: their raw table.

@@ -649,8 +649,11 @@ class Writer:
             loader.normalize_split(self.conn, self.conn2, t)
         else:
             loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
-        ddl.swap(self.conn, t, cascade=self.drop_cascade)
+        cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
+        if cascaded:
+            self.log("WARN", f"Stream {t.label}: drop_cascade dropped, with the replaced tables: "
+                             f"{', '.join(cascaded)}.")  # fmt: skip
 
     def commit(self) -> None:
         self._flush()

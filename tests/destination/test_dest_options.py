@@ -28,15 +28,19 @@ def test_dependent_view_blocks_swap_without_drop_cascade(run_write, dest_conn) -
 
 
 def test_drop_cascade_replaces_table_and_drops_view(run_write, dest_conn, dest_config) -> None:
-    """drop_cascade: true swaps the new table in, dropping the dependent view."""
+    """drop_cascade: true swaps the new table in, dropping the dependent views, and a WARN
+    names each one dropped (the user's objects do not vanish without a word)."""
     run_write(CATALOG, SYNC1)
     dest_conn.execute(f"CREATE VIEW v AS SELECT * FROM {STREAM}")
+    dest_conn.execute(f"CREATE VIEW w1 AS SELECT * FROM _airbyte_raw_{STREAM}")
+    dest_conn.execute(f"CREATE VIEW w2 AS SELECT * FROM _airbyte_raw_{STREAM}")
     result = run_write(CATALOG, SYNC2, config={**dest_config, "drop_cascade": True})
     assert result.returncode == 0, result.errors
     assert dest_conn.execute(f"SELECT count(*) FROM {STREAM}").fetchone()[0] == 3
-    assert (
-        dest_conn.execute("SELECT count(*) FROM pg_views WHERE viewname = 'v'").fetchone()[0] == 0
-    )
+    views = "SELECT count(*) FROM pg_views WHERE viewname IN ('v', 'w1', 'w2')"
+    assert dest_conn.execute(views).fetchone()[0] == 0
+    (dropped,) = [m for m in result.logs if "drop_cascade dropped" in m]
+    assert all(f"view {v}" in dropped for v in ("v", "w1", "w2")), dropped
 
 
 def test_disable_type_dedupe_writes_raw_only(run_write, dest_conn, dest_config) -> None:
