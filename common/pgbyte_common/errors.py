@@ -12,6 +12,8 @@ import re
 import psycopg
 from psycopg import errors as pg_errors
 
+from pgbyte_common.sql_names import quoted
+
 
 class PgbyteError(Exception):
     """Base class. `failure_type` is the Airbyte TRACE ERROR failure_type for this error."""
@@ -74,7 +76,7 @@ def describe_connect_error(
     if "not permitted to log in" in lowered:
         return ConfigError(
             f"User {username!r} may not log in at {where} (its role lacks LOGIN): use a login "
-            f"role, or ALTER ROLE {username} LOGIN."
+            f"role, or ALTER ROLE {quoted(username)} LOGIN."
         )
     if isinstance(exc, pg_errors.InvalidAuthorizationSpecification) or "no pg_hba.conf" in lowered:
         return ConfigError(

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from pgbyte_common.errors import ConfigError, PgbyteError, classify_error
+from pgbyte_common.sql_names import quoted
 from psycopg import errors as pg_errors
 from psycopg import sql
 
@@ -53,6 +54,6 @@ def _probe(conn: psycopg.Connection[Any], schema: str, username: str) -> None:
             ) from None
         raise ConfigError(
             f"Transactions of user {username!r} are read-only (default_transaction_read_only "
-            f"is on for the role, the database or the server): ALTER ROLE {username} SET "
+            f"is on for the role, the database or the server): ALTER ROLE {quoted(username)} SET "
             "default_transaction_read_only = off, or use another role."
         ) from None

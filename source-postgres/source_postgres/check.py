@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 from pgbyte_common.errors import PgbyteError, classify_error
+from pgbyte_common.sql_names import quoted
 from psycopg import sql
 
 from source_postgres.config import SourceConfig, require_supported_method
@@ -60,7 +61,8 @@ def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tup
         if unusable:
             return False, (
                 f"User {user!r} lacks USAGE on schema(s) {', '.join(unusable)} at {where}: run "
-                f"GRANT USAGE ON SCHEMA {', '.join(unusable)} TO {user}; or remove them "
+                f"GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} TO {quoted(user)}; "
+                "or remove them "
                 "from `schemas`."
             )
     tables = discover_tables(conn, config.schemas)
@@ -73,7 +75,8 @@ def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tup
             return True, f"Connected to {where}; no table or view in {scope} yet."
         return False, (
             f"User {user!r} can SELECT none of the {row[0]} table(s) and view(s) in {scope} at "
-            f"{where}: grant it, e.g. GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO {user};"
+            f"{where}: grant it, e.g. GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO "
+            f"{quoted(user)};"
         )
     first = tables[0]
     conn.execute(

@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 from pgbyte_common.errors import ConfigError
+from pgbyte_common.sql_names import qualified, quoted
 from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
@@ -225,7 +226,8 @@ def read_by_cursor(
             "WARN",
             f"Stream {label}: no index starts with cursor column "
             f"{column.name!r}; every chunk sorts the remaining table. "
-            f"CREATE INDEX ON {label} ({column.name}) makes incremental reads fast.",
+            f"CREATE INDEX ON {qualified(table.schema, table.name)} ({quoted(column.name)}) "
+            "makes incremental reads fast.",
         )
     nulls = _scalar(conn, sql.SQL("SELECT count(*) FROM {} r WHERE {} IS NULL").format(relation, c))
     if nulls:

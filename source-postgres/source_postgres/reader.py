@@ -28,6 +28,7 @@ import psycopg
 from pgbyte_common.errors import ConfigError, PgbyteError, TransientError, classify_error
 from pgbyte_common.messages import MessageWriter, now_ms
 from pgbyte_common.secrets import Masker, collect_secrets
+from pgbyte_common.sql_names import qualified, quoted
 from psycopg import errors as pg_errors
 from psycopg import generators, sql
 
@@ -322,7 +323,7 @@ def _read_stream(
         outcome.records += count
         if not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.execute("ROLLBACK TO SAVEPOINT pgbyte_stream")
-        raise _stream_error(exc, label, conn) from None
+        raise _stream_error(exc, label, conn, table) from None
     outcome.records += count
     out.stream_state(stream.name, stream.namespace, full_refresh_state(), record_count=count)
     out.stream_status(stream.name, stream.namespace, "COMPLETE")
@@ -370,7 +371,9 @@ def _result_error(conn: psycopg.Connection[Any], result: Any) -> psycopg.Error:
     return pg_errors.error_from_result(result, encoding=conn.info.encoding)
 
 
-def _stream_error(exc: psycopg.Error, label: str, conn: psycopg.Connection[Any]) -> PgbyteError:
+def _stream_error(
+    exc: psycopg.Error, label: str, conn: psycopg.Connection[Any], table: Table
+) -> PgbyteError:
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
         return ConfigError(
             f"Stream {label}: the table or one of its columns no longer exists "
@@ -386,7 +389,8 @@ def _stream_error(exc: psycopg.Error, label: str, conn: psycopg.Connection[Any])
         user = conn.info.user
         return ConfigError(
             f"Stream {label}: user {user!r} may not read it ({str(exc).strip().splitlines()[0]})."
-            f" GRANT SELECT ON {label} TO {user}; or remove the stream from the catalog."
+            f" GRANT SELECT ON {qualified(table.schema, table.name)} TO {quoted(user)}; or "
+            "remove the stream from the catalog."
         )
     if conn.broken:
         return TransientError(f"Stream {label}: the connection to the server was lost ({exc}).")

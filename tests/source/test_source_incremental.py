@@ -416,3 +416,18 @@ def test_column_privileges_only_read_incrementally(source_conn, source_config, w
     finally:
         source_conn.execute(f"DROP OWNED BY {role}")
         source_conn.execute(f"DROP ROLE {role}")
+
+
+def test_the_index_advice_is_sql_to_paste(source_conn, read_inc) -> None:
+    """An unindexed cursor's WARN (a partitioned table: no ctid first load) suggests a CREATE
+    INDEX whose names are quoted where they must be, so it runs as printed."""
+    source_conn.execute(
+        'CREATE TABLE "Mixed Case" (id int, "Updated At" int) PARTITION BY RANGE (id); '
+        'CREATE TABLE "Mixed Case_1" PARTITION OF "Mixed Case" FOR VALUES FROM (0) TO (100)'
+    )
+    source_conn.execute('INSERT INTO "Mixed Case" VALUES (1, 1)')
+    run = read_inc("Mixed Case", "Updated At", ["id", "Updated At"])
+    (advice,) = [m for m in logs(run, "WARN") if "CREATE INDEX" in m]
+    statement = advice[advice.index("CREATE INDEX") : advice.index(" makes")]
+    assert statement == 'CREATE INDEX ON public."Mixed Case" ("Updated At")'
+    source_conn.execute(statement)  # it runs
