@@ -56,6 +56,7 @@ class StreamTarget:
     nul_stripped: int = 0
     surrogates_replaced: int = 0
     uncastable: dict[str, int] = field(default_factory=dict)
+    source_changes: dict[str, int] = field(default_factory=dict)  # meta.changes, by field
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False

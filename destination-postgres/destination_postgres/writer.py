@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -69,6 +69,8 @@ class _Batch:
     # Staged on the second connection (stages.fill): set once that connection is free.
     parsed: threading.Event | None = None
     refused: bool = False  # Postgres refused the batch's binary COPY there: go the slow way
+    # meta.changes of its records (field → how many), found when its lines were parsed.
+    changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def overwrite(self) -> bool:
@@ -379,6 +381,7 @@ class Writer:
                 raise self._bad(
                     f"is a RECORD of stream {target.label} whose data is not a JSON object"
                 )
+            count_changes(target.source_changes, rec)
             target.slow_lines.append(line)
             target.slow_linenos.append(self.lineno)
             target.since_state += 1
@@ -569,6 +572,8 @@ class Writer:
         if job.error is not None:
             raise job.error
         job.target.received += job.count
+        for name, n in job.changes.items():
+            job.target.source_changes[name] = job.target.source_changes.get(name, 0) + n
 
     def _wait(self) -> None:
         """Wait for every batch in flight, then make the second connection's rows visible to
@@ -590,7 +595,7 @@ class Writer:
                 except loader.FastPathRefused:
                     # Check each line (naming the first bad one) and load them the slow way.
                     for line, n in zip(job.fast_lines, job.fast_linenos, strict=True):
-                        self._validate(line, n, job.target)
+                        count_changes(job.changes, self._validate(line, n, job.target))
                     job.slow_lines = job.fast_lines + job.slow_lines
                     job.slow_linenos = job.fast_linenos + job.slow_linenos
             if job.slow_lines:
@@ -615,8 +620,9 @@ class Writer:
         order = dedup.stage_order(job.fast_linenos, job.slow_linenos)
         return partial(dedup.merge, order=order)
 
-    def _validate(self, line: bytes, lineno: int, target: StreamTarget) -> None:
-        """The slow path's checks for a line the fast path took (read-only: thread-safe)."""
+    def _validate(self, line: bytes, lineno: int, target: StreamTarget) -> dict[str, Any]:
+        """The slow path's checks for a line the fast path took (read-only: thread-safe);
+        returns its record."""
 
         def bad(reason: str) -> InputError:
             return InputError(
@@ -638,6 +644,7 @@ class Writer:
         rec = msg.get("record") if isinstance(msg, dict) else None
         if not isinstance(rec, dict) or not isinstance(rec.get("data"), dict):
             raise bad(f"is a RECORD of stream {target.label} whose data is not a JSON object")
+        return rec
 
     def _complete(self, t: StreamTarget) -> None:
         """overwrite: normalize the loaded temporary raw table, then swap both tables in."""
@@ -826,18 +833,40 @@ class Writer:
                     f"column type and are NULL in {t.norm_table} (the raw table keeps them) "
                     f"[{detail}]"
                 )
+            if t.source_changes:
+                detail = ", ".join(f"{c}: {n}" for c, n in sorted(t.source_changes.items()))
+                parts.append(
+                    f"{sum(t.source_changes.values())} value(s) the source could not send as "
+                    f"they were (its RECORDs' meta.changes: NaN or Infinity, say) [{detail}]"
+                )
             if t.skipped_keys:
                 parts.append(
                     f"{t.skipped_keys} record(s) with a NULL or uncastable primary key are in "
                     f"the raw table only (no row in {t.norm_table})"
                 )
-            flagged = t.nul_stripped or t.surrogates_replaced or t.uncastable or t.skipped_keys
+            flagged = (
+                t.nul_stripped or t.surrogates_replaced or t.uncastable or t.skipped_keys
+                or t.source_changes
+            )  # fmt: skip
             level = "WARN" if flagged else "INFO"
             self.log(level, "; ".join(parts) + ".")
 
     def log(self, level: str, text: str) -> None:
         self.out.log(level, text)
         self.out.flush()
+
+
+def count_changes(counts: dict[str, int], rec: dict[str, Any]) -> None:
+    """Add a record's meta.changes (what its source changed or left out: a NaN sent as null,
+    a value too big) to `counts`, by field."""
+    meta = rec.get("meta")
+    changes = meta.get("changes") if type(meta) is dict else None
+    if type(changes) is not list:
+        return
+    for change in changes:
+        name = change.get("field") if type(change) is dict else None
+        key = name if isinstance(name, str) else "?"
+        counts[key] = counts.get(key, 0) + 1
 
 
 __all__ = ["InputError", "SystemError_", "TransientError", "Writer", "read_lines"]
