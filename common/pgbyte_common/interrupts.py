@@ -27,7 +27,9 @@ class Interrupts:
 
     def install(self) -> Interrupts:
         for signum in SIGNALS:
-            signal.signal(signum, self._first)
+            # An ignored signal stays ignored: `nohup` (SIGHUP) means "keep running".
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, self._first)
         return self
 
     def _first(self, signum: int, frame: Any) -> None:
@@ -35,7 +37,8 @@ class Interrupts:
         # A no-op handler, not SIG_IGN: a signal already pending would find SIG_IGN and make
         # Python raise "Signal ignored due to race condition" in the middle of the clean-up.
         for other in SIGNALS:
-            signal.signal(other, _ignore)
+            if signal.getsignal(other) is not signal.SIG_IGN:
+                signal.signal(other, _ignore)
         raise KeyboardInterrupt
 
     @property

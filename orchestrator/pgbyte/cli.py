@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 a check or sync failed (or the state is held by a runni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -81,14 +82,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def _install_signals(session: Session) -> None:
     def handler(signum: int, _frame: Any) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            # The terminal is gone: every later write to it would fail (EIO) and cut the
+            # clean-up short. What pgbyte still prints goes nowhere instead.
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, sys.stdout.fileno())
+                os.dup2(null, sys.stderr.fileno())
         session.cancel_signal = signum
         session.cancel.set()
 
     if threading.current_thread() is threading.main_thread():
         # SIGHUP: the terminal or SSH session closed. Stopped like Ctrl-C, the sync saves
-        # the state of what the destination committed and writes its history entry.
+        # the state of what the destination committed and writes its history entry. An
+        # ignored signal stays ignored: `nohup pgbyte sync` keeps running.
         for signum in SIGNALS:
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, handler)
 
 
 def _print_json(payload: Any) -> None:

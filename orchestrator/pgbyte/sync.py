@@ -158,7 +158,8 @@ class SyncRun:
         try:
             self._supervise(source, dest, pump, threads[0], source_tail, dest_tail)
         finally:
-            self.reporter.stop()
+            with contextlib.suppress(OSError):  # a terminal gone (SIGHUP) must not skip the save
+                self.reporter.stop()
             stop_process(source, grace=5)
             stop_process(dest, grace=10)
             for thread in threads:

@@ -77,23 +77,26 @@ def record_query(
     def ref(c: Column) -> sql.Composable:
         return sql.SQL("r.{}").format(sql.Identifier(c.name))
 
-    def line(render, tail: list[sql.Composable]) -> sql.Composable:
-        parts: list[sql.Composable] = []
-        opener = head + "{"
+    def line(render, lead: list[sql.Composable], data_prefix: str) -> sql.Composable:
+        """`lead` (computed parts), then `data_prefix`, the data object and the closing }}."""
+        parts: list[sql.Composable] = list(lead)
+        opener = data_prefix + "{"
         for c in columns:
             parts.append(sql.Literal(opener + orjson.dumps(c.name).decode() + ":"))
             parts.append(render(ref(c), c.mapping))
             opener = ","
-        parts.append(sql.Literal(("" if columns else head + "{") + "}"))
-        return concat(parts + tail)
+        parts.append(sql.Literal(("" if columns else data_prefix + "{") + "}}}"))
+        return concat(parts)
 
-    fast = line(fast_json_expr, [sql.Literal("}}")])
+    fast = line(fast_json_expr, [], head)
     special = [c for c in columns if c.mapping.may_be_special]
     if not special:
         return sql.SQL("COPY (SELECT {} FROM {} AS r{}) TO STDOUT").format(fast, relation, clauses)
 
     # Rows holding NaN/±Infinity (rare) take the slow path: those values nulled, and the
-    # record's meta.changes listing them.
+    # record's meta.changes listing them — placed before the data, so that a destination that
+    # cuts canonical lines to their data (ours) takes such a line aside whole instead of
+    # seeing `{data},"meta":{…}` as its data.
     flags = [special_flag(ref(c), c.mapping) for c in special]
     changes = sql.SQL("concat_ws(',', {})").format(
         sql.SQL(", ").join(
@@ -101,10 +104,8 @@ def record_query(
             for flag, c in zip(flags, special, strict=True)
         )
     )
-    slow = line(
-        json_expr,
-        [sql.Literal(',"meta":{"changes":['), changes, sql.Literal("]}}}")],
-    )
+    meta_head = head.removesuffix('"data":') + '"meta":{"changes":['
+    slow = line(json_expr, [sql.Literal(meta_head), changes], ']},"data":')
     finite = finite_condition([(ref(c), c.mapping) for c in special])
     return sql.SQL(
         "COPY (SELECT CASE WHEN {} THEN {} ELSE {} END FROM {} AS r{}) TO STDOUT"

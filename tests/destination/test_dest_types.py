@@ -273,8 +273,8 @@ def test_a_retype_a_view_blocks_is_a_clear_error(run_write, dest_conn, later: st
 @pytest.mark.parametrize("mode", ["overwrite", "append"])
 def test_values_the_source_nulled_are_counted(run_write, dest_conn, mode: str) -> None:
     """Records whose meta.changes say the source sent a value as null (NaN, Infinity): the
-    rows load, and the end-of-write WARN counts them per field — in our source's line shape
-    (emitted_at first, meta after the data) and in the CDK's (before: not a word)."""
+    rows load, and the end-of-write WARN counts them per field — with meta after the data
+    (the CDK's order, and ours before), or before it (ours now) (before: not a word)."""
     changes = '"meta":{"changes":[{"field":"x","change":"NULLED",' \
               '"reason":"SOURCE_SERIALIZATION_ERROR"}]}'  # fmt: skip
     ours = ('{"type":"RECORD","record":{"stream":"m","namespace":"public","emitted_at":1,'
@@ -283,11 +283,13 @@ def test_values_the_source_nulled_are_counted(run_write, dest_conn, mode: str) -
            '"x":null},"emitted_at":1,' + changes + "}}")  # fmt: skip
     plain = ('{"type":"RECORD","record":{"stream":"m","namespace":"public","emitted_at":1,'
              '"data":{"id":%d,"x":1.5}}}')  # fmt: skip
-    lines = [ours % 1, ours % 2, cdk % 3, plain % 4]
+    before = ('{"type":"RECORD","record":{"stream":"m","namespace":"public","emitted_at":1,'
+              + changes + ',"data":{"id":%d,"x":null}}}')  # fmt: skip
+    lines = [ours % 1, ours % 2, cdk % 3, plain % 4, before % 5]
     props = {"id": {"type": "integer"}, "x": {"type": "number"}}
     catalog = catalog_for([("m", props)], mode, namespace="public")
     result = run_write(catalog, "\n".join(lines).encode() + b"\n")
     assert result.returncode == 0, result.errors
-    assert count(dest_conn, "m") == 4
+    assert count(dest_conn, "m") == 5
     (report,) = [m for m in result.logs if "record(s) committed" in m]
-    assert "3 value(s) the source could not send" in report and "[x: 3]" in report, report
+    assert "4 value(s) the source could not send" in report and "[x: 4]" in report, report

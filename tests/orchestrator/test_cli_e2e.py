@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -133,3 +134,37 @@ def test_a_killed_commands_private_files_go_with_the_next_command(
         assert live.is_dir()
     finally:
         shutil.rmtree(live, ignore_errors=True)
+
+
+def test_nohup_keeps_pgbyte_running_through_a_hangup(tmp_path) -> None:
+    """Started with SIGHUP ignored (`nohup pgbyte …`), pgbyte keeps it ignored: a hangup does
+    not cancel the command (SIGTERM still does)."""
+    slow = tmp_path / "slow-connector"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    conn = tmp_path / "hung.yaml"
+    conn.write_text(
+        orjson.dumps({"source": {"command": str(slow), "config": {}},
+                      "destination": {"command": str(slow), "config": {}}}).decode()
+    )  # fmt: skip
+
+    def ignore_hangups() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen([console_script("pgbyte"), "check", str(conn)], start_new_session=True,
+                            preexec_fn=ignore_hangups, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not list(Path(tempfile.gettempdir()).glob(f"pgbyte-{proc.pid}-*")):
+            assert time.monotonic() < deadline, "pgbyte never started its session"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert proc.poll() is None, f"a hangup ended pgbyte under nohup ({proc.returncode})"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # pgbyte stopped its connectors itself
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
