@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from typing import Any, BinaryIO
 
@@ -72,12 +73,16 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         # Stopped, maybe while blocked writing to a reader that no longer reads (pgbyte
         # stopping the read after a failed destination, a stalled pipe): the last message
         # goes out only if the pipe has room, and the read ends either way.
-        _stop_blocking(out if out is not None else sys.stdout.buffer)
+        unblocked = _stop_blocking(out if out is not None else sys.stdout.buffer)
         with contextlib.suppress(BrokenPipeError, BlockingIOError):
             writer.error(
                 "The read was interrupted; the records and states already printed stand.",
                 failure_type="transient_error",
             )
+            writer.flush()
+        if unblocked is not None:  # the pipe's other users get it back as it was
+            with contextlib.suppress(OSError):
+                os.set_blocking(unblocked, True)
         return interrupts.exit_code if interrupts is not None else 130
     except PgbyteError as exc:
         writer.exception(exc)
@@ -93,6 +98,14 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
     return 1 if outcome.failed else 0
 
 
-def _stop_blocking(stream: BinaryIO) -> None:
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # no real descriptor
-        os.set_blocking(stream.fileno(), False)
+def _stop_blocking(stream: BinaryIO) -> int | None:
+    """Make a pipe on `stream` non-blocking; returns its descriptor, or None (not a pipe: a
+    terminal or a file, whose flag other programs share, is left alone)."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode) or not os.get_blocking(fd):
+            return None
+        os.set_blocking(fd, False)
+    except (OSError, ValueError, AttributeError):  # no real descriptor
+        return None
+    return fd
