@@ -323,9 +323,9 @@ _UNSURPASSABLE = frozenset({"infinity", "NaN"})
 
 _ZONED = ("timestamptz", "timetz")
 _UNZONED = ("timestamp", "time")
-# How the read renders a zoned value (TimeZone UTC): an offset at the end, `+00` (BC dates end
-# in " BC" after it).
-_ZONE_SUFFIX = re.compile(r"[+-]\d\d(:\d\d){0,2}( BC)?$")
+# How the read renders a zoned value (TimeZone UTC): a time, then an offset, `+00` (BC dates
+# end in " BC" after it). The time keeps a date's `-05` (its day) from passing for an offset.
+_ZONE_SUFFIX = re.compile(r"\d\d:\d\d(:\d\d(\.\d+)?)?[+-]\d\d(:\d\d){0,2}( BC)?$")
 
 
 def _zone_form_changed(kind: str, cursor: str | None) -> bool:

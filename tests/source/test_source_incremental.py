@@ -431,3 +431,17 @@ def test_the_index_advice_is_sql_to_paste(source_conn, read_inc) -> None:
     statement = advice[advice.index("CREATE INDEX") : advice.index(" makes")]
     assert statement == 'CREATE INDEX ON public."Mixed Case" ("Updated At")'
     source_conn.execute(statement)  # it runs
+
+
+def test_a_date_cursor_retyped_to_timestamp_resumes(source_conn, read_inc) -> None:
+    """A date cursor ALTERed to timestamp: the saved date (`2024-01-05`, no offset) still means
+    the same instant, so the read resumes after it — no re-read, no WARN (a date's day `-05`
+    is no time zone offset)."""
+    source_conn.execute("CREATE TABLE dt (id int PRIMARY KEY, at date)")
+    source_conn.execute("INSERT INTO dt VALUES (1, '2024-01-05')")
+    run = read_inc("dt", "at", ["id", "at"])
+    source_conn.execute("ALTER TABLE dt ALTER COLUMN at TYPE timestamp")
+    source_conn.execute("INSERT INTO dt VALUES (2, '2024-01-05 10:00')")
+    second = read_inc("dt", "at", ["id", "at"], state=final_state(run))
+    assert [r["id"] for r in second.data("dt")] == [2]
+    assert not any("time zone" in m for m in logs(second, "WARN"))
