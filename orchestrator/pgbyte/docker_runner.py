@@ -39,11 +39,11 @@ import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pgbyte import private_dir
 from pgbyte.runner import RunnerError, verb_args
 
 INPUT_DIR = "/pgbyte"  # where the inputs appear inside the container
@@ -164,7 +164,7 @@ class DockerRunner:
         stdin: bool = False,
     ) -> DockerConnector:
         self.ensure_image()
-        inputs = tempfile.mkdtemp(prefix=f"pgbyte-{self.label}-")
+        inputs = str(private_dir.make())  # removed after a SIGKILL too (private_dir.py)
         try:
             mounts, paths = _stage_inputs(
                 Path(inputs), {"config": config, "catalog": catalog, "state": state}

@@ -3,8 +3,9 @@
 Connectors get their config (passwords included), catalog and state as files: they live in a
 directory made by mkdtemp (0700), removed when the command ends. A command killed with SIGKILL
 (or a crash of the machine's Python) cannot remove it, so its name carries the command's pid,
-and the next command removes the directories of pids no longer running: passwords do not stay
-on disk longer than until the next pgbyte command.
+and the next command that starts connectors (check, discover, sync, a state reset that clears)
+removes the directories of pids no longer running. (Two machines, or containers with their own
+pid numbering, sharing one temp folder are not told apart.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 PREFIX = "pgbyte-"
-_NAME = re.compile(rf"^{PREFIX}([0-9]+)-[A-Za-z0-9_]+$")
+# pgbyte-<pid>- and mkdtemp's 8 random characters, nothing else: not a user's pgbyte-2024-old.
+_NAME = re.compile(rf"^{PREFIX}([0-9]+)-[a-z0-9_]{{8}}$")
 
 
 def make(parent: Path | None = None) -> Path:
@@ -42,8 +44,13 @@ def remove_stale(parent: Path | None = None) -> list[Path]:
             info = entry.lstat()
         except OSError:
             continue
-        # Only real directories of ours: never follow a link, never touch another user's.
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+        # Only real directories of ours as mkdtemp makes them (0700): never follow a link,
+        # never touch another user's.
+        if (
+            stat.S_ISDIR(info.st_mode)
+            and info.st_uid == os.getuid()
+            and stat.S_IMODE(info.st_mode) == 0o700
+        ):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
