@@ -270,23 +270,28 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
     return cascaded
 
 
-# The advisory-lock key space of overwrite temporaries ("pgbo"); the key: their raw table.
+# The advisory-lock key space of overwrite temporaries ("pgbo"); a key per temporary table.
 _TEMPORARIES_LOCK = 0x7067626F
 
 
 def claim_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
-    """Hold, for the whole write (session lock), the right to an overwrite stream's temporary
+    """Hold, for the whole write (session locks), the right to an overwrite stream's temporary
     tables: their names are fixed per target, so a second write into the same tables would
     drop the first's live temporaries as a killed run's leftovers, failing both."""
-    schema, table = target.load_raw
-    row = conn.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_TEMPORARIES_LOCK, f"{schema}.{table}")
-    ).fetchone()
-    if not (row and row[0]):
-        raise TransientError(
-            f"Stream {target.label}: another write is loading {schema}.{target.raw_table} "
-            "(overwrite) right now; run this sync again once it has ended. Nothing was written."
-        )
+    for pair in (target.load_raw, target.load_norm):
+        if pair is None:
+            continue
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(format('%%I.%%I', %s::text, %s::text)))",
+            (_TEMPORARIES_LOCK, *pair),
+        ).fetchone()
+        if not (row and row[0]):
+            raise TransientError(
+                f"Stream {target.label}: another write is loading {pair[0]}.{pair[1]} "
+                "(overwrite) right now — or a killed one's session still holds it: see "
+                "pg_locks (locktype advisory) and pg_terminate_backend. Run this sync again "
+                "once it has ended. Nothing was written."
+            )
 
 
 def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
