@@ -170,9 +170,10 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             schema = re.search(r"permission denied for schema (.+)$", text)
             if schema:
+                name = quoted(schema.group(1))
                 return ConfigError(
-                    f"{context}: {text} (GRANT CREATE ON SCHEMA {schema.group(1)} TO the "
-                    "connector's user, or have it write to another schema)"
+                    f"{context}: {text} (the connector's user needs USAGE on schema {name}, "
+                    f"and CREATE to write there: GRANT USAGE, CREATE ON SCHEMA {name} TO it)"
                 )
             return ConfigError(f"{context}: {text} (grant the privilege or remove the stream)")
     return SystemError_(f"{context}: {text}", internal=repr(exc))

@@ -324,6 +324,13 @@ def _alter_type(
         conn.execute(statement)
     except pg_errors.FeatureNotSupported as exc:
         detail = exc.diag.message_detail or str(exc).strip().splitlines()[0]
+        if "view or rule" not in str(exc):  # a policy, a generated column, …
+            raise ConfigError(
+                f"Column {name} of {schema}.{table} must become {PG_TYPES[kind]} (the "
+                f"stream's values changed type) and PostgreSQL refuses: "
+                f"{str(exc).strip().splitlines()[0]} ({detail.rstrip('.')}). Nothing after the "
+                "last echoed STATE was committed."
+            ) from None
         raise ConfigError(
             f"Column {name} of {schema}.{table} must become {PG_TYPES[kind]} (the stream's "
             f"values changed type) and PostgreSQL refuses while a view or rule uses it "

@@ -314,7 +314,7 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
         (error,) = result.errors
         assert error["failure_type"] == "config_error", error
         fix = "default_transaction_read_only = off" if setup == "read-only" else (
-            "GRANT CREATE ON SCHEMA locked")  # fmt: skip
+            "GRANT USAGE, CREATE ON SCHEMA locked")  # fmt: skip
         assert fix in error["message"], error["message"]
     finally:
         dest_conn.execute("DROP SCHEMA locked CASCADE")

@@ -293,3 +293,18 @@ def test_values_the_source_nulled_are_counted(run_write, dest_conn, mode: str) -
     assert count(dest_conn, "m") == 5
     (report,) = [m for m in result.logs if "record(s) committed" in m]
     assert "4 value(s) the source could not send" in report and "[x: 4]" in report, report
+
+
+def test_a_retype_a_generated_column_blocks_is_not_blamed_on_a_view(run_write, dest_conn) -> None:
+    """A generated column of the user's uses the column whose type must change: a config_error
+    with PostgreSQL's own reason, not the advice to drop a view."""
+    props = {"id": {"type": "integer"}, "n": {"type": "integer"}}
+    catalog = catalog_for([("gen", props)], mode="append")
+    assert run_write(catalog, record("gen", {"id": 1, "n": 1}) + b"\n").returncode == 0
+    dest_conn.execute("ALTER TABLE gen ADD COLUMN twice bigint GENERATED ALWAYS AS (n * 2) STORED")
+    catalog = catalog_for([("gen", {**props, "n": {"type": "string"}})], mode="append")
+    result = run_write(catalog, record("gen", {"id": 2, "n": "two"}) + b"\n")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error", error
+    assert "generated column" in error["message"] and "view" not in error["message"], error
