@@ -60,6 +60,7 @@ class StreamTarget:
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False
+    cascaded: list[str] = field(default_factory=list)  # what drop_cascade dropped at the swap
 
     @property
     def label(self) -> str:

@@ -243,6 +243,8 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
         lines = (diag.message_detail or diag.message_primary or "").splitlines()
         cascaded.extend(x.removeprefix(_CASCADES).strip() for x in lines if x.startswith(_CASCADES))
 
+    if cascade:  # the notices name what goes (a role may have raised client_min_messages)
+        conn.execute("SET LOCAL client_min_messages = notice")
     for schema, final in pairs:
         try:
             if cascade:

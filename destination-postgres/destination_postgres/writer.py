@@ -656,11 +656,8 @@ class Writer:
             loader.normalize_split(self.conn, self.conn2, t)
         else:
             loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
-        cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
+        t.cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
-        if cascaded:
-            self.log("WARN", f"Stream {t.label}: drop_cascade dropped, with the replaced tables: "
-                             f"{', '.join(cascaded)}.")  # fmt: skip
 
     def commit(self) -> None:
         self._flush()
@@ -716,6 +713,9 @@ class Writer:
                 replaced = " and ".join(tables)
                 self.log("INFO", f"Stream {t.label}: replaced {replaced} (the loaded tables "
                                  "renamed into place in one transaction).")  # fmt: skip
+                if t.cascaded:
+                    self.log("WARN", f"Stream {t.label}: drop_cascade dropped, with the "
+                                     f"replaced tables: {', '.join(t.cascaded)}.")  # fmt: skip
 
     def _echo_ready(self) -> None:
         """Echo the held states whose overwrite streams are swapped in, in input order, each
