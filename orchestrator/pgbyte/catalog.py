@@ -115,8 +115,8 @@ _KNOWN_SHOWN = 20  # the discovered streams an error lists (a database may have 
 
 
 def _known(streams: list[dict[str, Any]], wanted: str) -> str:
-    """The discovered streams for an error: those named closest to `wanted` first, at most
-    _KNOWN_SHOWN in all, and how many more there are."""
+    """The discovered streams for an error: those whose names are close to `wanted` first
+    (difflib's matches, in name order), at most _KNOWN_SHOWN in all, and how many more."""
     labels = sorted(_label(s) for s in streams)
     if not labels:
         return "none"

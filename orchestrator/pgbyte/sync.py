@@ -119,11 +119,8 @@ class SyncRun:
     ) -> None:
         """One line per incremental stream: resuming from which saved position, or from scratch."""
         views = {view.label: view for view in state_views(states, [])}
-        cursors = {
-            stream_label(e["stream"]["name"], e["stream"].get("namespace")):
-                tuple(e.get("cursor_field") or ())
-            for e in source_catalog["streams"]
-        }  # fmt: skip
+        cursors = {_entry_label(e): tuple(e.get("cursor_field") or ()) for e in
+                   source_catalog["streams"]}  # fmt: skip
         for route in self.smap.routes:
             if route.sync_mode != "incremental":
                 continue
@@ -354,6 +351,11 @@ class SyncRun:
             "states_committed": self.progress.states_committed if self.progress else 0,
             "state_file": str(self.conn.state_path),
         }
+
+
+def _entry_label(entry: dict[str, Any]) -> str:
+    """A configured catalog entry's stream as the state and the log name it."""
+    return stream_label(entry["stream"]["name"], entry["stream"].get("namespace"))
 
 
 def _cancel_reason(signum: int) -> str:

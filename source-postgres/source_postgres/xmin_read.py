@@ -132,7 +132,8 @@ def read_by_xmin(
     ):
         out.log(
             "WARN",
-            f"Stream {label}: the table was rewritten (or is no longer a plain table) since the "
+            f"Stream {label}: the table was rewritten (or can no longer be read by row "
+            "position: not a plain table any more, or no table-level SELECT) since the "
             "interrupted first load, so its saved row positions mean nothing; restarting it.",
         )
         resume = since = None
@@ -156,8 +157,8 @@ def read_by_xmin(
 
     final = xmin_state(snapshot.xmin)
     if since is None:
-        if not table.ctid_chunkable:  # partitioned, materialized or with INHERITS children:
-            # no single ctid space to chunk
+        if not table.ctid_chunkable:  # partitioned, materialized, with INHERITS children (no
+            # single ctid space to chunk), or readable by some columns only (no ctid)
             return (yield from _read_where(conn, copy_out, stream, table, columns, None,
                                            final, lines, emitted_at))  # fmt: skip
         # Everything this snapshot sees, in resumable chunks; the next sync starts at its xmin.

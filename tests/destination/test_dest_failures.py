@@ -299,14 +299,13 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
     create in the schema: a config_error with the ALTER ROLE / GRANT to run (before: a
     system_error, or "grant the privilege or remove the stream")."""
     role = "pgbyte_cannot"
-    dest_conn.execute(f"DROP ROLE IF EXISTS {role}")
-    dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'cannot-pw-12345'")
-    dest_conn.execute("CREATE SCHEMA IF NOT EXISTS locked")
-    dest_conn.execute(f"GRANT USAGE ON SCHEMA locked TO {role}")
-    if setup == "read-only":
-        dest_conn.execute(f"GRANT CREATE ON SCHEMA locked TO {role}")
-        dest_conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
     try:
+        dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'cannot-pw-12345'")
+        dest_conn.execute("CREATE SCHEMA locked")
+        dest_conn.execute(f"GRANT USAGE ON SCHEMA locked TO {role}")
+        if setup == "read-only":
+            dest_conn.execute(f"GRANT CREATE ON SCHEMA locked TO {role}")
+            dest_conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
         config = {**dest_config, "username": role, "password": "cannot-pw-12345",
                   "schema": "locked"}  # fmt: skip
         result = run_write(CATALOG, FIXTURES / "tutorial_sync1_overwrite.jsonl", config=config)
@@ -317,7 +316,8 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
             "GRANT USAGE, CREATE ON SCHEMA locked")  # fmt: skip
         assert fix in error["message"], error["message"]
     finally:
-        dest_conn.execute("DROP SCHEMA locked CASCADE")
-        with psycopg.ClientCursor(dest_conn) as cur:
-            cur.execute(f"DROP OWNED BY {role}")
-        dest_conn.execute(f"DROP ROLE {role}")
+        dest_conn.execute("DROP SCHEMA IF EXISTS locked CASCADE")
+        if dest_conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            with psycopg.ClientCursor(dest_conn) as cur:
+                cur.execute(f"DROP OWNED BY {role}")
+            dest_conn.execute(f"DROP ROLE {role}")

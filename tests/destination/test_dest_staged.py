@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from dest_helpers import catalog_for
 from destination_postgres import stages
@@ -170,8 +171,6 @@ def test_a_locked_stage_is_dropped_later_not_waited_for(dest_config, dest_conn) 
 def test_no_second_connection_loads_on_one(dest_config, dest_conn) -> None:
     """When the server refuses a second connection (a role's connection limit), the write
     says so in a WARN and loads everything on the first."""
-    import psycopg
-
     config = DestinationConfig.from_dict(dest_config)
     targets = parse_catalog(catalog_for([("p", PROPS)], "append"), config)
 
@@ -260,10 +259,10 @@ def test_a_role_limited_to_one_connection_loads_on_it(
     the first (before, connect()'s own error class slipped past the fallback and the write
     failed as "connection lost")."""
     role = f"one_{mode}"
-    dest_conn.execute(f"DROP ROLE IF EXISTS {role}")
-    dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'one-pw-12345' CONNECTION LIMIT 1")
-    dest_conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    _drop_role(dest_conn, role)  # a killed earlier run's
     try:
+        dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'one-pw-12345' CONNECTION LIMIT 1")
+        dest_conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
         config = {**dest_config, "username": role, "password": "one-pw-12345", "schema": role}
         rows = 20_000  # about 20 MB: more than two batches
         lines = b"\n".join(rec("p", {"id": i, "name": "v" * 1000}, compact=True)
@@ -275,5 +274,12 @@ def test_a_role_limited_to_one_connection_loads_on_it(
         assert dest_conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {role}.p").fetchone() \
             == (rows, rows)  # fmt: skip
     finally:
-        dest_conn.execute(f"DROP SCHEMA {role} CASCADE")
-        dest_conn.execute(f"DROP ROLE {role}")
+        _drop_role(dest_conn, role)
+
+
+def _drop_role(conn, role: str) -> None:
+    """Drop a test's role and what it owns (its schema, the temp objects its sessions made)."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        with psycopg.ClientCursor(conn) as cur:
+            cur.execute(f"DROP OWNED BY {role} CASCADE")
+        conn.execute(f"DROP ROLE {role}")
