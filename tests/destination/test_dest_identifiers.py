@@ -144,3 +144,17 @@ def test_long_namespaces_do_not_collide(run_write, dest_conn) -> None:
         assert len(schema.encode()) <= 63
         row = dest_conn.execute(f'SELECT src FROM "{schema}"."t"').fetchall()
         assert row == [(ns,)]
+
+
+def test_long_config_schemas_are_shortened_like_namespaces(dest_config) -> None:
+    """`schema` and `raw_data_schema` over 63 bytes get the same hashed name a namespace would,
+    never PostgreSQL's cut (two long names sharing 63 bytes stay apart)."""
+    from destination_postgres.config import DestinationConfig
+
+    a, b = "s" * 70 + "_a", "s" * 70 + "_b"
+    one = DestinationConfig.from_dict({**dest_config, "schema": a, "raw_data_schema": b})
+    assert (one.schema, one.raw_data_schema) == (naming.schema(a), naming.schema(b))
+    assert one.schema != one.raw_data_schema
+    assert max(len(one.schema.encode()), len(one.raw_data_schema.encode())) <= 63
+    short = DestinationConfig.from_dict({**dest_config, "schema": "public"})
+    assert (short.schema, short.raw_data_schema) == ("public", None)
