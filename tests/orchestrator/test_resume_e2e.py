@@ -13,8 +13,11 @@ re-run must leave:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import time
@@ -24,7 +27,14 @@ from typing import Any
 
 import orjson
 import pytest
-from orchestrator_helpers import RunningSync, alive, sync_json, write_connection
+from orchestrator_helpers import (
+    RunningSync,
+    alive,
+    console_script,
+    pgbyte_env,
+    sync_json,
+    write_connection,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -323,3 +333,53 @@ def test_interrupted_ctid_first_load_resumes_from_its_checkpoint(
         assert set(typed_rows(dest_conn)) == set(raw_rows(dest_conn)) == set(expected)
     else:
         assert typed_rows(dest_conn) == expected
+
+
+def test_a_closed_terminal_still_ends_the_sync_cleanly(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config, chunked
+) -> None:
+    """pgbyte's terminal goes away mid-sync (its output a pty whose other side closes, then
+    SIGHUP, as when an SSH session drops): every write to it now fails (EIO), and still the
+    sync stops its connectors, saves the state the destination committed and writes its
+    history entry (exit 129); the re-run then reads only what follows that state."""
+    make_items(source_conn, rows=1)
+    conn = items_connection(tmp_path, source_config, dest_config, "append")
+    first, _ = sync_json(conn, pg_server.password)
+    assert first.returncode == 0, first.stderr[-3000:]
+    insert_items(source_conn, 2, ROWS)
+    state_file = tmp_path / ".pgbyte" / "state" / "conn.json"
+    history = state_file.with_name("conn.history.jsonl")
+    before = saved_cursor(state_file)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [console_script("pgbyte"), "sync", str(conn)], stdin=subprocess.DEVNULL, stdout=slave,
+        stderr=slave, env=pgbyte_env(pg_server.password),
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 120
+        while saved_cursor(state_file) == before:  # a state of this sync is committed
+            assert proc.poll() is None, "the sync ended before it was interrupted"
+            assert time.monotonic() < deadline, "no state committed in 120 s"
+            with contextlib.suppress(OSError):
+                if select.select([master], [], [], 0.05)[0]:
+                    os.read(master, 65536)  # a terminal reads what it is shown
+        os.close(master)
+        master = -1
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == 129
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    last = orjson.loads(history.read_bytes().splitlines()[-1])
+    assert last["status"] == "cancelled", last
+    cursor = saved_cursor(state_file)
+    assert cursor is not None and cursor != before
+    rerun, second = sync_json(conn, pg_server.password)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = source_conn.execute("SELECT count(*) FROM items WHERE updated_at > %s",
+                                (cursor,)).fetchone()[0]  # fmt: skip
+    assert second["total"]["records_emitted"] == after
