@@ -60,6 +60,7 @@ class StreamTarget:
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False
+    rebuild_typed: bool = False  # ddl.prepare made the typed table beside a raw one with rows
     cascaded: list[str] = field(default_factory=list)  # what drop_cascade dropped at the swap
 
     @property

@@ -137,6 +137,12 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                           autovacuum=not target.overwrite)  # fmt: skip
         if target.overwrite:
             _mark_temporary(conn, schema, table)
+        else:  # append/append_dedup: a raw table with records and no typed one (dropped by
+            # hand, or disable_type_dedupe turned off) gets its typed rows rebuilt from them
+            found = conn.execute(
+                sql.SQL("SELECT EXISTS (SELECT FROM {})").format(ident(raw_schema, raw_table))
+            ).fetchone()
+            target.rebuild_typed = bool(found and found[0])
         return []
     added: list[str] = []
     for i, col in enumerate(target.columns):

@@ -24,7 +24,7 @@ from pgbyte_common.errors import PgbyteError, SystemError_, TransientError, clas
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
 
-from destination_postgres import ddl, dedup, loader, stages
+from destination_postgres import ddl, dedup, loader, rebuild, stages
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
@@ -163,6 +163,11 @@ class Writer:
                 self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
                                  f"{', '.join(added)}.")  # fmt: skip
             dedup.prepare(self.conn, t, self.log)
+            if t.rebuild_typed:
+                rebuilt = rebuild.rebuild_typed(self.conn, t)
+                self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
+                                 f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
+                                 "table.")  # fmt: skip
         self.conn.commit()
 
     def run(self, batches: Iterable[list[bytes]]) -> int:

@@ -860,3 +860,31 @@ def test_rerun_after_a_failure_holds_each_key_once(run_write, dest_conn) -> None
     assert result.returncode == 0, result.messages
     expected = [(i, f"v1-{i}") for i in (1, 2)] + [(i, f"v2-{i}") for i in range(3, 9)]
     assert typed(dest_conn, "s", "id, name") == expected
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_a_dropped_typed_table_is_rebuilt_from_the_raw_one(run_write, dest_conn, mode) -> None:
+    """The typed table dropped by hand while the raw table keeps every record: the next write
+    rebuilds it from them (dedup: the latest per key, by cursor) before loading its own, with an
+    INFO line (before: recreated empty, and the old records were gone from it)."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode=mode)
+    sent = [
+        ({"id": 1, "name": "a", "seq": 1}, EM),
+        ({"id": 2, "name": "b", "seq": 1}, EM),
+        ({"id": 1, "name": "a2", "seq": 2}, EM + 1),
+        ({"id": 3, "name": "c", "seq": 5}, EM + 1),
+        ({"id": 3, "name": "c-old", "seq": 4}, EM + 2),
+    ]
+    first = run_write(catalog, lines(*(rec("s", d, em) for d, em in sent)))
+    assert first.returncode == 0, first.messages
+    dest_conn.execute("DROP TABLE s")
+    later = ({"id": 2, "name": "b2", "seq": 2}, EM + 3)
+    second = run_write(catalog, lines(rec("s", *later)))
+    assert second.returncode == 0, second.messages
+    assert any("was missing; rebuilt from the 5 record(s)" in m for m in second.logs), second.logs
+    names = sorted(r[0] for r in dest_conn.execute("SELECT name FROM s").fetchall())
+    if mode == "append":
+        assert names == sorted(d["name"] for d, _ in [*sent, later])
+    else:
+        expected = latest([*sent, later], ["id"], "seq")
+        assert names == sorted(d["name"] for d in expected.values())
