@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from itertools import chain, repeat
 from typing import Any
 
+import orjson
+
 READ_CHUNK = 1 << 20  # a block of lines; batches (writer.py) are ten or more of them
 NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")  # \u0000 not preceded by a lone backslash
 # A UTF-16 surrogate escape: a high one with its low one (an emoji from an ASCII-only encoder,
@@ -181,9 +183,16 @@ def binary_rows(datas: list[bytes], usec: int, uuids: bytes) -> list[bytes]:
 
 
 def stdlib_loads(line: bytes) -> Any:
-    """The stdlib parser reads what orjson refuses but JSON allows (integers over 64 bits);
-    NaN/Infinity are not JSON and stay refused. Raises ValueError/RecursionError."""
-    return json.loads(line, parse_constant=_reject_constant)
+    """The stdlib parser reads what orjson refuses but JSON allows (numbers beyond a double);
+    NaN/Infinity are not JSON and stay refused. Raises ValueError/RecursionError.
+
+    Numbers stay their text (orjson.Fragment): int() refuses more than 4,300 digits and float
+    turns 1e400 into inf, while a STATE is echoed through orjson.dumps exactly as it came (the
+    values of records are read by Postgres from the line itself)."""
+    return json.loads(
+        line, parse_constant=_reject_constant, parse_int=orjson.Fragment,
+        parse_float=orjson.Fragment,
+    )  # fmt: skip
 
 
 def _reject_constant(name: str) -> Any:

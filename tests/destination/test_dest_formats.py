@@ -4,6 +4,7 @@ data), the slow path (anything else, parsed), and fast batches Postgres refuses 
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal
 
 from dest_helpers import FIXTURES, catalog_for
@@ -32,3 +33,28 @@ def test_raw_data_is_the_data_object(run_write, dest_conn) -> None:
     assert raw[0][0] == '{"s": "cdk order", "v": 1.10000000000000000001, "id": 1}'
     assert raw[7][0].endswith('"id": 8}') and "tab\\tin\\tstring and \\\\ backslash" in raw[7][0]
     assert all(set(json.loads(r[0])) == {"id", "v", "s"} for r in raw)
+
+
+def test_numbers_beyond_a_double_on_the_slow_path(run_write, dest_conn) -> None:
+    """A record the parser must read (it carries meta) holding a 5,000-digit integer and
+    1e400, and a STATE holding such numbers: the record loads digit for digit and the STATE
+    comes back with its numbers exactly as sent (before: "not valid JSON" — int() refuses
+    over 4,300 digits — and the sync failed on that row every time)."""
+    huge = "9" * 5000
+    record = ('{"type":"RECORD","record":{"stream":"big","emitted_at":1,"meta":{"changes":[]},'
+              '"data":{"id":1,"n":' + huge + ',"f":1e400}}}')  # fmt: skip
+    state = ('{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
+             '{"name":"big"},"stream_state":{"cursor":' + huge + ',"f":1e400}}}}')  # fmt: skip
+    props = {"id": {"type": "integer"}, "n": {"type": "integer"}, "f": {"type": "number"}}
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # for this test's own parse of the echoed STATE
+    try:
+        catalog = catalog_for([("big", props)], "append")
+        result = run_write(catalog, (record + "\n" + state + "\n").encode())
+        assert result.returncode == 0, result.errors
+        (echoed,) = [m["state"] for m in result.messages if m["type"] == "STATE"]
+        assert echoed["stream"]["stream_state"] == {"cursor": int(huge), "f": 1e400}
+    finally:
+        sys.set_int_max_str_digits(limit)
+    row = dest_conn.execute("SELECT n::text, f::text FROM big").fetchone()
+    assert row == (huge, "1" + "0" * 400)
