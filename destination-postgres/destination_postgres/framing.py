@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import json
 import operator
 import os
 import re
@@ -21,9 +20,6 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from itertools import chain, repeat
-from typing import Any
-
-import orjson
 
 READ_CHUNK = 1 << 20  # a block of lines; batches (writer.py) are ten or more of them
 NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")  # \u0000 not preceded by a lone backslash
@@ -180,23 +176,6 @@ def binary_rows(datas: list[bytes], usec: int, uuids: bytes) -> list[bytes]:
     whole = bytes(heads)
     cuts = map(slice, range(0, size * n, size), range(size, size * (n + 1), size))
     return list(chain.from_iterable(zip(map(whole.__getitem__, cuts), datas, strict=True)))
-
-
-def stdlib_loads(line: bytes) -> Any:
-    """The stdlib parser reads what orjson refuses but JSON allows (numbers beyond a double);
-    NaN/Infinity are not JSON and stay refused. Raises ValueError/RecursionError.
-
-    Numbers stay their text (orjson.Fragment): int() refuses more than 4,300 digits and float
-    turns 1e400 into inf, while a STATE is echoed through orjson.dumps exactly as it came (the
-    values of records are read by Postgres from the line itself)."""
-    return json.loads(
-        line, parse_constant=_reject_constant, parse_int=orjson.Fragment,
-        parse_float=orjson.Fragment,
-    )  # fmt: skip
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def may_hold_surrogates(data: bytes) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import psycopg
 from pgbyte_common.errors import PgbyteError, SystemError_, TransientError, classify_error
+from pgbyte_common.json_lines import stdlib_loads
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
 
@@ -36,7 +37,6 @@ from destination_postgres.framing import (
     replace_lone_surrogates,
     row_head,
     slice_record,
-    stdlib_loads,
     timestamp_usec,
 )
 

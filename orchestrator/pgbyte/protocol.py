@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+from pgbyte_common import json_lines
 
 from pgbyte.runner import ConnectorProcess, ConnectorRunner
 from pgbyte.secrets import Masker
@@ -91,8 +91,8 @@ def buffered(stream: Any) -> Any:
 def parse_line(line: bytes) -> dict[str, Any] | None:
     """One protocol message, or None for a line that is not one (connectors may print noise)."""
     try:
-        message = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        message = json_lines.loads(line)  # numbers beyond 64 bits too (a STATE's cursor)
+    except (ValueError, RecursionError):
         return None
     return message if isinstance(message, dict) and "type" in message else None
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pgbyte_common import json_lines
 
 from pgbyte.catalog import Route, StreamMap
 from pgbyte.state import stream_entries
@@ -171,8 +172,8 @@ class RecordRewriter:
         out = []
         for line in seg[1:].split(b"\n")[:-1]:
             try:
-                message = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                message = json_lines.loads(line)  # numbers beyond 64 bits too
+            except (ValueError, RecursionError):
                 self.bad_lines.append(line[:300])  # reported as a source error, not forwarded
                 continue
             out.append(self.record_line(message, len(line) + 1))

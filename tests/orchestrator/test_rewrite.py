@@ -155,3 +155,24 @@ def test_broken_record_line_is_withheld_and_reported() -> None:
     out = bytes(p.process(b"\n" + good + broken + good))
     p._bad_lines()
     assert (len(out.splitlines()), len(p.progress.source_errors)) == (2, 1)
+
+
+def test_numbers_beyond_64_bits_pass_through_exactly() -> None:
+    """A RECORD pgbyte must parse to rename (a non-canonical envelope) and a STATE, each with
+    an integer of 5,000 digits and 1e400: forwarded with those numbers exactly as they came
+    (before: the RECORD was "not valid JSON", a source error, and the STATE dropped as noise)."""
+    huge = "9" * 5000
+    record = ('{"type":"RECORD","record":{"namespace":"public","stream":"users","data":'
+              '{"id":' + huge + ',"f":1e400},"emitted_at":1}}\n')  # fmt: skip
+    state = ('{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
+             '{"name":"users","namespace":"public"},"stream_state":{"cursor":'
+             + huge + "}}}}\n")  # fmt: skip
+    p = pump(stream_map("p_", "source"))
+    out = bytes(p.process(b"\n" + (record + state).encode()))
+    p._bad_lines()
+    assert p.progress.source_errors == []
+    forwarded = out.decode().splitlines()
+    assert len(forwarded) == 2
+    assert '"data":{"id":' + huge + ',"f":1e400}' in forwarded[0]
+    assert '"stream":"p_users"' in forwarded[0]
+    assert '"stream_state":{"cursor":' + huge + "}" in forwarded[1]
