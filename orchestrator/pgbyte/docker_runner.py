@@ -379,6 +379,13 @@ class DockerConnector:
             self._exit_code = self._inspect_exit_code()
         finally:
             self._exited.set()
+            if self._feeder is not None and self._sock is not None:
+                # Nobody reads the attach stream's input any more, but the engine keeps the
+                # connection open for minutes: the feeder would block in sendall that long,
+                # and pgbyte's pump behind it. Shutting the write side fails that send now,
+                # and the feeder's close of our stdin pipe shows the writer a broken pipe.
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_WR)
 
     def _inspect_exit_code(self) -> int:
         with contextlib.suppress(Exception):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,31 @@ def test_describe_names_image_and_network() -> None:
     """describe() names the image and the network (bridge unless configured)."""
     assert DockerRunner("img:1", label="source").describe() == "docker image img:1 (network bridge)"
     assert "network host" in DockerRunner("img:1", label="source", network="host").describe()
+
+
+def test_writing_to_a_container_that_exited_fails_at_once(runner, tmp_path: Path) -> None:
+    """A container with stdin that exits without reading it (a destination that failed):
+    writing more to its stdin fails within seconds (a broken pipe), not after the engine's
+    minutes-long wait — pgbyte's pump would otherwise hang with it."""
+    proc = runner.run("check", config=private_config(tmp_path, {"exit": 1}), stdin=True)
+    failed: list[BaseException] = []
+
+    def write_forever() -> None:
+        block = b"x" * (1 << 20)
+        try:
+            while True:
+                proc.stdin.write(block)
+        except OSError as exc:
+            failed.append(exc)
+
+    try:
+        assert proc.wait(60) == 1
+        writer = threading.Thread(target=write_forever, daemon=True)
+        started = time.monotonic()
+        writer.start()
+        writer.join(30)
+        assert failed, "still writing 30 s after the container exited"
+        assert isinstance(failed[0], BrokenPipeError), failed
+        assert time.monotonic() - started < 30
+    finally:
+        proc.close()
