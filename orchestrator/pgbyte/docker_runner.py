@@ -49,6 +49,10 @@ from pgbyte.runner import RunnerError, verb_args
 INPUT_DIR = "/pgbyte"  # where the inputs appear inside the container
 DEFAULT_NETWORK = "bridge"
 CONTAINER_LABEL = "io.pgbyte.connector"  # every container we create carries it (for cleanup)
+# host:pid of the pgbyte that made a container: one whose pgbyte is gone (SIGKILL) is removed
+# by the next pgbyte on that host that runs an image, even while it still runs.
+OWNER_LABEL = "io.pgbyte.owner"
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -90,6 +94,31 @@ def docker_client() -> Any:
     return client
 
 
+_orphans_checked = False
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Once per process: remove the connector containers of pgbyte processes of this host that
+    are gone (killed with SIGKILL: no close() ran), a source among them maybe still reading;
+    returns their ids."""
+    global _orphans_checked
+    if _orphans_checked:
+        return []
+    _orphans_checked = True
+    removed = []
+    host = socket.gethostname()
+    with contextlib.suppress(Exception):  # a cleanup: never the reason a command fails
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            owner = (container.labels or {}).get(OWNER_LABEL, "")
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or not pid.isdigit() or private_dir.running(int(pid)):
+                continue
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+                removed.append(container.id)
+    return removed
+
+
 def _pipe() -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     for fd in (read_fd, write_fd):
@@ -129,6 +158,7 @@ class DockerRunner:
     def client(self) -> Any:
         if self._client is None:
             self._client = docker_client()
+            remove_orphans(self._client)
         return self._client
 
     def ensure_image(self) -> None:
@@ -265,7 +295,7 @@ class DockerConnector:
                 stdin_open=stdin,
                 tty=False,
                 host_config=host_config,
-                labels={CONTAINER_LABEL: label},
+                labels={CONTAINER_LABEL: label, OWNER_LABEL: OWNER},
             )
             self.container = client.containers.get(created["Id"])
         except docker.errors.APIError as exc:

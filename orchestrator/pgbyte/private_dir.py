@@ -38,7 +38,7 @@ def remove_stale(parent: Path | None = None) -> list[Path]:
         return removed
     for entry in entries:
         match = _NAME.match(entry.name)
-        if match is None or _running(int(match.group(1))):
+        if match is None or running(int(match.group(1))):
             continue
         try:
             info = entry.lstat()
@@ -56,7 +56,8 @@ def remove_stale(parent: Path | None = None) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether a process of that pid exists (ours, or another user's)."""
     if pid == os.getpid():
         return True
     try:

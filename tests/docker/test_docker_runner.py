@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from docker_helpers import containers_with_label
+from pgbyte import docker_runner
 from pgbyte.docker_runner import CONTAINER_LABEL, DockerRunner
 from pgbyte.runner import RunnerError
 
@@ -232,3 +235,29 @@ def test_writing_to_a_container_that_exited_fails_at_once(runner, tmp_path: Path
         assert time.monotonic() - started < 30
     finally:
         proc.close()
+
+
+def test_containers_of_a_killed_pgbyte_are_removed_by_the_next(runner, tmp_path: Path) -> None:
+    """A pgbyte killed with SIGKILL closes none of its containers (a source may go on reading
+    for the length of the table): the next pgbyte on this host that runs an image removes
+    those whose pgbyte is gone, and never a live one's."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    client = runner.client
+    made = {}
+    for name, owner in (("dead", f"{socket.gethostname()}:{dead.pid}"),
+                        ("live", docker_runner.OWNER)):  # fmt: skip
+        made[name] = client.containers.run(
+            FAKE_IMAGE, ["300"], entrypoint=["sleep"],
+            labels={CONTAINER_LABEL: "source", docker_runner.OWNER_LABEL: owner}, detach=True,
+        )  # fmt: skip
+    try:
+        docker_runner._orphans_checked = False  # as in a new process
+        removed = docker_runner.remove_orphans(client)
+        assert removed == [made["dead"].id]
+        left = {c.id for c in client.containers.list(all=True)}
+        assert made["dead"].id not in left and made["live"].id in left
+    finally:
+        for container in made.values():
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
