@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Sequence
@@ -84,11 +85,14 @@ def _install_signals(session: Session) -> None:
     def handler(signum: int, _frame: Any) -> None:
         if signum == getattr(signal, "SIGHUP", None):
             # The terminal is gone: every later write to it would fail (EIO) and cut the
-            # clean-up short. What pgbyte still prints goes nowhere instead.
+            # clean-up short. What pgbyte still prints to it goes nowhere instead (output
+            # redirected to a file or a pipe still gets the summary).
             with contextlib.suppress(OSError):
                 null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, sys.stdout.fileno())
-                os.dup2(null, sys.stderr.fileno())
+                for stream in (sys.stdout, sys.stderr):
+                    # A terminal is a character device (isatty fails once it hung up).
+                    if stat.S_ISCHR(os.fstat(stream.fileno()).st_mode):
+                        os.dup2(null, stream.fileno())
         session.cancel_signal = signum
         session.cancel.set()
 

@@ -105,14 +105,7 @@ def test_a_killed_commands_private_files_go_with_the_next_command(
 ) -> None:
     """pgbyte killed with SIGKILL cannot remove its private directory (configs with passwords):
     the next pgbyte command removes it; a directory whose command still runs stays."""
-    slow = tmp_path / "slow-connector"
-    slow.write_text("#!/bin/sh\nexec sleep 60\n")
-    slow.chmod(0o755)
-    hung = tmp_path / "hung.yaml"
-    hung.write_text(
-        orjson.dumps({"source": {"command": str(slow), "config": {}},
-                      "destination": {"command": str(slow), "config": {}}}).decode()
-    )  # fmt: skip
+    hung = _hung_connection(tmp_path)
     proc = subprocess.Popen([console_script("pgbyte"), "check", str(hung)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     tmp = Path(tempfile.gettempdir())
@@ -139,14 +132,7 @@ def test_a_killed_commands_private_files_go_with_the_next_command(
 def test_nohup_keeps_pgbyte_running_through_a_hangup(tmp_path) -> None:
     """Started with SIGHUP ignored (`nohup pgbyte …`), pgbyte keeps it ignored: a hangup does
     not cancel the command (SIGTERM still does)."""
-    slow = tmp_path / "slow-connector"
-    slow.write_text("#!/bin/sh\nexec sleep 60\n")
-    slow.chmod(0o755)
-    conn = tmp_path / "hung.yaml"
-    conn.write_text(
-        orjson.dumps({"source": {"command": str(slow), "config": {}},
-                      "destination": {"command": str(slow), "config": {}}}).decode()
-    )  # fmt: skip
+    conn = _hung_connection(tmp_path)
 
     def ignore_hangups() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -168,3 +154,17 @@ def test_nohup_keeps_pgbyte_running_through_a_hangup(tmp_path) -> None:
         with contextlib.suppress(ProcessLookupError):  # pgbyte stopped its connectors itself
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _hung_connection(tmp_path: Path) -> Path:
+    """A connection whose connectors never answer (each sleeps a minute): pgbyte stays in its
+    first calls for as long as a test needs it running."""
+    slow = tmp_path / "slow-connector"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    conn = tmp_path / "hung.yaml"
+    conn.write_text(
+        orjson.dumps({"source": {"command": str(slow), "config": {}},
+                      "destination": {"command": str(slow), "config": {}}}).decode()
+    )  # fmt: skip
+    return conn

@@ -108,6 +108,17 @@ def raw_rows(dest_conn, table: str = "public._airbyte_raw_items") -> list[Row]:
     return sorted(rows)
 
 
+def _one_row_synced_then_more(tmp_path, pg_server, source_conn, source_config, dest_config):
+    """An append connection whose first sync loaded one row (a first load reads ctid chunks),
+    then ROWS-1 rows more in the source: the next sync reads by cursor. (conn, state file)."""
+    make_items(source_conn, rows=1)
+    conn = items_connection(tmp_path, source_config, dest_config, "append")
+    first, _ = sync_json(conn, pg_server.password)
+    assert first.returncode == 0, first.stderr[-3000:]
+    insert_items(source_conn, 2, ROWS)
+    return conn, tmp_path / ".pgbyte" / "state" / "conn.json"
+
+
 def saved_cursor(state_file: Path) -> int | None:
     if not state_file.exists():
         return None
@@ -220,12 +231,8 @@ def test_rerun_resumes_from_the_committed_state(
     """A re-run after a late interruption reads only the rows after the saved cursor."""
     # A first load reads ctid chunks: one row loaded first, so the rows added next are read
     # by cursor, the read this test interrupts.
-    make_items(source_conn, rows=1)
-    conn = items_connection(tmp_path, source_config, dest_config, "append")
-    first, _ = sync_json(conn, pg_server.password)
-    assert first.returncode == 0, first.stderr[-3000:]
-    insert_items(source_conn, 2, ROWS)
-    state_file = tmp_path / ".pgbyte" / "state" / "conn.json"
+    conn, state_file = _one_row_synced_then_more(tmp_path, pg_server, source_conn, source_config,
+                                                 dest_config)  # fmt: skip
     run = RunningSync(conn, pg_server.password)
     running_syncs.append(run)
     interrupt(run, victim, int(ROWS * share))
@@ -342,12 +349,8 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
     SIGHUP, as when an SSH session drops): every write to it now fails (EIO), and still the
     sync stops its connectors, saves the state the destination committed and writes its
     history entry (exit 129); the re-run then reads only what follows that state."""
-    make_items(source_conn, rows=1)
-    conn = items_connection(tmp_path, source_config, dest_config, "append")
-    first, _ = sync_json(conn, pg_server.password)
-    assert first.returncode == 0, first.stderr[-3000:]
-    insert_items(source_conn, 2, ROWS)
-    state_file = tmp_path / ".pgbyte" / "state" / "conn.json"
+    conn, state_file = _one_row_synced_then_more(tmp_path, pg_server, source_conn, source_config,
+                                                 dest_config)  # fmt: skip
     history = state_file.with_name("conn.history.jsonl")
     before = saved_cursor(state_file)
     master, slave = pty.openpty()
