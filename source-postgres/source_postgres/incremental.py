@@ -146,9 +146,8 @@ def read_by_cursor(
             out.log(
                 "WARN",
                 f"Stream {label}: the saved first-load state holds row positions (ctid) but "
-                "the relation can no longer be read by them (not a plain table without "
-                "INHERITS children any more, or the user lost table-level SELECT); restarting "
-                "the first load.",
+                "the relation is no longer a plain table without INHERITS children, or the "
+                "user lost table-level SELECT on it; restarting the first load.",
             )
             saved = resume_ctid = None
     if saved is not None and saved.cursor_field != field:

@@ -132,9 +132,9 @@ def read_by_xmin(
     ):
         out.log(
             "WARN",
-            f"Stream {label}: the table was rewritten (or can no longer be read by row "
-            "position: not a plain table any more, or no table-level SELECT) since the "
-            "interrupted first load, so its saved row positions mean nothing; restarting it.",
+            f"Stream {label}: the table was rewritten (or is no longer a plain table, or the "
+            "user lost table-level SELECT on it) since the interrupted first load, so its saved "
+            "row positions mean nothing; restarting it.",
         )
         resume = since = None
     if since is not None and since > snapshot.xmax:
