@@ -149,13 +149,7 @@ def merge(
     for kind, col in zip(kinds, target.columns, strict=True):
         if col.kind != kind:  # widened on the stage: widen the normalized table too
             ddl.widen_to_numeric(conn, target, col)
-    null_key = sql.SQL(" OR ").join(
-        sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in target.key_names
-    )
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {} WHERE {}").format(stage, null_key)
-    ).fetchone()
-    target.skipped_keys += int(row[0]) if row else 0
+    target.skipped_keys += _count_keyless(conn, target, stage)
     conn.execute(merge_statement(target, plan, order))
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
@@ -345,11 +339,7 @@ def _warn_keyless_rows(
 ) -> None:
     """The primary key changed (a key column renamed or replaced at the source): rows typed
     before hold no value in a new key column, so no new record ever replaces them. Say so."""
-    null_key = sql.SQL(" OR ").join(
-        sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in target.key_names
-    )
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(final, null_key))
-    stale = int((row.fetchone() or (0,))[0])
+    stale = _count_keyless(conn, target, final)
     if stale:
         keys = ", ".join(target.key_names)
         log("WARN", f"Stream {target.label}: the primary key changed to ({keys}); {stale} row(s) "
@@ -357,6 +347,17 @@ def _warn_keyless_rows(
                     "so no record replaces them: they stay beside the current rows. Delete "
                     f"them (rows where a key column is NULL), or sync once with overwrite to "
                     "rebuild the table.")  # fmt: skip
+
+
+def _count_keyless(
+    conn: psycopg.Connection[Any], target: StreamTarget, table: sql.Composable
+) -> int:
+    """Rows of `table` with no value in some primary-key column: no record can replace them."""
+    null_key = sql.SQL(" OR ").join(
+        sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in target.key_names
+    )
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, null_key))
+    return int((row.fetchone() or (0,))[0])
 
 
 def _remove_duplicates(conn: psycopg.Connection[Any], target: StreamTarget) -> int:

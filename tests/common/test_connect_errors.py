@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from db_roles import throwaway_role
 from pgbyte_common.errors import ConfigError, classify_error, describe_connect_error
 
 
@@ -53,17 +54,13 @@ def test_refusals_at_connect_say_why_and_what_to_change(dest_config, dest_conn) 
     from pgbyte_common.connection import ConnectionSettings
     from pgbyte_common.errors import PgbyteError, TransientError
 
-    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_nolimit")
-    dest_conn.execute("CREATE ROLE pgbyte_nolimit LOGIN PASSWORD 'nl-pw-12345' CONNECTION LIMIT 0")
-    try:
+    with throwaway_role(dest_conn, "pgbyte_nolimit", "nl-pw-12345", "LOGIN CONNECTION LIMIT 0"):
         config = {**dest_config, "username": "pgbyte_nolimit", "password": "nl-pw-12345"}
         with pytest.raises(PgbyteError) as limited:
             ConnectionSettings.from_config(config, application_name="t").connect()
         assert isinstance(limited.value, TransientError)
         assert "too many connections" in limited.value.message
         assert "CONNECTION LIMIT" in limited.value.message and "lost" not in limited.value.message
-    finally:
-        dest_conn.execute("DROP ROLE pgbyte_nolimit")
     bad = {**dest_config, "jdbc_url_params": "options=-c statement_timeout=bad"}
     with pytest.raises(PgbyteError) as refused:
         ConnectionSettings.from_config(bad, application_name="t").connect()

@@ -9,6 +9,7 @@ import time
 
 import psycopg
 import pytest
+from db_roles import throwaway_role
 from dest_helpers import (
     FIXTURES,
     catalog_for,
@@ -258,15 +259,9 @@ def test_session_shortens_the_wait_behind_autovacuum(dest_config, dest_conn) -> 
             return row[0] if row else ""
 
     assert deadlock_timeout(dest_config) == "100ms"
-    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_plain")
-    dest_conn.execute("CREATE ROLE pgbyte_plain LOGIN PASSWORD 'plain-pw-12345'")
-    try:
+    with throwaway_role(dest_conn, "pgbyte_plain", "plain-pw-12345"):
         plain = {**dest_config, "username": "pgbyte_plain", "password": "plain-pw-12345"}
         assert deadlock_timeout(plain) == "1s"
-    finally:
-        with psycopg.ClientCursor(dest_conn) as cur:
-            cur.execute("DROP OWNED BY pgbyte_plain")  # setup_session's functions
-        dest_conn.execute("DROP ROLE pgbyte_plain")
 
 
 def test_a_second_overwrite_of_the_same_tables_is_refused_while_one_loads(
@@ -299,8 +294,7 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
     create in the schema: a config_error with the ALTER ROLE / GRANT to run (before: a
     system_error, or "grant the privilege or remove the stream")."""
     role = "pgbyte_cannot"
-    try:
-        dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'cannot-pw-12345'")
+    with throwaway_role(dest_conn, role, "cannot-pw-12345"):
         dest_conn.execute("CREATE SCHEMA locked")
         dest_conn.execute(f"GRANT USAGE ON SCHEMA locked TO {role}")
         if setup == "read-only":
@@ -315,9 +309,3 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
         fix = "default_transaction_read_only = off" if setup == "read-only" else (
             "GRANT USAGE, CREATE ON SCHEMA locked")  # fmt: skip
         assert fix in error["message"], error["message"]
-    finally:
-        dest_conn.execute("DROP SCHEMA IF EXISTS locked CASCADE")
-        if dest_conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-            with psycopg.ClientCursor(dest_conn) as cur:
-                cur.execute(f"DROP OWNED BY {role}")
-            dest_conn.execute(f"DROP ROLE {role}")

@@ -6,8 +6,8 @@ import json
 import subprocess
 
 import jsonschema
-import psycopg
 from airbyte_cdk.test.standard_tests._spec_lint import find_secret_marking_errors
+from db_roles import throwaway_role
 from dest_helpers import FIXTURES, SCRIPT, table_names
 
 
@@ -80,33 +80,22 @@ def test_check_unknown_database(tmp_path, dest_config) -> None:
 
 def test_check_without_create_privilege(tmp_path, dest_config, dest_conn) -> None:
     """A user that may not create tables gets FAILED with the GRANT to run."""
-    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_reader")
-    dest_conn.execute("CREATE ROLE pgbyte_reader LOGIN PASSWORD 'reader-pw-12345'")
-    dest_conn.execute("CREATE SCHEMA locked")
-    try:
+    with throwaway_role(dest_conn, "pgbyte_reader", "reader-pw-12345"):
+        dest_conn.execute("CREATE SCHEMA locked")
         config = {**dest_config, "username": "pgbyte_reader", "password": "reader-pw-12345",
                   "schema": "locked"}  # fmt: skip
         status, _ = _check(tmp_path, config)
         assert status["status"] == "FAILED"
         assert "GRANT CREATE ON SCHEMA locked" in status["message"]
-    finally:
-        dest_conn.execute("DROP SCHEMA locked CASCADE")
-        with psycopg.ClientCursor(dest_conn) as cur:
-            cur.execute("DROP OWNED BY pgbyte_reader")
-        dest_conn.execute("DROP ROLE pgbyte_reader")
 
 
 def test_check_read_only_role_names_the_setting(tmp_path, dest_config, dest_conn) -> None:
     """default_transaction_read_only on a primary: FAILED naming the setting and the ALTER ROLE
     to run (it said "a standby?", which this server is not)."""
-    dest_conn.execute("DROP ROLE IF EXISTS pgbyte_ro")
-    dest_conn.execute("CREATE ROLE pgbyte_ro LOGIN SUPERUSER PASSWORD 'ro-pw-12345'")
-    dest_conn.execute("ALTER ROLE pgbyte_ro SET default_transaction_read_only = on")
-    try:
+    with throwaway_role(dest_conn, "pgbyte_ro", "ro-pw-12345", "LOGIN SUPERUSER"):
+        dest_conn.execute("ALTER ROLE pgbyte_ro SET default_transaction_read_only = on")
         config = {**dest_config, "username": "pgbyte_ro", "password": "ro-pw-12345"}
         status, _ = _check(tmp_path, config)
         assert status["status"] == "FAILED"
         assert "default_transaction_read_only" in status["message"], status
         assert "standby" not in status["message"]
-    finally:
-        dest_conn.execute("DROP ROLE pgbyte_ro")

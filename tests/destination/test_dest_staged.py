@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from db_roles import throwaway_role
 from dest_helpers import catalog_for
 from destination_postgres import stages
 from destination_postgres.catalog import parse_catalog
@@ -259,9 +260,7 @@ def test_a_role_limited_to_one_connection_loads_on_it(
     the first (before, connect()'s own error class slipped past the fallback and the write
     failed as "connection lost")."""
     role = f"one_{mode}"
-    _drop_role(dest_conn, role)  # a killed earlier run's
-    try:
-        dest_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'one-pw-12345' CONNECTION LIMIT 1")
+    with throwaway_role(dest_conn, role, "one-pw-12345", "LOGIN CONNECTION LIMIT 1"):
         dest_conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
         config = {**dest_config, "username": role, "password": "one-pw-12345", "schema": role}
         rows = 20_000  # about 20 MB: more than two batches
@@ -273,13 +272,3 @@ def test_a_role_limited_to_one_connection_loads_on_it(
                    in m for m in result.logs), result.logs  # fmt: skip
         assert dest_conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {role}.p").fetchone() \
             == (rows, rows)  # fmt: skip
-    finally:
-        _drop_role(dest_conn, role)
-
-
-def _drop_role(conn, role: str) -> None:
-    """Drop a test's role and what it owns (its schema, the temp objects its sessions made)."""
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-        with psycopg.ClientCursor(conn) as cur:
-            cur.execute(f"DROP OWNED BY {role} CASCADE")
-        conn.execute(f"DROP ROLE {role}")

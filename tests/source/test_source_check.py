@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from db_roles import drop_role, throwaway_role
 from psycopg import sql
 from source_helpers import configured_catalog, run_source
 
@@ -30,8 +31,7 @@ def make_role(source_conn, source_db):
 
     yield make
     for name in made:
-        source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        drop_role(source_conn, name)
 
 
 def check(write_json, config: dict):
@@ -156,12 +156,7 @@ def test_unknown_user_is_a_config_error(source_config, write_json) -> None:
 def test_role_without_login_is_a_config_error(source_conn, source_config, write_json) -> None:
     """A NOLOGIN role gets FAILED saying it may not log in (config_error from discover too)."""
     role = f"nologin_{uuid.uuid4().hex[:8]}"
-    source_conn.execute(
-        sql.SQL("CREATE ROLE {} NOLOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(SECRET)
-        )
-    )
-    try:
+    with throwaway_role(source_conn, role, SECRET, "NOLOGIN"):
         config = {**source_config, "username": role, "password": SECRET}
         status = check(write_json, config).connection_status
         assert status["status"] == "FAILED"
@@ -169,8 +164,6 @@ def test_role_without_login_is_a_config_error(source_conn, source_config, write_
         result = run_source("discover", "--config", write_json("config.json", config))
         assert result.returncode == 1
         assert result.errors()[0]["failure_type"] == "config_error"
-    finally:
-        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_password_inside_names_leaves_the_protocol_intact(
@@ -180,12 +173,7 @@ def test_a_password_inside_names_leaves_the_protocol_intact(
     name changes neither the CATALOG, nor the STATE, nor the numbers of ESTIMATE and STATE."""
     password = "nibble1"  # also a substring of the names below, and "1" of every count
     role = f"nib_{uuid.uuid4().hex[:8]}"
-    source_conn.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)
-        )
-    )
-    try:
+    with throwaway_role(source_conn, role, password):
         source_conn.execute("CREATE TABLE firenibble1 (id int primary key, nibble1_col text)")
         source_conn.execute("INSERT INTO firenibble1 VALUES (1, 'x')")
         source_conn.execute(sql.SQL("GRANT SELECT ON firenibble1 TO {}").format(
@@ -204,9 +192,6 @@ def test_a_password_inside_names_leaves_the_protocol_intact(
                  if m["type"] == "STATE"}  # fmt: skip
         assert names == {"firenibble1"}
         assert result.data("firenibble1") == [{"id": 1, "nibble1_col": "x"}]
-    finally:
-        source_conn.execute("DROP TABLE IF EXISTS firenibble1")
-        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_airbyte_jdbc_params_are_accepted(source_conn, source_config, write_json) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from db_roles import throwaway_role
 from psycopg import sql
 from source_helpers import FIXTURES, run_source
 
@@ -85,10 +86,7 @@ def test_empty_schema_list_means_all_user_schemas(source_conn, source_config, wr
 def test_privileges_limit_tables_and_columns(source_conn, source_config, write_json) -> None:
     """Only tables and columns the user can SELECT are discovered."""
     role = f"reader_{uuid.uuid4().hex[:8]}"
-    source_conn.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-123456789'").format(sql.Identifier(role))
-    )
-    try:
+    with throwaway_role(source_conn, role, "pw-123456789"):
         source_conn.execute("CREATE TABLE open (id int, v text); CREATE TABLE closed (id int)")
         source_conn.execute("CREATE TABLE partial (id int primary key, secret text)")
         source_conn.execute(sql.SQL("GRANT SELECT ON open TO {}").format(sql.Identifier(role)))
@@ -101,9 +99,6 @@ def test_privileges_limit_tables_and_columns(source_conn, source_config, write_j
         partial = result.stream("partial")
         assert list(partial["json_schema"]["properties"]) == ["secret"]
         assert partial["source_defined_primary_key"] == []
-    finally:
-        source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_thousand_tables_in_one_discover(source_conn, source_config, write_json) -> None:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from db_roles import throwaway_role
 from source_helpers import REPO_ROOT, Run
 
 SOURCE = str(REPO_ROOT / ".venv" / "bin" / "source-postgres")
@@ -391,8 +392,7 @@ def test_column_privileges_only_read_incrementally(source_conn, source_config, w
     first incremental load reads by the cursor instead of by ctid ranges, and the next sync
     resumes (before, the read failed with "permission denied")."""
     role = f"cols_{uuid.uuid4().hex[:8]}"
-    source_conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-123456789'")
-    try:
+    with throwaway_role(source_conn, role, "pw-123456789"):
         source_conn.execute("CREATE TABLE cp (id int PRIMARY KEY, hidden text, at int)")
         source_conn.execute("INSERT INTO cp SELECT g, 'h', g FROM generate_series(1, 5) g")
         source_conn.execute(f"GRANT SELECT (id, at) ON cp TO {role}")
@@ -413,9 +413,6 @@ def test_column_privileges_only_read_incrementally(source_conn, source_config, w
         second = read(final_state(first))
         assert second.returncode == 0, second.stdout
         assert [r["id"] for r in second.data("cp")] == [6]
-    finally:
-        source_conn.execute(f"DROP OWNED BY {role}")
-        source_conn.execute(f"DROP ROLE {role}")
 
 
 def test_the_index_advice_is_sql_to_paste(source_conn, read_inc) -> None:

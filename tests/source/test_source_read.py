@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from db_roles import throwaway_role
 from psycopg import sql
 from source_helpers import FIXTURES, REPO_ROOT, configured_catalog, run_source
 from test_source_discover import WEIRD_NAMES
@@ -464,10 +465,7 @@ def test_views_matviews_and_partitioned_tables_read(source_conn, discover_and_re
 def test_column_privileges_limit_what_is_read(source_conn, source_config, write_json) -> None:
     """A user with SELECT on some columns reads those; the others are left out with a warning."""
     role = f"reader_{uuid.uuid4().hex[:8]}"
-    source_conn.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-123456789'").format(sql.Identifier(role))
-    )
-    try:
+    with throwaway_role(source_conn, role, "pw-123456789"):
         source_conn.execute("CREATE TABLE p (id int, secret text); INSERT INTO p VALUES (1, 's')")
         source_conn.execute(sql.SQL("GRANT SELECT (id) ON p TO {}").format(sql.Identifier(role)))
         config = {**source_config, "username": role, "password": "pw-123456789"}
@@ -476,9 +474,6 @@ def test_column_privileges_limit_what_is_read(source_conn, source_config, write_
         assert result.data("p") == [{"id": 1}]
         logs = [m["log"]["message"] for m in result.of_type("LOG")]
         assert any("secret" in text for text in logs)
-    finally:
-        source_conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        source_conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_reader_going_away_ends_quietly(source_conn, source_config, write_json) -> None:
