@@ -546,16 +546,20 @@ def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json, si
     assert active == 0
 
 
-def test_read_takes_no_parallel_workers(source_conn, source_db, source_config, write_json) -> None:
-    """A database whose planner would run the read's scan in parallel (free parallel setup,
-    workers allowed): the read stays one backend. Checked mid-read: the source's stdout is left
-    unread, so its COPY is still running, and no process has its backend as leader."""
+@pytest.mark.parametrize(("allowed", "expected"), [(4, 1), (0, 0)])
+def test_read_takes_one_parallel_worker_at_most(
+    source_conn, source_db, source_config, write_json, allowed: int, expected: int
+) -> None:
+    """A database whose planner would run the read's scan in parallel (free parallel setup):
+    with workers allowed the read takes one beside its backend, and none when the database
+    allows none. Checked mid-read: the source's stdout is left unread, so its COPY is still
+    running, and the processes that have its backend as leader are counted."""
     source_conn.execute("CREATE TABLE wide AS SELECT g AS id, repeat('x', 200) AS pad "
                         "FROM generate_series(1, 100000) g")  # fmt: skip
     source_conn.execute("ANALYZE wide")
     for setting, value in (("parallel_setup_cost", "0"), ("parallel_tuple_cost", "0"),
                            ("min_parallel_table_scan_size", "0"),
-                           ("max_parallel_workers_per_gather", "2")):  # fmt: skip
+                           ("max_parallel_workers_per_gather", str(allowed))):  # fmt: skip
         source_conn.execute(
             sql.SQL("ALTER DATABASE {} SET {} = {}").format(
                 sql.Identifier(source_db), sql.Identifier(setting), sql.Literal(value)
@@ -585,7 +589,7 @@ def test_read_takes_no_parallel_workers(source_conn, source_db, source_config, w
         workers = source_conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE leader_pid = %s", (copying[0],)
         ).fetchone()
-        assert workers == (0,)
+        assert workers == (expected,)
     finally:
         proc.kill()
         proc.wait()
