@@ -234,9 +234,9 @@ def read_by_cursor(
         first = resume_ctid is not None and last is None
         out.log(
             "WARN",
-            f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name}) "
+            f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name})"
             + ("; this first load copies them, but later syncs cannot see their changes."
-               if first else "and are not synced incrementally."),
+               if first else " and are not synced incrementally."),
         )  # fmt: skip
     yield lines.take()
 
