@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from hangups import hangups_end_it
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,6 +125,7 @@ class RunningSync:
         self.proc = subprocess.Popen(
             [console_script("pgbyte"), "sync", str(conn), "--json", "--progress-every", "0.1"],
             env=pgbyte_env(password), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=hangups_end_it,  # the resume tests send SIGHUP
         )  # fmt: skip
         self.stderr: list[str] = []
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 import pytest
+from hangups import hangups_end_it
 from orchestrator_helpers import (
     RunningSync,
     alive,
@@ -136,6 +137,9 @@ def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
     The other connector is paused first (SIGSTOP) so that the pipes fill and the sync cannot
     finish before the blow lands; it is resumed right after."""
     assert run.proc.stderr is not None
+    # Found now, while both surely run: by the time enough records went by, a source whose
+    # last rows fit in the pipes may have ended (pgbyte-killed only checks that both are gone).
+    reader, writer = run.connector("read"), run.connector("write")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         line = run.proc.stderr.readline()
@@ -145,7 +149,6 @@ def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
         found = _PROGRESS.search(line)
         if found and int(found.group(1).replace(",", "")) >= after_records:
             break
-    reader, writer = run.connector("read"), run.connector("write")
     if victim == "source":
         os.kill(writer, signal.SIGSTOP)
         os.kill(reader, signal.SIGKILL)
@@ -356,7 +359,7 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [console_script("pgbyte"), "sync", str(conn)], stdin=subprocess.DEVNULL, stdout=slave,
-        stderr=slave, env=pgbyte_env(pg_server.password),
+        stderr=slave, env=pgbyte_env(pg_server.password), preexec_fn=hangups_end_it,
     )  # fmt: skip
     os.close(slave)
     try:

@@ -16,6 +16,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from db_roles import throwaway_role
+from hangups import hangups_end_it
 from psycopg import sql
 from source_helpers import FIXTURES, REPO_ROOT, configured_catalog, run_source
 from test_source_discover import WEIRD_NAMES
@@ -513,7 +514,11 @@ def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json, si
     # Buffered stdout, as in an image (PYTHONUNBUFFERED, if set here, would hide a missing flush).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
-        [SOURCE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        [SOURCE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=hangups_end_it,
     )
     assert proc.stdout is not None
     try:
