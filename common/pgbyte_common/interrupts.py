@@ -11,6 +11,7 @@ without one, `docker stop` waits and then kills it.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import Any
 
 # The signals that end a connector (SIGHUP does not exist on Windows).
@@ -26,25 +27,28 @@ class Interrupts:
         self.signum: int | None = None
 
     def install(self) -> Interrupts:
-        for signum in SIGNALS:
-            # An ignored signal stays ignored: `nohup` (SIGHUP) means "keep running".
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                signal.signal(signum, self._first)
+        handle(self._first)
         return self
 
     def _first(self, signum: int, frame: Any) -> None:
         self.signum = signum
         # A no-op handler, not SIG_IGN: a signal already pending would find SIG_IGN and make
         # Python raise "Signal ignored due to race condition" in the middle of the clean-up.
-        for other in SIGNALS:
-            if signal.getsignal(other) is not signal.SIG_IGN:
-                signal.signal(other, _ignore)
+        handle(_ignore)
         raise KeyboardInterrupt
 
     @property
     def exit_code(self) -> int:
         """128 + the signal: 143 for SIGTERM, 130 for SIGINT (Ctrl-C), 129 for SIGHUP."""
         return 128 + (self.signum or signal.SIGINT)
+
+
+def handle(handler: Callable[[int, Any], None]) -> None:
+    """`handler` for every signal of SIGNALS not ignored (main thread only). An ignored signal
+    stays ignored: `nohup` (SIGHUP) means "keep running"."""
+    for signum in SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, handler)
 
 
 def _ignore(signum: int, frame: Any) -> None:

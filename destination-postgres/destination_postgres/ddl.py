@@ -251,31 +251,35 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
 
     if cascade:  # the notices name what goes (a role may have raised client_min_messages)
         conn.execute("SET LOCAL client_min_messages = notice")
-    for schema, final in pairs:
-        try:
-            if cascade:
-                conn.add_notice_handler(notice)
-            try:
-                drop(conn, schema, final, cascade=cascade)
-            finally:
-                if cascade:
-                    conn.remove_notice_handler(notice)
-        except pg_errors.DependentObjectsStillExist as exc:
-            raise ConfigError(
-                f"Cannot replace {schema}.{final}: other objects (views?) depend on it "
-                f"({str(exc).strip().splitlines()[-1]}). Drop them, or set drop_cascade: true "
-                "to have overwrite syncs drop them too. The previous tables are unchanged."
-            ) from None
-        conn.execute(
-            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                ident(schema, temporary(final)), sql.Identifier(final)
-            )
-        )
-        conn.execute(
-            sql.SQL("ALTER TABLE {} RESET {}").format(ident(schema, final), _AUTOVACUUM_OPTIONS)
-        )
-        conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(ident(schema, final)))
+        conn.add_notice_handler(notice)
+    try:
+        for schema, final in pairs:
+            _replace(conn, schema, final, cascade=cascade)
+    finally:
+        if cascade:
+            conn.remove_notice_handler(notice)
     return cascaded
+
+
+def _replace(conn: psycopg.Connection[Any], schema: str, final: str, *, cascade: bool) -> None:
+    """Drop the final table and rename its loaded temporary into place."""
+    try:
+        drop(conn, schema, final, cascade=cascade)
+    except pg_errors.DependentObjectsStillExist as exc:
+        raise ConfigError(
+            f"Cannot replace {schema}.{final}: other objects (views?) depend on it "
+            f"({str(exc).strip().splitlines()[-1]}). Drop them, or set drop_cascade: true "
+            "to have overwrite syncs drop them too. The previous tables are unchanged."
+        ) from None
+    conn.execute(
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            ident(schema, temporary(final)), sql.Identifier(final)
+        )
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} RESET {}").format(ident(schema, final), _AUTOVACUUM_OPTIONS)
+    )
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(ident(schema, final)))
 
 
 # The advisory-lock key space of overwrite temporaries ("pgbo"); a key per temporary table.
@@ -331,19 +335,17 @@ def _alter_type(
     try:
         conn.execute(statement)
     except pg_errors.FeatureNotSupported as exc:
-        detail = exc.diag.message_detail or str(exc).strip().splitlines()[0]
-        if "view or rule" not in str(exc):  # a policy, a generated column, …
-            raise ConfigError(
-                f"Column {name} of {schema}.{table} must become {PG_TYPES[kind]} (the "
-                f"stream's values changed type) and PostgreSQL refuses: "
-                f"{str(exc).strip().splitlines()[0]} ({detail.rstrip('.')}). Nothing after the "
-                "last echoed STATE was committed."
-            ) from None
+        first = str(exc).strip().splitlines()[0]
+        detail = (exc.diag.message_detail or first).rstrip(".")
+        if "view or rule" in str(exc):
+            why = (f" while a view or rule uses it ({detail}). Drop the view, sync, then "
+                   "create it again.")  # fmt: skip
+        else:  # a policy, a generated column, …
+            why = f": {first} ({detail})."
         raise ConfigError(
             f"Column {name} of {schema}.{table} must become {PG_TYPES[kind]} (the stream's "
-            f"values changed type) and PostgreSQL refuses while a view or rule uses it "
-            f"({detail.rstrip('.')}). Drop the view, sync, then create it again. Nothing after "
-            "the last echoed STATE was committed."
+            f"values changed type) and PostgreSQL refuses{why} Nothing after the last echoed "
+            "STATE was committed."
         ) from None
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from pgbyte_common.interrupts import SIGNALS
+from pgbyte_common import interrupts
 
 from pgbyte.clear import clear_streams
 from pgbyte.connection import Connection, ConnectionFileError, load_connection
@@ -98,11 +98,9 @@ def _install_signals(session: Session) -> None:
 
     if threading.current_thread() is threading.main_thread():
         # SIGHUP: the terminal or SSH session closed. Stopped like Ctrl-C, the sync saves
-        # the state of what the destination committed and writes its history entry. An
-        # ignored signal stays ignored: `nohup pgbyte sync` keeps running.
-        for signum in SIGNALS:
-            if signal.getsignal(signum) is not signal.SIG_IGN:
-                signal.signal(signum, handler)
+        # the state of what the destination committed and writes its history entry (under
+        # `nohup`, ignored as before).
+        interrupts.handle(handler)
 
 
 def _print_json(payload: Any) -> None:

@@ -62,8 +62,7 @@ def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tup
             return False, (
                 f"User {user!r} lacks USAGE on schema(s) {', '.join(unusable)} at {where}: run "
                 f"GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} TO {quoted(user)}; "
-                "or remove them "
-                "from `schemas`."
+                "or remove them from `schemas`."
             )
     tables = discover_tables(conn, config.schemas)
     scope = ", ".join(config.schemas) if config.schemas else "any schema"
