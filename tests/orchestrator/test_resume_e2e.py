@@ -20,6 +20,7 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -131,48 +132,84 @@ def saved_cursor(state_file: Path) -> int | None:
     return None
 
 
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+@contextlib.contextmanager
+def paced(reader: int, run_s: float = 0.01, pause_s: float = 0.03):
+    """Slow the read about fourfold (the reader stopped `pause_s` of every `run_s + pause_s`)
+    while the test waits for its moment, and leave the reader stopped at the end.
+
+    Unpaced, a fast machine forwards the rows between two progress lines (0.1 s apart) and
+    finishes the sync before the test sees the count it waits for."""
+    done = threading.Event()
+
+    def pace() -> None:
+        while not done.is_set():
+            _signal(reader, signal.SIGCONT)
+            time.sleep(run_s)
+            _signal(reader, signal.SIGSTOP)
+            time.sleep(pause_s)
+
+    pacer = threading.Thread(target=pace, daemon=True)
+    pacer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        pacer.join()  # its last act stopped the reader
+
+
 def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
     """Once `after_records` records were forwarded, stop the sync the way `victim` says.
 
-    The other connector is paused first (SIGSTOP) so that the pipes fill and the sync cannot
-    finish before the blow lands; it is resumed right after."""
+    Until then the read is paced (see `paced`); then the reader stays stopped, and the
+    destination is stopped too where the blow is not for it, so that neither connector can
+    finish before the blow lands; each is resumed right after."""
     assert run.proc.stderr is not None
     # Found now, while both surely run: by the time enough records went by, a source whose
     # last rows fit in the pipes may have ended (pgbyte-killed only checks that both are gone).
     reader, writer = run.connector("read"), run.connector("write")
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = run.proc.stderr.readline()
-        if not line:
-            pytest.fail("pgbyte ended before the interruption:\n" + "".join(run.stderr))
-        run.stderr.append(line)
-        found = _PROGRESS.search(line)
-        if found and int(found.group(1).replace(",", "")) >= after_records:
-            break
+    with paced(reader):
+        while time.monotonic() < deadline:
+            line = run.proc.stderr.readline()
+            if not line:
+                _signal(reader, signal.SIGCONT)
+                pytest.fail("pgbyte ended before the interruption:\n" + "".join(run.stderr))
+            run.stderr.append(line)
+            found = _PROGRESS.search(line)
+            if found and int(found.group(1).replace(",", "")) >= after_records:
+                break
     if victim == "source":
-        os.kill(writer, signal.SIGSTOP)
-        os.kill(reader, signal.SIGKILL)
-        os.kill(writer, signal.SIGCONT)
+        _signal(writer, signal.SIGSTOP)
+        _signal(reader, signal.SIGKILL)
+        _signal(writer, signal.SIGCONT)
     elif victim == "destination":
-        os.kill(reader, signal.SIGSTOP)
-        os.kill(writer, signal.SIGKILL)
-        os.kill(reader, signal.SIGCONT)
+        _signal(writer, signal.SIGKILL)
+        _signal(reader, signal.SIGCONT)
     elif victim == "pgbyte":
         # pgbyte itself dies (kill -9, OOM): its connectors see a broken pipe / end of input
         # and end on their own; the re-run must not start before they are gone.
+        _signal(writer, signal.SIGSTOP)
         run.proc.kill()
         run.proc.wait()
+        _signal(reader, signal.SIGCONT)
+        _signal(writer, signal.SIGCONT)
         deadline = time.monotonic() + 60
         while (alive(reader) or alive(writer)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(reader) and not alive(writer), "connectors outlived pgbyte"
     else:  # Ctrl-C, or SIGHUP (the terminal or SSH session closed): stopped the same way
-        os.kill(writer, signal.SIGSTOP)
+        _signal(writer, signal.SIGSTOP)
+        _signal(reader, signal.SIGCONT)
         run.proc.send_signal(signal.SIGHUP if victim == "sighup" else signal.SIGINT)
         deadline = time.monotonic() + 60
         while alive(reader) and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(writer, signal.SIGCONT)
+        _signal(writer, signal.SIGCONT)
 
 
 def drain(run: RunningSync) -> tuple[int, dict]:
