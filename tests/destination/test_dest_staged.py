@@ -83,6 +83,33 @@ def test_append_states_follow_commits_of_staged_batches(dest_config, dest_conn) 
     assert _stages(dest_conn) == []
 
 
+def test_a_states_partial_batch_is_staged_once_a_second_connection_is_open(
+    dest_config, dest_conn, monkeypatch
+) -> None:  # fmt: skip
+    """Once full batches have opened the second connection, the few rows a STATE flushes are
+    staged there too (parsed while the first connection moves the batch before them), and each
+    STATE is still echoed once both tables hold every record before it."""
+    staged: list[int] = []  # the record count of each staged batch
+    fill = stages.fill
+
+    def counting_fill(conn: Any, batch: Any, stage: stages.Stage) -> Any:
+        staged.append(batch.count)
+        return fill(conn, batch, stage)
+
+    monkeypatch.setattr(stages, "fill", counting_fill)
+    lines: list[bytes] = []
+    for n in range(1, 431):  # 400 rows (about 40 KB, full batches), then 5 rounds of 6
+        lines.append(rec("p", {"id": n, "name": f"row {n} " + "x" * 40}, compact=True))
+        if n >= 400 and n % 6 == 4:
+            lines.append(state("p", {"after": n}))
+    probe = _StateProbe(dest_conn)
+    writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), probe)
+    assert writer.run([lines]) == 0
+    assert probe.seen == [(n, n) for n in (400, 406, 412, 418, 424, 430)]
+    assert staged.count(6) == 5, staged
+    assert _stages(dest_conn) == []
+
+
 def test_dedup_across_staged_batches_keeps_the_latest_per_key(dest_config, dest_conn) -> None:
     """Keys repeated within and across staged batches, into an empty table then into a full
     one: one row per key, the latest by cursor, then emitted_at, then input order."""
@@ -232,8 +259,8 @@ def test_a_running_write_keeps_its_stages_from_another_write(dest_config, dest_c
 
 
 def test_a_small_write_opens_no_second_connection(dest_config, dest_conn) -> None:
-    """Batches flushed by a STATE or the end of input have nothing to overlap with: they load on
-    the first connection, and a write that never fills its buffers opens no second one."""
+    """A write that never fills its buffers opens no second connection: the batches its STATE
+    and the end of input flush load on the first."""
     config = DestinationConfig.from_dict(dest_config)
     targets = parse_catalog(catalog_for([("p", PROPS)], "append"), config)
     opened: list[Any] = []
