@@ -158,6 +158,12 @@ class RunningSync:
         return self.proc.returncode, orjson.loads(out), stderr
 
     def kill(self) -> None:
+        """pgbyte and its connectors, whatever state a failed test left them in (stopped)."""
         if self.proc.poll() is None:
+            connectors = children(self.proc.pid)
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+            for pid in connectors:
+                for signum in (signal.SIGCONT, signal.SIGKILL):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signum)

@@ -44,6 +44,7 @@ ROWS = 60_000
 CHUNK = 500
 COLUMNS = "id, updated_at, val, amount"
 _PROGRESS = re.compile(r": ([\d,]+) records, ")
+STEP_S = 0.01  # how long the reader runs per progress line while the test waits (interrupt)
 
 
 DEDUP = "append_dedup"
@@ -140,10 +141,7 @@ def _signal(pid: int, signum: int) -> None:
 @contextlib.contextmanager
 def paced(reader: int, run_s: float = 0.01, pause_s: float = 0.03):
     """Slow the read about fourfold (the reader stopped `pause_s` of every `run_s + pause_s`)
-    while the test waits for its moment, and leave the reader stopped at the end.
-
-    Unpaced, a fast machine forwards the rows between two progress lines (0.1 s apart) and
-    finishes the sync before the test sees the count it waits for."""
+    and leave the reader stopped at the end."""
     done = threading.Event()
 
     def pace() -> None:
@@ -162,27 +160,79 @@ def paced(reader: int, run_s: float = 0.01, pause_s: float = 0.03):
         pacer.join()  # its last act stopped the reader
 
 
+class StderrLines:
+    """pgbyte's stderr, line by line, each kept in run.stderr; read from the raw pipe with a
+    deadline, so a silent pgbyte fails the test instead of hanging it."""
+
+    def __init__(self, run: RunningSync) -> None:
+        assert run.proc.stderr is not None
+        self.run, self.fd, self.partial = run, run.proc.stderr.fileno(), b""
+
+    def next(self, deadline: float) -> str:
+        """The next line; "" once pgbyte closed its stderr."""
+        while b"\n" not in self.partial:
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                pytest.fail("pgbyte printed nothing for too long:\n" + "".join(self.run.stderr))
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return ""
+            self.partial += chunk
+        line, _, self.partial = self.partial.partition(b"\n")
+        text = line.decode(errors="replace") + "\n"
+        self.run.stderr.append(text)
+        return text
+
+    def close(self) -> None:
+        """Hand what is left of a line back to run.stderr (run.finish reads the rest)."""
+        if self.partial:
+            self.run.stderr.append(self.partial.decode(errors="replace"))
+            self.partial = b""
+
+
+def _progress(lines: StderrLines, reader: int, deadline: float) -> int | None:
+    """The record count of pgbyte's next progress line; None once it says the read is
+    complete (no progress line follows)."""
+    while True:
+        line = lines.next(deadline)
+        if not line:
+            _signal(reader, signal.SIGCONT)
+            pytest.fail("pgbyte ended before the interruption:\n" + "".join(lines.run.stderr))
+        found = _PROGRESS.search(line)
+        if found:
+            return int(found.group(1).replace(",", ""))
+        if line.rstrip().endswith(": read complete"):
+            return None
+
+
 def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
     """Once `after_records` records were forwarded, stop the sync the way `victim` says.
 
-    Until then the read is paced (see `paced`); then the reader stays stopped, and the
-    destination is stopped too where the blow is not for it, so that neither connector can
-    finish before the blow lands; each is resumed right after."""
-    assert run.proc.stderr is not None
+    pgbyte prints a progress line about every 0.2 s, and a fast machine forwards tens of
+    thousands of records in that time: unchecked, a whole read may fall between two lines and
+    the sync end before the test acts. So the read is slowed (`paced`) until the first
+    progress line; then the reader stays stopped, let run for STEP_S after each progress line,
+    so that each line counts at most a step more. Once the count is reached the reader stays
+    stopped, and the destination is stopped too where the blow is not for it, so that neither
+    connector can finish before the blow lands; each is resumed right after. Should the read
+    still complete first (a step bigger than the rows left), the blow lands at once: the
+    destination, stopped, has not finished."""
     # Found now, while both surely run: by the time enough records went by, a source whose
     # last rows fit in the pipes may have ended (pgbyte-killed only checks that both are gone).
     reader, writer = run.connector("read"), run.connector("write")
+    lines = StderrLines(run)
     deadline = time.monotonic() + 180
     with paced(reader):
-        while time.monotonic() < deadline:
-            line = run.proc.stderr.readline()
-            if not line:
-                _signal(reader, signal.SIGCONT)
-                pytest.fail("pgbyte ended before the interruption:\n" + "".join(run.stderr))
-            run.stderr.append(line)
-            found = _PROGRESS.search(line)
-            if found and int(found.group(1).replace(",", "")) >= after_records:
-                break
+        count = _progress(lines, reader, deadline)
+    while count is not None and count < after_records:
+        _signal(reader, signal.SIGCONT)
+        time.sleep(STEP_S)
+        _signal(reader, signal.SIGSTOP)
+        count = _progress(lines, reader, deadline)
+    lines.close()
+    if count is None and victim == "source":
+        _signal(reader, signal.SIGCONT)
+        pytest.fail(f"the read completed before {after_records} records were forwarded")
     if victim == "source":
         _signal(writer, signal.SIGSTOP)
         _signal(reader, signal.SIGKILL)
@@ -302,8 +352,8 @@ def test_dedup_rerun_after_interruption_equals_the_source(
     conn = items_connection(tmp_path, source_config, dest_config, "append_dedup")
     run, _ = sync_json(conn, pg_server.password)
     assert run.returncode == 0, run.stderr[-3000:]
-    delta = update_items(source_conn, 3, " (v2)") + 5_000
-    insert_items(source_conn, ROWS + 1, ROWS + 5_000)
+    delta = update_items(source_conn, 3, " (v2)") + 25_000
+    insert_items(source_conn, ROWS + 1, ROWS + 25_000)
     interrupted_then_rerun(conn, pg_server.password, running_syncs, victim, int(delta * share))
     assert typed_rows(dest_conn) == source_rows(source_conn)
 
