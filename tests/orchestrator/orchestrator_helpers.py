@@ -118,6 +118,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def connector_pid(pgbyte_pid: int, verb: str, timeout: float = 60) -> int:
+    """Pid of pgbyte's connector child running `verb` (read / write), once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in children(pgbyte_pid):
+            if f" {verb} " in cmdline(pid) + " ":
+                return pid
+        time.sleep(0.05)
+    pytest.fail(f"no connector running {verb}")
+
+
 class RunningSync:
     """`pgbyte sync` started in the background, with its stderr lines collected."""
 
@@ -144,13 +155,7 @@ class RunningSync:
 
     def connector(self, verb: str, timeout: float = 60) -> int:
         """Pid of the connector child running `verb` (read / write)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for pid in children(self.proc.pid):
-                if f" {verb} " in cmdline(pid) + " ":
-                    return pid
-            time.sleep(0.05)
-        pytest.fail(f"no connector running {verb}")
+        return connector_pid(self.proc.pid, verb, timeout)
 
     def finish(self, timeout: float = 180) -> tuple[int, dict, str]:
         out, err = self.proc.communicate(timeout=timeout)

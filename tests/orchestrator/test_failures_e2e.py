@@ -51,11 +51,14 @@ def dest_counts(dest_conn) -> tuple[int, int]:
     )
 
 
-def start_and_wait_for_records(conn, password, running_syncs) -> RunningSync:
+def start_and_wait_for_records(conn, password, running_syncs) -> tuple[RunningSync, int, int]:
+    """A background sync once records flow: (run, reader pid, writer pid), the pids found
+    before the wait so that the test acts the moment the first progress line comes."""
     run = RunningSync(conn, password)
     running_syncs.append(run)
+    reader, writer = run.connector("read"), run.connector("write")
     run.wait_for_line(" records, ")  # a progress line: records are flowing
-    return run
+    return run, reader, writer
 
 
 def wait_gone(pid: int, timeout: float = 60) -> None:
@@ -68,8 +71,7 @@ def test_source_killed_mid_sync_keeps_previous_tables(big_setup, pg_server, dest
                                                       running_syncs) -> None:  # fmt: skip
     """A source killed mid-stream: sync failed, overwrite tables as before, state unchanged."""
     conn, state_path, state_before = big_setup
-    run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
-    reader, writer = run.connector("read"), run.connector("write")
+    run, reader, writer = start_and_wait_for_records(conn, pg_server.password, running_syncs)
     # A paused destination fills the pipes, so the source cannot finish before it is killed.
     os.kill(writer, signal.SIGSTOP)
     os.kill(reader, signal.SIGKILL)
@@ -85,8 +87,7 @@ def test_destination_killed_mid_sync_stops_the_source(big_setup, pg_server, dest
                                                       running_syncs) -> None:  # fmt: skip
     """A destination killed mid-stream: sync failed, source stopped, no new state saved."""
     conn, state_path, state_before = big_setup
-    run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
-    reader, writer = run.connector("read"), run.connector("write")
+    run, reader, writer = start_and_wait_for_records(conn, pg_server.password, running_syncs)
     os.kill(reader, signal.SIGSTOP)  # the source cannot finish before the destination dies
     os.kill(writer, signal.SIGKILL)
     os.kill(reader, signal.SIGCONT)
@@ -101,8 +102,7 @@ def test_ctrl_c_cancels_and_stops_both_connectors(big_setup, pg_server, dest_con
                                                   running_syncs) -> None:  # fmt: skip
     """SIGINT to pgbyte: exit 130, both connectors gone, previous tables and state kept."""
     conn, state_path, state_before = big_setup
-    run = start_and_wait_for_records(conn, pg_server.password, running_syncs)
-    reader, writer = run.connector("read"), run.connector("write")
+    run, reader, writer = start_and_wait_for_records(conn, pg_server.password, running_syncs)
     os.kill(writer, signal.SIGSTOP)  # the pipes fill up: the source cannot finish first
     run.proc.send_signal(signal.SIGINT)
     wait_gone(reader)  # pgbyte stopped the source; let the destination see its SIGTERM

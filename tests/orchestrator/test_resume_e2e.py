@@ -32,6 +32,7 @@ from hangups import hangups_end_it
 from orchestrator_helpers import (
     RunningSync,
     alive,
+    connector_pid,
     console_script,
     pgbyte_env,
     sync_json,
@@ -449,17 +450,27 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
         stderr=slave, env=pgbyte_env(pg_server.password), preexec_fn=hangups_end_it,
     )  # fmt: skip
     os.close(slave)
+    connectors: list[int] = []
     try:
+        reader, writer = connector_pid(proc.pid, "read"), connector_pid(proc.pid, "write")
+        connectors += [reader, writer]
         deadline = time.monotonic() + 120
-        while saved_cursor(state_file) == before:  # a state of this sync is committed
-            assert proc.poll() is None, "the sync ended before it was interrupted"
-            assert time.monotonic() < deadline, "no state committed in 120 s"
-            with contextlib.suppress(OSError):
-                if select.select([master], [], [], 0.05)[0]:
-                    os.read(master, 65536)  # a terminal reads what it is shown
+        with paced(reader):  # so that the sync cannot end before the state is seen
+            while saved_cursor(state_file) == before:  # a state of this sync is committed
+                assert proc.poll() is None, "the sync ended before it was interrupted"
+                assert time.monotonic() < deadline, "no state committed in 120 s"
+                with contextlib.suppress(OSError):
+                    if select.select([master], [], [], 0.05)[0]:
+                        os.read(master, 65536)  # a terminal reads what it is shown
         os.close(master)
         master = -1
+        _signal(writer, signal.SIGSTOP)  # nor after it, before the blow lands
+        _signal(reader, signal.SIGCONT)
         proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while alive(reader) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal(writer, signal.SIGCONT)
         assert proc.wait(timeout=60) == 129
     finally:
         if master >= 0:
@@ -467,6 +478,8 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pid in connectors:  # a failed test may have left one stopped
+            _signal(pid, signal.SIGCONT)
     last = orjson.loads(history.read_bytes().splitlines()[-1])
     assert last["status"] == "cancelled", last
     cursor = saved_cursor(state_file)
