@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from bench.connectors import Commands
@@ -55,6 +58,25 @@ class Context:
                     )
                 )
 
+    def settle(self, limit: float = 60.0) -> None:
+        """Untimed, before each run: wait (at most `limit` s) until no autovacuum worker runs on
+        either server, then CHECKPOINT each (where the role may), so that no run pays for the
+        tables an earlier one wrote: an ANALYZE of the last step's 1,000,000 rows, or the flush
+        of its dirty pages, made a sync measure 12 s one time and 10.4 s the next."""
+        deadline = time.monotonic() + limit
+        for endpoint in (self.source, self.dest):
+            with endpoint.connect() as conn:
+                while time.monotonic() < deadline:
+                    row = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE backend_type = 'autovacuum worker'"
+                    ).fetchone()
+                    if not row or not row[0]:
+                        break
+                    time.sleep(0.2)
+                with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("CHECKPOINT")
+
     def dest_counts(self, stream: str) -> dict[str, int | None]:
         with self.dest.connect() as conn:
             return {
@@ -84,6 +106,7 @@ def timed(
     for index in range(ctx.repeat):
         if before:
             before(index)
+        ctx.settle()
         cpu_before = ctx.server_cpu()
         outcome = run(index)
         cpu_after = ctx.server_cpu()
