@@ -62,6 +62,12 @@ class SyncProgress:
 LogFn = Callable[[str, str], None]
 
 
+def _as_bytes(block: bytes | bytearray, stop: int) -> bytes:
+    if isinstance(block, bytes) and stop == len(block):
+        return block
+    return bytes(memoryview(block)[:stop])
+
+
 class SourcePump:
     """Forwards the source's output to the destination (one thread)."""
 
@@ -83,29 +89,40 @@ class SourcePump:
 
     def run(self) -> None:
         fd = self.source.stdout.fileno()
-        carry: list[bytes] = []  # the start of an unfinished line (a list: long lines stay O(n))
+        # `\n`, the start of an unfinished line, then what the next read brings: one buffer for
+        # the whole sync. A fresh megabyte per read and a join to put the unfinished line in
+        # front cost a third of pgbyte's CPU time (measured on 537 MB of messages).
+        buf = bytearray(b"\n") + bytearray(2 * CHUNK)
+        filled = 1  # buf[:filled]: `\n` + the unfinished line
         try:
             while True:
-                data = os.read(fd, CHUNK)
-                if not data:
+                if len(buf) < filled + CHUNK:  # a line longer than the buffer: a bigger one
+                    buf = buf + bytearray(max(len(buf), filled + CHUNK - len(buf)))
+                read = os.readv(fd, [memoryview(buf)[filled : filled + CHUNK]])
+                if not read:
                     break
-                end = data.rfind(b"\n")
+                top = filled + read
+                end = buf.rfind(b"\n", filled, top)
                 if end < 0:
-                    carry.append(data)  # a line longer than a chunk: keep collecting it
+                    filled = top  # no line ends yet: keep collecting
                     continue
-                block = b"".join((b"\n", *carry, memoryview(data)[: end + 1]))
-                carry = [data[end + 1 :]] if end + 1 < len(data) else []
-                out = self.process(block)
+                out = self.process(buf, end + 1)
                 if self.rewriter.bad_lines:
                     self._bad_lines()
                 if out and not self.write(out):
                     return
+                del out  # may be a view of buf, which changes next
+                rest = top - end - 1
+                buf[1 : 1 + rest] = buf[end + 1 : top]
+                filled = 1 + rest
+                if len(buf) > 8 * CHUNK and filled <= CHUNK:  # the long line is gone
+                    buf = buf[: 2 * CHUNK + 1]
         except OSError:
             return  # the source's pipe broke: its exit code tells the story
         except Exception as exc:  # a bug of ours must fail the sync, not hang it
             self.progress.pump_error = f"{type(exc).__name__}: {exc}"
             return
-        self.partial_tail = b"".join(carry)
+        self.partial_tail = bytes(buf[1:filled])
 
     def _bad_lines(self) -> None:
         for line in self.rewriter.bad_lines:
@@ -130,14 +147,19 @@ class SourcePump:
                 return False
         return True
 
-    def process(self, block: bytes) -> bytes | memoryview:
-        """`\\n` + whole lines in, the lines to forward out."""
-        last = len(block) - 1
-        records = block.count(NL_REC)
-        if records == block.count(b"\n") - 1:
+    def process(self, block: bytes | bytearray, stop: int | None = None) -> bytes | memoryview:
+        """`\\n` + whole lines (block[:stop]) in, the lines to forward out: a view of `block`
+        when nothing in them changes."""
+        stop = len(block) if stop is None else stop
+        records = block.count(NL_REC, 0, stop)
+        if records == block.count(b"\n", 0, stop) - 1:
             # Every line is a RECORD (the usual block): two memchr-speed counts decide it,
             # cheaper than the regex scan below.
-            return self.rewriter.records_block(block, records)
+            if self.rewriter.identity:
+                return self.rewriter.records_block(memoryview(block)[:stop], records)
+            return self.rewriter.records_block(_as_bytes(block, stop), records)
+        block = _as_bytes(block, stop)  # some other line in it (rare): work on a copy
+        last = len(block) - 1
         first = _OTHER_LINE.search(block)  # always matches: at least the final newline
         if first is None or first.start() == last:
             return self.rewriter.records_block(block, records)

@@ -80,6 +80,11 @@ class RecordRewriter:
         self._recent: list[Rule] = []
         self._single_identity = len(smap.routes) == 1 and smap.is_identity
 
+    @property
+    def identity(self) -> bool:
+        """One stream whose names stay: records_block only counts (it takes a memoryview)."""
+        return self._single_identity
+
     def _route_rules(self, index: int, route: Route) -> list[Rule]:
         dst = orjson.dumps(route.dest_name)
         dns = None if route.dest_namespace is None else orjson.dumps(route.dest_namespace)
@@ -116,14 +121,15 @@ class RecordRewriter:
         return rules
 
     # -- RECORD blocks ---------------------------------------------------------------------
-    def records_block(self, seg: bytes, expected: int) -> bytes | memoryview:
+    def records_block(self, seg: bytes | memoryview, expected: int) -> bytes | memoryview:
         """Rewrite `\\n` + `expected` RECORD lines (each ending in `\\n`); returns the lines
-        without the leading `\\n`."""
+        without the leading `\\n`. `seg` is bytes, or a memoryview when `identity`."""
         if self._single_identity:
             # One stream, names unchanged: nothing to rewrite and nobody else to count for.
             self.records[0] += expected
             self.bytes[0] += len(seg) - 1
             return memoryview(seg)[1:]
+        assert isinstance(seg, bytes)
         hits: list[tuple[Rule, int]] = []
         total = 0
         for rule in self._candidates():

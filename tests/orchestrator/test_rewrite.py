@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -176,3 +179,70 @@ def test_numbers_beyond_64_bits_pass_through_exactly() -> None:
     assert '"data":{"id":' + huge + ',"f":1e400}' in forwarded[0]
     assert '"stream":"p_users"' in forwarded[0]
     assert '"stream_state":{"cursor":' + huge + "}" in forwarded[1]
+
+
+def _pump_through_pipes(smap: StreamMap, pieces: list[bytes]) -> tuple[SourcePump, bytes]:
+    """SourcePump.run between two real pipes: `pieces` written to its input one write each (a
+    line may span several reads); returns the pump and everything it forwarded."""
+    src_r, src_w = os.pipe()
+    dst_r, dst_w = os.pipe()
+    source = SimpleNamespace(stdout=os.fdopen(src_r, "rb"))
+    dest = SimpleNamespace(stdin=os.fdopen(dst_w, "wb"))
+    progress = SyncProgress(streams=[StreamProgress() for _ in smap.routes])
+    p = SourcePump(source, dest, RecordRewriter(smap), progress, Masker(), lambda *_: None)  # type: ignore[arg-type]
+    forwarded: list[bytes] = []
+
+    def feed() -> None:
+        with os.fdopen(src_w, "wb") as sink:
+            for piece in pieces:
+                sink.write(piece)
+                sink.flush()
+
+    def drain() -> None:
+        with os.fdopen(dst_r, "rb") as tap:
+            forwarded.append(tap.read())
+
+    threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
+    for thread in threads:
+        thread.start()
+    p.run()
+    dest.stdin.close()
+    for thread in threads:
+        thread.join(60)
+    source.stdout.close()
+    return p, forwarded[0]
+
+
+@pytest.mark.parametrize("prefix,namespace", [("", "source"), ("p_", "destination")])
+def test_the_pump_forwards_lines_across_reads_long_lines_and_a_cut_tail(prefix, namespace) -> None:
+    """Through real pipes, lines cut between reads, a 9 MB RECORD (several reads long) and a
+    STATE among them arrive whole and mapped; an unterminated last line is kept as the tail,
+    not forwarded; each record is counted once."""
+    routes = [Route("users", "public", prefix + "users",
+                    map_namespace(namespace, "public"), "full_refresh", "append")]  # fmt: skip
+    smap = StreamMap(routes)
+
+    def record(i: int, text: str) -> bytes:
+        return json.dumps({"type": "RECORD", "record": {"stream": "users", "namespace": "public",
+                           "data": {"id": i, "s": text}, "emitted_at": 1}},
+                          separators=(",", ":")).encode() + b"\n"  # fmt: skip
+
+    state = json.dumps({"type": "STATE", "state": {"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": "users", "namespace": "public"},
+        "stream_state": {"cursor": 7}}}}, separators=(",", ":")).encode() + b"\n"  # fmt: skip
+    lines = [record(i, "x" * (i % 97)) for i in range(20_000)]
+    lines.insert(7_000, record(-1, "L" * (9 << 20)))
+    lines.insert(12_000, state)
+    data = b"".join(lines)
+    tail = b'{"type":"RECORD","record":{"stream":"users","namespace":"public","data":{"id":'
+    sizes = [1, 700_000, 3, (1 << 20) + 5, 2_000_000, 17]
+    pieces, pos, k = [], 0, 0
+    while pos < len(data):
+        pieces.append(data[pos : pos + sizes[k % len(sizes)]])
+        pos += sizes[k % len(sizes)]
+        k += 1
+    p, out = _pump_through_pipes(smap, [*pieces, tail])
+    assert [json.loads(line) for line in out.splitlines()] == reference(data, smap)
+    if not prefix:
+        assert out == data  # the same bytes
+    assert (p.partial_tail, p.rewriter.records) == (tail, [20_001])
