@@ -61,8 +61,8 @@ class Context:
     def settle(self, limit: float = 60.0) -> None:
         """Untimed, before each run: wait (at most `limit` s) until no autovacuum worker runs on
         either server, then CHECKPOINT each (where the role may), so that no run pays for the
-        tables an earlier one wrote: an ANALYZE of the last step's 1,000,000 rows, or the flush
-        of its dirty pages, made a sync measure 12 s one time and 10.4 s the next."""
+        tables an earlier one wrote (an ANALYZE of the last step's 1,000,000 rows, the flush of
+        its dirty pages)."""
         deadline = time.monotonic() + limit
         for endpoint in (self.source, self.dest):
             with endpoint.connect() as conn:
