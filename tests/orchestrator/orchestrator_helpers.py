@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
@@ -139,16 +140,31 @@ class RunningSync:
             preexec_fn=hangups_end_it,  # the resume tests send SIGHUP
         )  # fmt: skip
         self.stderr: list[str] = []
+        self._partial = b""  # the start of a stderr line not ended yet
+
+    def next_line(self, deadline: float) -> str:
+        """pgbyte's next stderr line, also kept in self.stderr; "" once pgbyte closed stderr.
+        Read from the raw pipe with a deadline, so that a silent pgbyte fails the test instead
+        of hanging it (the rest is read by `finish`)."""
+        assert self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()
+        while b"\n" not in self._partial:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                pytest.fail("pgbyte printed nothing for too long:\n" + "".join(self.stderr))
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return ""
+            self._partial += chunk
+        line, _, self._partial = self._partial.partition(b"\n")
+        text = line.decode(errors="replace") + "\n"
+        self.stderr.append(text)
+        return text
 
     def wait_for_line(self, needle: str, timeout: float = 120) -> str:
         """Block until pgbyte prints a stderr line containing `needle`."""
         deadline = time.monotonic() + timeout
-        assert self.proc.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr.append(line)
+        while line := self.next_line(deadline):
             if needle in line:
                 return line
         pytest.fail(f"pgbyte never printed {needle!r}:\n{''.join(self.stderr)}")
@@ -159,7 +175,7 @@ class RunningSync:
 
     def finish(self, timeout: float = 180) -> tuple[int, dict, str]:
         out, err = self.proc.communicate(timeout=timeout)
-        stderr = "".join(self.stderr) + err
+        stderr = "".join(self.stderr) + self._partial.decode(errors="replace") + err
         return self.proc.returncode, orjson.loads(out), stderr
 
     def kill(self) -> None:

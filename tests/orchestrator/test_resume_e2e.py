@@ -161,44 +161,14 @@ def paced(reader: int, run_s: float = 0.01, pause_s: float = 0.03):
         pacer.join()  # its last act stopped the reader
 
 
-class StderrLines:
-    """pgbyte's stderr, line by line, each kept in run.stderr; read from the raw pipe with a
-    deadline, so a silent pgbyte fails the test instead of hanging it."""
-
-    def __init__(self, run: RunningSync) -> None:
-        assert run.proc.stderr is not None
-        self.run, self.fd, self.partial = run, run.proc.stderr.fileno(), b""
-
-    def next(self, deadline: float) -> str:
-        """The next line; "" once pgbyte closed its stderr."""
-        while b"\n" not in self.partial:
-            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                pytest.fail("pgbyte printed nothing for too long:\n" + "".join(self.run.stderr))
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return ""
-            self.partial += chunk
-        line, _, self.partial = self.partial.partition(b"\n")
-        text = line.decode(errors="replace") + "\n"
-        self.run.stderr.append(text)
-        return text
-
-    def close(self) -> None:
-        """Hand what is left of a line back to run.stderr (run.finish reads the rest)."""
-        if self.partial:
-            self.run.stderr.append(self.partial.decode(errors="replace"))
-            self.partial = b""
-
-
-def _progress(lines: StderrLines, reader: int, deadline: float) -> int | None:
+def _progress(run: RunningSync, reader: int, deadline: float) -> int | None:
     """The record count of pgbyte's next progress line; None once it says the read is
     complete (no progress line follows)."""
     while True:
-        line = lines.next(deadline)
+        line = run.next_line(deadline)
         if not line:
             _signal(reader, signal.SIGCONT)
-            pytest.fail("pgbyte ended before the interruption:\n" + "".join(lines.run.stderr))
+            pytest.fail("pgbyte ended before the interruption:\n" + "".join(run.stderr))
         found = _PROGRESS.search(line)
         if found:
             return int(found.group(1).replace(",", ""))
@@ -221,16 +191,14 @@ def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
     # Found now, while both surely run: by the time enough records went by, a source whose
     # last rows fit in the pipes may have ended (pgbyte-killed only checks that both are gone).
     reader, writer = run.connector("read"), run.connector("write")
-    lines = StderrLines(run)
     deadline = time.monotonic() + 180
     with paced(reader):
-        count = _progress(lines, reader, deadline)
+        count = _progress(run, reader, deadline)
     while count is not None and count < after_records:
         _signal(reader, signal.SIGCONT)
         time.sleep(STEP_S)
         _signal(reader, signal.SIGSTOP)
-        count = _progress(lines, reader, deadline)
-    lines.close()
+        count = _progress(run, reader, deadline)
     if count is None and victim == "source":
         _signal(reader, signal.SIGCONT)
         pytest.fail(f"the read completed before {after_records} records were forwarded")
