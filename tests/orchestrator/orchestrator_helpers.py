@@ -119,6 +119,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def signal_pid(pid: int, signum: int) -> None:
+    """Send a signal to a process that may already be gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def wait_gone(*pids: int, timeout: float = 60) -> None:
+    """Wait (at most `timeout` s) until none of these processes runs."""
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def connector_pid(pgbyte_pid: int, verb: str, timeout: float = 60) -> int:
     """Pid of pgbyte's connector child running `verb` (read / write), once it runs."""
     deadline = time.monotonic() + timeout
@@ -185,6 +198,5 @@ class RunningSync:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
             for pid in connectors:
-                for signum in (signal.SIGCONT, signal.SIGKILL):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signum)
+                signal_pid(pid, signal.SIGCONT)
+                signal_pid(pid, signal.SIGKILL)

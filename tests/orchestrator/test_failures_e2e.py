@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 from orchestrator_helpers import (
@@ -20,6 +19,7 @@ from orchestrator_helpers import (
     console_script,
     pgbyte,
     sync_json,
+    wait_gone,
     write_connection,
 )
 
@@ -59,12 +59,6 @@ def start_and_wait_for_records(conn, password, running_syncs) -> tuple[RunningSy
     reader, writer = run.connector("read"), run.connector("write")
     run.wait_for_line(" records, ")  # a progress line: records are flowing
     return run, reader, writer
-
-
-def wait_gone(pid: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_source_killed_mid_sync_keeps_previous_tables(big_setup, pg_server, dest_conn,

@@ -35,7 +35,9 @@ from orchestrator_helpers import (
     connector_pid,
     console_script,
     pgbyte_env,
+    signal_pid,
     sync_json,
+    wait_gone,
     write_connection,
 )
 
@@ -134,11 +136,6 @@ def saved_cursor(state_file: Path) -> int | None:
     return None
 
 
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
 @contextlib.contextmanager
 def paced(reader: int, run_s: float = 0.01, pause_s: float = 0.03):
     """Slow the read about fourfold (the reader stopped `pause_s` of every `run_s + pause_s`)
@@ -147,9 +144,9 @@ def paced(reader: int, run_s: float = 0.01, pause_s: float = 0.03):
 
     def pace() -> None:
         while not done.is_set():
-            _signal(reader, signal.SIGCONT)
+            signal_pid(reader, signal.SIGCONT)
             time.sleep(run_s)
-            _signal(reader, signal.SIGSTOP)
+            signal_pid(reader, signal.SIGSTOP)
             time.sleep(pause_s)
 
     pacer = threading.Thread(target=pace, daemon=True)
@@ -167,7 +164,7 @@ def _progress(run: RunningSync, reader: int, deadline: float) -> int | None:
     while True:
         line = run.next_line(deadline)
         if not line:
-            _signal(reader, signal.SIGCONT)
+            signal_pid(reader, signal.SIGCONT)
             pytest.fail("pgbyte ended before the interruption:\n" + "".join(run.stderr))
         found = _PROGRESS.search(line)
         if found:
@@ -195,40 +192,43 @@ def interrupt(run: RunningSync, victim: str, after_records: int) -> None:
     with paced(reader):
         count = _progress(run, reader, deadline)
     while count is not None and count < after_records:
-        _signal(reader, signal.SIGCONT)
+        signal_pid(reader, signal.SIGCONT)
         time.sleep(STEP_S)
-        _signal(reader, signal.SIGSTOP)
+        signal_pid(reader, signal.SIGSTOP)
         count = _progress(run, reader, deadline)
     if count is None and victim == "source":
-        _signal(reader, signal.SIGCONT)
+        signal_pid(reader, signal.SIGCONT)
         pytest.fail(f"the read completed before {after_records} records were forwarded")
     if victim == "source":
-        _signal(writer, signal.SIGSTOP)
-        _signal(reader, signal.SIGKILL)
-        _signal(writer, signal.SIGCONT)
+        signal_pid(writer, signal.SIGSTOP)
+        signal_pid(reader, signal.SIGKILL)
+        signal_pid(writer, signal.SIGCONT)
     elif victim == "destination":
-        _signal(writer, signal.SIGKILL)
-        _signal(reader, signal.SIGCONT)
+        signal_pid(writer, signal.SIGKILL)
+        signal_pid(reader, signal.SIGCONT)
     elif victim == "pgbyte":
         # pgbyte itself dies (kill -9, OOM): its connectors see a broken pipe / end of input
         # and end on their own; the re-run must not start before they are gone.
-        _signal(writer, signal.SIGSTOP)
+        signal_pid(writer, signal.SIGSTOP)
         run.proc.kill()
         run.proc.wait()
-        _signal(reader, signal.SIGCONT)
-        _signal(writer, signal.SIGCONT)
-        deadline = time.monotonic() + 60
-        while (alive(reader) or alive(writer)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        signal_pid(reader, signal.SIGCONT)
+        signal_pid(writer, signal.SIGCONT)
+        wait_gone(reader, writer)
         assert not alive(reader) and not alive(writer), "connectors outlived pgbyte"
     else:  # Ctrl-C, or SIGHUP (the terminal or SSH session closed): stopped the same way
-        _signal(writer, signal.SIGSTOP)
-        _signal(reader, signal.SIGCONT)
-        run.proc.send_signal(signal.SIGHUP if victim == "sighup" else signal.SIGINT)
-        deadline = time.monotonic() + 60
-        while alive(reader) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _signal(writer, signal.SIGCONT)
+        signal_pgbyte(run.proc, signal.SIGHUP if victim == "sighup" else signal.SIGINT,
+                      reader, writer)  # fmt: skip
+
+
+def signal_pgbyte(proc: subprocess.Popen, signum: int, reader: int, writer: int) -> None:
+    """Signal pgbyte with the (stopped) reader resumed and the destination held until pgbyte
+    has stopped the source: the destination cannot finish before the blow lands."""
+    signal_pid(writer, signal.SIGSTOP)
+    signal_pid(reader, signal.SIGCONT)
+    proc.send_signal(signum)
+    wait_gone(reader)
+    signal_pid(writer, signal.SIGCONT)
 
 
 def drain(run: RunningSync) -> tuple[int, dict]:
@@ -432,13 +432,7 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
                         os.read(master, 65536)  # a terminal reads what it is shown
         os.close(master)
         master = -1
-        _signal(writer, signal.SIGSTOP)  # nor after it, before the blow lands
-        _signal(reader, signal.SIGCONT)
-        proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while alive(reader) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _signal(writer, signal.SIGCONT)
+        signal_pgbyte(proc, signal.SIGHUP, reader, writer)
         assert proc.wait(timeout=60) == 129
     finally:
         if master >= 0:
@@ -447,7 +441,7 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
             proc.kill()
             proc.wait()
         for pid in connectors:  # a failed test may have left one stopped
-            _signal(pid, signal.SIGCONT)
+            signal_pid(pid, signal.SIGCONT)
     last = orjson.loads(history.read_bytes().splitlines()[-1])
     assert last["status"] == "cancelled", last
     cursor = saved_cursor(state_file)
