@@ -198,6 +198,7 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> Report:
         _guard(ctx, baselines.copy_text, "copy_text")
     if "destination" in only:
         _guard(ctx, baselines.copy_from, "copy_from")
+        _guard(ctx, baselines.layout_floor, "layout_floor")
     if only & {"pipe", "sync"}:
         _guard(ctx, baselines.copy_pipe, "copy_pipe")
     for name in ("source", "destination", "pipe", "sync"):
@@ -240,6 +241,10 @@ def _goals(ctx: Context, only: set[str]) -> None:
     if "destination" in only:
         value = report.ratio("destination / COPY FROM binary", "destination", "copy_from")
         report.goal("destination write vs COPY FROM binary", 3, value, 3.0, "x")
+        # Not goals: how far the layout's own floor sits above the yardstick, and how far the
+        # destination sits above that floor.
+        report.ratio("layout floor / COPY FROM binary", "layout_floor", "copy_from")
+        report.ratio("destination / layout floor", "destination", "layout_floor")
         step = report.steps["destination"]
         rss = step.peak_rss().get("destination") if step.best else None
         report.goal("destination peak RSS", 3, rss, 200.0, " MB")
@@ -250,6 +255,8 @@ def _goals(ctx: Context, only: set[str]) -> None:
         report.goal("pgbyte sync vs shell pipe", 4, value, 1.10, "x")
         value = report.ratio("pgbyte sync / COPY|COPY", "sync", "copy_pipe")
         report.goal("pgbyte sync vs COPY|COPY", 4, value, 3.0, "x")
+        if "layout_floor" in report.steps:
+            report.ratio("layout floor / COPY|COPY", "layout_floor", "copy_pipe")
     if "incremental" in only:
         value = report.ratio("first incremental / full refresh sync", "inc_first", "inc_full")
         report.goal("first incremental sync vs full refresh", 6, value, 1.2, "x")

@@ -70,6 +70,10 @@ def render(report: dict[str, Any]) -> str:
         value = "-" if goal["value"] is None else f"{goal['value']:.2f}{unit}"
         limit = f"≤ {goal['limit']:g}{unit}"
         lines.append(f"| {_cell(goal['name'])} | {goal['issue']} | {value} | {limit} | {verdict} |")
+    ratios = {name: value for name, value in report.get("ratios", {}).items() if value is not None}
+    if ratios:
+        lines += ["", "| ratio of best times | value |", "|---|---:|"]
+        lines += [f"| {_cell(name)} | {value:.2f}x |" for name, value in ratios.items()]
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Every child still running, so that cleanup can end it whatever happens to the harness.
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
@@ -150,10 +151,9 @@ def run_pipeline(
     per command.
     """
     envs = list(env) if isinstance(env, Sequence) else [env] * len(commands)
-    stderr_paths = [workdir / f"stderr-{time.monotonic_ns()}-{i}.log" for i in range(len(commands))]
+    stderr_paths = _stderr_paths(workdir, len(commands))
     procs: list[subprocess.Popen[bytes]] = []
-    handles = []
-    timed_out = threading.Event()
+    handles: list[Any] = []
     try:
         in_handle = stdin.open("rb") if stdin else subprocess.DEVNULL
         if stdin:
@@ -164,55 +164,109 @@ def run_pipeline(
         previous = in_handle
         for index, (command, err_path) in enumerate(zip(commands, stderr_paths, strict=True)):
             last = index == len(commands) - 1
-            err_handle = err_path.open("wb")
-            handles.append(err_handle)
-            try:
-                proc = subprocess.Popen(
-                    list(command),
-                    stdin=previous,
-                    stdout=out_handle if last else subprocess.PIPE,
-                    stderr=err_handle,
-                    env=dict(envs[index]) if envs[index] is not None else None,
-                    cwd=workdir,
-                    start_new_session=True,
-                )
-            except OSError:  # not executable, missing: the ones already started must not linger
-                for started in procs:
-                    _end(started)
-                raise
-            with _LIVE_LOCK:
-                _LIVE[proc.pid] = proc
+            proc = _spawn(
+                command, procs, handles, stdin=previous,
+                stdout=out_handle if last else subprocess.PIPE, stderr=err_path,
+                env=envs[index], workdir=workdir,
+            )  # fmt: skip
             if index > 0:
                 # The parent's copy of the read end must go, or the writer never sees EPIPE.
                 previous.close()
-            procs.append(proc)
             previous = proc.stdout
-        watchdog = threading.Timer(timeout, lambda: (timed_out.set(), kill_all()))
-        watchdog.daemon = True
-        watchdog.start()
-        sampler = RssSampler([proc.pid for proc in procs])
-        sampler.start()
-        codes: list[int] = []
-        cpu = 0.0
-        try:
-            for proc in procs:
-                _, status, usage = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                with _LIVE_LOCK:
-                    _LIVE.pop(proc.pid, None)
-                codes.append(proc.returncode)
-                cpu += usage.ru_utime + usage.ru_stime
-            seconds = time.perf_counter() - start
-        finally:
-            watchdog.cancel()
-            sampler.stop()
+        return _reap(procs, start, timeout, stderr_paths)
     finally:
+        _close(procs, handles)
+
+
+def run_parallel(
+    commands: Sequence[Sequence[str]],
+    *,
+    workdir: Path,
+    stdins: Sequence[Path],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 3600.0,
+) -> Outcome:
+    """Run `commands` side by side, each reading its own file, and time them all together
+    (from the first spawn until the last is reaped); their output goes to /dev/null."""
+    stderr_paths = _stderr_paths(workdir, len(commands))
+    procs: list[subprocess.Popen[bytes]] = []
+    handles: list[Any] = []
+    try:
+        in_handles = [path.open("rb") for path in stdins]
+        handles += in_handles
+        start = time.perf_counter()
+        for command, in_handle, err_path in zip(commands, in_handles, stderr_paths, strict=True):
+            _spawn(
+                command, procs, handles, stdin=in_handle, stdout=subprocess.DEVNULL,
+                stderr=err_path, env=env, workdir=workdir,
+            )  # fmt: skip
+        return _reap(procs, start, timeout, stderr_paths)
+    finally:
+        _close(procs, handles)
+
+
+def _stderr_paths(workdir: Path, count: int) -> list[Path]:
+    return [workdir / f"stderr-{time.monotonic_ns()}-{i}.log" for i in range(count)]
+
+
+def _spawn(
+    command: Sequence[str],
+    procs: list[subprocess.Popen[bytes]],
+    handles: list[Any],
+    *,
+    stdin: Any,
+    stdout: Any,
+    stderr: Path,
+    env: Mapping[str, str] | None,
+    workdir: Path,
+) -> subprocess.Popen[bytes]:
+    """Start one child in its own session, known to kill_all(); appended to `procs`."""
+    err_handle = stderr.open("wb")
+    handles.append(err_handle)
+    try:
+        proc = subprocess.Popen(
+            list(command),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=err_handle,
+            env=dict(env) if env is not None else None,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    except OSError:  # not executable, missing: the ones already started must not linger
+        for started in procs:
+            _end(started)
+        raise
+    with _LIVE_LOCK:
+        _LIVE[proc.pid] = proc
+    procs.append(proc)
+    return proc
+
+
+def _reap(
+    procs: list[subprocess.Popen[bytes]], start: float, timeout: float, stderr_paths: list[Path]
+) -> Outcome:
+    """Wait for every child (killing them all after `timeout`), sampling their peak RSS."""
+    timed_out = threading.Event()
+    watchdog = threading.Timer(timeout, lambda: (timed_out.set(), kill_all()))
+    watchdog.daemon = True
+    watchdog.start()
+    sampler = RssSampler([proc.pid for proc in procs])
+    sampler.start()
+    codes: list[int] = []
+    cpu = 0.0
+    try:
         for proc in procs:
-            if proc.stdout is not None:
-                proc.stdout.close()
-        for handle in handles:
-            if hasattr(handle, "close"):
-                handle.close()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            with _LIVE_LOCK:
+                _LIVE.pop(proc.pid, None)
+            codes.append(proc.returncode)
+            cpu += usage.ru_utime + usage.ru_stime
+        seconds = time.perf_counter() - start
+    finally:
+        watchdog.cancel()
+        sampler.stop()
     tails = tuple(_tail(path) for path in stderr_paths)
     for path in stderr_paths:
         path.unlink(missing_ok=True)
@@ -224,6 +278,15 @@ def run_pipeline(
         stderr_tails=tails,
         timed_out=timed_out.is_set(),
     )
+
+
+def _close(procs: list[subprocess.Popen[bytes]], handles: list[Any]) -> None:
+    for proc in procs:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for handle in handles:
+        if hasattr(handle, "close"):
+            handle.close()
 
 
 def run_quick(

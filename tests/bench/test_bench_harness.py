@@ -20,7 +20,7 @@ from bench_helpers import PYTHON, REPO_ROOT, fake
 
 ROWS = 2000
 SCENARIO_STEPS = ["source", "destination", "pipe", "sync", "inc_full", "inc_first", "inc_update"]
-BASELINES = ["copy_text", "copy_from", "copy_pipe"]
+BASELINES = ["copy_text", "copy_from", "copy_pipe", "layout_floor"]
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,24 @@ def test_ratios_divide_best_times(fake_run):
     assert report["ratios"]["pgbyte sync / COPY|COPY"] == pytest.approx(expected, rel=0.01)
 
 
+def test_layout_floor_loads_both_tables_and_is_compared(fake_run):
+    """The layout's floor ran its two psql sessions and is set against COPY FROM, COPY|COPY
+    and the destination (ratios, not goals)."""
+    _, report = fake_run
+    floor = report["steps"]["layout_floor"]
+    assert floor["verified"] == {"raw_rows": ROWS, "normalized_rows": ROWS}
+    assert set(floor["peak_rss_mb"]) == {"psql-0", "psql-1"}
+    steps, ratios = report["steps"], report["ratios"]
+    for name, top, bottom in (
+        ("layout floor / COPY FROM binary", "layout_floor", "copy_from"),
+        ("destination / layout floor", "destination", "layout_floor"),
+        ("layout floor / COPY|COPY", "layout_floor", "copy_pipe"),
+    ):
+        expected = steps[top]["best_s"] / steps[bottom]["best_s"]
+        assert ratios[name] == pytest.approx(expected, rel=0.01), name
+    assert not any("floor" in goal["name"] for goal in report["goals"])
+
+
 def test_goals_of_each_issue_are_judged(fake_run):
     """Issues 2, 3, 4 and 6 each have goals with a measured value and a met/missed verdict."""
     _, report = fake_run
@@ -222,6 +240,7 @@ def test_markdown_renders_the_saved_report(fake_run, tmp_path):
     assert result.stdout.count("| met |") + result.stdout.count("| missed |") == len(
         report["goals"]
     )
+    assert "| layout floor / COPY FROM binary |" in result.stdout
 
 
 def test_same_database_for_both_sides_is_refused(pg_server, make_database, tmp_path):
