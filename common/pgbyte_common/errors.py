@@ -155,8 +155,9 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
         if limit and limit[0] in text.lower():
             _, setting, kind = limit
             return kind(
-                f"{context}: {text} ({setting} is set for this role, database or server: "
-                f"raise it or turn it off for this user, e.g. ALTER ROLE ... SET {setting} = 0)"
+                f"{context}: {text} ({setting} is set for this role, database or server, or "
+                f"by the config's jdbc_url_params options: raise it or turn it off for this "
+                f"user, e.g. ALTER ROLE ... SET {setting} = 0)"
             )
         if sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
             return TransientError(f"{context}: {text}")

@@ -1,9 +1,9 @@
 """A config checked against a connector's connectionSpecification (JSON Schema draft 7).
 
-Problems are worded without the values the config holds: a value may be a secret, or an object
-holding one (a tunnel_method with its private key), which no masker can be trusted to find in a
-repr (a PEM key's newlines become two characters there). jsonschema is imported only here and
-only when a config is validated (≈0.2 s).
+Problems quote a value only when it is a short scalar of a field that is not secret: any other
+value may be a secret, or an object holding one (a tunnel_method with its private key), which
+no masker can be trusted to find in a repr (a PEM key's newlines become two characters there).
+jsonschema is imported only here and only when a config is validated (≈0.2 s).
 """
 
 from __future__ import annotations

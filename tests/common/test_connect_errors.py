@@ -41,9 +41,11 @@ def test_ssl_failures_name_the_config_field(libpq_text: str, field: str) -> None
     ],
 )  # fmt: skip
 def test_limits_of_the_role_name_their_setting(error, setting, failure_type) -> None:
-    """A statement ended by a limit the role or server sets names the setting to change."""
+    """A statement ended by a limit the role, server or config's jdbc_url_params sets names
+    the setting and both places to change it."""
     classified = classify_error(error, context="Writing to the destination failed")
     assert setting in classified.message and "ALTER ROLE" in classified.message
+    assert "jdbc_url_params" in classified.message
     assert classified.failure_type == failure_type
 
 

@@ -50,7 +50,8 @@ def test_destination_check_is_lean(dest_config, tmp_path) -> None:
 
 
 def test_invalid_config_is_reported_by_check(tmp_path) -> None:
-    """A config the spec rejects gives CONNECTION_STATUS FAILED naming the problem."""
+    """A config the spec rejects gives CONNECTION_STATUS FAILED naming the problem, quoting a
+    short value of a field that is not secret (as the README says)."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"host": "localhost", "port": "not-a-port", "database": "d",
                                   "username": "u", "password": "pw-123456789"}))  # fmt: skip
@@ -58,6 +59,7 @@ def test_invalid_config_is_reported_by_check(tmp_path) -> None:
     status = json.loads(result.stdout.strip())["connectionStatus"]
     assert status["status"] == "FAILED"
     assert "Config validation error" in status["message"] and "port" in status["message"]
+    assert "'not-a-port' is not of type 'integer'" in status["message"], status["message"]
     assert "pw-123456789" not in result.stdout + result.stderr
 
 
