@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from pgbyte_common.errors import PgbyteError, SystemError_
+from pgbyte_common.lines import escape_line_separators
 from pgbyte_common.secrets import Masker
 
 
@@ -42,8 +43,9 @@ class MessageWriter:
         self.out.write(data)
 
     def message(self, message: dict[str, Any]) -> None:
-        """One message as is: callers mask its free text (see `log`, `error`)."""
-        self.out.write(orjson.dumps(message) + b"\n")
+        """One message as is (line separators escaped: lines.py): callers mask its free text
+        (see `log`, `error`)."""
+        self.out.write(escape_line_separators(orjson.dumps(message)) + b"\n")
 
     def flush(self) -> None:
         self.out.flush()

@@ -323,9 +323,11 @@ _UNSURPASSABLE = frozenset({"infinity", "NaN"})
 
 _ZONED = ("timestamptz", "timetz")
 _UNZONED = ("timestamp", "time")
-# How the read renders a zoned value (TimeZone UTC): a time, then an offset, `+00` (BC dates
-# end in " BC" after it). The time keeps a date's `-05` (its day) from passing for an offset.
-_ZONE_SUFFIX = re.compile(r"\d\d:\d\d(:\d\d(\.\d+)?)?[+-]\d\d(:\d\d){0,2}( BC)?$")
+# How a zoned value's text ends: a time, then an offset — `+00` as the read renders it
+# (TimeZone UTC), `+05:30`, or `Z` (UTC) as Airbyte's source-postgres saves timestamptz and
+# timetz cursors (`2026-11-26T21:26:11.078541Z`), which Postgres reads back as UTC. BC dates
+# end in " BC" after it. The time keeps a date's `-05` (its day) from passing for an offset.
+_ZONE_SUFFIX = re.compile(r"\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d(:\d\d){0,2}|[Zz])( BC)?$")
 
 
 def _zone_form_changed(kind: str, cursor: str | None) -> bool:

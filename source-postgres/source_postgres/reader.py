@@ -398,9 +398,29 @@ def _stream_error(
             f" GRANT SELECT ON {qualified(table.schema, table.name)} TO {quoted(user)}; or "
             "remove the stream from the catalog."
         )
+    if isinstance(exc, pg_errors.CharacterNotInRepertoire | pg_errors.UntranslatableCharacter):
+        return _encoding_error(exc, label, conn)
     if conn.broken:
         return TransientError(f"Stream {label}: the connection to the server was lost ({exc}).")
     return classify_error(exc, context=f"Reading stream {label}")
+
+
+def _encoding_error(exc: psycopg.Error, label: str, conn: psycopg.Connection[Any]) -> ConfigError:
+    """Text the server cannot hand over as UTF-8: its data, not a bug, so the user's to fix.
+
+    Setting client_encoding (jdbc_url_params) cannot help: the read always asks for UTF-8
+    (SESSION_SETTINGS), since it passes the server's bytes through as the JSON it writes.
+    """
+    encoding = conn.info.parameter_status("server_encoding") or "unknown"
+    unchecked = ", which stores text bytes unchecked" if encoding == "SQL_ASCII" else ""
+    return ConfigError(
+        f"Stream {label}: a text value is not valid UTF-8 or has no UTF-8 form "
+        f"({str(exc).strip().splitlines()[0]}). The database's encoding is {encoding}"
+        f"{unchecked}; the source reads all text as UTF-8, the encoding of its JSON output. "
+        "Find and re-encode those values as UTF-8 in the database (such bytes are often "
+        "Latin-1 or Windows-1252 text), or leave the column out (remove it from the stream's "
+        "json_schema properties in the catalog) or the stream."
+    )
 
 
 __all__ = ["ReadOutcome", "read_messages", "sql"]

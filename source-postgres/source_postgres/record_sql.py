@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import orjson
+from pgbyte_common.lines import escape_line_separators
 from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
@@ -98,7 +99,10 @@ def record_query(
     # cuts canonical lines to their data (ours) takes such a line aside whole instead of
     # seeing `{data},"meta":{…}` as its data.
     flags = [special_flag(ref(c), c.mapping) for c in special]
-    changes = sql.SQL("concat_ws(',', {})").format(
+    # An ARRAY[...] constructor, not concat_ws(',', ...): a function takes at most 100
+    # arguments (FUNC_MAX_ARGS), an array constructor any number; array_to_string skips the
+    # NULLs of the columns that are finite, as concat_ws did.
+    changes = sql.SQL("array_to_string(ARRAY[{}]::text[], ',')").format(
         sql.SQL(", ").join(
             sql.SQL("CASE WHEN {} THEN {} END").format(flag, sql.Literal(_change_json(c.name)))
             for flag, c in zip(flags, special, strict=True)
@@ -128,15 +132,11 @@ def unescape_copy_text(data: bytes) -> bytes:
     them) because consumers splitting lines with Python's str.splitlines() would cut records
     there; "\\u2028" is the same JSON string.
     """
-    # Single-byte membership tests are memchr-fast; the multi-byte searches and the replace
-    # are not, so they run only on chunks that can need them.
+    # A single-byte membership test is memchr-fast; the replace is not, so it runs only on
+    # chunks that need it.
     if b"\\" in data:
         data = data.replace(b"\\\\", b"\\")
-    if b"\xe2" in data:
-        data = data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
-    if b"\xc2" in data:
-        data = data.replace(b"\xc2\x85", b"\\u0085")
-    return data
+    return escape_line_separators(data)
 
 
 CopyOut = Callable[[Any, sql.Composable], Iterator[bytes]]

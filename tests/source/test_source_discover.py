@@ -55,6 +55,22 @@ def test_weird_names_are_discovered_exactly(source_conn, source_config, write_js
         assert list(result.stream(name)["json_schema"]["properties"]) == [name]
 
 
+def test_line_separators_in_names_keep_the_catalog_line_whole(
+    source_conn, source_config, write_json
+) -> None:
+    """U+2028, U+2029 and U+0085 in names are escaped: str.splitlines() keeps the CATALOG line
+    whole, and it parses to the exact names."""
+    source_conn.execute('CREATE TABLE "t\u0085u" ("a\u2028b" int, "c\u2029d" int)')
+    result = run_source("discover", "--config", write_json("config.json", source_config))
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if '"CATALOG"' in line]
+    (stream,) = json.loads(line)["catalog"]["streams"]
+    assert (stream["name"], list(stream["json_schema"]["properties"])) == (
+        "t\u0085u",
+        ["a\u2028b", "c\u2029d"],
+    )
+
+
 def test_views_matviews_and_partitioned_tables(source_conn, source_config, write_json) -> None:
     """Views, materialized views and partitioned parents are streams; partitions are not."""
     source_conn.execute(

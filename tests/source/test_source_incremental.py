@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -442,3 +443,40 @@ def test_a_date_cursor_retyped_to_timestamp_resumes(source_conn, read_inc) -> No
     second = read_inc("dt", "at", ["id", "at"], state=final_state(run))
     assert [r["id"] for r in second.data("dt")] == [2]
     assert not any("time zone" in m for m in logs(second, "WARN"))
+
+
+@pytest.mark.parametrize(
+    ("coltype", "values", "saved"),
+    [
+        ("timestamptz", ["2026-11-26 21:26:10Z", "2026-11-26 21:26:11.078541Z",
+                         "2026-11-26 21:26:12Z"], "2026-11-26T21:26:11.078541Z"),
+        ("timetz", ["13:00:00Z", "13:00:04Z", "13:00:05Z"], "13:00:04z"),
+    ],
+)  # fmt: skip
+def test_a_z_suffixed_airbyte_cursor_resumes_after_it(
+    source_conn, read_inc, coltype, values, saved
+) -> None:
+    """A zoned cursor saved as Airbyte's source-postgres writes it (UTC as a trailing `Z`)
+    resumes after that value: no re-read, no time zone WARN."""
+    source_conn.execute(f"CREATE TABLE za (id int PRIMARY KEY, at {coltype})")
+    for i, value in enumerate(values, start=1):
+        source_conn.execute("INSERT INTO za VALUES (%s, %s)", (i, value))
+    state = below_all("za", "at", saved)
+    state[0]["stream"]["stream_state"]["cursor_record_count"] = 1  # row 2 holds that value
+    run = read_inc("za", "at", ["id", "at"], state=state)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert [r["id"] for r in run.data("za")] == [3]
+    assert logs(run, "WARN") == []
+
+
+def test_a_cursor_holding_line_separators_keeps_state_lines_whole(source_conn, read_inc) -> None:
+    """A text cursor value holding U+2028, U+2029 and U+0085 is escaped in the STATE line, so
+    str.splitlines() keeps it whole and it parses to the exact value."""
+    value = "b\u2028\u2029\u0085"
+    source_conn.execute("CREATE TABLE ls (id int PRIMARY KEY, c text)")
+    source_conn.execute("INSERT INTO ls VALUES (1, 'a'), (2, %s)", (value,))
+    run = read_inc("ls", "c", ["id", "c"], state=below_all("ls", "c", ""))
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines() if '"STATE"' in line]
+    cursors = [line["state"]["stream"]["stream_state"]["cursor"] for line in lines]
+    assert cursors == [value]

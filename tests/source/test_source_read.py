@@ -412,6 +412,30 @@ def test_nan_row_of_a_wide_table(source_conn, discover_and_read) -> None:
     assert [c["field"] for c in record["meta"]["changes"]] == ["c59"]
 
 
+def test_nan_row_of_a_table_of_more_than_100_special_columns(
+    source_conn, discover_and_read
+) -> None:
+    """A table of 150 float columns (past PostgreSQL's 100 arguments per function) reads: the
+    NaN row nulled and listed in meta.changes, the finite row as is."""
+    cols = ", ".join(f"c{i} float8" for i in range(150))
+    source_conn.execute(f"CREATE TABLE wide150 (id int PRIMARY KEY, {cols})")
+    nan_row = ", ".join("'NaN'" if i == 120 else str(i) for i in range(150))
+    plain_row = ", ".join(str(i) for i in range(150))
+    source_conn.execute(f"INSERT INTO wide150 VALUES (1, {nan_row}), (2, {plain_row})")
+    _, result = discover_and_read("wide150")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    records = sorted(result.records, key=lambda r: r["data"]["id"])
+    plain = {f"c{i}": i for i in range(150)}
+    assert [r["data"] for r in records] == [
+        {"id": 1, **plain, "c120": None},
+        {"id": 2, **plain},
+    ]
+    assert [[c["field"] for c in r.get("meta", {}).get("changes", [])] for r in records] == [
+        ["c120"],
+        [],
+    ]
+
+
 def test_error_mid_stream_fails_only_that_stream(source_conn, source_config, write_json) -> None:
     """A query error after some rows ends that stream INCOMPLETE; the next stream completes."""
     source_conn.execute(
@@ -428,6 +452,41 @@ def test_error_mid_stream_fails_only_that_stream(source_conn, source_config, wri
     assert error["stream_descriptor"]["name"] == "breaks"
     assert "division by zero" in error["message"]
     assert result.data("after_it") == [{"id": 1}]
+
+
+@pytest.fixture
+def sql_ascii_db(pg_server):
+    """A fresh SQL_ASCII database (legacy servers store text bytes unchecked), dropped after."""
+    name = f"ascii_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII' "
+                "LC_COLLATE 'C' LC_CTYPE 'C'"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        yield name
+    finally:
+        pg_server.drop_database(name)
+
+
+def test_non_utf8_text_fails_its_stream_saying_what_to_do(
+    pg_server, sql_ascii_db, write_json
+) -> None:
+    """A byte that is not UTF-8 in a SQL_ASCII database fails its stream with a config_error
+    naming the stream, the database's encoding and the remedies."""
+    with psycopg.connect(pg_server.conninfo(sql_ascii_db), autocommit=True) as conn:
+        conn.execute("SET client_encoding = 'SQL_ASCII'")  # store the byte as is
+        conn.execute(b"CREATE TABLE bad (id int, v text); INSERT INTO bad VALUES (1, 'caf\xfe')")
+    config = pg_server.connector_config(sql_ascii_db, schemas=["public"])
+    result = read(write_json, config, [table_stream("bad", {"id": {}, "v": {}})])
+    (error,) = result.errors()
+    assert (error["failure_type"], error["stream_descriptor"]["name"]) == ("config_error", "bad")
+    assert all(
+        part in error["message"]
+        for part in ("public.bad", "not valid UTF-8", "SQL_ASCII", "re-encode", "json_schema")
+    ), error["message"]
 
 
 def test_stream_without_namespace_with_all_schemas(source_conn, source_config, write_json) -> None:
