@@ -41,7 +41,7 @@ class StreamTarget:
     soft_delete: bool = False
     dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
     skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
-    typed_note: str | None = None  # why a stream has no typed table (logged at the start)
+    typed_note: str | None = None  # why a stream has no typed table (logged when decided)
     # Runtime state of the current write.
     fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data (framing)
     fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
@@ -61,6 +61,11 @@ class StreamTarget:
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False
     rebuild_typed: bool = False  # ddl.prepare made the typed table beside a raw one with rows
+    typed_created: bool = False  # ddl.prepare made the typed table (append, append_dedup)
+    # rawonly.py: PostgreSQL refused the typed rows as too big during this write. The typed
+    # table given up (norm_table is None from then on), and the WARN the main thread logs.
+    refused_table: str | None = None
+    refused_warn: str | None = None
     cascaded: list[str] = field(default_factory=list)  # what drop_cascade dropped at the swap
 
     @property

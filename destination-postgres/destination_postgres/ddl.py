@@ -137,7 +137,9 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                           autovacuum=not target.overwrite)  # fmt: skip
         if target.overwrite:
             _mark_temporary(conn, schema, table)
-        else:  # append/append_dedup: a raw table with records and no typed one (dropped by
+        else:
+            target.typed_created = True  # rawonly.py drops it again if its rows prove too big
+            # append/append_dedup: a raw table with records and no typed one (dropped by
             # hand, or disable_type_dedupe turned off) gets its typed rows rebuilt from them
             found = conn.execute(
                 sql.SQL("SELECT EXISTS (SELECT FROM {})").format(ident(raw_schema, raw_table))
@@ -310,7 +312,10 @@ def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
     """An overwrite's temporaries, after a failure: only relations pgbyte made (marked)."""
     if not target.overwrite:
         return
-    for pair in (target.load_raw, target.load_norm):
+    pairs = [target.load_raw, target.load_norm]
+    if target.refused_table is not None:  # given up (rawonly.py): the rollback brought it back
+        pairs.append((target.schema, temporary(target.refused_table)))
+    for pair in pairs:
         if pair is not None and _is_own_temporary(relation(conn, *pair)):
             drop(conn, *pair, cascade=True)
 

@@ -40,6 +40,7 @@ from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
 from destination_postgres.catalog import STAGE_POSITION, StreamTarget
+from destination_postgres.rawonly import RowsTooWide
 from destination_postgres.typemap import PG_TYPES
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
@@ -164,6 +165,9 @@ def _insert_fresh(
     conn.execute("SAVEPOINT pgbyte_fresh")
     try:
         inserted = loader.normalize(conn, target, source, required=tuple(target.key_names))
+    except RowsTooWide:  # normalize rolled its rows back; the caller keeps the stream raw
+        conn.execute("RELEASE SAVEPOINT pgbyte_fresh")
+        raise
     except psycopg.IntegrityError:
         # A repeated key, or a constraint of the user's refusing a row that a later record of
         # its key would have replaced: merging decides.

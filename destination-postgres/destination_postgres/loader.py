@@ -16,6 +16,8 @@ connection's commits.
 
 Typed rows come from one INSERT ... SELECT with plain casts; a data exception redoes it with
 guarded casts (that value → NULL, counted) after widening integer columns that overflow bigint.
+Rows PostgreSQL refuses as too big roll back to the same savepoint and keep the stream raw
+(rawonly.py).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from destination_postgres import ddl
+from destination_postgres import ddl, rawonly
 from destination_postgres.catalog import STAGE_POSITION, StreamTarget
 from destination_postgres.framing import BINARY_COLUMNS, BINARY_HEADER, BINARY_TRAILER
+from destination_postgres.rawonly import RowsTooWide
 
 LINE_STAGE = sql.Identifier("pg_temp", "_pgbyte_lines")
 DATA_STAGE = sql.Identifier("pg_temp", "_pgbyte_data")
@@ -188,7 +191,9 @@ def finish_batch(
 ) -> None:
     """append/append_dedup: move the staged rows into the raw table, then run the typed step
     over them (same transaction): `normalize` by default, dedup.merge for append_dedup. The
-    temporary stage is emptied after; a shared one (stages.py) is dropped after the commit."""
+    temporary stage is emptied after; a shared one (stages.py) is dropped after the commit.
+    Typed rows refused as too big were rolled back by the step: the raw rows stay, and the
+    stream is raw only from here (rawonly.py)."""
     if target.overwrite:
         return
     conn.execute(
@@ -197,7 +202,10 @@ def finish_batch(
             "SELECT _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at FROM {}"
         ).format(ddl.ident(*target.load_raw), stage)
     )
-    (typed or normalize)(conn, target, stage)
+    try:
+        (typed or normalize)(conn, target, stage)
+    except RowsTooWide as exc:
+        rawonly.keep_raw_only(conn, target, exc.reason)
     if stage is DATA_STAGE:
         conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
@@ -212,17 +220,31 @@ def normalize(
 ) -> int:
     """INSERT the typed rows of every row of `source` (a raw-layout table); returns how many.
     `required`: columns whose typed value must not be NULL (rows without one are left out).
-    `position`: also fill STAGE_POSITION (the target is dedup's typed stage)."""
+    `position`: also fill STAGE_POSITION (the target is dedup's typed stage). Raises
+    RowsTooWide, with nothing inserted, when PostgreSQL refuses a typed row as too big."""
     if target.load_norm is None:
         return 0
     conn.execute("SAVEPOINT pgbyte_norm")
+    counted: dict[str, int] | None = None
     try:
-        inserted = conn.execute(
-            _norm_statement(target, source, safe=False, required=required, position=position)
-        ).rowcount
-    except psycopg.DataError:  # a value that does not cast: redo with guards
+        try:
+            inserted = conn.execute(
+                _norm_statement(target, source, safe=False, required=required, position=position)
+            ).rowcount
+        except psycopg.DataError:  # a value that does not cast: redo with guards
+            conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
+            counted = dict(target.uncastable)
+            inserted = _safe_normalize(conn, target, source, required, position)
+    except psycopg.errors.ProgramLimitExceeded as exc:
+        refused = rawonly.too_wide(exc)
+        if refused is None:
+            raise
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
-        inserted = _safe_normalize(conn, target, source, required, position)
+        conn.execute("RELEASE SAVEPOINT pgbyte_norm")
+        if counted is not None:  # the guarded attempt counted values no row keeps
+            target.uncastable.clear()  # in place: dedup's stage view shares the dict
+            target.uncastable.update(counted)
+        raise refused from None
     conn.execute("RELEASE SAVEPOINT pgbyte_norm")
     return inserted
 
@@ -233,7 +255,8 @@ def normalize_split(
     """overwrite with a second connection: the plain-cast INSERT over the two halves of the
     temporary raw table's blocks at once (conn2 commits its half: it only fills a temporary
     nobody sees before the swap). Should either half meet a value that does not cast, both
-    are rolled back and the whole table takes the one-connection way (guards, widening)."""
+    are rolled back and the whole table takes the one-connection way (guards, widening);
+    should either have a row refused as too big, both are rolled back and RowsTooWide raised."""
     if target.load_norm is None:
         return
     source = ddl.ident(*target.load_raw)
@@ -263,7 +286,7 @@ def normalize_split(
     conn.execute("SAVEPOINT pgbyte_norm")
     try:
         conn.execute(high)
-    except psycopg.DataError as exc:
+    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
         errors.append(exc)
     finally:
         thread.join()
@@ -275,8 +298,12 @@ def normalize_split(
     conn.execute("ROLLBACK TO SAVEPOINT pgbyte_norm")
     conn.execute("RELEASE SAVEPOINT pgbyte_norm")
     for exc in errors:
-        if not isinstance(exc, psycopg.DataError):
+        if not isinstance(exc, psycopg.DataError) and rawonly.too_wide(exc) is None:
             raise exc
+    for exc in errors:
+        refused = rawonly.too_wide(exc)
+        if refused is not None:  # the guarded way would be refused too
+            raise refused from None
     return normalize(conn, target, source)
 
 

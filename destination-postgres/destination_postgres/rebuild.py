@@ -25,7 +25,8 @@ def rebuild_typed(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
     typed table (as Airbyte's typing and deduping does for a missing final table); returns
     how many records were read. append_dedup merges them as one batch in the raw table's
     order (its best record of input order: rows lie in the order appended, but for rows a
-    VACUUM let later ones take the place of)."""
+    VACUUM let later ones take the place of). Raises RowsTooWide (nothing typed) when
+    PostgreSQL refuses a typed row as too big (rawonly.py)."""
     raw = ddl.ident(*target.load_raw)
     if not target.dedup:
         return loader.normalize(conn, target, raw)
@@ -38,6 +39,9 @@ def rebuild_typed(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
         ).format(REBUILD_STAGE, raw)
     )
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(REBUILD_STAGE)).fetchone()
-    dedup.merge(conn, target, REBUILD_STAGE)
-    conn.execute(sql.SQL("DROP TABLE {}").format(REBUILD_STAGE))
+    try:
+        dedup.merge(conn, target, REBUILD_STAGE)
+    finally:  # a copy of the whole raw table: never kept for the rest of the write
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute(sql.SQL("DROP TABLE {}").format(REBUILD_STAGE))
     return int(row[0]) if row else 0

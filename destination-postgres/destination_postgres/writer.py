@@ -25,7 +25,7 @@ from pgbyte_common.json_lines import stdlib_loads
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
 
-from destination_postgres import ddl, dedup, loader, rebuild, stages
+from destination_postgres import ddl, dedup, loader, rawonly, rebuild, stages
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
@@ -164,7 +164,12 @@ class Writer:
                                  f"{', '.join(added)}.")  # fmt: skip
             dedup.prepare(self.conn, t, self.log)
             if t.rebuild_typed:
-                rebuilt = rebuild.rebuild_typed(self.conn, t)
+                try:
+                    rebuilt = rebuild.rebuild_typed(self.conn, t)
+                except rawonly.RowsTooWide as exc:  # its records are too wide to type
+                    rawonly.keep_raw_only(self.conn, t, exc.reason)
+                    self._warn_refused(t)
+                    continue
                 self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
                                  f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
                                  "table.")  # fmt: skip
@@ -580,6 +585,7 @@ class Writer:
         thread.join()
         if job.error is not None:
             raise job.error
+        self._warn_refused(job.target)
         job.target.received += job.count
         for name, n in job.changes.items():
             job.target.source_changes[name] = job.target.source_changes.get(name, 0) + n
@@ -658,15 +664,27 @@ class Writer:
     def _complete(self, t: StreamTarget) -> None:
         """overwrite: normalize the loaded temporary raw table, then swap both tables in."""
         self._wait()
-        if self.conn2 is not None:
-            # The second connection only sees committed rows: commit the first one's batches
-            # too (the swap below stays one transaction; on_trace/finish commit here anyway).
-            self._commit_all()
-            loader.normalize_split(self.conn, self.conn2, t)
-        else:
-            loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
+        try:
+            if self.conn2 is not None:
+                # The second connection only sees committed rows: commit the first one's
+                # batches too (the swap below stays one transaction; on_trace/finish commit
+                # here anyway).
+                self._commit_all()
+                loader.normalize_split(self.conn, self.conn2, t)
+            else:
+                loader.normalize(self.conn, t, ddl.ident(*t.load_raw))
+        except rawonly.RowsTooWide as exc:  # rolled back: the raw table alone is swapped in
+            rawonly.keep_raw_only(self.conn, t, exc.reason)
+            self._warn_refused(t)
         t.cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
+
+    def _warn_refused(self, t: StreamTarget) -> None:
+        """The WARN of a stream whose typed rows were refused as too big (rawonly.py), once,
+        from the main thread (a batch's thread sets it)."""
+        if t.refused_warn is not None:
+            self.log("WARN", f"Stream {t.label}: {t.refused_warn}.")
+            t.refused_warn = None
 
     def commit(self) -> None:
         """Commit everything received (at a STATE). Once a big sync has opened the second
@@ -839,11 +857,12 @@ class Writer:
                     f"{t.surrogates_replaced} lone UTF-16 surrogate escape(s) (half of a pair, "
                     "which PostgreSQL cannot store) replaced by U+FFFD"
                 )
+            typed = t.norm_table or t.refused_table  # the second: kept, with rows of before
             if t.uncastable:
                 detail = ", ".join(f"{c}: {n}" for c, n in sorted(t.uncastable.items()))
                 parts.append(
                     f"{sum(t.uncastable.values())} value(s) could not be cast to their "
-                    f"column type and are NULL in {t.norm_table} (the raw table keeps them) "
+                    f"column type and are NULL in {typed} (the raw table keeps them) "
                     f"[{detail}]"
                 )
             if t.source_changes:
@@ -855,7 +874,7 @@ class Writer:
             if t.skipped_keys:
                 parts.append(
                     f"{t.skipped_keys} record(s) with a NULL or uncastable primary key are in "
-                    f"the raw table only (no row in {t.norm_table})"
+                    f"the raw table only (no row in {typed})"
                 )
             flagged = (
                 t.nul_stripped or t.surrogates_replaced or t.uncastable or t.skipped_keys
