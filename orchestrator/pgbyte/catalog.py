@@ -5,6 +5,11 @@ Airbyte's platform does it (NamespacingMapper): the stream name becomes `prefix 
 namespace is the source's (`source`), none so the destination uses its default schema
 (`destination`), or the custom format with `${SOURCE_NAMESPACE}` replaced by the source's
 namespace (`""` when it has none) — a blank result meaning none.
+
+What the connection file asks for that the discovered streams cannot do (an unknown, ambiguous or
+twice-listed stream, a mode a stream or the destination does not support, a missing cursor or
+primary key, two streams onto one table) is a ConnectionFileError naming the file: a mistake in
+the file, found before any `read` or `write` starts, not a failed sync.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from typing import Any
 
 from pgbyte_common.validation import config_problems
 
-from pgbyte.connection import SOURCE_NAMESPACE_PLACEHOLDER, Connection, StreamChoice
+from pgbyte.connection import (
+    SOURCE_NAMESPACE_PLACEHOLDER,
+    Connection,
+    ConnectionFileError,
+    StreamChoice,
+    incremental_overwrite_problem,
+)
 from pgbyte.protocol import ConnectorError
 from pgbyte.secrets import Masker
 
@@ -84,7 +95,7 @@ class StreamMap:
         return all(r.name == r.dest_name and r.namespace == r.dest_namespace for r in self.routes)
 
 
-def _find(streams: list[dict[str, Any]], choice: StreamChoice) -> dict[str, Any]:
+def _find(streams: list[dict[str, Any]], choice: StreamChoice, conn: Connection) -> dict[str, Any]:
     matches = [
         s for s in streams
         if s["name"] == choice.name
@@ -96,18 +107,17 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice) -> dict[str, Any]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ConnectorError(
-            f"stream {choice.name!r}"
+        raise ConnectionFileError(
+            f"{conn.path}: stream {choice.name!r}"
             + (f" in namespace {choice.namespace!r}" if choice.namespace else "")
             + f" is not among the discovered streams ({_known(streams, choice.name)}): was its "
             "table renamed or dropped, or its privileges revoked? Fix or remove it in the "
-            "connection file's streams:",
-            failure_type="config_error",
+            "connection file's streams:"
         )
     spaces = ", ".join(sorted(str(s.get("namespace")) for s in matches))
-    raise ConnectorError(
-        f"stream {choice.name!r} exists in several namespaces ({spaces}): add namespace: to it",
-        failure_type="config_error",
+    raise ConnectionFileError(
+        f"{conn.path}: stream {choice.name!r} exists in several namespaces ({spaces}): add "
+        "namespace: to it"
     )
 
 
@@ -129,6 +139,13 @@ def _known(streams: list[dict[str, Any]], wanted: str) -> str:
     return ", ".join(shown) + (f", and {more} more" if more else "")
 
 
+def _entry(choice: StreamChoice) -> str:
+    """A streams: entry as written: `name` or `{name, namespace}`."""
+    if choice.namespace is None:
+        return repr(choice.name)
+    return f"{choice.name!r} in namespace {choice.namespace!r}"
+
+
 def _label(stream: dict[str, Any]) -> str:
     return f"{stream['namespace']}.{stream['name']}" if stream.get("namespace") else stream["name"]
 
@@ -136,31 +153,23 @@ def _label(stream: dict[str, Any]) -> str:
 def _configure(
     stream: dict[str, Any], choice: StreamChoice, conn: Connection, dest_modes: list[str]
 ) -> dict[str, Any]:
-    label = _label(stream)
+    label = f"{conn.path}: stream {_label(stream)}"
     sync_mode = choice.sync_mode or conn.sync_mode
     supported = stream.get("supported_sync_modes") or ["full_refresh"]
     if sync_mode not in supported:
-        raise ConnectorError(
-            f"stream {label}: the source does not support sync_mode {sync_mode} "
-            f"(supported: {', '.join(supported)})",
-            failure_type="config_error",
+        raise ConnectionFileError(
+            f"{label}: the source does not support sync_mode {sync_mode} "
+            f"(supported: {', '.join(supported)})"
         )
     default_dest = "append" if sync_mode == "incremental" else "overwrite"
     dest_mode = choice.destination_sync_mode or conn.destination_sync_mode or default_dest
     if sync_mode == "incremental" and dest_mode == "overwrite":
-        # Airbyte offers no such mode: each sync would replace the tables with only the rows
-        # changed since the last one.
-        raise ConnectorError(
-            f"stream {label}: incremental | overwrite would replace the tables with only the "
-            "rows changed since the last sync; use incremental with destination_sync_mode "
-            "append or append_dedup, or full_refresh with overwrite",
-            failure_type="config_error",
-        )
+        # load_connection refuses this already; a Connection built in code is checked here.
+        raise ConnectionFileError(incremental_overwrite_problem(label))
     if dest_modes and dest_mode not in dest_modes:
-        raise ConnectorError(
-            f"stream {label}: the destination does not support destination_sync_mode "
-            f"{dest_mode} (supported: {', '.join(dest_modes)})",
-            failure_type="config_error",
+        raise ConnectionFileError(
+            f"{label}: the destination does not support destination_sync_mode "
+            f"{dest_mode} (supported: {', '.join(dest_modes)})"
         )
     configured: dict[str, Any] = {
         "stream": stream,
@@ -169,18 +178,16 @@ def _configure(
     }
     cursor = list(choice.cursor_field or ()) or stream.get("default_cursor_field") or []
     if sync_mode == "incremental" and not cursor and not stream.get("source_defined_cursor"):
-        raise ConnectorError(
-            f"stream {label}: incremental needs a cursor; add cursor_field: [column] to it",
-            failure_type="config_error",
+        raise ConnectionFileError(
+            f"{label}: incremental needs a cursor; add cursor_field: [column] to it"
         )
     if cursor:
         configured["cursor_field"] = list(cursor)
     key = [list(p) for p in choice.primary_key] if choice.primary_key else None
     key = key or stream.get("source_defined_primary_key") or []
     if dest_mode == "append_dedup" and not key:
-        raise ConnectorError(
-            f"stream {label}: append_dedup needs a primary key; add primary_key: [[column]]",
-            failure_type="config_error",
+        raise ConnectionFileError(
+            f"{label}: append_dedup needs a primary key; add primary_key: [[column]]"
         )
     if key:
         configured["primary_key"] = key
@@ -206,8 +213,19 @@ def build_catalogs(
         )
     dest_modes = list(dest_spec.get("supported_destination_sync_modes") or [])
     source_streams, dest_streams, routes = [], [], []
-    for choice in choices:
-        configured = _configure(_find(streams, choice), choice, conn, dest_modes)
+    chosen: dict[tuple[str, str | None], int] = {}  # discovered stream → its streams: index
+    for index, choice in enumerate(choices):
+        stream = _find(streams, choice, conn)
+        first = chosen.setdefault((stream["name"], stream.get("namespace")), index)
+        if first != index:
+            # Two entries naming one stream (`users` and `public.users`): not a mapping clash,
+            # so the namespace advice below would be wrong.
+            raise ConnectionFileError(
+                f"{conn.path}: stream {_label(stream)} is listed twice (streams[{first}] "
+                f"{_entry(choices[first])} and streams[{index}] {_entry(choice)}); remove one "
+                "entry"
+            )
+        configured = _configure(stream, choice, conn, dest_modes)
         # Airbyte's refresh fields: overwrite truncates older generations, append keeps them.
         configured["generation_id"] = sync_id
         configured["minimum_generation_id"] = (
@@ -234,9 +252,8 @@ def build_catalogs(
     for route in routes:
         other = seen.setdefault((route.dest_name, route.dest_namespace), route)
         if other is not route:
-            raise ConnectorError(
-                f"streams {other.label} and {route.label} would both land in destination "
-                f"stream {route.dest_label}; use namespace: source or a custom format",
-                failure_type="config_error",
+            raise ConnectionFileError(
+                f"{conn.path}: streams {other.label} and {route.label} would both land in "
+                f"destination stream {route.dest_label}; use namespace: source or a custom format"
             )
     return {"streams": source_streams}, {"streams": dest_streams}, StreamMap(routes)

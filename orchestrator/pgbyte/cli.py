@@ -1,7 +1,10 @@
 """The `pgbyte` command line: check, discover, sync, state show|reset, history.
 
 Exit codes: 0 success; 1 a check or sync failed (or the state is held by a running sync);
-2 a usage or connection-file error, or a `state reset --stream` naming no (or several) streams;
+2 a usage or connection-file error (also one found only once the source's streams are
+discovered: an unknown, ambiguous or twice-listed stream, a mode it cannot sync — before any
+`read` or `write`, and not written to the history), or a `state reset --stream` naming no (or
+several) streams;
 130 / 143 a sync cancelled by SIGINT (Ctrl-C) / SIGTERM.
 """
 

@@ -14,7 +14,14 @@ state: .pgbyte/state/<name>.json    # relative paths are relative to the connect
 
 `${VAR}` anywhere in a string value is replaced by the environment variable VAR; a missing
 variable is an error naming it (and the file), never an empty string. `$${VAR}` stays literal, and
-so does `${SOURCE_NAMESPACE}` in `namespace:`, which is the platform's own placeholder.
+so does `${SOURCE_NAMESPACE}` in the top-level `namespace:` (the custom format), where it is the
+platform's own placeholder; anywhere else (`prefix:`, a stream's `namespace:`, a config value) it
+is an environment variable like any other.
+
+Mistakes visible in the file alone are refused here, before any connector starts: besides
+unknown keys and values, `incremental` with `overwrite` and a stream listed twice. Those that
+need the discovered catalog (an unknown or ambiguous stream, a mode the stream cannot sync) are
+refused by pgbyte.catalog with the same ConnectionFileError, before any `read` or `write`.
 """
 
 from __future__ import annotations
@@ -43,7 +50,10 @@ _STREAM_KEYS = {
 
 
 class ConnectionFileError(ValueError):
-    """The connection file is unreadable or wrong; the message names the file and the key."""
+    """The connection file is unreadable or wrong; the message names the file and the key.
+
+    Raised while loading the file, or once the discovered catalog shows that the file asks for
+    something the source's streams do not have; either way no data moved (pgbyte exits 2)."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,15 @@ def substitute_env(
         if var not in env:
             if not strict:
                 return ""
+            hint = ""
+            if "${" + var + "}" == SOURCE_NAMESPACE_PLACEHOLDER:
+                # Someone expecting the platform's placeholder here gets told where it works.
+                hint = (
+                    f" ({SOURCE_NAMESPACE_PLACEHOLDER} is the source's namespace only in the "
+                    "top-level namespace: format)"
+                )
             raise ConnectionFileError(
-                f"environment variable {var} is not set (used at {where}); export it or "
+                f"environment variable {var} is not set (used at {where}){hint}; export it or "
                 f"write the value into the connection file"
             )
         return env[var]
@@ -178,11 +195,14 @@ def load_connection(
         raise ConnectionFileError(
             f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}"
         )
-    # namespace: keeps the platform's ${SOURCE_NAMESPACE} placeholder for the mapping step.
-    data = substitute_env(
-        raw, os.environ if env is None else env, path.name, keep={"SOURCE_NAMESPACE"},
-        strict=strict,
-    )  # fmt: skip
+    environ = os.environ if env is None else env
+    # Only the namespace format keeps the platform's ${SOURCE_NAMESPACE} for the mapping step:
+    # elsewhere it means nothing to pgbyte, and kept literally it would silently end up in a
+    # table name (`prefix: p_${SOURCE_NAMESPACE}_`).
+    data = {
+        key: substitute_env(value, environ, f"{path.name}.{key}", keep=_keep(key), strict=strict)
+        for key, value in raw.items()
+    }
     name = str(data.get("name") or path.stem)
     base = path.resolve().parent
     state = Path(str(data.get("state") or f".pgbyte/state/{name}.json"))
@@ -199,6 +219,8 @@ def load_connection(
     prefix = data.get("prefix") or ""
     if not isinstance(prefix, str):
         raise ConnectionFileError(f"{path}: prefix must be a string, got {prefix!r}")
+    streams = _streams(data.get("streams"), path)
+    _refuse_incremental_overwrite(path, sync_mode, dest_mode, streams)
     return Connection(
         name=name,
         path=path,
@@ -206,11 +228,55 @@ def load_connection(
         destination=_connector(data.get("destination"), "destination", path),
         prefix=prefix,
         namespace=namespace.strip(),
-        streams=_streams(data.get("streams"), path),
+        streams=streams,
         sync_mode=sync_mode,
         destination_sync_mode=dest_mode,
         state_path=state if state.is_absolute() else base / state,
     )
+
+
+def _keep(key: str) -> set[str]:
+    """The variables a top-level key leaves in place: the placeholder, in namespace: only."""
+    return {"SOURCE_NAMESPACE"} if key == "namespace" else set()
+
+
+def incremental_overwrite_problem(what: str) -> str:
+    """Why `what` (a stream, or the connection's defaults) cannot sync incremental | overwrite."""
+    # Airbyte offers no such mode: each sync would replace the tables with only the rows
+    # changed since the last one.
+    return (
+        f"{what}: incremental | overwrite would replace the tables with only the rows changed "
+        "since the last sync; use incremental with destination_sync_mode append or "
+        "append_dedup, or full_refresh with overwrite"
+    )
+
+
+def _refuse_incremental_overwrite(
+    path: Path,
+    sync_mode: str,
+    dest_mode: str | None,
+    streams: tuple[StreamChoice, ...] | None,
+) -> None:
+    """incremental | overwrite needs no discovery to be seen wrong: refuse it before any
+    connector starts. The defaults only matter where some stream uses them."""
+    if streams is None:
+        if sync_mode == "incremental" and dest_mode == "overwrite":
+            raise ConnectionFileError(
+                incremental_overwrite_problem(f"{path}: sync_mode and destination_sync_mode")
+            )
+        return
+    for i, choice in enumerate(streams):
+        stream_sync = choice.sync_mode or sync_mode
+        stream_dest = choice.destination_sync_mode or dest_mode
+        if stream_sync == "incremental" and stream_dest == "overwrite":
+            raise ConnectionFileError(
+                incremental_overwrite_problem(f"{path}: streams[{i}] ({_choice_label(choice)})")
+            )
+
+
+def _choice_label(choice: StreamChoice) -> str:
+    """A stream entry as the file names it: `name` or `namespace.name`."""
+    return f"{choice.namespace}.{choice.name}" if choice.namespace is not None else choice.name
 
 
 def _choice(value: Any, allowed: tuple[str, ...], path: Path, key: str) -> str:
@@ -256,7 +322,8 @@ def _streams(node: Any, path: Path) -> tuple[StreamChoice, ...] | None:
         return None
     if not isinstance(node, list) or not node:
         raise ConnectionFileError(f"{path}: streams must be a non-empty list (or omitted)")
-    streams = []
+    streams: list[StreamChoice] = []
+    seen: dict[tuple[str, str | None], int] = {}
     for i, item in enumerate(node):
         where = f"{path}: streams[{i}]"
         if isinstance(item, str):
@@ -272,16 +339,23 @@ def _streams(node: Any, path: Path) -> tuple[StreamChoice, ...] | None:
         dest_mode = item.get("destination_sync_mode")
         if dest_mode is not None:
             _choice(dest_mode, DESTINATION_SYNC_MODES, path, f"streams[{i}].destination_sync_mode")
-        streams.append(
-            StreamChoice(
-                name=str(item["name"]),
-                namespace=None if item.get("namespace") is None else str(item["namespace"]),
-                sync_mode=sync_mode,
-                destination_sync_mode=dest_mode,
-                cursor_field=_path(item.get("cursor_field"), f"{where}.cursor_field"),
-                primary_key=_key(item.get("primary_key"), f"{where}.primary_key"),
-            )
+        choice = StreamChoice(
+            name=str(item["name"]),
+            namespace=None if item.get("namespace") is None else str(item["namespace"]),
+            sync_mode=sync_mode,
+            destination_sync_mode=dest_mode,
+            cursor_field=_path(item.get("cursor_field"), f"{where}.cursor_field"),
+            primary_key=_key(item.get("primary_key"), f"{where}.primary_key"),
         )
+        # The same entry twice needs no discovery to be seen; `users` and `public.users` naming
+        # one stream is found once the catalog is known (pgbyte.catalog).
+        first = seen.setdefault((choice.name, choice.namespace), i)
+        if first != i:
+            raise ConnectionFileError(
+                f"{path}: stream {_choice_label(choice)} is listed twice (streams[{first}] and "
+                f"streams[{i}]); remove one entry"
+            )
+        streams.append(choice)
     return tuple(streams)
 
 

@@ -3,8 +3,9 @@
 The saved state is opaque to the protocol (each source defines its stream_state), so this module
 knows the shapes Airbyte's source-postgres and ours write — cursor_based, ctid (a resumable first
 load), xmin, the full-refresh marker — and prints anything else as compact JSON rather than
-guessing. Per stream it adds what the history knows: when it was last synced and how many
-records were committed then (the saved state itself carries no counts: stats are stripped).
+guessing. Per stream it adds what the history knows: when the newest sync of it started and how
+many records that sync committed, 0 included (the saved state itself carries no counts: stats
+are stripped).
 """
 
 from __future__ import annotations
@@ -96,15 +97,21 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
 
 
 def _last_syncs(history: list[dict[str, Any]]) -> dict[tuple[str, str | None], str]:
-    """Per source stream: 'DATE: N committed' of the newest sync that committed any of it."""
+    """Per source stream: when the newest sync that synced it started, and what it committed.
+
+    The newest sync, whatever it committed: the line is read as "when did this stream last
+    sync", and an incremental sync that found no change (0 records) did sync it — its state
+    moved on. Showing an older sync that happened to commit records made a healthy connection
+    look stale. A sync that did not succeed says so: its count may be partial."""
     last: dict[tuple[str, str | None], str] = {}
-    for entry in history:
+    for entry in history:  # oldest first: a later sync replaces an earlier one
+        when = str(entry.get("started_at") or "?")[:19].replace("T", " ")
+        status = entry.get("status")
+        outcome = "" if status == "succeeded" else f" ({status or 'status unknown'})"
         for stream in entry.get("streams") or []:
             committed = stream.get("records_committed") or 0
-            if committed:
-                key = (stream.get("stream"), stream.get("namespace"))
-                when = str(entry.get("started_at") or "?")[:19].replace("T", " ")
-                last[key] = f"last sync {when} UTC committed {committed:,} record(s)"
+            key = (stream.get("stream"), stream.get("namespace"))
+            last[key] = f"last sync {when} UTC{outcome} committed {committed:,} record(s)"
     return last
 
 

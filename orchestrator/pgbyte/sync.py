@@ -13,6 +13,10 @@ Ending:
 - the destination fails → the source is stopped;
 - Ctrl-C / SIGTERM → both are stopped (terminate, wait, kill).
 In every case only states the destination echoed are saved, and one history line is appended.
+
+A mistake in the connection file found only once the streams are discovered (pgbyte.catalog:
+an unknown, ambiguous or twice-listed stream, an unsupported mode, no cursor or primary key) is
+not a sync: it raises ConnectionFileError before `read` and `write` start, and appends nothing.
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class SyncRun:
         except (ConnectorError, RunnerError, StateFileError, StateBusyError) as exc:
             self.status = "failed"
             self.reason = self.session.masker.mask(str(exc))
+        # A ConnectionFileError (the file asks for a stream or mode the discovered catalog
+        # cannot give) is not caught: it is raised before any `read` or `write` starts, so no
+        # sync ran; like every other connection-file error it exits 2 and is not written to
+        # the history, which lists syncs.
         summary = self.summary()
         with contextlib.suppress(OSError):
             append_history(self.conn.history_path, summary)

@@ -57,6 +57,30 @@ def test_source_namespace_placeholder_is_kept(tmp_path) -> None:
     assert (conn.namespace, conn.prefix) == ("raw_${SOURCE_NAMESPACE}", "p_")
 
 
+def test_source_namespace_elsewhere_comes_from_the_environment(tmp_path) -> None:
+    """${SOURCE_NAMESPACE} in prefix: is an environment variable, not left in the table name."""
+    text = BASE + 'prefix: "p_${SOURCE_NAMESPACE}_"\n'
+    env = {"SRC_PW": "", "DST_PW": "", "SOURCE_NAMESPACE": "eu"}
+    assert load_connection(write(tmp_path, text), env=env).prefix == "p_eu_"
+
+
+def test_source_namespace_unset_outside_namespace_is_an_error(tmp_path) -> None:
+    """An unset ${SOURCE_NAMESPACE} in prefix: is a missing variable, with where it does work."""
+    text = BASE + 'prefix: "p_${SOURCE_NAMESPACE}_"\n'
+    with pytest.raises(ConnectionFileError) as caught:
+        load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    message = str(caught.value)
+    assert "SOURCE_NAMESPACE is not set (used at full-refresh-overwrite.yaml.prefix)" in message
+    assert "only in the top-level namespace: format" in message
+
+
+def test_other_variables_in_the_namespace_format_are_substituted(tmp_path) -> None:
+    """In namespace:, only the placeholder is kept; another ${VAR} comes from the environment."""
+    text = BASE + 'namespace: "${ENV_NAME}_${SOURCE_NAMESPACE}"\n'
+    env = {"SRC_PW": "", "DST_PW": "", "ENV_NAME": "prod", "SOURCE_NAMESPACE": "ignored"}
+    assert load_connection(write(tmp_path, text), env=env).namespace == "prod_${SOURCE_NAMESPACE}"
+
+
 def test_command_string_and_list(tmp_path) -> None:
     """command: accepts a shell-like string or a list; both become an argv."""
     conn = load_connection(write(tmp_path, BASE), env={"SRC_PW": "", "DST_PW": ""})
@@ -103,6 +127,41 @@ def test_bad_keys_are_named(tmp_path, extra, needle) -> None:
     """An unknown key or mode is rejected with a message naming it."""
     with pytest.raises(ConnectionFileError, match=needle):
         load_connection(write(tmp_path, BASE + extra), env={"SRC_PW": "", "DST_PW": ""})
+
+
+def test_a_stream_listed_twice_is_refused_as_such(tmp_path) -> None:
+    """The same streams: entry twice is refused on loading as "listed twice; remove one"."""
+    text = BASE + "streams: [full_refresh_demo, full_refresh_demo]\n"
+    with pytest.raises(ConnectionFileError) as caught:
+        load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    assert (
+        "stream full_refresh_demo is listed twice (streams[0] and streams[1]); remove one "
+        "entry" in str(caught.value)
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "sync_mode: incremental\ndestination_sync_mode: overwrite\n",
+        "destination_sync_mode: overwrite\nstreams:\n  - {name: a, sync_mode: incremental}\n",
+        "sync_mode: incremental\nstreams:\n  - {name: a, destination_sync_mode: overwrite}\n",
+    ],
+)
+def test_incremental_overwrite_is_refused_on_loading(tmp_path, extra) -> None:
+    """incremental | overwrite, as defaults or per stream, is refused when the file is read."""
+    with pytest.raises(ConnectionFileError, match=r"incremental \| overwrite would replace"):
+        load_connection(write(tmp_path, BASE + extra), env={"SRC_PW": "", "DST_PW": ""})
+
+
+def test_incremental_overwrite_defaults_no_stream_uses_are_accepted(tmp_path) -> None:
+    """incremental | overwrite defaults that every listed stream overrides harm nothing."""
+    extra = (
+        "sync_mode: incremental\ndestination_sync_mode: overwrite\n"
+        "streams:\n  - {name: a, sync_mode: full_refresh}\n"
+    )
+    conn = load_connection(write(tmp_path, BASE + extra), env={"SRC_PW": "", "DST_PW": ""})
+    assert [s.sync_mode for s in conn.streams] == ["full_refresh"]
 
 
 def test_image_entries_are_accepted(tmp_path) -> None:

@@ -8,8 +8,7 @@ import stat
 import orjson
 import pytest
 from pgbyte.catalog import build_catalogs, map_namespace
-from pgbyte.connection import Connection, ConnectorRef, StreamChoice
-from pgbyte.protocol import ConnectorError
+from pgbyte.connection import Connection, ConnectionFileError, ConnectorRef, StreamChoice
 from pgbyte.secrets import Masker, collect_secrets, secret_keys_from_spec
 from pgbyte.state import StateStore, atomic_write
 
@@ -60,14 +59,25 @@ def test_destination_catalog_has_prefix_and_namespace() -> None:
 
 def test_two_streams_landing_in_one_table_is_refused() -> None:
     """namespace: destination with same-named streams from two schemas is a clear error."""
-    with pytest.raises(ConnectorError, match="would both land"):
+    with pytest.raises(ConnectionFileError, match="would both land"):
         build_catalogs(connection(namespace="destination"), CATALOG, {})
+
+
+def test_one_stream_named_by_two_entries_is_listed_twice() -> None:
+    """`users` in public and `public.users` are one stream: "listed twice", no namespace advice."""
+    conn = connection(streams=(StreamChoice(name="users", namespace="public"),
+                               StreamChoice(name="public.users")))  # fmt: skip
+    with pytest.raises(ConnectionFileError) as caught:
+        build_catalogs(conn, CATALOG, {})
+    message = str(caught.value)
+    assert "stream public.users is listed twice" in message, message
+    assert "remove one entry" in message and "would both land" not in message
 
 
 def test_unsupported_destination_mode_is_refused() -> None:
     """A destination_sync_mode the destination's spec does not list is refused before a sync."""
     spec = {"supported_destination_sync_modes": ["overwrite", "append"]}
-    with pytest.raises(ConnectorError, match="append_dedup"):
+    with pytest.raises(ConnectionFileError, match="append_dedup"):
         build_catalogs(connection(destination_sync_mode="append_dedup"), CATALOG, spec)
 
 
@@ -77,7 +87,7 @@ def test_incremental_overwrite_is_refused() -> None:
     conn = connection(destination_sync_mode="overwrite", streams=(
         StreamChoice(name="users", namespace="public", sync_mode="incremental",
                      cursor_field=("id",)),))  # fmt: skip
-    with pytest.raises(ConnectorError, match=r"incremental \| overwrite"):
+    with pytest.raises(ConnectionFileError, match=r"incremental \| overwrite"):
         build_catalogs(conn, CATALOG, {})
 
 
@@ -96,7 +106,7 @@ def test_a_missing_stream_lists_the_closest_names_first_and_not_all() -> None:
                 "supported_sync_modes": ["full_refresh"]} for i in range(200)]  # fmt: skip
     streams.append({**streams[0], "name": "orders_v2"})
     conn = connection(streams=(StreamChoice(name="orders"),))
-    with pytest.raises(ConnectorError) as caught:
+    with pytest.raises(ConnectionFileError) as caught:
         build_catalogs(conn, {"streams": streams}, {})
     message = str(caught.value)
     assert "'orders' is not among the discovered streams (public.orders_v2, " in message, message

@@ -7,6 +7,7 @@ GLOBAL, Airbyte's legacy dict) are data files under tests/fixtures/orchestrator/
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import orjson
@@ -122,6 +123,59 @@ def test_a_state_path_under_a_file_is_a_clear_error(tmp_path, command) -> None:
     )
     if "--json" in command:
         assert orjson.loads(run.stdout)["status"] == "failed"
+
+
+def wait_for_older_transactions(source_conn, table: str) -> None:
+    """Until no transaction older than `table`'s rows runs: Xmin is at-least-once, and a sync
+    whose snapshot still saw one running (an autovacuum's ANALYZE) would read them again."""
+    deadline = time.monotonic() + 60
+    query = (
+        "SELECT txid_snapshot_xmin(txid_current_snapshot()) % 4294967296 "  # xmin has no epoch
+        f"<= (SELECT max(xmin::text::bigint) FROM {table})"
+    )
+    while source_conn.execute(query).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def history_entry(started_at: str, status: str, committed: int) -> dict:
+    """A history line of one sync of public.users committing `committed` records."""
+    stream = {"stream": "users", "namespace": "public", "records_committed": committed}
+    return {"started_at": started_at, "status": status, "streams": [stream]}
+
+
+def test_show_marks_a_newest_sync_that_did_not_succeed(tmp_path) -> None:
+    """The newest sync of a stream is shown even when it failed, marked (failed)."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    history = [history_entry("2026-01-01T10:00:00.000Z", "succeeded", 5),
+               history_entry("2026-01-02T10:00:00.000Z", "failed", 2)]  # fmt: skip
+    (tmp_path / "state.history.jsonl").write_bytes(
+        b"".join(orjson.dumps(entry) + b"\n" for entry in history)
+    )
+    out = pgbyte("state", "show", str(conn), password="").stdout
+    assert "last sync 2026-01-02 10:00:00 UTC (failed) committed 2 record(s)" in out, out
+
+
+@pytest.mark.slow
+def test_show_names_the_newest_sync_even_when_it_committed_nothing(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """Xmin, `other` changed between two syncs: items' last sync is the second, committing 0."""
+    make_tables(source_conn)
+    wait_for_older_transactions(source_conn, "items")
+    streams = [{"name": t, "sync_mode": "incremental"} for t in ("items", "other")]
+    conn = write_connection(
+        tmp_path, {**source_config, "replication_method": {"method": "Xmin"}}, dest_config,
+        streams=streams, destination_sync_mode="append",
+    )  # fmt: skip
+    first, _ = sync_json(conn, pg_server.password)
+    assert first.returncode == 0, first.stdout + first.stderr
+    source_conn.execute("INSERT INTO other VALUES (201, 'new')")
+    run, summary = sync_json(conn, pg_server.password)
+    assert run.returncode == 0, run.stderr
+    lines = pgbyte("state", "show", str(conn), password="").stdout.splitlines()
+    items = next(i for i, line in enumerate(lines) if line.split()[0] == "public.items")
+    when = summary["started_at"][:19].replace("T", " ")
+    assert lines[items + 1].strip() == f"last sync {when} UTC committed 0 record(s)", lines
 
 
 # -- reset ------------------------------------------------------------------------------------
