@@ -65,11 +65,12 @@ def copy_pipe(ctx: Context) -> Step:
     )
 
 
-def binary_dump(ctx: Context) -> str | None:
-    """Untimed: dump firenibble in COPY binary format once; None or why it failed."""
-    path = ctx.path("firenibble.bin")
+def _dump(ctx: Context, query: str, name: str) -> str | None:
+    """Untimed: the source's `query` (a COPY TO STDOUT) into the file ctx.files[name]; None or
+    why it failed."""
+    path = ctx.path(f"{name}.bin")
     outcome = run_pipeline(
-        [ctx.source.psql(COPY_OUT_BINARY)],
+        [ctx.source.psql(query)],
         workdir=ctx.workdir,
         stdout=path,
         env=ctx.source.psql_env(),
@@ -77,8 +78,13 @@ def binary_dump(ctx: Context) -> str | None:
     )
     if not outcome.ok:
         return outcome.failure(["psql"])
-    ctx.files["binary"] = path
+    ctx.files[name] = path
     return None
+
+
+def binary_dump(ctx: Context) -> str | None:
+    """Untimed: dump firenibble in COPY binary format once; None or why it failed."""
+    return _dump(ctx, COPY_OUT_BINARY, "binary")
 
 
 def copy_from(ctx: Context) -> Step:
@@ -155,21 +161,13 @@ def _floor_dump(ctx: Context) -> str | None:
     """Untimed: each session's half of the rows as the destination sends them (binary COPY of
     uuid, row_to_json's data as jsonb, timestamptz); None or why it failed."""
     for index in range(FLOOR_SESSIONS):
-        path = ctx.path(f"floor-{index}.bin")
         query = (
             f"COPY (SELECT gen_random_uuid(), row_to_json(t)::jsonb, now() FROM {TABLE} t "
             f"WHERE f0 % {FLOOR_SESSIONS} = {index}) TO STDOUT (FORMAT binary)"
         )
-        outcome = run_pipeline(
-            [ctx.source.psql(query)],
-            workdir=ctx.workdir,
-            stdout=path,
-            env=ctx.source.psql_env(),
-            timeout=ctx.timeout,
-        )
-        if not outcome.ok:
-            return outcome.failure(["psql"])
-        ctx.files[f"floor-{index}"] = path
+        problem = _dump(ctx, query, f"floor-{index}")
+        if problem:
+            return problem
     return None
 
 
