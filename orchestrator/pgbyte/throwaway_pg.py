@@ -154,12 +154,18 @@ class ThrowawayServer:
             **extra,
         }
 
-    def create_database(self, dbname: str) -> None:
+    def create_database(self, dbname: str, *, encoding: str | None = None) -> None:
+        """A fresh database; `encoding` (e.g. SQL_ASCII) makes it from template0 with the C
+        locale, which every encoding accepts."""
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if encoding is not None:
+            locale = sql.SQL("{} TEMPLATE template0 ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C'")
+            create = locale.format(create, sql.Literal(encoding))
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
             )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            conn.execute(create)
 
     def drop_database(self, dbname: str) -> None:
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:

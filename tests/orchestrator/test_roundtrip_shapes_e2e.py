@@ -215,16 +215,6 @@ def test_date_to_timestamptz_keeps_time(evolved) -> None:
 # --- SQL_ASCII databases (legacy servers store bytes unchecked) -------------------------------
 
 
-def _ascii_database(pg_server, name: str) -> None:
-    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL(
-                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII' "
-                "LC_COLLATE 'C' LC_CTYPE 'C'"
-            ).format(sql.Identifier(name))
-        )
-
-
 @pytest.fixture(scope="module")
 def sql_ascii(pg_server, tmp_path_factory):
     """A SQL_ASCII source holding valid UTF-8 (table good) and a Latin-1 byte (table bad),
@@ -233,8 +223,8 @@ def sql_ascii(pg_server, tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     src_db, ascii_dst, plain_src = f"rt_ascii_{tag}", f"rt_ascii_dst_{tag}", f"rt_utf8_{tag}"
     dsts = {case: f"rt_dst_{case}_{tag}" for case in ("plain", "utf8_param")}
-    _ascii_database(pg_server, src_db)
-    _ascii_database(pg_server, ascii_dst)
+    pg_server.create_database(src_db, encoding="SQL_ASCII")
+    pg_server.create_database(ascii_dst, encoding="SQL_ASCII")
     for db in [plain_src, *dsts.values()]:
         pg_server.create_database(db)
     workdir = tmp_path_factory.mktemp("sql_ascii")

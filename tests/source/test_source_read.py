@@ -458,13 +458,7 @@ def test_error_mid_stream_fails_only_that_stream(source_conn, source_config, wri
 def sql_ascii_db(pg_server):
     """A fresh SQL_ASCII database (legacy servers store text bytes unchecked), dropped after."""
     name = f"ascii_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL(
-                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII' "
-                "LC_COLLATE 'C' LC_CTYPE 'C'"
-            ).format(sql.Identifier(name))
-        )
+    pg_server.create_database(name, encoding="SQL_ASCII")
     try:
         yield name
     finally:
