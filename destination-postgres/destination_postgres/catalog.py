@@ -9,7 +9,13 @@ from pgbyte_common.errors import ConfigError
 
 from destination_postgres import naming
 from destination_postgres.config import DestinationConfig
-from destination_postgres.typemap import MAX_TUPLE_BYTES, Column, columns_for, worst_row_bytes
+from destination_postgres.typemap import (
+    MAX_TUPLE_BYTES,
+    Column,
+    columns_for,
+    nul_merged_keys,
+    worst_row_bytes,
+)
 
 META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
 # The columns append_dedup's typed stage adds: each row's place in its batch (loader.py).
@@ -42,6 +48,7 @@ class StreamTarget:
     dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
     skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
     typed_note: str | None = None  # why a stream has no typed table (logged when decided)
+    merged_note: str | None = None  # properties NUL removal makes one key (logged at the start)
     # Runtime state of the current write.
     fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data (framing)
     fast_lines: list[bytes] = field(default_factory=list)  # their input lines (for a redo)
@@ -93,6 +100,17 @@ class StreamTarget:
             return None
         table = naming.temporary(self.norm_table) if self.overwrite else self.norm_table
         return self.schema, table
+
+
+def _merged_note(json_schema: Any) -> str | None:
+    groups = nul_merged_keys(json_schema)
+    if not groups:
+        return None
+    return (
+        f"properties {'; '.join(groups)} are one key once NUL characters are removed "
+        "(PostgreSQL cannot store them): the raw table and the typed column keep the value "
+        "of whichever comes later in each record"
+    )
 
 
 def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]:
@@ -156,6 +174,7 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             hashid=naming.hashid_column(name),
             columns=columns,
             typed_note=typed_note,
+            merged_note=_merged_note(stream.get("json_schema")),
             primary_key=entry.get("primary_key") or stream.get("source_defined_primary_key") or [],
             soft_delete=config.soft_delete,
         )

@@ -59,7 +59,9 @@ def connection_specification() -> dict[str, Any]:
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "Postgres Destination Spec",
         "type": "object",
-        "required": ["host", "port", "username", "database", "schema"],
+        # Airbyte's spec also requires port and schema, whose defaults (5432, "public") its UI
+        # fills in; `write` applies them to a config without, so `check` accepts it too.
+        "required": ["host", "username", "database"],
         "additionalProperties": True,
         "properties": props,
     }

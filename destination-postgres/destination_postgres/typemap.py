@@ -230,11 +230,17 @@ def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
     from destination_postgres.naming import fit
 
     taken = set(reserved)
+    keys: set[str] = set()
     out: list[Column] = []
     for raw_key, schema in props.items():
         # NUL cannot be stored (the writer strips it from the data's keys too); "" cannot be
         # an identifier, so that property's column is called "_".
         key = raw_key.replace("\x00", "")
+        if key in keys:
+            # "a\u0000b" beside "ab": one key of the stored data once NULs go, holding whichever
+            # comes later in each record; one column for it (nul_merged_keys warns).
+            continue
+        keys.add(key)
         base = key or "_"
         name = fit(base)
         if name in taken:  # e.g. a property called _airbyte_ab_id
@@ -246,3 +252,15 @@ def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
         taken.add(name)
         out.append(Column(key=key, name=name, kind=kind_of(schema)))
     return out
+
+
+def nul_merged_keys(json_schema: Any) -> list[str]:
+    """Properties that become one key once NULs are removed ("a\u0000b" and "ab"), as
+    readable groups: PostgreSQL keeps one value of each group per record."""
+    props = json_schema.get("properties") if isinstance(json_schema, dict) else None
+    if not isinstance(props, dict):
+        return []
+    groups: dict[str, list[str]] = {}
+    for raw_key in props:
+        groups.setdefault(raw_key.replace("\x00", ""), []).append(raw_key)
+    return [" and ".join(map(repr, names)) for names in groups.values() if len(names) > 1]

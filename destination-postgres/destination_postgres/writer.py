@@ -153,8 +153,9 @@ class Writer:
                 self.log("INFO", f"Dropped {len(orphans)} stage table(s) an interrupted write "
                                  "left behind.")  # fmt: skip
         for t in self.targets:
-            if t.typed_note:
-                self.log("WARN", f"Stream {t.label}: {t.typed_note}.")
+            for note in (t.merged_note, t.typed_note):
+                if note:
+                    self.log("WARN", f"Stream {t.label}: {note}.")
             if t.overwrite:
                 ddl.claim_temporaries(self.conn, t)
                 self._claimed.append(t)
@@ -189,8 +190,7 @@ class Writer:
         except BaseException as exc:  # every failure ends the same way
             self.abort()
             if isinstance(exc, KeyboardInterrupt):
-                self.out.error("The write was interrupted; nothing after the last STATE was "
-                               "committed and no overwrite was swapped.",
+                self.out.error(f"The write was interrupted. {self._uncommitted()}",
                                failure_type="transient_error")  # fmt: skip
                 return 130
             if isinstance(exc, psycopg.Error):
@@ -261,6 +261,7 @@ class Writer:
                         self._flush_full(target)
                     continue
             self._slow(line, nul, lone)
+            fast = self.fast_keys  # a COMPLETE may have unrouted its stream (_complete)
 
     def _uniform_block(self, lines: list[bytes]) -> bool:
         """The usual block: canonical RECORD lines of one stream. When every line is the first
@@ -387,6 +388,11 @@ class Writer:
             target = self.by_key.get((rec.get("stream"), rec.get("namespace")))
             if target is None:
                 target = self._resolve(rec)
+            if target.swapped:  # only the slow path sees it: _complete unrouted the fast one
+                raise self._bad(
+                    f"is a RECORD of stream {target.label} after its STREAM_STATUS COMPLETE, "
+                    "when its tables had already been replaced"
+                )
             if type(rec.get("data")) is not dict:
                 raise self._bad(
                     f"is a RECORD of stream {target.label} whose data is not a JSON object"
@@ -434,9 +440,18 @@ class Writer:
         return target
 
     def _bad(self, reason: str) -> InputError:
-        return InputError(
-            f"Input line {self.lineno} {reason}. Nothing after the last echoed STATE was "
-            "committed and no overwrite stream was swapped."
+        return InputError(f"Input line {self.lineno} {reason}. {self._uncommitted()}")
+
+    def _uncommitted(self) -> str:
+        """What a failed write leaves, for its error: overwrite streams that completed earlier
+        in the write were replaced then, and stay so."""
+        done = [t.label for t in self.targets if t.swapped]
+        if not done:
+            return "Nothing after the last echoed STATE was committed and no overwrite was swapped."
+        return (
+            "Nothing after the last echoed STATE was committed; the overwrite stream(s) that "
+            f"completed before ({', '.join(done)}) were replaced then and stay so, no other "
+            "was swapped."
         )
 
     # -- batches and commits -----------------------------------------------------------------
@@ -619,8 +634,7 @@ class Writer:
                 except loader.BatchError as err:
                     where = f"Input line {err.lineno}" if err.lineno else "A line"
                     raise InputError(
-                        f"{where} was refused by PostgreSQL: {err.reason}. Nothing after the "
-                        "last echoed STATE was committed and no overwrite was swapped."
+                        f"{where} was refused by PostgreSQL: {err.reason}. {self._uncommitted()}"
                     ) from None
             loader.finish_batch(conn, job.target, typed)
         except BaseException as exc:  # handed to the main thread by _wait
@@ -640,10 +654,7 @@ class Writer:
         returns its record."""
 
         def bad(reason: str) -> InputError:
-            return InputError(
-                f"Input line {lineno} {reason}. Nothing after the last echoed STATE was "
-                "committed and no overwrite stream was swapped."
-            )
+            return InputError(f"Input line {lineno} {reason}. {self._uncommitted()}")
 
         try:
             msg = orjson.loads(line)
@@ -678,6 +689,10 @@ class Writer:
             self._warn_refused(t)
         t.cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
+        # A RECORD of it after this is a protocol error: the fast path no longer routes it,
+        # so the slow one sees it and says so (costs the hot path nothing).
+        self.fast_keys = {k: v for k, v in self.fast_keys.items() if v is not t}
+        self.fast_by_name = {k: v for k, v in self.fast_by_name.items() if v is not t}
 
     def _warn_refused(self, t: StreamTarget) -> None:
         """The WARN of a stream whose typed rows were refused as too big (rawonly.py), once,

@@ -10,7 +10,16 @@ import re
 from pathlib import Path
 
 import pytest
-from dest_helpers import FIXTURES, count, table_names
+from dest_helpers import (
+    FIXTURES,
+    catalog_for,
+    column_types,
+    count,
+    record,
+    state,
+    status,
+    table_names,
+)
 
 BAD = sorted((FIXTURES / "bad_input").glob("*.jsonl"))
 STREAM = "append_full_refresh_demo"
@@ -56,3 +65,40 @@ def test_overwrite_is_not_swapped(run_write, dest_conn, tmp_path: Path, path: Pa
     assert table_names(dest_conn) == [
         "_airbyte_raw_overwrite_full_refresh_demo", "overwrite_full_refresh_demo",
     ]  # fmt: skip
+
+
+def test_a_record_after_its_overwrite_stream_completed_is_named(run_write, dest_conn) -> None:
+    """A RECORD of an overwrite stream after its STREAM_STATUS COMPLETE (two reads
+    concatenated) ends the write with one TRACE ERROR naming the line and why, and saying
+    that the completed stream was replaced; its tables hold what came before COMPLETE."""
+    catalog = catalog_for([("o", {"id": {"type": "integer"}})], mode="overwrite")
+    lines = [record("o", {"id": 1}), status("o", "COMPLETE"), record("o", {"id": 2}),
+             state("o", {"n": 1})]  # fmt: skip
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode != 0
+    (error,) = result.errors
+    assert "Input line 3" in error["message"], error
+    assert "after its STREAM_STATUS COMPLETE" in error["message"], error
+    assert "completed before (o) were replaced" in error["message"], error
+    assert dest_conn.execute("SELECT id FROM o").fetchall() == [(1,)]
+    assert table_names(dest_conn) == ["_airbyte_raw_o", "o"]
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
+def test_properties_one_key_without_nul_get_one_column_and_a_warn(
+    run_write, dest_conn, wide: bool
+) -> None:
+    """Properties that differ only by a NUL ("a\\u0000b", "ab") are one key once NULs go: one
+    column holds the value PostgreSQL keeps (the later one), a WARN names both, and rows of
+    any width load (wide rows take the jsonb_to_record path)."""
+    filler = "x" * (2000 if wide else 1)
+    catalog = catalog_for(
+        [("s", {"a\u0000b": {"type": "string"}, "ab": {"type": "string"},
+                "pad": {"type": "string"}})], mode="append",
+    )  # fmt: skip
+    data = {"a\u0000b": "FIRST", "ab": "SECOND", "pad": filler}
+    result = run_write(catalog, record("s", data) + b"\n" + state("s", 1) + b"\n")
+    assert result.returncode == 0, result.errors
+    assert any("one key once NUL characters are removed" in log for log in result.logs), result.logs
+    assert "ab_1" not in column_types(dest_conn, "s")
+    assert dest_conn.execute("SELECT ab FROM s").fetchall() == [("SECOND",)]

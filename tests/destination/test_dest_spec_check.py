@@ -62,6 +62,14 @@ def test_check_succeeds_and_creates_schema(tmp_path, dest_config, dest_conn) -> 
     assert dest_conn.execute("SELECT 1 FROM pg_namespace WHERE nspname='fresh_schema'").fetchone()
 
 
+def test_check_takes_a_config_without_schema_as_write_does(tmp_path, dest_config) -> None:
+    """A config without `schema` (and so without its default filled in) passes check, as
+    write takes it: the default schema "public" applies to both."""
+    config = {k: v for k, v in dest_config.items() if k != "schema"}
+    status, out = _check(tmp_path, config)
+    assert status["status"] == "SUCCEEDED", out
+
+
 def test_check_wrong_password_is_failed_without_secret(tmp_path, dest_config) -> None:
     """A wrong password is FAILED, says to check the credentials, and never shows the password."""
     status, out = _check(tmp_path, {**dest_config, "password": "Wr0ng-Passw0rd-123"})
