@@ -52,6 +52,7 @@ def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iter
     handler's own one may have been swallowed, raised while a __del__ ran)."""
     _widen_pipe(fd)
     pending: list[bytes] = []
+    first = True
     while True:
         if interrupted():
             raise KeyboardInterrupt
@@ -60,6 +61,8 @@ def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iter
         chunk = os.read(fd, READ_CHUNK)
         if not chunk:
             break
+        if first:  # a file saved by a Windows editor may start with a UTF-8 byte order mark
+            chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
         if b"\n" not in chunk:
             pending.append(chunk)
             continue

@@ -102,3 +102,12 @@ def test_properties_one_key_without_nul_get_one_column_and_a_warn(
     assert any("one key once NUL characters are removed" in log for log in result.logs), result.logs
     assert "ab_1" not in column_types(dest_conn, "s")
     assert dest_conn.execute("SELECT ab FROM s").fetchall() == [("SECOND",)]
+
+
+def test_a_byte_order_mark_before_the_first_line_is_ignored(run_write, dest_conn) -> None:
+    """A message file saved with a UTF-8 byte order mark (a Windows editor) loads as without."""
+    catalog = catalog_for([("o", {"id": {"type": "integer"}})], mode="append")
+    data = b"\xef\xbb\xbf" + record("o", {"id": 1}) + b"\n" + state("o", 1) + b"\n"
+    result = run_write(catalog, data)
+    assert result.returncode == 0, result.errors
+    assert dest_conn.execute("SELECT id FROM o").fetchall() == [(1,)]
