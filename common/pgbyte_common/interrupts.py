@@ -6,18 +6,27 @@ cleans up; later ones are ignored, so a second signal (Ctrl-C reaches the whole 
 then an orchestrator terminates the connector) cannot interrupt that clean-up half way. In a
 container the connector is PID 1, which the kernel sends no SIGTERM it has no handler for:
 without one, `docker stop` waits and then kills it.
+
+`deferred()` holds that KeyboardInterrupt back over a short stretch that must not stop half way:
+a destination's commit and the STATE echo that reports it (a signal between the two would leave
+committed records, or a swapped overwrite, that nobody is told of).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # The signals that end a connector (SIGHUP does not exist on Windows).
 SIGNALS = tuple(
     s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None
 )
+
+
+_deferring = 0  # nesting depth of deferred() blocks (main thread)
+_held: list[int] = []  # the signal that came during one, raised at its end
 
 
 class Interrupts:
@@ -35,6 +44,9 @@ class Interrupts:
         # A no-op handler, not SIG_IGN: a signal already pending would find SIG_IGN and make
         # Python raise "Signal ignored due to race condition" in the middle of the clean-up.
         handle(_ignore)
+        if _deferring:
+            _held.append(signum)
+            return
         raise KeyboardInterrupt
 
     @property
@@ -53,3 +65,18 @@ def handle(handler: Callable[[int, Any], None]) -> None:
 
 def _ignore(signum: int, frame: Any) -> None:
     """Signals after the first: the connector is already ending."""
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block whole: a first signal during it raises KeyboardInterrupt only once it ends
+    (main thread; keep the block short, `docker stop` waits for it)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring and _held:
+        _held.clear()
+        raise KeyboardInterrupt
