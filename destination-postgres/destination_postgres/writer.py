@@ -12,6 +12,7 @@ lost and no overwrite is swapped by a broken run.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -215,13 +216,25 @@ class Writer:
             if self.conn.closed:
                 return
             self.conn.rollback()
-            for t in self._claimed:  # never the temporaries of another write (claim_temporaries)
-                if not t.swapped:
-                    ddl.drop_temporaries(self.conn, t)
-            self.conn.commit()
-            self._stages, self._staged = stages.drop(self.conn, self._stages), 0
         except psycopg.Error:
-            pass  # the connection is gone: the server rolled back; temporaries go next run
+            return  # the connection is gone: the server rolled back; temporaries go next run
+        left = []
+        for t in self._claimed:  # never the temporaries of another write (claim_temporaries)
+            if t.swapped:
+                continue
+            try:  # each stream's in its own transaction: one that fails keeps no other
+                ddl.drop_temporaries(self.conn, t)
+                self.conn.commit()
+            except psycopg.Error:
+                left.append(t.label)
+                with contextlib.suppress(psycopg.Error):
+                    self.conn.rollback()
+        if left:
+            with contextlib.suppress(OSError):  # stdout may be the broken pipe that ended us
+                self.log("WARN", f"Could not drop the temporary tables of {', '.join(left)}; "
+                                 "the next write of those streams drops them.")  # fmt: skip
+        with contextlib.suppress(psycopg.Error):
+            self._stages, self._staged = stages.drop(self.conn, self._stages), 0
 
     # -- the hot loop ------------------------------------------------------------------------
     def handle_lines(self, lines: list[bytes]) -> None:

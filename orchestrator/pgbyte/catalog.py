@@ -176,6 +176,7 @@ def _configure(
         "sync_mode": sync_mode,
         "destination_sync_mode": dest_mode,
     }
+    _check_columns(stream, choice, label)
     cursor = list(choice.cursor_field or ()) or stream.get("default_cursor_field") or []
     if sync_mode == "incremental" and not cursor and not stream.get("source_defined_cursor"):
         raise ConnectionFileError(
@@ -192,6 +193,22 @@ def _configure(
     if key:
         configured["primary_key"] = key
     return configured
+
+
+def _check_columns(stream: dict[str, Any], choice: StreamChoice, label: str) -> None:
+    """A cursor_field or primary_key the file names must be a column of the stream (its first
+    path element a top-level property): a typo is the file's mistake, found before any read."""
+    props = (stream.get("json_schema") or {}).get("properties")
+    if not isinstance(props, dict):
+        return
+    named = [("cursor_field", list(choice.cursor_field or ()))]
+    named += [("primary_key", list(part)) for part in choice.primary_key or ()]
+    for key, path in named:
+        if path and path[0] not in props:
+            known = ", ".join(sorted(props)[:20]) + (", …" if len(props) > 20 else "")
+            raise ConnectionFileError(
+                f"{label}: {key} {path[0]!r} is not a column of the stream (columns: {known})"
+            )
 
 
 def build_catalogs(

@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from pgbyte_common import interrupts
@@ -34,8 +34,24 @@ from pgbyte.state_cli import cmd_state_reset, cmd_state_show
 from pgbyte.sync import sync
 
 
+class UsageError(Exception):
+    """Wrong arguments: argparse's message (main prints it, and with --json a JSON object)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so that `--json` still gets its JSON object
+    (subcommand parsers are made of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pgbyte",
         description="Pipe an Airbyte source into an Airbyte destination, per connection file.",
     )
@@ -205,7 +221,16 @@ def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(raw)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        text = f"{exc.parser.prog}: error: {exc}"
+        print(text, file=sys.stderr)
+        if "--json" in raw:
+            _print_json({"status": "failed", "error": text, "exit_code": 2})
+        sys.exit(2)
     verbose = getattr(args, "verbose", False)
     tty = False if getattr(args, "plain", False) else None
     reporter = Reporter(

@@ -219,6 +219,12 @@ def load_connection(
     prefix = data.get("prefix") or ""
     if not isinstance(prefix, str):
         raise ConnectionFileError(f"{path}: prefix must be a string, got {prefix!r}")
+    state_path = state if state.is_absolute() else base / state
+    if state_path.is_dir():
+        raise ConnectionFileError(
+            f"{path}: state: {state} is a directory; name a file in it, e.g. "
+            f"{Path(state) / (name + '.json')}"
+        )
     streams = _streams(data.get("streams"), path)
     _refuse_incremental_overwrite(path, sync_mode, dest_mode, streams)
     return Connection(
@@ -231,7 +237,7 @@ def load_connection(
         streams=streams,
         sync_mode=sync_mode,
         destination_sync_mode=dest_mode,
-        state_path=state if state.is_absolute() else base / state,
+        state_path=state_path,
     )
 
 
@@ -314,6 +320,12 @@ def _connector(node: Any, role: str, path: Path) -> ConnectorRef:
         raise ConnectionFileError(f"{path}: {role}.command must be a string or a list of strings")
     if not argv:
         raise ConnectionFileError(f"{path}: {role}.command is empty")
+    if "/" in argv[0]:
+        # `./bin/source-postgres` lies beside the connection file, like state:, wherever
+        # pgbyte runs from; `~/bin/…` in the home folder (a bare name is looked up on PATH).
+        program = Path(argv[0]).expanduser()
+        argv = (str(program if program.is_absolute() else path.resolve().parent / program),
+                *argv[1:])  # fmt: skip
     return ConnectorRef(role, config, command=argv)
 
 

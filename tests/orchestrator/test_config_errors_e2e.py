@@ -2,10 +2,10 @@
 
 Some are seen in the file alone (incremental | overwrite, an entry listed twice), others only
 once the source's streams are discovered (an unknown or ambiguous stream, one stream named by
-two entries, no cursor, no primary key). Either way they are connection-file errors, like a
-missing variable: exit 2 with a message saying what to fix, no `read` or `write` started, and
-nothing written to the history (which lists syncs; none ran). Both connectors run behind a
-wrapper that logs the verb each was started with.
+two entries, no cursor, no primary key, a cursor or key that is not a column). Either way they
+are connection-file errors, like a missing variable: exit 2 with a message saying what to fix,
+no `read` or `write` started, and nothing written to the history (which lists syncs; none ran).
+Both connectors run behind a wrapper that logs the verb each was started with.
 """
 
 from __future__ import annotations
@@ -57,6 +57,14 @@ MISTAKES: dict[str, tuple[list[Any], str]] = {
             }
         ],
         "stream public.nopk: append_dedup needs a primary key",
+    ),
+    "unknown_cursor": (
+        [{"name": "items", "sync_mode": "incremental", "cursor_field": "updated"}],
+        "stream public.items: cursor_field 'updated' is not a column of the stream",
+    ),
+    "unknown_key": (
+        [{"name": "items", "destination_sync_mode": "append_dedup", "primary_key": [["idd"]]}],
+        "stream public.items: primary_key 'idd' is not a column of the stream",
     ),
     "incremental_without_cursor": (
         [{"name": "nocursor", "sync_mode": "incremental"}],

@@ -89,6 +89,27 @@ def test_command_string_and_list(tmp_path) -> None:
     assert isinstance(make_runner(conn.source), SubprocessRunner)
 
 
+def test_a_relative_command_path_is_beside_the_connection_file(tmp_path, monkeypatch) -> None:
+    """command: ./bin/x is the program beside the connection file, wherever pgbyte runs from;
+    a bare name stays a PATH lookup and an absolute path stays as given."""
+    text = BASE.replace("command: source-postgres", "command: ./bin/src --x").replace(
+        "[destination-postgres, --flag]", "[/opt/dst]"
+    )
+    path = write(tmp_path, text)
+    monkeypatch.chdir("/")
+    conn = load_connection(path, env={"SRC_PW": "", "DST_PW": ""})
+    assert conn.source.command == (str(tmp_path.resolve() / "bin" / "src"), "--x")
+    assert conn.destination.command == ("/opt/dst",)
+
+
+def test_a_state_path_naming_a_directory_is_refused(tmp_path) -> None:
+    """state: naming an existing directory is a connection-file error that says so (not an
+    unreadable state file that `state reset` then cannot remove)."""
+    (tmp_path / "sdir").mkdir()
+    with pytest.raises(ConnectionFileError, match=r"state: sdir is a directory.*sdir/"):
+        load_connection(write(tmp_path, BASE + "state: sdir\n"), env={"SRC_PW": "", "DST_PW": ""})
+
+
 def test_streams_shorthand_and_keys(tmp_path) -> None:
     """Streams take a bare name or the full form; primary_key accepts Airbyte's [[id]]."""
     text = (

@@ -147,6 +147,20 @@ def test_missing_environment_variable_is_named(tmp_path, source_config, dest_con
     assert PASSWORD_VAR in failure["error"]
 
 
+@pytest.mark.parametrize(
+    "args", [["sync", "--json"], ["sync", "c.yaml", "--json", "--progress-every", "abc"]],
+    ids=["no-file", "bad-option"],
+)  # fmt: skip
+def test_wrong_arguments_with_json_still_print_one_json_object(args) -> None:
+    """Arguments argparse refuses: exit 2, its usage and error on stderr and, with --json, one
+    JSON object on stdout saying so."""
+    run = subprocess.run([console_script("pgbyte"), *args], capture_output=True, text=True,
+                         timeout=60, check=False)  # fmt: skip
+    failure = json.loads(run.stdout)
+    assert (run.returncode, failure["status"], failure["exit_code"]) == (2, "failed", 2)
+    assert "error:" in failure["error"] and "usage:" in run.stderr
+
+
 def test_config_not_matching_spec_is_refused(tmp_path, pg_server, source_config,
                                              dest_config) -> None:  # fmt: skip
     """A config the connector's spec rejects fails before any data moves, naming the field."""
