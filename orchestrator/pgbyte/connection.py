@@ -160,6 +160,26 @@ def _join_surrogates(value: Any) -> Any:
     return value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping: YAML says keys are unique,
+    and PyYAML's last-one-wins would silently drop the first value (a second `prefix:`)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            # Keys written here, not those a `<<: *anchor` merge brings (which they override).
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} appears twice in one mapping",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """What is wrong and where (line, column) — never the line itself: it may hold a password
     written in the file."""
@@ -180,7 +200,7 @@ def load_connection(
     only read the state or history and never hand a config to a connector."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # a SafeLoader: no objects
     except FileNotFoundError:
         raise ConnectionFileError(f"{path}: no such connection file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -204,6 +224,9 @@ def load_connection(
         for key, value in raw.items()
     }
     name = str(data.get("name") or path.stem)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        # The name makes the default state file's name: it must stay in .pgbyte/state.
+        raise ConnectionFileError(f"{path}: name must not contain / or \\ (got {name!r})")
     base = path.resolve().parent
     state = Path(str(data.get("state") or f".pgbyte/state/{name}.json"))
     sync_mode = _choice(data.get("sync_mode", "full_refresh"), SYNC_MODES, path, "sync_mode")

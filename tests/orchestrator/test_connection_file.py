@@ -212,3 +212,31 @@ def test_a_yaml_error_says_where_without_quoting_the_line(tmp_path, text) -> Non
     message = str(caught.value)
     assert "not valid YAML (line " in message and "column" in message, message
     assert "MyLiteralS3cret" not in message
+
+
+def test_a_key_written_twice_is_refused_and_merge_keys_still_work(tmp_path) -> None:
+    """A key twice in one mapping (a second prefix:) is an error naming it and its line, not
+    last-one-wins; a key overriding what a `<<: *anchor` merge brings is not a duplicate."""
+    env = {"SRC_PW": "s", "DST_PW": "d"}
+    with pytest.raises(ConnectionFileError, match=r"line 9, column 1: key 'prefix' appears twice"):
+        load_connection(write(tmp_path, BASE + "prefix: a_\nprefix: b_\n"), env=env)
+    merged = """
+source:
+  command: source-postgres
+  config: &cfg {host: db.example, password: "${SRC_PW}"}
+destination:
+  command: destination-postgres
+  config:
+    <<: *cfg
+    password: "${DST_PW}"
+"""
+    conn = load_connection(write(tmp_path, merged), env=env)
+    assert conn.destination.config == {"host": "db.example", "password": "d"}
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", ".."])
+def test_a_name_that_would_leave_the_state_folder_is_refused(tmp_path, name: str) -> None:
+    """name: makes the default state file's name, so it cannot hold a path separator."""
+    with pytest.raises(ConnectionFileError, match="name must not contain"):
+        text = BASE + f'name: "{name}"\n'
+        load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
