@@ -29,6 +29,9 @@ def _eta(done: int, total: int | None, rate: float) -> str:
     return text
 
 
+_READING = ("STARTED", "RUNNING")  # the source's stream statuses while it reads a stream
+
+
 class Reporter:
     """Prints logs and progress to stderr: rich on a terminal, plain lines elsewhere."""
 
@@ -123,7 +126,8 @@ class Reporter:
         for column in ("stream", "read", "records", "MB", "records/s", "progress"):
             table.add_column(column, justify="left" if column in ("stream", "read") else "right")
         now = time.monotonic()
-        for row in self._rows():
+        rows, rest = self._fit(self._rows())
+        for row in rows:
             seconds = (row["ended_at"] or now) - (row["started_at"] or self._started)
             rate = _rate(row["records"], seconds)
             table.add_row(
@@ -131,7 +135,28 @@ class Reporter:
                 f"{row['bytes'] / 1e6:.1f}", f"{rate:,.0f}",
                 _eta(row["records"], row["estimate"], rate),
             )  # fmt: skip
+        if rest:
+            table.add_row(rest, "", "", "", "", "")
         return table
+
+    def _fit(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        """The rows the terminal has room for — the streams being read first, then the others
+        in order — and a line counting the rest by status ("" when all fit). Hundreds of
+        streams would otherwise scroll the ones being read out of sight, and redrawing them all
+        four times a second costs seconds of CPU."""
+        room = max(self.console.size.height - 3, 4) if self.console is not None else len(rows)
+        if len(rows) <= room:
+            return rows, ""
+        reading = [r for r in rows if r["status"] in _READING]
+        shown = (reading + [r for r in rows if r["status"] not in _READING])[: room - 1]
+        kept = {id(row) for row in shown}
+        counts: dict[str, int] = {}
+        for row in rows:
+            if id(row) not in kept:
+                status = row["status"].lower()
+                counts[status] = counts.get(status, 0) + 1
+        detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return shown, f"… {sum(counts.values())} more streams ({detail})"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
