@@ -222,6 +222,12 @@ TRY_FUNCTIONS_SQL = "\n".join(
 )
 
 
+def stored_key(raw_key: str) -> str:
+    """A property name as the stored data has it: without NULs, which PostgreSQL cannot store
+    (the writer strips them from the data's keys too)."""
+    return raw_key.replace("\x00", "")
+
+
 def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
     """One Column per property, names made unique against each other and the meta columns."""
     props = json_schema.get("properties") if isinstance(json_schema, dict) else None
@@ -233,9 +239,8 @@ def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
     keys: set[str] = set()
     out: list[Column] = []
     for raw_key, schema in props.items():
-        # NUL cannot be stored (the writer strips it from the data's keys too); "" cannot be
-        # an identifier, so that property's column is called "_".
-        key = raw_key.replace("\x00", "")
+        # "" cannot be an identifier, so that property's column is called "_".
+        key = stored_key(raw_key)
         if key in keys:
             # "a\u0000b" beside "ab": one key of the stored data once NULs go, holding whichever
             # comes later in each record; one column for it (nul_merged_keys warns).
@@ -262,5 +267,5 @@ def nul_merged_keys(json_schema: Any) -> list[str]:
         return []
     groups: dict[str, list[str]] = {}
     for raw_key in props:
-        groups.setdefault(raw_key.replace("\x00", ""), []).append(raw_key)
+        groups.setdefault(stored_key(raw_key), []).append(raw_key)
     return [" and ".join(map(repr, names)) for names in groups.values() if len(names) > 1]

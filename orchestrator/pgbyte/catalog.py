@@ -29,6 +29,7 @@ from pgbyte.connection import (
 )
 from pgbyte.protocol import ConnectorError
 from pgbyte.secrets import Masker
+from pgbyte.state import stream_label
 
 
 def validate_config(
@@ -147,7 +148,7 @@ def _entry(choice: StreamChoice) -> str:
 
 
 def _label(stream: dict[str, Any]) -> str:
-    return f"{stream['namespace']}.{stream['name']}" if stream.get("namespace") else stream["name"]
+    return stream_label(stream["name"], stream.get("namespace"))
 
 
 def _configure(

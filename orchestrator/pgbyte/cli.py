@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         text = f"{exc.parser.prog}: error: {exc}"
         print(text, file=sys.stderr)
         if "--json" in raw:
-            _print_json({"status": "failed", "error": text, "exit_code": 2})
+            _print_failure(text, 2)
         sys.exit(2)
     verbose = getattr(args, "verbose", False)
     tty = False if getattr(args, "plain", False) else None
@@ -270,8 +270,13 @@ def _failed(args: argparse.Namespace, text: str, code: int) -> int:
     """Say why on stderr; with --json, stdout still gets one JSON object a script can read."""
     print(f"pgbyte: {text}", file=sys.stderr)
     if getattr(args, "json", False):
-        _print_json({"status": "failed", "error": text, "exit_code": code})
+        _print_failure(text, code)
     return code
+
+
+def _print_failure(text: str, code: int) -> None:
+    """The one JSON object --json prints on stdout for a command that failed before its result."""
+    _print_json({"status": "failed", "error": text, "exit_code": code})
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from typing import Any
 
 import yaml
 
+from pgbyte.state import stream_label
+
 SYNC_MODES = ("full_refresh", "incremental")
 DESTINATION_SYNC_MODES = ("overwrite", "append", "append_dedup")
 SOURCE_NAMESPACE_PLACEHOLDER = "${SOURCE_NAMESPACE}"
@@ -298,14 +300,9 @@ def _refuse_incremental_overwrite(
         stream_sync = choice.sync_mode or sync_mode
         stream_dest = choice.destination_sync_mode or dest_mode
         if stream_sync == "incremental" and stream_dest == "overwrite":
-            raise ConnectionFileError(
-                incremental_overwrite_problem(f"{path}: streams[{i}] ({_choice_label(choice)})")
-            )
-
-
-def _choice_label(choice: StreamChoice) -> str:
-    """A stream entry as the file names it: `name` or `namespace.name`."""
-    return f"{choice.namespace}.{choice.name}" if choice.namespace is not None else choice.name
+            label = stream_label(choice.name, choice.namespace)
+            problem = incremental_overwrite_problem(f"{path}: streams[{i}] ({label})")
+            raise ConnectionFileError(problem)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], path: Path, key: str) -> str:
@@ -386,9 +383,10 @@ def _streams(node: Any, path: Path) -> tuple[StreamChoice, ...] | None:
         # one stream is found once the catalog is known (pgbyte.catalog).
         first = seen.setdefault((choice.name, choice.namespace), i)
         if first != i:
+            label = stream_label(choice.name, choice.namespace)
             raise ConnectionFileError(
-                f"{path}: stream {_choice_label(choice)} is listed twice (streams[{first}] and "
-                f"streams[{i}]); remove one entry"
+                f"{path}: stream {label} is listed twice (streams[{first}] and streams[{i}]); "
+                "remove one entry"
             )
         streams.append(choice)
     return tuple(streams)
