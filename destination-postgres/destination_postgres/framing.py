@@ -42,6 +42,11 @@ _PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 UTC, PostgreSQL's timestamp origin
 SECONDS_BELOW = 10**11  # an emitted_at under this is in seconds, not milliseconds
 
 
+def input_waiting(fd: int) -> Callable[[], bool]:
+    """Whether `fd` can be read without waiting (more input, or its end)."""
+    return lambda: bool(select.select([fd], [], [], 0)[0])
+
+
 def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iterator[list[bytes]]:
     """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
     comes on its own at EOF.

@@ -13,6 +13,7 @@ from pgbyte_common.secrets import Masker, collect_secrets
 
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
+from destination_postgres.framing import input_waiting
 from destination_postgres.run import VERBS
 from destination_postgres.writer import Writer, read_lines
 
@@ -30,10 +31,12 @@ def main(argv: list[str]) -> int:
         out.exception(exc)
         return 1
     interrupts = Interrupts().install()
+    fd = sys.stdin.fileno()
     with conn:
         code = Writer(
-            conn, targets, out, drop_cascade=config.drop_cascade, connect=config.settings.connect
-        ).run(read_lines(sys.stdin.fileno(), lambda: interrupts.signum is not None))
+            conn, targets, out, drop_cascade=config.drop_cascade,
+            connect=config.settings.connect, input_waiting=input_waiting(fd),
+        ).run(read_lines(fd, lambda: interrupts.signum is not None))  # fmt: skip
     return interrupts.exit_code if code == 130 else code
 
 

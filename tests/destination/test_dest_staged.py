@@ -17,6 +17,7 @@ import pytest
 from db_roles import throwaway_role
 from dest_helpers import catalog_for
 from destination_postgres import stages
+from destination_postgres import writer as writer_module
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
 from destination_postgres.writer import MAX_STAGES_PER_COMMIT, Writer
@@ -88,7 +89,9 @@ def test_a_states_partial_batch_is_staged_once_a_second_connection_is_open(
 ) -> None:  # fmt: skip
     """Once full batches have opened the second connection, the few rows a STATE flushes are
     staged there too (parsed while the first connection moves the batch before them), and each
-    STATE is still echoed once both tables hold every record before it."""
+    STATE is still echoed once both tables hold every record before it. (Each STATE is
+    committed on its own here: no COMMIT_SECONDS wait.)"""
+    monkeypatch.setattr(writer_module, "COMMIT_SECONDS", 0.0)
     staged: list[int] = []  # the record count of each staged batch
     fill = stages.fill
 
