@@ -205,6 +205,8 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> Report:
         if name in only:
             progress(name)
             _guard(ctx, getattr(scenarios, name), name)
+        if name == "destination" and name in only:
+            _guard(ctx, scenarios.destination_states, "dest_states")
     if "incremental" in only:
         progress("incremental")
         _guard(ctx, incremental.incremental, "inc_full", "inc_first", "inc_update")
@@ -245,6 +247,7 @@ def _goals(ctx: Context, only: set[str]) -> None:
         # destination sits above that floor.
         report.ratio("layout floor / COPY FROM binary", "layout_floor", "copy_from")
         report.ratio("destination / layout floor", "destination", "layout_floor")
+        report.ratio("destination, a STATE every 100 / destination", "dest_states", "destination")
         step = report.steps["destination"]
         rss = step.peak_rss().get("destination") if step.best else None
         report.goal("destination peak RSS", 3, rss, 200.0, " MB")

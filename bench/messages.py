@@ -77,6 +77,31 @@ def generate_in_sql(source: Endpoint, table: str, path: Path) -> int:
     return count
 
 
+def with_states(path: Path, out: Path, every: int, stream: str) -> int:
+    """Copy a messages file, adding a STREAM STATE of `stream` after every `every` RECORDs (as
+    a source that checkpoints per page does); returns how many were added."""
+    added = seen = 0
+    with path.open("rb") as handle, out.open("wb") as sink:
+        for line in handle:
+            sink.write(line)
+            if line.startswith(RECORD_PREFIX):
+                seen += 1
+                if seen % every == 0:
+                    added += 1
+                    state = {
+                        "type": "STATE",
+                        "state": {
+                            "type": "STREAM",
+                            "stream": {
+                                "stream_descriptor": {"name": stream, "namespace": "public"},
+                                "stream_state": {"records": seen},
+                            },
+                        },
+                    }
+                    sink.write(orjson.dumps(state) + b"\n")
+    return added
+
+
 @dataclass(frozen=True)
 class MessageCount:
     """What a file of Airbyte messages holds."""

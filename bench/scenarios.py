@@ -17,7 +17,7 @@ from bench.connectors import (
 )
 from bench.context import Context, progress, timed
 from bench.dataset import COLUMNS, TABLE
-from bench.messages import MessageCount, count_messages, generate_in_sql
+from bench.messages import MessageCount, count_messages, generate_in_sql, with_states
 from bench.process import run_pipeline
 from bench.report import UNAVAILABLE, Step
 
@@ -174,6 +174,47 @@ def destination(ctx: Context) -> Step:
         ),
         before=lambda _: ctx.drop_dest_tables(TABLE),
         verify=lambda _: verify_dest(ctx, step, TABLE, dest_out, ctx.rows),
+    )
+
+
+STATE_EVERY = 100
+
+
+def destination_states(ctx: Context) -> Step:
+    """The destination step's input with a STATE every STATE_EVERY records: what a source that
+    checkpoints per page sends (the writer commits such STATEs together, COMMIT_SECONDS)."""
+    step = Step(
+        "dest_states",
+        f"destination-postgres write (overwrite, a STATE every {STATE_EVERY} records)",
+        ("destination",),
+    )
+    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
+    reason = ctx.missing("destination")
+    if reason:
+        ctx.report.add(step).fail(reason, UNAVAILABLE)
+        return step
+    messages = ctx.path("messages-states.jsonl")
+    progress(f"  adding a STATE every {STATE_EVERY} records to the messages file (untimed)")
+    added = with_states(messages_file(ctx), messages, STATE_EVERY, TABLE)
+    step.output_bytes = messages.stat().st_size
+    dest_out = ctx.path("dest-states-out.jsonl")
+    argv = dest_argv(ctx, ctx.files["catalog_full"])
+
+    def verify(index: int) -> str | None:
+        problem = verify_dest(ctx, step, TABLE, dest_out, ctx.rows)
+        echoed = step.verified.get("states_echoed", 0)
+        if problem is None and echoed < added:
+            problem = f"the destination echoed {echoed} STATEs of the {added} added"
+        return problem
+
+    return timed(
+        ctx,
+        step,
+        lambda _: run_pipeline(
+            [argv], workdir=ctx.workdir, stdin=messages, stdout=dest_out, timeout=ctx.timeout
+        ),
+        before=lambda _: ctx.drop_dest_tables(TABLE),
+        verify=verify,
     )
 
 

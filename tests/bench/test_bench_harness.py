@@ -19,7 +19,9 @@ import pytest
 from bench_helpers import PYTHON, REPO_ROOT, fake
 
 ROWS = 2000
-SCENARIO_STEPS = ["source", "destination", "pipe", "sync", "inc_full", "inc_first", "inc_update"]
+SCENARIO_STEPS = [
+    "source", "destination", "dest_states", "pipe", "sync", "inc_full", "inc_first", "inc_update",
+]  # fmt: skip
 BASELINES = ["copy_text", "copy_from", "copy_pipe", "layout_floor"]
 
 pytestmark = pytest.mark.slow
@@ -107,6 +109,19 @@ def test_destination_rows_are_verified(fake_run):
     verified = report["steps"]["destination"]["verified"]
     assert verified["normalized_rows"] == verified["raw_rows"] == ROWS
     assert verified["states_echoed"] >= 1
+
+
+def test_destination_with_a_state_every_100_records_echoes_them_all(fake_run):
+    """The per-page-checkpoint step: N rows in both tables, every added STATE echoed, and its
+    time set against the destination step's (a ratio, not a goal)."""
+    _, report = fake_run
+    verified = report["steps"]["dest_states"]["verified"]
+    assert verified["normalized_rows"] == verified["raw_rows"] == ROWS
+    assert verified["states_echoed"] >= ROWS // 100
+    steps = report["steps"]
+    expected = steps["dest_states"]["best_s"] / steps["destination"]["best_s"]
+    ratio = report["ratios"]["destination, a STATE every 100 / destination"]
+    assert ratio == pytest.approx(expected, rel=0.01)
 
 
 def test_source_records_are_verified(fake_run):
