@@ -30,6 +30,7 @@ _SURROGATE = re.compile(
     rb"|[c-fC-F][0-9a-fA-F]{2})"
 )
 _PREFIX = b'{"type":"RECORD","record":{"stream":"'
+RECORD_PREFIX = _PREFIX[:16]  # b'{"type":"RECORD"': how every compact RECORD line starts
 _NS = b'","namespace":"'
 _DATA = b'","data":'
 _EM = b',"emitted_at":'

@@ -32,6 +32,7 @@ from destination_postgres import ddl, dedup, loader, rawonly, rebuild, stages
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
+    RECORD_PREFIX,
     binary_rows,
     has_lone_surrogate,
     may_hold_surrogates,
@@ -206,7 +207,8 @@ class Writer:
         self._pending: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []  # same,
         # received but not committed yet (COMMIT_SECONDS), and where each came: its input line
         # and the lengths of each stream's buffers then (see _Cut).
-        self._boundaries: list[tuple[int, dict[int, _Cut]]] = []
+        # (and whether it is one of overwrite streams only: on_state).
+        self._boundaries: list[tuple[int, dict[int, _Cut], bool]] = []
         self._flushed = False  # batches were handed to the loader since the last commit
         self._batch_failed = False  # a batch's load failed: nothing more may be committed
         self.statuses_seen = False
@@ -330,6 +332,22 @@ class Writer:
     def handle_lines(self, lines: list[bytes]) -> None:
         if lines and self._uniform_block(lines):
             return
+        # Other messages among the records (a source that checkpoints every page sends a STATE
+        # every few records): each run of records between them may still go in bulk.
+        others = [i for i, line in enumerate(lines) if not line.startswith(RECORD_PREFIX)]
+        if not others or len(others) * 8 > len(lines):
+            self._each_line(lines)
+            return
+        start = 0
+        for i in [*others, len(lines)]:
+            run = lines[start:i]
+            if run and not self._uniform_block(run):
+                self._each_line(run)
+            self._each_line(lines[i : i + 1])
+            start = i + 1
+
+    def _each_line(self, lines: list[bytes]) -> None:
+        """The line-by-line way: the fast path per RECORD line, the slow one for the rest."""
         fast = self.fast_keys
         for line in lines:
             self.lineno += 1
@@ -562,7 +580,10 @@ class Writer:
     def _flush_full(self, target: StreamTarget) -> None:
         """The buffers are full: flush `target` if it holds a good share of them, else all.
         More input follows, so these batches may be staged (_flush_one)."""
-        if self._pending:  # first the older part, which completes the pending STATEs
+        if self._pending and all(bound for _, _, bound in self._boundaries):
+            self._held += self._pending  # overwrite streams' only: they need no commit
+            self._pending, self._boundaries = [], []
+        elif self._pending:  # first the older part, which completes the pending STATEs
             self._commit_pending()
             if self.buffered < self.batch_bytes:
                 return
@@ -664,6 +685,9 @@ class Writer:
         assert job.parsed is not None
         try:
             stage: sql.Composable | None = stages.fill(conn2, job, stage_name)
+            # In the stage now; the lines were kept only to redo a refused batch: free them
+            # while the batch waits for its move (a staged batch's bytes held 40 MB more).
+            job.fast_rows = job.fast_lines = []
         except loader.FastPathRefused:
             stage, job.refused = None, True
         except BaseException as exc:  # handed to the main thread by _wait
@@ -835,10 +859,22 @@ class Writer:
 
     def on_state(self, msg: dict[str, Any]) -> None:
         """Commit at once when records were loaded since the last commit (a batch filled up)
-        or a while has passed; else the STATE is pending (see COMMIT_SECONDS)."""
-        self._pend(msg)
+        or a while has passed; else the STATE is pending (see COMMIT_SECONDS).
+
+        A STATE of overwrite streams only, still loading, needs no commit of its own: the
+        commit of their swap covers its records, and it is echoed after that one. It waits
+        for no commit when a batch was loaded since the last (a commit would only stop the
+        load: both connections wait for it), and is pending otherwise, so that a pause of the
+        source still commits it (the loaded temporaries), as any other."""
+        entry, swap_bound = self._pend(msg)
+        if swap_bound and self._flushed and not self._pending:
+            self._held.append(entry)
+            return
+        self._pending.append(entry)
         cuts = {id(t): _Cut.of(t) for t in self.targets if t.nbytes}
-        self._boundaries.append((self.lineno, cuts))
+        self._boundaries.append((self.lineno, cuts, swap_bound))
+        if swap_bound:
+            return
         if self._flushed or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
             self._commit_pending()
 
@@ -888,7 +924,7 @@ class Writer:
         self.conn.rollback()
         if self.conn2 is not None:
             self.conn2.rollback()
-        keep = sum(1 for line, _ in self._boundaries if lineno is not None and line < lineno)
+        keep = sum(1 for line, _, _ in self._boundaries if lineno is not None and line < lineno)
         if not keep or [_shape(t) for t in self.targets] != shape:
             return
         cuts = self._boundaries[keep - 1][1]
@@ -918,9 +954,12 @@ class Writer:
         except Exception:  # the failure reported is the first one; abort() rolls back
             return
 
-    def _pend(self, msg: dict[str, Any]) -> None:
-        """Count the STATE's records; it waits for the next commit (and, for its overwrite
-        streams, their swap) before it is echoed."""
+    def _pend(
+        self, msg: dict[str, Any]
+    ) -> tuple[tuple[bytes, list[StreamTarget], StreamTarget | None], bool]:
+        """Count the STATE's records; it waits for a commit (and, for its overwrite streams,
+        their swap) before it is echoed. Returns it as held, and whether it covers only
+        overwrite streams not swapped yet."""
         state = msg.get("state")
         count = 0
         if isinstance(state, dict) and state.get("type") == "STREAM":
@@ -945,7 +984,8 @@ class Writer:
         # counts or saves them.
         waiting = [t for t in covers if t.overwrite and not t.swapped]
         own = target if isinstance(state, dict) and state.get("type") == "STREAM" else None
-        self._pending.append((orjson.dumps(msg) + b"\n", waiting, own))
+        entry = (orjson.dumps(msg) + b"\n", waiting, own)
+        return entry, bool(covers) and len(waiting) == len(covers)
 
     def _log_swaps(self) -> None:
         """After the commit of a swap: say which tables were replaced (the tutorial's dbt log

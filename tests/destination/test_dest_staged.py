@@ -54,6 +54,12 @@ def _writer(dest_config: dict[str, Any], catalog: dict[str, Any], out: Any) -> W
     )  # fmt: skip
 
 
+def _chunks(lines: list[bytes], size: int = 100) -> list[list[bytes]]:
+    """The lines in blocks, as reads of stdin deliver them: a block is taken in bulk, so small
+    blocks make the many small batches (batch_bytes=4096) these tests are about."""
+    return [lines[i : i + size] for i in range(0, len(lines), size)]
+
+
 def _stages(conn: Any) -> list[str]:
     rows = conn.execute(
         "SELECT relname FROM pg_class WHERE relname LIKE '\\_pgbyte\\_stage\\_%' ORDER BY 1"
@@ -72,7 +78,7 @@ def test_append_states_follow_commits_of_staged_batches(dest_config, dest_conn) 
         lines.append(state("p", {"round": r}))
     probe = _StateProbe(dest_conn)
     writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), probe)
-    assert writer.run([lines]) == 0
+    assert writer.run(_chunks(lines)) == 0
     assert writer._stage_seq >= 10  # most batches went through a stage
     assert probe.seen == [(200 * (r + 1), 200 * (r + 1)) for r in range(6)]
     ids = dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM p").fetchone()[0]
@@ -107,7 +113,7 @@ def test_a_states_partial_batch_is_staged_once_a_second_connection_is_open(
             lines.append(state("p", {"after": n}))
     probe = _StateProbe(dest_conn)
     writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), probe)
-    assert writer.run([lines]) == 0
+    assert writer.run(_chunks(lines)) == 0
     assert probe.seen == [(n, n) for n in (400, 406, 412, 418, 424, 430)]
     assert staged.count(6) == 5, staged
     assert _stages(dest_conn) == []
@@ -129,7 +135,7 @@ def test_dedup_across_staged_batches_keeps_the_latest_per_key(dest_config, dest_
             lines.append(rec("p", data, em, compact=True))
         lines.append(state("p", round_))
         writer = _writer(dest_config, catalog, io.BytesIO())
-        assert writer.run([lines]) == 0
+        assert writer.run(_chunks(lines)) == 0
         assert writer._stage_seq >= 5
         expected = latest(sent, ["id"], "seq")
         rows = dest_conn.execute("SELECT id, name, seq FROM p").fetchall()
@@ -153,7 +159,7 @@ def test_a_bad_line_after_staged_batches_keeps_the_last_state(dest_config, dest_
     lines += [rec("p", {"id": i, "name": "z" * 50}, compact=True) for i in range(600, 900)]
     out = io.BytesIO()
     writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), out)
-    assert writer.run([lines]) == 1
+    assert writer.run(_chunks(lines)) == 1
     assert writer._stage_seq >= 3
     errors = [m for m in map(orjson.loads, out.getvalue().splitlines()) if m["type"] == "TRACE"]
     assert f"Input line {bad_at} " in errors[-1]["trace"]["error"]["message"]
@@ -276,7 +282,7 @@ def test_a_small_write_opens_no_second_connection(dest_config, dest_conn) -> Non
     lines.insert(15, state("p", 1))
     writer = Writer(config.settings.connect(), targets, MessageWriter(io.BytesIO()),
                     batch_bytes=4096, connect=connect)  # fmt: skip
-    assert writer.run([lines]) == 0
+    assert writer.run(_chunks(lines)) == 0
     assert opened == [] and writer._stage_seq == 0
     assert dest_conn.execute("SELECT count(*) FROM p").fetchone()[0] == 30
 
