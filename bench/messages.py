@@ -62,19 +62,21 @@ def generate_in_sql(source: Endpoint, table: str, path: Path) -> int:
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
         count = int(row.fetchone()[0])  # type: ignore[index]
         out.write(_trace(table, "COMPLETE", emitted_at) + b"\n")
-        state = {
-            "type": "STATE",
-            "state": {
-                "type": "STREAM",
-                "stream": {
-                    "stream_descriptor": {"name": table, "namespace": "public"},
-                    "stream_state": None,
-                },
-                "sourceStats": {"recordCount": float(count)},
-            },
-        }
-        out.write(orjson.dumps(state) + b"\n")
+        out.write(_state(table, None, {"sourceStats": {"recordCount": float(count)}}))
     return count
+
+
+def _state(stream: str, value: Any, extra: dict[str, Any] | None = None) -> bytes:
+    """A STREAM STATE line of `stream` (namespace public)."""
+    body = {
+        "type": "STREAM",
+        "stream": {
+            "stream_descriptor": {"name": stream, "namespace": "public"},
+            "stream_state": value,
+        },
+        **(extra or {}),
+    }
+    return orjson.dumps({"type": "STATE", "state": body}) + b"\n"
 
 
 def with_states(path: Path, out: Path, every: int, stream: str) -> int:
@@ -88,17 +90,7 @@ def with_states(path: Path, out: Path, every: int, stream: str) -> int:
                 seen += 1
                 if seen % every == 0:
                     added += 1
-                    state = {
-                        "type": "STATE",
-                        "state": {
-                            "type": "STREAM",
-                            "stream": {
-                                "stream_descriptor": {"name": stream, "namespace": "public"},
-                                "stream_state": {"records": seen},
-                            },
-                        },
-                    }
-                    sink.write(orjson.dumps(state) + b"\n")
+                    sink.write(_state(stream, {"records": seen}))
     return added
 
 

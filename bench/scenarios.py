@@ -7,6 +7,7 @@ untimed, before each run, so the counts prove that run loaded them), the STATE e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.connectors import (
@@ -162,9 +163,20 @@ def destination(ctx: Context) -> Step:
     if reason:
         ctx.report.add(step).fail(reason, UNAVAILABLE)
         return step
-    messages = messages_file(ctx)
-    step.output_bytes = messages.stat().st_size
     dest_out = ctx.path("dest-out.jsonl")
+    return _timed_write(ctx, step, messages_file(ctx), dest_out,
+                        lambda _: verify_dest(ctx, step, TABLE, dest_out, ctx.rows))  # fmt: skip
+
+
+def _timed_write(
+    ctx: Context,
+    step: Step,
+    messages: Path,
+    dest_out: Path,
+    verify: Callable[[int], str | None],
+) -> Step:
+    """Time `destination-postgres write` (overwrite) of a messages file into firenibble."""
+    step.output_bytes = messages.stat().st_size
     argv = dest_argv(ctx, ctx.files["catalog_full"])
     return timed(
         ctx,
@@ -173,7 +185,7 @@ def destination(ctx: Context) -> Step:
             [argv], workdir=ctx.workdir, stdin=messages, stdout=dest_out, timeout=ctx.timeout
         ),
         before=lambda _: ctx.drop_dest_tables(TABLE),
-        verify=lambda _: verify_dest(ctx, step, TABLE, dest_out, ctx.rows),
+        verify=verify,
     )
 
 
@@ -196,9 +208,7 @@ def destination_states(ctx: Context) -> Step:
     messages = ctx.path("messages-states.jsonl")
     progress(f"  adding a STATE every {STATE_EVERY} records to the messages file (untimed)")
     added = with_states(messages_file(ctx), messages, STATE_EVERY, TABLE)
-    step.output_bytes = messages.stat().st_size
     dest_out = ctx.path("dest-states-out.jsonl")
-    argv = dest_argv(ctx, ctx.files["catalog_full"])
 
     def verify(index: int) -> str | None:
         problem = verify_dest(ctx, step, TABLE, dest_out, ctx.rows)
@@ -207,15 +217,7 @@ def destination_states(ctx: Context) -> Step:
             problem = f"the destination echoed {echoed} STATEs of the {added} added"
         return problem
 
-    return timed(
-        ctx,
-        step,
-        lambda _: run_pipeline(
-            [argv], workdir=ctx.workdir, stdin=messages, stdout=dest_out, timeout=ctx.timeout
-        ),
-        before=lambda _: ctx.drop_dest_tables(TABLE),
-        verify=verify,
-    )
+    return _timed_write(ctx, step, messages, dest_out, verify)
 
 
 def pipe(ctx: Context) -> Step:
