@@ -4,7 +4,8 @@ Lean on purpose (DESIGN.md §5): stdin is read in large binary chunks; a canonic
 is routed and cut to its data without a parse (framing.py), any other line is parsed once by
 orjson; record data reaches Postgres as the bytes that arrived, and each batch is loaded on a
 background thread while the next one is read. A STATE is
-echoed after everything before it is committed; an overwrite stream's tables are swapped in
+echoed after everything before it is committed (STATEs close together share one commit:
+COMMIT_SECONDS); an overwrite stream's tables are swapped in
 when its STREAM_STATUS COMPLETE arrives (or, for sources that send no statuses, at a clean end
 of input). Bad input ends the write with one TRACE ERROR naming the line; nothing committed is
 lost and no overwrite is swapped by a broken run.
