@@ -29,6 +29,7 @@ from pgbyte.state import StateStore
 CHUNK = 1 << 20
 # A newline not followed by a RECORD envelope starts some other line (or ends the block).
 _OTHER_LINE = re.compile(rb'\n(?!\{"type":"RECORD","record":\{)')
+_RECORD_TYPE = re.compile(rb'"type"\s*:\s*"RECORD"')  # a line meant as a RECORD, however spaced
 
 
 @dataclass
@@ -186,7 +187,11 @@ class SourcePump:
         """A non-RECORD (or oddly shaped) line: map and forward it, or consume it."""
         message = parse_line(line)
         if message is None:
-            if line.strip():
+            if _RECORD_TYPE.search(line):
+                # A RECORD whose JSON is broken (not in the compact form the fast path checks):
+                # dropped quietly, the saved state would go past a record never loaded.
+                self.rewriter.bad_lines.append(line[:300])
+            elif line.strip():
                 text = self.masker.mask(line.decode("utf-8", "replace").strip()[:2000])
                 self.log("INFO", f"[source] {text}")
             return None
@@ -314,10 +319,16 @@ class DestinationReader:
             self.rewriter.descriptor_to_source(descriptor)
         self.store.merge(state)
         self.progress.states_committed += 1
+        self.save_due()
+
+    def save_due(self) -> None:
+        """Save the echoed states if it has been save_every since the last save (from the echo
+        thread at each echo, and from the main thread while it waits: the last echoes before
+        a source goes quiet are saved then, not only at the next echo or the end)."""
         now = time.monotonic()
-        if now - self._last_save >= self.save_every:
-            self.save()
+        if self.store.dirty and now - self._last_save >= self.save_every:
             self._last_save = now
+            self.save()
 
     def save(self) -> None:
         try:

@@ -160,6 +160,20 @@ def test_broken_record_line_is_withheld_and_reported() -> None:
     assert (len(out.splitlines()), len(p.progress.source_errors)) == (2, 1)
 
 
+def test_broken_spaced_record_line_is_withheld_and_reported() -> None:
+    """The same with the spacing of Python's json.dumps (the lines pgbyte parses anyway):
+    before, such a line was logged as noise and dropped, the sync succeeded, and the saved
+    state went past a record never loaded."""
+    p = pump(stream_map("p_", "source"))
+    good = TRICKY.splitlines(keepends=True)[0]
+    broken = b'{"type": "RECORD", "record": {"stream": "users", "data": {"id": 50, "oops": }}}\n'
+    noise = b"a plain line the source printed\n"
+    out = bytes(p.process(b"\n" + good + broken + noise + good))
+    p._bad_lines()
+    assert (len(out.splitlines()), len(p.progress.source_errors)) == (2, 1)
+    assert '"oops"' in p.progress.source_errors[0]["message"]
+
+
 def test_numbers_beyond_64_bits_pass_through_exactly() -> None:
     """A RECORD pgbyte must parse to rename (a non-canonical envelope) and a STATE, each with
     an integer of 5,000 digits and 1e400: forwarded with those numbers exactly as they came
