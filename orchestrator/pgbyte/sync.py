@@ -68,6 +68,7 @@ class SyncRun:
         self.rewriter: RecordRewriter | None = None
         self.progress: SyncProgress | None = None
         self.store: StateStore | None = None
+        self.reader: DestinationReader | None = None  # the running pipe's (_pipe)
         self.status = "failed"
         self.reason: str | None = None
         self.prepare_seconds: float | None = None  # spec + discover + catalogs, before any data
@@ -149,6 +150,7 @@ class SyncRun:
         session, progress, log = self.session, self.progress, self.reporter.log
         pump = SourcePump(source, dest, self.rewriter, progress, session.masker, log)
         reader = DestinationReader(dest, self.rewriter, progress, self.store, session.masker, log)
+        self.reader = reader
         source_tail: list[str] = []
         dest_tail: list[str] = []
         threads = [
@@ -189,7 +191,7 @@ class SyncRun:
             self._check_cancel(source, dest)
             if progress.dest_broken or dest.poll() is not None:
                 break
-            self.reporter.tick()
+            self._tick()
             pump_thread.join(0.2)
         if progress.pump_error is not None:
             stop_process(source, grace=5)
@@ -224,6 +226,12 @@ class SyncRun:
         else:
             self.status = "succeeded"
 
+    def _tick(self) -> None:
+        """Every 0.2 s while waiting: the live progress, and the echoed states saved."""
+        self.reporter.tick()
+        if self.reader is not None:
+            self.reader.save_due()
+
     def _dest_reason(self, dest_rc: int | None, dest_tail: list[str]) -> str:
         progress = self.progress
         return failure_reason(
@@ -252,7 +260,7 @@ class SyncRun:
             self._check_cancel(source, dest)
             if deadline is not None and time.monotonic() > deadline:
                 return stop_process(proc, grace=5)
-            self.reporter.tick()
+            self._tick()
             with contextlib.suppress(Exception):
                 proc.wait(0.2)
         return proc.poll()

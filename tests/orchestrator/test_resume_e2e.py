@@ -451,3 +451,39 @@ def test_a_closed_terminal_still_ends_the_sync_cleanly(
     after = source_conn.execute("SELECT count(*) FROM items WHERE updated_at > %s",
                                 (cursor,)).fetchone()[0]  # fmt: skip
     assert second["total"]["records_emitted"] == after
+
+
+def test_states_echoed_before_the_source_goes_quiet_are_saved_soon(
+    tmp_path, pg_server, source_conn, source_config, dest_config, chunked, running_syncs,
+) -> None:  # fmt: skip
+    """A source that checkpoints a few times a second, then hangs before its end: the last
+    state the destination echoed is saved within seconds, while the sync still runs (before,
+    states were saved only as a later one came back, at most once a second, or at the end)."""
+    make_items(source_conn, rows=1)
+    conn = items_connection(tmp_path, source_config, dest_config, "append")
+    first, _ = sync_json(conn, pg_server.password)
+    assert first.returncode == 0, first.stderr[-3000:]
+    insert_items(source_conn, 2, 6 * CHUNK)
+    source = console_script("source-postgres")
+    quiet = tmp_path / "quiet-source"
+    quiet.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" != read ]; then exec {source} "$@"; fi\n'
+        f'{source} "$@" | while IFS= read -r line; do\n'
+        '  printf "%s\\n" "$line"\n'
+        '  case "$line" in *\'"type":"STATE"\'*) sleep 0.3;; esac\n'
+        "done\n"
+        "exec sleep 300\n"  # the read is over, the source says nothing more and does not exit
+    )
+    quiet.chmod(0o755)
+    conn.write_text(conn.read_text().replace(source, str(quiet)))
+    state_file = tmp_path / ".pgbyte" / "state" / "conn.json"
+    last = source_conn.execute("SELECT max(updated_at) FROM items").fetchone()[0]
+    run = RunningSync(conn, pg_server.password)
+    running_syncs.append(run)
+    deadline = time.monotonic() + 60
+    while saved_cursor(state_file) != last and time.monotonic() < deadline:
+        assert run.proc.poll() is None, "the sync ended"
+        time.sleep(0.1)
+    assert saved_cursor(state_file) == last
+    assert run.proc.poll() is None  # saved while the source still hangs
