@@ -50,7 +50,9 @@ def input_waiting(fd: int) -> Callable[[], bool]:
 
 def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iterator[list[bytes]]:
     """Yield lists of complete lines read from `fd` in big chunks; a last unterminated line
-    comes on its own at EOF.
+    comes on its own at EOF. An empty list when a wait for input found none, or a read brought
+    only part of a line: the caller may act on a pause of its input (the writer commits its
+    pending STATEs then) without waiting for the rest of that line.
 
     The wait for input wakes up twice a second: the kernel may hand SIGTERM to one of the
     loader's threads, which leaves this read blocked, and Python runs the signal's handler in
@@ -63,6 +65,7 @@ def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iter
         if interrupted():
             raise KeyboardInterrupt
         if not select.select([fd], [], [], 0.5)[0]:
+            yield []
             continue
         chunk = os.read(fd, READ_CHUNK)
         if not chunk:
@@ -71,6 +74,7 @@ def read_lines(fd: int, interrupted: Callable[[], bool] = lambda: False) -> Iter
             chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
         if b"\n" not in chunk:
             pending.append(chunk)
+            yield []
             continue
         if pending:
             pending.append(chunk)

@@ -852,7 +852,8 @@ class Writer:
         self.conn.commit()
         for t in self.targets:
             t.committed = t.received
-        # Every caller loaded all input received first: the pending STATEs are committed.
+        # Every caller loaded all input received first, or committed the pending STATEs just
+        # before (a COMPLETE): the pending STATEs are committed.
         self._held += self._pending
         self._pending, self._boundaries, self._flushed = [], [], False
         self._last_commit = time.monotonic()
@@ -1050,7 +1051,9 @@ class Writer:
         if target.status == "COMPLETE" and target.overwrite and not target.swapped:
             if self._pending:  # committed before any later record is loaded (a bad one fails)
                 self._commit_pending()
-            self._flush()
+            # Only this stream's records: the others' since their last STATE stay buffered,
+            # out of the swap's commit (committed later with a STATE that covers them).
+            self._flush(target)
             self._complete(target)
             with deferred():  # the swap's commit and its held STATEs' echo: both or neither
                 self._commit_all()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dest_helpers import catalog_for, live_write, record, state
+import json
+import os
+import select
+import time
+
+from dest_helpers import catalog_for, live_write, record, state, status
+from destination_postgres.framing import read_lines
 
 PROPS = {"id": {"type": "integer"}}
 
@@ -93,3 +99,73 @@ def test_a_failed_source_keeps_the_states_pending_before_its_error(run_write, de
     assert "boom" in result.errors[0]["message"]
     assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == [1, 2]
     assert dest_conn.execute("SELECT count(*), max(id) FROM s").fetchone() == (40, 39)
+
+
+def test_reading_yields_at_a_pause_and_at_part_of_a_line() -> None:
+    """read_lines hands back an empty list when a wait found no input and when a read brought
+    only part of a line (the writer commits its pending STATEs then), and the line whole once
+    its end comes."""
+    r, w = os.pipe()
+    try:
+        lines = read_lines(r)
+        os.write(w, b'{"a":1}\n{"b":')
+        assert next(lines) == [b'{"a":1}']
+        started = time.monotonic()
+        assert next(lines) == []  # nothing came within half a second
+        assert time.monotonic() - started < 5
+        os.write(w, b"2")
+        assert next(lines) == []  # more of the line, not its end
+        os.write(w, b"}\n")
+        assert next(lines) == [b'{"b":2}']
+        os.close(w)
+        w = -1
+        assert list(lines) == []
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def test_a_pending_state_is_echoed_while_the_source_pauses_mid_line(
+    tmp_path, dest_config, dest_conn
+) -> None:
+    """STATEs close together (pending), then the source writes part of its next line and
+    pauses: the STATEs are committed and echoed during the pause, not when the line ends."""
+    with live_write(tmp_path, dest_config, catalog_for([("s", NAMED)], "append")) as write:
+        assert write.proc.stdin is not None and write.proc.stdout is not None
+        first = [_canonical("s", i) for i in range(20)] + [state("s", {"n": 1})]
+        first += [_canonical("s", 20 + i) for i in range(20)] + [state("s", {"n": 2})]
+        write.proc.stdin.write(b"\n".join(first) + b"\n")
+        write.proc.stdin.flush()
+        time.sleep(0.05)
+        write.proc.stdin.write(_canonical("s", 40)[:25])  # part of the next line
+        write.proc.stdin.flush()
+        echoed, deadline = [], time.monotonic() + 5
+        while len(echoed) < 2 and time.monotonic() < deadline:
+            if select.select([write.proc.stdout], [], [], 0.2)[0]:
+                msg = json.loads(write.proc.stdout.readline())
+                if msg["type"] == "STATE":
+                    echoed.append(msg["state"]["stream"]["stream_state"]["n"])
+        assert echoed == [1, 2]
+        assert dest_conn.execute("SELECT count(*) FROM s").fetchone()[0] == 40
+        assert write.finish(_canonical("s", 40)[25:] + b"\n") == 0
+    assert dest_conn.execute("SELECT count(*) FROM s").fetchone()[0] == 41
+
+
+def test_an_overwrite_complete_commits_no_other_streams_records_after_their_state(
+    run_write, dest_conn
+) -> None:
+    """The swap at an overwrite stream's COMPLETE commits that stream: an append stream's
+    records after its last STATE stay out of that commit, so a failure after it keeps nothing
+    after the last echoed STATE (before, they were committed with the swap)."""
+    streams = catalog_for([("a", NAMED)], "append")["streams"]
+    streams += catalog_for([("o", NAMED)], "overwrite")["streams"]
+    lines = [_canonical("a", i) for i in range(1, 11)] + [state("a", {"n": 1})]
+    lines += [_canonical("a", i) for i in range(11, 16)] + [_canonical("o", 1)]
+    lines += [status("o", "COMPLETE"), b"{bad json"]
+    result = run_write({"streams": streams}, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1 and len(result.errors) == 1
+    assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == [1]
+    assert dest_conn.execute("SELECT count(*), max(id) FROM a").fetchone() == (10, 10)
+    assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_a").fetchone()[0] == 10
+    assert dest_conn.execute("SELECT count(*) FROM o").fetchone()[0] == 1
