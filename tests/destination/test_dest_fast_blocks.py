@@ -93,6 +93,7 @@ def _buffered(writer: Writer) -> list[tuple]:
 
 
 ONE_EM = b"1732550000123"
+_LOG = b'{"type":"LOG","log":{"level":"INFO","message":"a page"}}'
 BLOCKS = {
     "emitted_at first, with namespace": [_em_first(i) for i in range(40)],
     "data first (the CDK's order)": [_data_first(i) for i in range(40)],
@@ -122,6 +123,9 @@ BLOCKS = {
     "a line with meta after data": [_em_first(i) for i in range(3)]
     + [_em_first(3)[:-2] + b',"meta":{"changes":[]}}}'],
     "one line": [_em_first(0)],
+    "other messages among the records": [
+        line for i in range(40) for line in ([_em_first(i)] if i % 10 else [_LOG, _em_first(i)])
+    ],
 }
 
 
@@ -143,6 +147,25 @@ def test_uniform_block_takes_the_block_path() -> None:
     assert writer._uniform_block([_data_first(i) for i in range(10)]) is True
     assert writer.targets[0].fast_lines == [_em_first(i) for i in range(10)]
     assert writer.targets[0].fast_rows[1] == orjson.dumps({"id": 0, "s": "row 0 \\ \u00e9"})
+
+
+def test_runs_of_records_between_other_messages_take_the_block_path() -> None:
+    """A block with other messages among its records (a source that checkpoints, or logs,
+    every page): each run of records between them is taken whole by the block path."""
+    writer = _writer(False)
+    taken: list[int] = []
+    uniform = writer._uniform_block
+
+    def counting(lines: list[bytes]) -> bool:
+        ok = uniform(lines)
+        taken.append(len(lines) if ok else 0)
+        return ok
+
+    writer._uniform_block = counting  # type: ignore[method-assign]
+    lines = [_em_first(i, em=ONE_EM) for i in range(30)]
+    writer.handle_lines([*lines[:10], _LOG, *lines[10:25], _LOG, *lines[25:]])
+    assert taken == [0, 10, 15, 5]  # the whole block first (refused), then each run
+    assert writer.targets[0].fast_lines == lines
 
 
 def test_one_emitted_at_takes_the_bulk_split(monkeypatch: pytest.MonkeyPatch) -> None:
