@@ -125,6 +125,17 @@ class SourcePump:
             return
         self.partial_tail = bytes(buf[1:filled])
 
+    def forward_tail(self) -> None:
+        """The source ended on a line without a newline: forward it like any other (a broken
+        RECORD there is a source error too, not a line dropped)."""
+        if self.partial_tail:
+            out = self.process(b"\n" + self.partial_tail + b"\n")
+            self.partial_tail = b""
+            if self.rewriter.bad_lines:
+                self._bad_lines()
+            if out:
+                self.write(out)
+
     def _bad_lines(self) -> None:
         for line in self.rewriter.bad_lines:
             text = self.masker.mask(line.decode("utf-8", "replace"))

@@ -207,7 +207,8 @@ class SyncRun:
         source_rc = self._wait(source, SOURCE_EXIT_GRACE, source, dest)
         source_failed = source_rc != 0 or bool(progress.source_errors)
         if pump.partial_tail and not source_failed:
-            pump.write(pump.process(b"\n" + pump.partial_tail + b"\n"))
+            pump.forward_tail()
+            source_failed = bool(progress.source_errors)
         if source_failed:
             self._mark_incomplete(pump)
             self._forward_source_failure(pump, source_rc)

@@ -281,3 +281,26 @@ def test_failed_swap_reports_nothing_committed(tmp_path, pg_server, source_conn,
     assert (stream["records_emitted"], stream["records_committed"]) == (2, 0)
     assert summary["states_committed"] == 0
     assert dest_conn.execute('SELECT count(*) FROM public."sw_t"').fetchone()[0] == 1
+
+
+def test_broken_record_as_the_unterminated_last_line_fails_the_sync(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """A source that exits 0 after a last line with no newline that is a broken RECORD: the
+    sync fails as a source error naming it (before, that line was dropped without a word)."""
+    source_conn.execute("CREATE TABLE small(id integer PRIMARY KEY)")
+    source_conn.execute("INSERT INTO small VALUES (1), (2)")
+    real = console_script("source-postgres")
+    source = tmp_path / "tail-source"
+    source.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" != read ]; then exec {real} "$@"; fi\n'
+        f'{real} "$@" || exit $?\n'
+        """printf '%s' '{"type": "RECORD", "record": {"stream": "small", "data": {"id": '\n"""
+    )
+    source.chmod(0o755)
+    conn = write_connection(tmp_path, source_config, dest_config)
+    conn.write_text(conn.read_text().replace(real, str(source)))
+    run, summary = sync_json(conn, pg_server.password)
+    assert (run.returncode, summary["status"]) == (1, "failed"), run.stderr[-3000:]
+    assert "not valid JSON" in summary["reason"], summary["reason"]
