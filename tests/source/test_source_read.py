@@ -575,6 +575,8 @@ def test_sigterm_during_a_slow_stream(source_conn, source_config, write_json, si
         stderr=subprocess.PIPE,
         env=env,
         preexec_fn=hangups_end_it,
+        bufsize=0,  # unbuffered here: select() sees every line not read yet (a buffered reader
+        # may hold the next lines already, and select then waits for more that never come)
     )
     assert proc.stdout is not None
     try:
