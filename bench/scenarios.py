@@ -156,12 +156,23 @@ def messages_file(ctx: Context) -> Path:
     return path
 
 
-def destination(ctx: Context) -> Step:
-    step = Step("destination", "destination-postgres write (overwrite)", ("destination",))
+def _table_step(
+    ctx: Context, key: str, label: str, processes: tuple[str, ...], *programs: str
+) -> tuple[Step, bool]:
+    """A step over all of firenibble; False (the step reported unavailable) when one of
+    `programs` is missing."""
+    step = Step(key, label, processes)
     step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
-    reason = ctx.missing("destination")
+    reason = ctx.missing(*programs)
     if reason:
         ctx.report.add(step).fail(reason, UNAVAILABLE)
+    return step, not reason
+
+
+def destination(ctx: Context) -> Step:
+    step, available = _table_step(ctx, "destination", "destination-postgres write (overwrite)",
+                                  ("destination",), "destination")  # fmt: skip
+    if not available:
         return step
     dest_out = ctx.path("dest-out.jsonl")
     return _timed_write(ctx, step, messages_file(ctx), dest_out,
@@ -195,15 +206,9 @@ STATE_EVERY = 100
 def destination_states(ctx: Context) -> Step:
     """The destination step's input with a STATE every STATE_EVERY records: what a source that
     checkpoints per page sends (the writer commits such STATEs together, COMMIT_SECONDS)."""
-    step = Step(
-        "dest_states",
-        f"destination-postgres write (overwrite, a STATE every {STATE_EVERY} records)",
-        ("destination",),
-    )
-    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
-    reason = ctx.missing("destination")
-    if reason:
-        ctx.report.add(step).fail(reason, UNAVAILABLE)
+    label = f"destination-postgres write (overwrite, a STATE every {STATE_EVERY} records)"
+    step, available = _table_step(ctx, "dest_states", label, ("destination",), "destination")
+    if not available:
         return step
     messages = ctx.path("messages-states.jsonl")
     progress(f"  adding a STATE every {STATE_EVERY} records to the messages file (untimed)")
@@ -221,11 +226,9 @@ def destination_states(ctx: Context) -> Step:
 
 
 def pipe(ctx: Context) -> Step:
-    step = Step("pipe", "source read | destination write", ("source", "destination"))
-    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
-    reason = ctx.missing("source", "destination")
-    if reason:
-        ctx.report.add(step).fail(reason, UNAVAILABLE)
+    step, available = _table_step(ctx, "pipe", "source read | destination write",
+                                  ("source", "destination"), "source", "destination")  # fmt: skip
+    if not available:
         return step
     dest_out = ctx.path("pipe-out.jsonl")
     argvs = [source_argv(ctx, ctx.files["catalog_full"]), dest_argv(ctx, ctx.files["catalog_full"])]
@@ -239,11 +242,9 @@ def pipe(ctx: Context) -> Step:
 
 
 def sync(ctx: Context) -> Step:
-    step = Step("sync", "pgbyte sync (full refresh, overwrite)", ("pgbyte",))
-    step.rows, step.table_bytes = ctx.rows, ctx.table.heap_bytes
-    reason = ctx.missing("pgbyte", "source", "destination")
-    if reason:
-        ctx.report.add(step).fail(reason, UNAVAILABLE)
+    step, available = _table_step(ctx, "sync", "pgbyte sync (full refresh, overwrite)",
+                                  ("pgbyte",), "pgbyte", "source", "destination")  # fmt: skip
+    if not available:
         return step
     conn = connection_file(
         ctx.path("bench-full.yaml"), name="bench-full", commands=ctx.commands,
