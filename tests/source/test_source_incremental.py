@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from typing import Any
 
 import pytest
 from db_roles import throwaway_role
+from psycopg import sql
 from source_helpers import REPO_ROOT, Run
 
 SOURCE = str(REPO_ROOT / ".venv" / "bin" / "source-postgres")
@@ -480,3 +482,42 @@ def test_a_cursor_holding_line_separators_keeps_state_lines_whole(source_conn, r
     lines = [json.loads(line) for line in run.stdout.splitlines() if '"STATE"' in line]
     cursors = [line["state"]["stream"]["stream_state"]["cursor"] for line in lines]
     assert cursors == [value]
+
+
+def _scans(conn, table: str) -> tuple[int, int]:
+    """(sequential scans, index scans) of `table` the statistics hold."""
+    row = conn.execute(
+        "SELECT seq_scan, idx_scan FROM pg_stat_user_tables WHERE relname = %s", (table,)
+    ).fetchone()
+    return int(row[0]), int(row[1] or 0)
+
+
+def test_first_load_chunks_read_only_their_own_blocks(source_conn, read_inc) -> None:
+    """Each ctid chunk reads its block range (a TID Range Scan), even where the planner finds
+    a parallel scan of the whole table cheaper (made free here): once that happened to every
+    chunk spanning a good share of the table, so a load read the table once per chunk."""
+    db = sql.Identifier(source_conn.info.dbname)
+    for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+        source_conn.execute(sql.SQL("ALTER DATABASE {} SET {} = 0").format(db, sql.SQL(setting)))
+    extra = ", ".join(f"g * {i} AS n{i}" for i in range(40))
+    source_conn.execute(
+        f"CREATE TABLE wide AS SELECT g AS id, g % 50 AS c, {extra} "
+        "FROM generate_series(1, 30000) g"
+    )
+    source_conn.execute("CREATE INDEX ON wide (c)")
+    source_conn.execute("ANALYZE wide")
+    before = _scans(source_conn, "wide")
+    run = read_inc("wide", "c", ["id", "c"] + [f"n{i}" for i in range(40)], chunk=5000)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert sorted(r["id"] for r in run.data("wide")) == list(range(1, 30001))
+    chunks = sum(s["stream"]["stream_state"]["state_type"] == "ctid" for s in states(run))
+    assert chunks >= 4
+    after = _scans(source_conn, "wide")
+    for _ in range(100):  # the source's backend reports its counts as it exits
+        if after[1] > before[1]:  # its index lookups (the cursor's maximum) are in
+            break
+        time.sleep(0.1)
+        after = _scans(source_conn, "wide")
+    assert after[1] > before[1], "the read's statistics never arrived"
+    scans = after[0] - before[0]
+    assert scans <= 2, f"{scans} sequential scans of the table for {chunks} chunks"
