@@ -134,14 +134,12 @@ def merge(
     source: sql.Composable,
     *,
     order: list[int] | None = None,
-    premade: loader.TypedStage | None = None,
 ) -> None:
     """Merge the staged raw-layout rows of `source` into the normalized table (in the batch's
     transaction). `order`: the input line of each staged row in stage order, when that order
-    is not the input order (see stage_order). `premade`: the batch's typed rows with a key,
-    made beforehand (used by a first load's plain INSERT)."""
+    is not the input order (see stage_order)."""
     plan: DedupPlan = target.dedup_plan
-    if plan.fresh and _insert_fresh(conn, target, plan, source, premade):
+    if plan.fresh and _insert_fresh(conn, target, plan, source):
         return
     stage = sql.Identifier("pg_temp", plan.stage)
     kinds = [c.kind for c in target.columns]
@@ -158,11 +156,7 @@ def merge(
 
 
 def _insert_fresh(
-    conn: psycopg.Connection[Any],
-    target: StreamTarget,
-    plan: DedupPlan,
-    source: sql.Composable,
-    premade: loader.TypedStage | None,
+    conn: psycopg.Connection[Any], target: StreamTarget, plan: DedupPlan, source: sql.Composable
 ) -> bool:
     """First load into an empty table: the batch's typed rows with a key, INSERTed as append
     would. False (nothing changed, plan.fresh off) when a key repeats or a constraint refuses a
@@ -170,9 +164,7 @@ def _insert_fresh(
     columns, uncastable = list(target.columns), dict(target.uncastable)
     conn.execute("SAVEPOINT pgbyte_fresh")
     try:
-        inserted = loader.normalize(
-            conn, target, source, required=tuple(target.key_names), premade=premade
-        )
+        inserted = loader.normalize(conn, target, source, required=tuple(target.key_names))
     except RowsTooWide:  # normalize rolled its rows back; the caller keeps the stream raw
         conn.execute("RELEASE SAVEPOINT pgbyte_fresh")
         raise

@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -63,16 +62,6 @@ class BatchError(Exception):
         super().__init__(reason)
         self.lineno = lineno
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class TypedStage:
-    """A batch's typed rows, made beforehand from its shared stage on the second connection
-    (stages.fill_typed): the first connection only moves them into the normalized table."""
-
-    table: sql.Composable
-    names: tuple[str, ...]  # its columns, as typed_names gave them
-    required: tuple[str, ...]  # the columns its rows were required to have (normalize)
 
 
 class FastPathRefused(Exception):
@@ -191,7 +180,7 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     )
 
 
-TypedStep = Callable[..., Any]  # (conn, target, source, *, premade) -> Any
+TypedStep = Callable[[psycopg.Connection[Any], StreamTarget, sql.Composable], None]
 
 
 def finish_batch(
@@ -199,12 +188,10 @@ def finish_batch(
     target: StreamTarget,
     typed: TypedStep | None = None,
     stage: sql.Composable = DATA_STAGE,
-    premade: TypedStage | None = None,
 ) -> None:
     """append/append_dedup: move the staged rows into the raw table, then run the typed step
     over them (same transaction): `normalize` by default, dedup.merge for append_dedup. The
     temporary stage is emptied after; a shared one (stages.py) is dropped after the commit.
-    `premade`: the batch's typed rows made on the second connection, for the step to move.
     Typed rows refused as too big were rolled back by the step: the raw rows stay, and the
     stream is raw only from here (rawonly.py)."""
     if target.overwrite:
@@ -216,7 +203,7 @@ def finish_batch(
         ).format(ddl.ident(*target.load_raw), stage)
     )
     try:
-        (typed or normalize)(conn, target, stage, premade=premade)
+        (typed or normalize)(conn, target, stage)
     except RowsTooWide as exc:
         rawonly.keep_raw_only(conn, target, exc.reason)
     if stage is DATA_STAGE:
@@ -230,19 +217,13 @@ def normalize(
     *,
     required: tuple[str, ...] = (),
     position: bool = False,
-    premade: TypedStage | None = None,
 ) -> int:
     """INSERT the typed rows of every row of `source` (a raw-layout table); returns how many.
     `required`: columns whose typed value must not be NULL (rows without one are left out).
-    `position`: also fill STAGE_POSITION (the target is dedup's typed stage). `premade`: those
-    typed rows made already (moved when they fit, else made again here). Raises RowsTooWide,
-    with nothing inserted, when PostgreSQL refuses a typed row as too big."""
+    `position`: also fill STAGE_POSITION (the target is dedup's typed stage). Raises
+    RowsTooWide, with nothing inserted, when PostgreSQL refuses a typed row as too big."""
     if target.load_norm is None:
         return 0
-    if premade is not None and not position and premade.required == required:
-        moved = _move_typed(conn, target, premade)
-        if moved is not None:
-            return moved
     conn.execute("SAVEPOINT pgbyte_norm")
     counted: dict[str, int] | None = None
     try:
@@ -266,29 +247,6 @@ def normalize(
         raise refused from None
     conn.execute("RELEASE SAVEPOINT pgbyte_norm")
     return inserted
-
-
-def _move_typed(
-    conn: psycopg.Connection[Any], target: StreamTarget, premade: TypedStage
-) -> int | None:
-    """INSERT the premade typed rows; None (nothing changed) when the table refuses them as
-    the plain-cast INSERT could be refused (a column the user retyped, a row too big): the
-    caller types the batch itself. A constraint's refusal is the caller's, as for its INSERT."""
-    names = sql.SQL(", ").join(map(sql.Identifier, premade.names))
-    into = ddl.ident(*target.load_norm)  # type: ignore[misc]
-    conn.execute("SAVEPOINT pgbyte_premade")
-    try:
-        moved = conn.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-                into, names, names, premade.table
-            )
-        ).rowcount
-    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
-        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_premade")
-        conn.execute("RELEASE SAVEPOINT pgbyte_premade")
-        return None
-    conn.execute("RELEASE SAVEPOINT pgbyte_premade")
-    return moved
 
 
 def normalize_split(
@@ -361,34 +319,11 @@ def _norm_statement(
     required: tuple[str, ...] = (),
     position: bool = False,
 ) -> sql.Composed:
-    query = typed_query(
-        target, source, safe=safe, where=where, required=required, position=position
-    )
-    return sql.SQL("INSERT INTO {} ({}) {}").format(
-        ddl.ident(*target.load_norm),  # type: ignore[misc]
-        sql.SQL(", ").join(map(sql.Identifier, typed_names(target, position=position))),
-        query,
-    )
-
-
-def typed_names(target: StreamTarget, *, position: bool = False) -> list[str]:
-    """The normalized table's columns a typed row fills, in typed_query's order."""
-    names = [c.name for c in target.columns]
-    names += ["_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at", target.hashid]
-    return names + list(STAGE_POSITION) if position else names
-
-
-def typed_query(
-    target: StreamTarget,
-    source: sql.Composable,
-    *,
-    safe: bool,
-    where: sql.Composable | None = None,
-    required: tuple[str, ...] = (),
-    position: bool = False,
-) -> sql.Composed:
-    """The SELECT of the typed rows of `source` (a raw-layout table), each value named as its
-    column (typed_names)."""
+    names = [sql.Identifier(c.name) for c in target.columns]
+    names += [sql.Identifier(n) for n in ("_airbyte_ab_id", "_airbyte_emitted_at",
+                                          "_airbyte_normalized_at", target.hashid)]  # fmt: skip
+    if position:
+        names += [sql.Identifier(n) for n in STAGE_POSITION]
     source_sql: sql.Composable = sql.SQL("{} s").format(source)
     if safe:
         exprs = [c.safe_expr(_DATA) for c in target.columns]
@@ -402,20 +337,18 @@ def typed_query(
     ]
     # The hashid: a 64-bit hash of the record's data, computed on the binary jsonb (md5 of its
     # text form costs a jsonb→text conversion per row, a large share of the whole load).
-    exprs += [
-        sql.SQL("s._airbyte_ab_id"),
-        sql.SQL("s._airbyte_emitted_at"),
-        sql.SQL("now()"),
-        sql.SQL("lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"),
-    ]
+    exprs.append(
+        sql.SQL(
+            "s._airbyte_ab_id, s._airbyte_emitted_at, now(), "
+            "lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"
+        )
+    )
     if position:
-        exprs += [sql.SQL("s._pgbyte_pos"), sql.SQL("s.ctid")]
-    names = typed_names(target, position=position)
-    return sql.SQL("SELECT {} FROM {}{}").format(
-        sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(e, sql.Identifier(n))
-            for e, n in zip(exprs, names, strict=True)
-        ),
+        exprs.append(sql.SQL("s._pgbyte_pos, s.ctid"))
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{}").format(
+        ddl.ident(*target.load_norm),  # type: ignore[misc]
+        sql.SQL(", ").join(names),
+        sql.SQL(", ").join(exprs),
         source_sql,
         sql.SQL(" WHERE {}").format(sql.SQL(" AND ").join(conditions))
         if conditions

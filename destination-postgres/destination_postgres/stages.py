@@ -12,34 +12,18 @@ A write claims its random token with a session advisory lock for as long as it r
 whose token nobody holds was left by a write that is gone (killed, or its server connection
 lost): the next write drops it. Liveness by advisory lock, not by backend pid, holds behind
 connection poolers too (their pids are not the server's).
-
-Typing a batch costs the first connection more than staging it costs the second: while the
-first is still busy with the batch before, the second also makes the batch's typed rows, with
-plain casts, into a stage of their own (fill_typed, named and dropped as the others), and the
-first connection only moves them. Whatever those casts refuse is left to the first connection's
-own typing (guards, widening), as before.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from destination_postgres import ddl
-from destination_postgres.catalog import StreamTarget
-from destination_postgres.loader import (
-    DATA_STAGE,
-    REFUSED,
-    FastPathRefused,
-    TypedStage,
-    copy_fast_rows,
-    typed_names,
-    typed_query,
-)
+from destination_postgres.loader import DATA_STAGE, REFUSED, FastPathRefused, copy_fast_rows
 
 PREFIX = "_pgbyte_stage_"
 COMMENT = "pgbyte: one batch of a running write (dropped once loaded)"
@@ -83,34 +67,6 @@ def fill(conn: psycopg.Connection[Any], batch: Any, stage: Stage) -> sql.Compose
         raise
     conn.commit()
     return table
-
-
-def fill_typed(
-    conn: psycopg.Connection[Any], target: StreamTarget, source: sql.Composable, stage: Stage
-) -> TypedStage | None:
-    """On the second connection, after fill: a new unlogged stage holding the typed rows of
-    the stage `source`, made with plain casts, committed, for the first connection to move
-    (loader.normalize's `premade`). None, with nothing left behind, when a value does not cast
-    or a row is too big: the first connection's typing handles those (guards, widening)."""
-    target = replace(target, columns=list(target.columns))  # as they are now, for both uses
-    required = tuple(target.key_names) if target.dedup else ()
-    table = ddl.ident(*stage)
-    query = typed_query(target, source, safe=False, required=required)
-    try:
-        conn.execute(
-            sql.SQL("CREATE UNLOGGED TABLE {} WITH (autovacuum_enabled = off) AS {}").format(
-                table, query
-            )
-        )
-        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(COMMENT)))
-    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded):
-        conn.rollback()
-        return None
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-    return TypedStage(table, tuple(typed_names(target)), required)
 
 
 def drop(conn: psycopg.Connection[Any], stages: list[Stage]) -> list[Stage]:

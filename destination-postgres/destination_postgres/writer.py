@@ -661,14 +661,13 @@ class Writer:
         conn2 = self._second()
         if conn2 is None:
             return False
-        self._stage_seq += 2
-        stage = (job.target.raw_schema, stages.name(self._token, self._stage_seq - 1))
-        typed = (job.target.raw_schema, stages.name(self._token, self._stage_seq))
-        self._stages += [stage, typed]  # the typed one may never be made (DROP IF EXISTS)
+        self._stage_seq += 1
+        stage = (job.target.raw_schema, stages.name(self._token, self._stage_seq))
+        self._stages.append(stage)
         self._staged += 1
         job.parsed = threading.Event()
         thread = threading.Thread(
-            target=self._load_staged, args=(job, conn2, (stage, typed), prev), daemon=True
+            target=self._load_staged, args=(job, conn2, stage, prev), daemon=True
         )
         thread.start()  # before it is listed: abort() joins what is listed
         self._inflight.append((thread, job, self.conn))
@@ -678,22 +677,18 @@ class Writer:
         self,
         job: _Batch,
         conn2: psycopg.Connection[Any],
-        names: tuple[stages.Stage, stages.Stage],
+        stage_name: stages.Stage,
         prev: tuple[threading.Thread, _Batch, psycopg.Connection[Any]] | None,
     ) -> None:
-        """Background: stage the batch on the second connection (and its typed rows, while the
-        first is still busy with the previous batch), then (after the previous batch) move it
-        into the tables on the first. A stage COPY that Postgres refuses leaves the batch to
-        the first connection's usual way (which names a bad line)."""
+        """Background: stage the batch on the second connection, then (after the previous
+        batch) move it into the tables on the first. A stage COPY that Postgres refuses leaves
+        the batch to the first connection's usual way (which names a bad line)."""
         assert job.parsed is not None
-        premade = None
         try:
-            stage: sql.Composable | None = stages.fill(conn2, job, names[0])
+            stage: sql.Composable | None = stages.fill(conn2, job, stage_name)
             # In the stage now; the lines were kept only to redo a refused batch: free them
             # while the batch waits for its move (a staged batch's bytes held 40 MB more).
             job.fast_rows = job.fast_lines = []
-            if stage is not None and prev is not None and prev[0].is_alive() and _typable(job):
-                premade = stages.fill_typed(conn2, job.target, stage, names[1])
         except loader.FastPathRefused:
             stage, job.refused = None, True
         except BaseException as exc:  # handed to the main thread by _wait
@@ -710,7 +705,7 @@ class Writer:
             self._load(job, self.conn)
             return
         try:
-            loader.finish_batch(self.conn, job.target, self._typed_step(job), stage, premade)
+            loader.finish_batch(self.conn, job.target, self._typed_step(job), stage)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
 
@@ -1158,16 +1153,6 @@ class Writer:
     def log(self, level: str, text: str) -> None:
         self.out.log(level, text)
         self.out.flush()
-
-
-def _typable(job: _Batch) -> bool:
-    """Whether the second connection may make the batch's typed rows: they go into the
-    normalized table with a plain INSERT (append, or a first load of append_dedup), not
-    through a merge."""
-    t = job.target
-    if t.load_norm is None:
-        return False
-    return not t.dedup or (t.dedup_plan is not None and t.dedup_plan.fresh)
 
 
 def count_changes(counts: dict[str, int], rec: dict[str, Any]) -> None:

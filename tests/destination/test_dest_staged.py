@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 from db_roles import throwaway_role
 from dest_helpers import catalog_for
-from destination_postgres import loader, stages
+from destination_postgres import stages
 from destination_postgres import writer as writer_module
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
@@ -237,8 +236,7 @@ def test_stages_per_commit_are_bounded(dest_config, dest_conn) -> None:
     writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), io.BytesIO())
     # Blocks of 40 lines, as stdin would bring them (one block of canonical lines is one batch).
     assert writer.run([lines[i : i + 40] for i in range(0, len(lines), 40)]) == 0
-    # Two stage names per staged batch: its rows, and its typed rows should they be made.
-    assert writer._stage_seq == 2 * MAX_STAGES_PER_COMMIT and MAX_STAGES_PER_COMMIT < 6000 // 40
+    assert writer._stage_seq == MAX_STAGES_PER_COMMIT < 6000 // 40
     ids = dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM p").fetchone()[0]
     assert ids == list(range(6000))
     assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_p").fetchone()[0] == 6000
@@ -310,115 +308,3 @@ def test_a_role_limited_to_one_connection_loads_on_it(
                    in m for m in result.logs), result.logs  # fmt: skip
         assert dest_conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {role}.p").fetchone() \
             == (rows, rows)  # fmt: skip
-
-
-@pytest.fixture
-def slow_moves(monkeypatch) -> dict[str, int]:
-    """The first connection's moves made slow, so the second connection always finds it busy
-    with the batch before and makes each batch's typed rows itself (stages.fill_typed).
-    Counts those made and those the first connection moved."""
-    counts = {"made": 0, "moved": 0}
-    finish, fill_typed, move = loader.finish_batch, stages.fill_typed, loader._move_typed
-
-    def slow_finish(*args: Any, **kwargs: Any) -> None:
-        time.sleep(0.05)
-        finish(*args, **kwargs)
-
-    def counting_fill_typed(*args: Any) -> Any:
-        made = fill_typed(*args)
-        counts["made"] += made is not None
-        return made
-
-    def counting_move(*args: Any) -> Any:
-        moved = move(*args)
-        counts["moved"] += moved is not None
-        return moved
-
-    monkeypatch.setattr(loader, "finish_batch", slow_finish)
-    monkeypatch.setattr(stages, "fill_typed", counting_fill_typed)
-    monkeypatch.setattr(loader, "_move_typed", counting_move)
-    return counts
-
-
-def _typed_rows(conn: Any) -> list[tuple[Any, ...]]:
-    return conn.execute("SELECT id, name, seq, _airbyte_ab_id::text, _airbyte_emitted_at, "
-                        "_airbyte_p_hashid FROM p ORDER BY id").fetchall()  # fmt: skip
-
-
-def _expected_typed(conn: Any) -> list[tuple[Any, ...]]:
-    """The typed rows the raw table's records give, typed here by SQL of the test's own."""
-    return conn.execute(
-        "SELECT (_airbyte_data->>'id')::bigint, _airbyte_data->>'name', "
-        "(_airbyte_data->>'seq')::bigint, _airbyte_ab_id::text, _airbyte_emitted_at, "
-        "lpad(to_hex(jsonb_hash_extended(_airbyte_data, 0)), 16, '0') "
-        "FROM _airbyte_raw_p ORDER BY 1"
-    ).fetchall()
-
-
-@pytest.mark.parametrize("mode", ["append", "append_dedup"])
-def test_typed_rows_made_on_the_second_connection_are_moved(
-    dest_config, dest_conn, slow_moves, mode
-) -> None:  # fmt: skip
-    """While the first connection is busy, the second makes a batch's typed rows and the
-    first moves them: the tables hold what typing each batch on the first would give, each
-    STATE still follows its rows, and no stage is left."""
-    lines, n = [], 0
-    for r in range(4):
-        for _ in range(150):
-            n += 1
-            lines.append(rec("p", {"id": n, "name": f"row {n} " + "x" * 40, "seq": r},
-                             compact=True))  # fmt: skip
-        lines.append(state("p", {"round": r}))
-    catalog = (dedup_catalog("p", PROPS, [["id"]], ["seq"]) if mode == "append_dedup"
-               else catalog_for([("p", PROPS)], "append"))  # fmt: skip
-    probe = _StateProbe(dest_conn)
-    writer = _writer(dest_config, catalog, probe)
-    assert writer.run(_chunks(lines)) == 0
-    assert slow_moves["made"] >= 3 and slow_moves["moved"] == slow_moves["made"], slow_moves
-    assert probe.seen == [(150 * (r + 1), 150 * (r + 1)) for r in range(4)]
-    rows = _typed_rows(dest_conn)
-    assert [r[0] for r in rows] == list(range(1, 601))
-    assert rows == _expected_typed(dest_conn)
-    assert _stages(dest_conn) == []
-
-
-def test_values_the_second_connection_cannot_cast_are_typed_by_the_first(
-    dest_config, dest_conn, slow_moves
-) -> None:  # fmt: skip
-    """A batch with a value its column type refuses is typed on the first connection as
-    before: NULL in the typed column, counted in the LOG; the other batches come premade."""
-    lines = []
-    for n in range(1, 601):
-        seq = "not a number" if n == 333 else n
-        lines.append(rec("p", {"id": n, "name": f"row {n} " + "x" * 40, "seq": seq},
-                         compact=True))  # fmt: skip
-    lines.append(state("p", {"done": True}))
-    out = io.BytesIO()
-    writer = _writer(dest_config, catalog_for([("p", PROPS)], "append"), out)
-    assert writer.run(_chunks(lines)) == 0
-    writer.report()
-    assert slow_moves["made"] >= 3, slow_moves
-    seqs = dict(dest_conn.execute("SELECT id, seq FROM p").fetchall())
-    assert len(seqs) == 600 and seqs[333] is None
-    assert all(seqs[n] == n for n in seqs if n != 333)
-    assert b"1 value(s) could not be cast" in out.getvalue()
-    assert _stages(dest_conn) == []
-
-
-def test_premade_rows_a_retyped_column_refuses_are_typed_again(dest_conn) -> None:
-    """The user narrowed a typed column since: the premade rows' values do not fit it, so
-    the move changes nothing and says so (the caller then types the batch itself)."""
-    dest_conn.execute("CREATE TABLE p (id bigint, seq smallint, _airbyte_ab_id uuid)")
-    dest_conn.execute("CREATE TABLE stage_t AS SELECT 1::bigint AS id, 100000::bigint AS seq, "
-                      "gen_random_uuid() AS _airbyte_ab_id")  # fmt: skip
-    premade = loader.TypedStage(
-        sql.Identifier("stage_t"), ("id", "seq", "_airbyte_ab_id"), required=()
-    )
-    config = DestinationConfig.from_dict({"host": "h", "database": "d", "username": "u"})
-    target = parse_catalog(catalog_for([("p", PROPS)], "append"), config)[0]
-    with dest_conn.transaction():
-        assert loader._move_typed(dest_conn, target, premade) is None
-        assert dest_conn.execute("SELECT count(*) FROM p").fetchone()[0] == 0
-    dest_conn.execute("ALTER TABLE p ALTER seq TYPE bigint")
-    with dest_conn.transaction():
-        assert loader._move_typed(dest_conn, target, premade) == 1
