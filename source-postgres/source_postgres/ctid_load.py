@@ -61,24 +61,33 @@ def ctid_load(
     noted at the start (Standard), or rows written before the noted xmin (Xmin). `inner` is
     the state that phase resumes from: nested in every ctid STATE, and the last STATE alone.
     """
-    # A chunk must read only its blocks (a TID Range Scan). Allowed a parallel worker, the
-    # planner prefers a Parallel Seq Scan of the whole table with the ctid range as a filter
-    # once a chunk spans a good share of it (building each record line is costly and a worker
-    # halves that), and every such chunk then reads the entire table: no parallel plan while
-    # the chunks run. The benchmark's first incremental read of a million rows, in three
-    # chunks, took 7.6 CPU-s of the server (a worker's 2.6 among them) and 5.8-6.0 s; with
-    # TID Range Scans 5.7-6.1 CPU-s and 6.0-6.4 s. (PostgreSQL 15 has no parallel TID Range
-    # Scan.) The setting is put back for the streams after; a failed stream's savepoint
-    # rollback undoes it.
-    row = conn.execute("SELECT current_setting('max_parallel_workers_per_gather')").fetchone()
-    conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
-    total = yield from _chunks(
-        conn, copy_out, stream=stream, table=table, columns=columns, start_block=start_block,
-        bound=bound, inner=inner, rows_per_chunk=rows_per_chunk, lines=lines,
-        emitted_at=emitted_at, resize=resize,
-    )  # fmt: skip
-    conn.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", (row[0],))
-    return total
+    # A chunk must read only its blocks (a TID Range Scan, PostgreSQL 14+). Allowed a parallel
+    # worker, the planner prefers a Parallel Seq Scan of the whole table with the ctid range as
+    # a filter once a chunk spans a good share of it (building each record line is costly and
+    # a worker halves that), and every such chunk then reads the entire table: no parallel plan
+    # while the chunks run. The benchmark's first incremental read of a million rows, in three
+    # chunks, took 7.6 CPU-s of the server (a worker's 2.6 among them) and 5.8-6.0 s; with TID
+    # Range Scans 5.7-6.1 CPU-s and 6.0-6.4 s. (PostgreSQL 15 has no parallel TID Range Scan.)
+    # Older servers scan the table per chunk either way, and keep their setting.
+    serial = conn.info.server_version >= 140000
+    if serial:
+        row = conn.execute("SELECT current_setting('max_parallel_workers_per_gather')").fetchone()
+        conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+    try:
+        return (yield from _chunks(
+            conn, copy_out, stream=stream, table=table, columns=columns, start_block=start_block,
+            bound=bound, inner=inner, rows_per_chunk=rows_per_chunk, lines=lines,
+            emitted_at=emitted_at, resize=resize,
+        ))  # fmt: skip
+    finally:
+        # Put back for the streams after, unless the transaction cannot run it now (failed: the
+        # stream's savepoint rollback undoes the setting; or still inside a COPY that a
+        # consumer gave up on).
+        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        if serial and idle and not conn.closed:
+            conn.execute(
+                "SELECT set_config('max_parallel_workers_per_gather', %s, true)", (row[0],)
+            )
 
 
 def _chunks(
@@ -96,6 +105,7 @@ def _chunks(
     emitted_at: int,
     resize: Callable[[int, float], int] | None,
 ) -> Generator[bytes, None, int]:
+    """ctid_load's block ranges, each with its STATE (see there)."""
     out = lines.writer
     node, blocks, tuples, pages = conn.execute(SIZE_QUERY, {"oid": table.oid}).fetchone()
     per_block = tuples / pages if pages and tuples else 50.0

@@ -497,8 +497,14 @@ def test_first_load_chunks_read_only_their_own_blocks(source_conn, read_inc) -> 
     a parallel scan of the whole table cheaper (made free here): once that happened to every
     chunk spanning a good share of the table, so a load read the table once per chunk."""
     db = sql.Identifier(source_conn.info.dbname)
-    for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
-        source_conn.execute(sql.SQL("ALTER DATABASE {} SET {} = 0").format(db, sql.SQL(setting)))
+    # Parallelism made free and each row's expressions dear: a scan of the whole table in
+    # parallel then beats a chunk's TID Range Scan by far.
+    settings = {"parallel_setup_cost": 0, "parallel_tuple_cost": 0,
+                "min_parallel_table_scan_size": 0, "cpu_operator_cost": 1}  # fmt: skip
+    for name, value in settings.items():
+        source_conn.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(db, sql.SQL(name), value)
+        )
     extra = ", ".join(f"g * {i} AS n{i}" for i in range(40))
     source_conn.execute(
         f"CREATE TABLE wide AS SELECT g AS id, g % 50 AS c, {extra} "
@@ -506,6 +512,20 @@ def test_first_load_chunks_read_only_their_own_blocks(source_conn, read_inc) -> 
     )
     source_conn.execute("CREATE INDEX ON wide (c)")
     source_conn.execute("ANALYZE wide")
+    # Control: the planner here does prefer a parallel scan of the whole table for a chunk's
+    # blocks (1/6 of them) whose rows become JSON, when one worker is allowed (the source's own
+    # cap); else this test could not fail.
+    for name, value in {**settings, "max_parallel_workers_per_gather": 1}.items():
+        source_conn.execute(sql.SQL("SET {} = {}").format(sql.SQL(name), value))
+    blocks = source_conn.execute("SELECT pg_relation_size('wide') / 8192").fetchone()[0]
+    line = " || ".join(f"',\"n{i}\":' || coalesce(r.n{i}::text, 'null')" for i in range(40))
+    plan = source_conn.execute(
+        f"EXPLAIN (FORMAT JSON) SELECT {line} FROM wide r "
+        f"WHERE r.ctid >= '(0,0)'::tid AND r.ctid < '({blocks // 6},0)'::tid"
+    ).fetchone()[0]
+    gather = plan[0]["Plan"]
+    assert gather["Node Type"] == "Gather"
+    assert gather["Plans"][0]["Node Type"] == "Seq Scan" and gather["Plans"][0]["Parallel Aware"]
     before = _scans(source_conn, "wide")
     run = read_inc("wide", "c", ["id", "c"] + [f"n{i}" for i in range(40)], chunk=5000)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
