@@ -15,12 +15,14 @@ TYPE) has new ctids, and its load restarts from block 0 with a LOG WARN.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from source_postgres.catalog import ConfiguredStream
 from source_postgres.discovery import Column, Table
@@ -61,82 +63,65 @@ def ctid_load(
     noted at the start (Standard), or rows written before the noted xmin (Xmin). `inner` is
     the state that phase resumes from: nested in every ctid STATE, and the last STATE alone.
     """
-    # A chunk must read only its blocks (a TID Range Scan, PostgreSQL 14+). Allowed a parallel
-    # worker, the planner prefers a Parallel Seq Scan of the whole table with the ctid range as
-    # a filter once a chunk spans a good share of it (building each record line is costly and
-    # a worker halves that), and every such chunk then reads the entire table: no parallel plan
-    # while the chunks run. The benchmark's first incremental read of a million rows, in three
-    # chunks, took 7.6 CPU-s of the server (a worker's 2.6 among them) and 5.8-6.0 s; with TID
-    # Range Scans 5.7-6.1 CPU-s and 6.0-6.4 s. (PostgreSQL 15 has no parallel TID Range Scan.)
-    # Older servers scan the table per chunk either way, and keep their setting.
-    serial = conn.info.server_version >= 140000
-    if serial:
-        row = conn.execute("SELECT current_setting('max_parallel_workers_per_gather')").fetchone()
-        conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+    with _serial_plans(conn):
+        out = lines.writer
+        node, blocks, tuples, pages = conn.execute(SIZE_QUERY, {"oid": table.oid}).fetchone()
+        per_block = tuples / pages if pages and tuples else 50.0
+        step = max(int(rows_per_chunk / max(per_block, 1.0)), 1)
+        total = 0
+        block = start_block
+        while block < blocks:
+            started = time.monotonic()
+            upper = min(block + step, blocks)
+            where = sql.SQL("r.ctid >= {}::tid AND r.ctid < {}::tid").format(
+                sql.Literal(f"({block},0)"), sql.Literal(f"({upper},0)")
+            )
+            if bound is not None:
+                where = sql.SQL("{} AND ({})").format(where, bound)
+            count = yield from stream_records(
+                conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
+                where=where,
+            )  # fmt: skip
+            total += count
+            block = upper
+            if resize is not None:  # rows per chunk adapted to the time it took, as blocks
+                rows = max(int(step * per_block), 1)
+                step = max(int(step * resize(rows, time.monotonic() - started) / rows), 1)
+            if block < blocks:
+                state = ctid_state(block, node, inner)
+                out.stream_state(stream.name, stream.namespace, state, record_count=count)
+            else:
+                # Every block read: the cursor phase resumes above the maximum noted at the start.
+                out.stream_state(stream.name, stream.namespace, inner, record_count=count)
+            yield lines.take()
+        if start_block >= blocks:  # nothing left to read (the table shrank): say where we are
+            out.stream_state(stream.name, stream.namespace, inner, record_count=0)
+            yield lines.take()
+        return total
+
+
+@contextlib.contextmanager
+def _serial_plans(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """No parallel plan for the chunks' queries, and the setting as it was after them.
+
+    A chunk must read only its blocks (a TID Range Scan, PostgreSQL 14+). Allowed a parallel
+    worker, the planner prefers a Parallel Seq Scan of the whole table with the ctid range as a
+    filter once a chunk spans a good share of it (building each record line is costly and a
+    worker halves that), and every such chunk then reads the entire table. The benchmark's
+    first incremental read of a million rows, in three chunks, took 7.6 CPU-s of the server (a
+    worker's 2.6 among them) and 5.8-6.0 s; with TID Range Scans 5.7-6.1 CPU-s and 6.0-6.4 s.
+    (PostgreSQL 15 has no parallel TID Range Scan.) Older servers scan the table per chunk
+    either way, and keep their setting.
+    """
+    if conn.info.server_version < 140000:
+        yield
+        return
+    row = conn.execute("SELECT current_setting('max_parallel_workers_per_gather')").fetchone()
+    conn.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
     try:
-        return (yield from _chunks(
-            conn, copy_out, stream=stream, table=table, columns=columns, start_block=start_block,
-            bound=bound, inner=inner, rows_per_chunk=rows_per_chunk, lines=lines,
-            emitted_at=emitted_at, resize=resize,
-        ))  # fmt: skip
+        yield
     finally:
         # Put back for the streams after, unless the transaction cannot run it now (failed: the
-        # stream's savepoint rollback undoes the setting; or still inside a COPY that a
-        # consumer gave up on).
-        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-        if serial and idle and not conn.closed:
-            conn.execute(
-                "SELECT set_config('max_parallel_workers_per_gather', %s, true)", (row[0],)
-            )
-
-
-def _chunks(
-    conn: psycopg.Connection[Any],
-    copy_out: Any,
-    *,
-    stream: ConfiguredStream,
-    table: Table,
-    columns: tuple[Column, ...],
-    start_block: int,
-    bound: sql.Composable | None,
-    inner: dict[str, Any],
-    rows_per_chunk: int,
-    lines: Any,
-    emitted_at: int,
-    resize: Callable[[int, float], int] | None,
-) -> Generator[bytes, None, int]:
-    """ctid_load's block ranges, each with its STATE (see there)."""
-    out = lines.writer
-    node, blocks, tuples, pages = conn.execute(SIZE_QUERY, {"oid": table.oid}).fetchone()
-    per_block = tuples / pages if pages and tuples else 50.0
-    step = max(int(rows_per_chunk / max(per_block, 1.0)), 1)
-    total = 0
-    block = start_block
-    while block < blocks:
-        started = time.monotonic()
-        upper = min(block + step, blocks)
-        where = sql.SQL("r.ctid >= {}::tid AND r.ctid < {}::tid").format(
-            sql.Literal(f"({block},0)"), sql.Literal(f"({upper},0)")
-        )
-        if bound is not None:
-            where = sql.SQL("{} AND ({})").format(where, bound)
-        count = yield from stream_records(
-            conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
-            where=where,
-        )  # fmt: skip
-        total += count
-        block = upper
-        if resize is not None:  # rows per chunk adapted to the time it took, as blocks
-            rows = max(int(step * per_block), 1)
-            step = max(int(step * resize(rows, time.monotonic() - started) / rows), 1)
-        if block < blocks:
-            state = ctid_state(block, node, inner)
-            out.stream_state(stream.name, stream.namespace, state, record_count=count)
-        else:
-            # Every block read: the cursor phase resumes above the maximum noted at the start.
-            out.stream_state(stream.name, stream.namespace, inner, record_count=count)
-        yield lines.take()
-    if start_block >= blocks:  # nothing left to read (the table shrank): say where we are
-        out.stream_state(stream.name, stream.namespace, inner, record_count=0)
-        yield lines.take()
-    return total
+        # stream's savepoint rollback undoes the setting; or inside a COPY a consumer left).
+        if not conn.closed and conn.info.transaction_status == TransactionStatus.INTRANS:
+            conn.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", row)
