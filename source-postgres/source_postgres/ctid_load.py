@@ -108,8 +108,8 @@ def _serial_plans(conn: psycopg.Connection[Any]) -> Iterator[None]:
     worker, the planner prefers a Parallel Seq Scan of the whole table with the ctid range as a
     filter once a chunk spans a good share of it (building each record line is costly and a
     worker halves that), and every such chunk then reads the entire table. The benchmark's
-    first incremental read of a million rows, in three chunks, took 7.6 CPU-s of the server (a
-    worker's 2.6 among them) and 4.6-6.0 s; with TID Range Scans 5.6-6.1 CPU-s and 5.8-6.4 s.
+    first incremental read of a million rows, in three chunks, took 7.2-7.6 CPU-s of the server (a
+    worker's 2.4-2.6 among them) and 4.6-6.0 s; with TID Range Scans 5.6-6.1 CPU-s and 5.8-6.4 s.
     (PostgreSQL 15 has no parallel TID Range Scan.) Older servers scan the table per chunk
     either way, and keep their setting.
     """
