@@ -59,6 +59,10 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
     ):
         return "full_refresh", "full refresh (no cursor kept; every sync reads the whole table)"
     kind = stream_state.get("state_type") or ("cursor_based" if "cursor" in stream_state else "")
+    if kind in ("cursor_based", "ctid_based", "xmin_based") and "cursor_field" not in stream_state:
+        v3 = _describe_v3(kind, stream_state)
+        if v3 is not None:
+            return v3
     if kind == "cursor_based":
         detail = (
             f"cursor {_field(stream_state.get('cursor_field'))} = "
@@ -96,6 +100,38 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
     return "other", _cut(orjson.dumps(stream_state).decode(), 200)
 
 
+def _v3_cursor(stream_state: dict[str, Any]) -> tuple[str, Any] | None:
+    """(column, value) of the one cursor in a version 3 state of Airbyte's source-postgres 4.x."""
+    cursors = stream_state.get("cursors")
+    if isinstance(cursors, dict) and len(cursors) == 1:
+        ((name, value),) = cursors.items()
+        return str(name), value
+    return None
+
+
+def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | None:
+    """A version 3 state (Airbyte source-postgres 4.x, `cursors` instead of cursor_field), as
+    the source resumes it; None when it is not one."""
+    if "cursors" not in stream_state and kind == "cursor_based":
+        return None
+    cursor = _v3_cursor(stream_state)
+    origin = "Airbyte source-postgres 4.x state"
+    if kind == "xmin_based" or stream_state.get("xmin") is not None:
+        return "xmin", (
+            f"{origin}: xmin {_value(stream_state.get('xmin'))}; the next sync re-reads the "
+            "whole stream (it cannot place that xmin here)"
+        )
+    if cursor is None:
+        return "other", f"{origin} without a cursor: the next sync reads the stream from the start"
+    after = f"cursor {cursor[0]} = {_value(cursor[1])}"
+    if kind == "cursor_based":
+        return kind, f"{origin}: {after}; the next sync reads rows from that value on"
+    return "ctid", (
+        f"{origin}: first load in progress: resumes at ctid {stream_state.get('ctid')} "
+        f"(relation filenode {stream_state.get('relation_filenode')}), then {after} and after"
+    )
+
+
 def _last_syncs(history: list[dict[str, Any]]) -> dict[tuple[str, str | None], str]:
     """Per source stream: when the newest sync that synced it started, and what it committed.
 
@@ -119,6 +155,9 @@ def _cursor_field(stream_state: Any) -> tuple[str, ...] | None:
     """The cursor field of a cursor position (also inside a first load's ctid state)."""
     if not isinstance(stream_state, dict):
         return None
+    v3 = _v3_cursor(stream_state) if "cursor_field" not in stream_state else None
+    if v3 is not None:
+        return (v3[0],)
     inner = stream_state.get("incremental_state")
     field = (inner if isinstance(inner, dict) else stream_state).get("cursor_field")
     if isinstance(field, str):

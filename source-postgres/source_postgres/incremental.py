@@ -188,7 +188,14 @@ def read_by_cursor(
         saved = resume_ctid = None
     last = saved.cursor if saved is not None else None
     inclusive = False
-    if last is not None and saved is not None and saved.cursor_record_count > 0:
+    if last is not None and saved is not None and saved.boundary_unsure and resume_ctid is None:
+        inclusive = True
+        out.log(
+            "INFO",
+            f"Stream {label}: the saved state does not say how many rows at its cursor value "
+            f"{last!r} were read; re-reading that value's rows.",
+        )
+    elif last is not None and saved is not None and saved.cursor_record_count > 0:
         at_last = _scalar(
             conn,
             sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(

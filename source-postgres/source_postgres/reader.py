@@ -37,7 +37,12 @@ from source_postgres.config import SourceConfig, require_supported_method
 from source_postgres.discovery import XMIN_KINDS, Table, default_cursor, discover_tables
 from source_postgres.incremental import read_by_cursor
 from source_postgres.record_sql import record_query, unescape_copy_text
-from source_postgres.state import full_refresh_state, parse_input_state, stream_cursor_state
+from source_postgres.state import (
+    Unusable,
+    full_refresh_state,
+    parse_input_state,
+    stream_cursor_state,
+)
 from source_postgres.xmin_read import Snapshot, read_by_xmin, read_snapshot
 
 # COPY rows (RECORD lines) joined per write: large writes, bounded memory (~2 MB).
@@ -245,6 +250,9 @@ def _read_stream(
     label = f"{stream.namespace}.{stream.name}" if stream.namespace else stream.name
     incremental = stream.sync_mode == "incremental"
     saved = stream_cursor_state(label, saved_state) if incremental else None
+    if isinstance(saved, Unusable):
+        out.log("WARN", f"Stream {label}: {saved.reason}; re-reading the whole stream.")
+        saved = None
     if table is None:
         raise ConfigError(
             f"Stream {label}: no such table or view that user can SELECT (dropped, renamed, "

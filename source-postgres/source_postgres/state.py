@@ -10,6 +10,14 @@ Airbyte's connector resumes here and the other way round:
     {"version": 2, "state_type": "cursor_based", "stream_name": "t", "stream_namespace": "public",
      "cursor_field": ["updated_at"], "cursor": "<value as text>", "cursor_record_count": 3}
 
+Airbyte's newer source-postgres (4.x, on the Bulk CDK) saves version 3 states instead: a
+cursor as `{"state_type": "cursor_based", "cursors": {"updated_at": <JSON value>}}`, a first
+load as `"ctid_based"` with `ctid`, `relation_filenode` and the cursor noted at its start, an
+xmin position as `"xmin_based"`. Cursor positions resume here (re-reading the rows at the saved
+value: the state does not count them); the others are `Unusable` and the stream is read again
+from the start with a LOG WARN, as no saved xmin of that shape can be placed in its
+wraparound epoch here.
+
 `parse_input_state` accepts what `read --state` may hold: a list of per-stream STATE messages
 (the protocol's STREAM state), a GLOBAL state's stream_states, or Airbyte's legacy dict
 ({"cdc": false, "streams": [...]}, bare or under {"type": "LEGACY", "data": ...}). Anything else
@@ -27,6 +35,9 @@ NO_CURSOR_STATE_KEY = "__ab_no_cursor_state_message"
 CURSOR_STATE_TYPE = "cursor_based"
 CTID_STATE_TYPE = "ctid"
 XMIN_STATE_TYPE = "xmin"
+# Airbyte source-postgres 4.x (version 3 states): see the module docstring.
+V3_CTID_STATE_TYPE = "ctid_based"
+V3_XMIN_STATE_TYPE = "xmin_based"
 XID_MASK = (1 << 32) - 1
 
 Descriptor = tuple[str, str | None]
@@ -43,6 +54,9 @@ class CursorState:
     cursor_field: tuple[str, ...]
     cursor: str | None
     cursor_record_count: int
+    # Rows at `cursor` may not all have been read (a state of Airbyte's 4.x source, which does
+    # not count them): the next read takes that value's rows again (at least once, never lost).
+    boundary_unsure: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,14 @@ class CtidState:
     block: int
     filenode: int
     incremental: CursorState | XminState
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A saved state of a known kind that cannot be resumed here: the stream is read again from
+    the start, with `reason` in a LOG WARN."""
+
+    reason: str
 
 
 def xmin_state(raw: int) -> dict[str, Any]:
@@ -163,11 +185,16 @@ def _legacy(data: Any) -> dict[Descriptor, dict[str, Any]]:
 
 def stream_cursor_state(
     label: str, stream_state: dict[str, Any] | None
-) -> CursorState | CtidState | XminState | None:
+) -> CursorState | CtidState | XminState | Unusable | None:
     """The position of a saved stream_state; None when the stream has none yet."""
     if not stream_state or stream_state.get(NO_CURSOR_STATE_KEY):
         return None  # never synced, or synced as full refresh until now
     kind = stream_state.get("state_type", CURSOR_STATE_TYPE if "cursor" in stream_state else None)
+    if kind in (V3_CTID_STATE_TYPE, V3_XMIN_STATE_TYPE) or (
+        kind == CURSOR_STATE_TYPE and "cursors" in stream_state
+        and "cursor_field" not in stream_state
+    ):  # fmt: skip
+        return _airbyte_v3(label, kind, stream_state)
     if kind == CTID_STATE_TYPE:
         ctid = str(stream_state.get("ctid", ""))
         block = ctid.strip("()").split(",")[0]
@@ -179,6 +206,8 @@ def stream_cursor_state(
             )
         if isinstance(inner, CtidState):
             raise ConfigError(f"Stream {label}: the saved ctid state nests another ctid state.")
+        if isinstance(inner, Unusable):
+            return inner
         return CtidState(block=int(block), filenode=filenode, incremental=inner)
     if kind is None and "xmin_xid_value" in stream_state:
         kind = XMIN_STATE_TYPE
@@ -202,6 +231,47 @@ def stream_cursor_state(
         cursor=None if cursor is None else str(cursor),
         cursor_record_count=int(count) if isinstance(count, int | float) else 0,
     )
+
+
+def _airbyte_v3(
+    label: str, kind: str, stream_state: dict[str, Any]
+) -> CursorState | CtidState | Unusable | None:
+    """A version 3 state of Airbyte's 4.x source-postgres (module docstring)."""
+    cursors = stream_state.get("cursors") or {}
+    if (
+        not isinstance(cursors, dict)
+        or len(cursors) > 1
+        or any(
+            not isinstance(v, str | int | float) or isinstance(v, bool) for v in cursors.values()
+        )
+    ):
+        raise ConfigError(
+            f"Stream {label}: the saved cursor state is malformed ({stream_state}): expected "
+            '"cursors" to map one cursor column to its value. Reset this stream\'s state to '
+            "re-read it."
+        )
+    cursor = None
+    if cursors:
+        ((name, value),) = cursors.items()
+        cursor = CursorState((str(name),), str(value), 0, boundary_unsure=True)
+    if kind == CURSOR_STATE_TYPE:
+        return cursor  # no cursor value yet: a cold start, as Airbyte's 4.x source does
+    if kind == V3_XMIN_STATE_TYPE or stream_state.get("xmin") is not None:
+        return Unusable("the saved state is an xmin position of Airbyte's source-postgres 4.x, "
+                        "whose xmin value pgbyte cannot place in its wraparound epoch")  # fmt: skip
+    if cursor is None:
+        return Unusable("the saved state is a full refresh position (ctid_based, no cursor) of "
+                        "Airbyte's source-postgres 4.x")  # fmt: skip
+    ctid = stream_state.get("ctid")
+    block = str(ctid).strip("()").split(",")[0] if isinstance(ctid, str) else ""
+    filenode = stream_state.get("relation_filenode")
+    if not block.isdigit() or not isinstance(filenode, int) or isinstance(filenode, bool):
+        return Unusable(f"the saved first-load position of Airbyte's source-postgres 4.x "
+                        f"(ctid {ctid!r}, relation_filenode {filenode!r}) is not one pgbyte "
+                        "can resume")  # fmt: skip
+    # The load restarts at the saved block's first row: the rows of that block read before
+    # the interruption come again (at least once).
+    return CtidState(block=int(block), filenode=filenode, incremental=cursor)
 
 
 def _xmin(label: str, stream_state: dict[str, Any]) -> XminState:

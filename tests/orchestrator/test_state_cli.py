@@ -90,6 +90,15 @@ def test_show_json_prints_the_saved_state_unchanged(tmp_path) -> None:
     [
         ("global.json", ["GLOBAL state", '"lsn":23896935', "public.users", "public.orders"]),
         ("legacy.json", ["LEGACY state", "public.users", "cursor id = '42'"]),
+        (
+            "airbyte_v3.json",  # Airbyte source-postgres 4.x: `cursors`, ctid_based, xmin_based
+            [
+                "cursor updated_at = '2024-01-02T03:04:05.123456Z'; the next sync reads rows "
+                "from that value on",
+                "resumes at ctid (88,3) (relation filenode 16401), then cursor id = 5000 and after",
+                "xmin 777; the next sync re-reads the whole stream",
+            ],
+        ),
     ],
 )
 def test_show_describes_global_and_legacy_states(tmp_path, fixture, needles) -> None:

@@ -1,0 +1,119 @@
+"""States saved by Airbyte's source-postgres 4.x (version 3, Bulk CDK), handed over when a
+connection switches to pgbyte: cursor positions resume (re-reading the rows at the saved value,
+which such a state does not count), first loads resume from their block, and positions pgbyte
+cannot place re-read the stream with a LOG WARN — never a failed sync or a silent skip."""
+
+from __future__ import annotations
+
+import pytest
+from test_source_state_mismatch import standard, state_file, table  # noqa: F401 (fixture)
+from xmin_helpers import ids, read, stream_entry, stream_state, warnings
+
+
+def infos(run) -> list[str]:
+    return [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "INFO"]
+
+
+def v3_state(stream_state_: dict, table_: str = "t") -> list[dict]:
+    descriptor = {"name": table_, "namespace": "public"}
+    return [{"type": "STREAM", "stream": {"stream_descriptor": descriptor,
+                                          "stream_state": stream_state_}}]  # fmt: skip
+
+
+def test_cursor_state_resumes_at_its_value(table, source_config, tmp_path) -> None:  # noqa: F811
+    """cursors {"updated": 3}: rows from 3 on (3 again: the state does not count its rows);
+    the state emitted after is pgbyte's (Airbyte 3.x shape), at the last value."""
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=state_file("v3_cursor_updated_3.json"))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert ids(run, "t") == [3, 4, 5]
+    assert any("does not say how many rows" in m and "'3'" in m for m in infos(run))
+    assert not warnings(run)
+    final = stream_state(run)
+    assert (final["state_type"], final["cursor_field"], final["cursor"]) == (
+        "cursor_based", ["updated"], "5")  # fmt: skip
+
+
+def test_timestamptz_cursor_in_its_iso_form_resumes(source_conn, source_config, tmp_path) -> None:
+    """A timestamptz cursor as the 4.x source writes it (ISO 8601, `Z`) compares as UTC."""
+    source_conn.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, ts timestamptz);"
+        "INSERT INTO t SELECT g, timestamptz '2024-01-01 00:00+00' + (g - 1) * interval '1 day'"
+        " FROM generate_series(1, 5) g"
+    )
+    entry = standard(stream_entry("t", ["id", "ts"]), "ts")
+    saved = {"version": 3, "state_type": "cursor_based", "stream_name": "", "ctid": None,
+             "stream_namespace": "", "cursors": {"ts": "2024-01-03T00:00:00.000000Z"}}  # fmt: skip
+    run = read(tmp_path, source_config, [entry], state=v3_state(saved))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert ids(run, "t") == [3, 4, 5]
+    assert not warnings(run)
+
+
+def test_first_load_resumes_from_its_block(source_conn, source_config, tmp_path) -> None:
+    """ctid_based with the cursor noted at the start: the blocks from the saved one on (rows up
+    to the noted cursor), then every row above it by cursor, wherever it lies."""
+    source_conn.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, updated int, pad text);"
+        "INSERT INTO t SELECT g, g, repeat('x', 300) FROM generate_series(1, 200) g;"
+        "UPDATE t SET updated = 1000 + id WHERE id IN (3, 150)"  # above the noted 190
+    )
+    blocks, node = source_conn.execute(
+        "SELECT pg_relation_size('t') / current_setting('block_size')::int,"
+        " pg_relation_filenode('t')::int8"
+    ).fetchone()
+    assert blocks >= 4
+    start = blocks // 2
+    expected = sorted(
+        r[0]
+        for r in source_conn.execute(
+            "SELECT id FROM t WHERE (ctid >= %s::tid AND updated <= 190) OR updated > 190",
+            (f"({start},0)",),
+        )
+    )
+    assert 3 in expected and 1 not in expected  # the oracle is not the whole table
+    saved = {"version": 3, "state_type": "ctid_based", "stream_name": "", "stream_namespace": "",
+             "ctid": f"({start},4)", "cursors": {"updated": 190}, "relation_filenode": node}  # fmt: skip
+    entry = standard(stream_entry("t", ["id", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=v3_state(saved))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert ids(run, "t") == expected
+    assert not warnings(run)
+    assert stream_state(run)["cursor"] == "1150"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "why"),
+    [("v3_xmin.json", "xmin position"), ("v3_ctid_full_refresh.json", "full refresh position")],
+)
+def test_positions_pgbyte_cannot_place_reread_with_warning(
+    table, source_config, tmp_path, fixture, why  # noqa: F811
+) -> None:
+    """An xmin position, or a full refresh ctid position on an incremental stream: the whole
+    stream again, with a WARN that names Airbyte's 4.x source."""
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=state_file(fixture))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert ids(run, "t") == [1, 2, 3, 4, 5]
+    assert any(why in w and "4.x" in w and "re-reading" in w for w in warnings(run))
+
+
+def test_xmin_position_on_an_xmin_stream_rereads_with_warning(table, source_config,  # noqa: F811
+                                                              tmp_path) -> None:  # fmt: skip
+    """Also under Xmin replication: its 4.x xmin value is not placed in an epoch here."""
+    config = {**source_config, "replication_method": {"method": "Xmin"}}
+    run = read(tmp_path, config, [stream_entry("t", ["id", "v"])], state=state_file("v3_xmin.json"))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert ids(run, "t") == [1, 2, 3, 4, 5]
+    assert any("xmin position" in w for w in warnings(run))
+    assert stream_state(run)["state_type"] == "xmin"
+
+
+def test_two_cursors_is_config_error(table, source_config, tmp_path) -> None:  # noqa: F811
+    """A cursor state naming two cursor columns is malformed: a config_error, no records."""
+    saved = {"version": 3, "state_type": "cursor_based", "cursors": {"updated": 1, "id": 2}}
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=v3_state(saved))
+    assert run.returncode == 1 and run.records == []
+    (error,) = run.errors()
+    assert error["failure_type"] == "config_error" and "malformed" in error["message"]
