@@ -105,7 +105,8 @@ def _v3_cursor(stream_state: dict[str, Any]) -> tuple[str, Any] | None:
     cursors = stream_state.get("cursors")
     if isinstance(cursors, dict) and len(cursors) == 1:
         ((name, value),) = cursors.items()
-        return str(name), value
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(name), value
     return None
 
 
@@ -114,21 +115,44 @@ def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | N
     the source resumes it; None when it is not one."""
     if "cursors" not in stream_state and kind == "cursor_based":
         return None
+    cursors = stream_state.get("cursors")
+    if cursors not in (None, {}) and _v3_cursor(stream_state) is None:
+        return None  # malformed: the source refuses it; shown as the JSON it is
     cursor = _v3_cursor(stream_state)
     origin = "Airbyte source-postgres 4.x state"
-    if kind == "xmin_based" or stream_state.get("xmin") is not None:
-        return "xmin", (
-            f"{origin}: xmin {_value(stream_state.get('xmin'))}; the next sync re-reads the "
-            "whole stream (it cannot place that xmin here)"
+    xmin = stream_state.get("xmin")
+    has_xmin = isinstance(xmin, int) and not isinstance(xmin, bool)
+    if kind == "xmin_based":
+        if not has_xmin:
+            return (
+                "xmin",
+                f"{origin} without an xmin: the next sync reads the stream from the start",
+            )
+        return "xmin", f"{origin}: xmin {xmin}; the next sync reads rows changed from it on"
+    if kind == "cursor_based" and cursor is not None:
+        return kind, (
+            f"{origin}: cursor {cursor[0]} = {_value(cursor[1])}; the next sync reads rows "
+            "from that value on"
         )
-    if cursor is None:
-        return "other", f"{origin} without a cursor: the next sync reads the stream from the start"
-    after = f"cursor {cursor[0]} = {_value(cursor[1])}"
-    if kind == "cursor_based":
-        return kind, f"{origin}: {after}; the next sync reads rows from that value on"
+    if has_xmin:
+        then = f"rows changed from xmin {xmin} on"
+    elif cursor is not None:
+        then = f"cursor {cursor[0]} after {_value(cursor[1])}"
+    else:
+        return (
+            "other",
+            f"{origin} without a position: the next sync reads the stream from the start",
+        )
+    ctid, node = stream_state.get("ctid"), stream_state.get("relation_filenode")
+    block = ctid.strip("()").split(",")[0] if isinstance(ctid, str) else ""
+    if not (block.isascii() and block.isdigit() and isinstance(node, int)):
+        return "other", (
+            f"{origin}: a first-load position the next sync cannot resume (ctid {ctid!r}, "
+            f"relation filenode {node!r}): it reads the stream from the start"
+        )
     return "ctid", (
-        f"{origin}: first load in progress: resumes at ctid {stream_state.get('ctid')} "
-        f"(relation filenode {stream_state.get('relation_filenode')}), then {after} and after"
+        f"{origin}: first load in progress: resumes at block {block} (saved ctid {ctid}, "
+        f"relation filenode {node}), then {then}"
     )
 
 

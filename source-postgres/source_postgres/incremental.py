@@ -25,6 +25,7 @@ import os
 import re
 import time
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -186,9 +187,20 @@ def read_by_cursor(
             "stream.",
         )
         saved = resume_ctid = None
+    if resume_ctid is not None and saved is not None and saved.boundary_unsure:
+        # A first load Airbyte's 4.x source began: its state does not count the rows at the
+        # maximum it noted, which the states after this load must (cursor_record_count).
+        at_noted = _scalar(
+            conn,
+            sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
+                relation, c, sql.Literal(saved.cursor)
+            ),
+        )
+        saved = CursorState(field, saved.cursor, at_noted)
+        resume_ctid = replace(resume_ctid, incremental=saved)
     last = saved.cursor if saved is not None else None
     inclusive = False
-    if last is not None and saved is not None and saved.boundary_unsure and resume_ctid is None:
+    if last is not None and saved is not None and saved.boundary_unsure:
         inclusive = True
         out.log(
             "INFO",

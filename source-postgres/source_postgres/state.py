@@ -12,11 +12,12 @@ Airbyte's connector resumes here and the other way round:
 
 Airbyte's newer source-postgres (4.x, on the Bulk CDK) saves version 3 states instead: a
 cursor as `{"state_type": "cursor_based", "cursors": {"updated_at": <JSON value>}}`, a first
-load as `"ctid_based"` with `ctid`, `relation_filenode` and the cursor noted at its start, an
-xmin position as `"xmin_based"`. Cursor positions resume here (re-reading the rows at the saved
-value: the state does not count them); the others are `Unusable` and the stream is read again
-from the start with a LOG WARN, as no saved xmin of that shape can be placed in its
-wraparound epoch here.
+load as `"ctid_based"` with `ctid` (the last row read), `relation_filenode` and the cursor or
+xmin noted at its start, an xmin position as `"xmin_based"` with `xmin` (a 64-bit
+txid_current()). They resume here: a cursor re-reads the rows at its value (the state does not
+count them, and that source's checkpoints may split them), a first load restarts at its block.
+A missing position (an xmin of null; a ctid_based state of a full refresh) is `Unusable`: the
+stream is read again from the start with a LOG WARN.
 
 `parse_input_state` accepts what `read --state` may hold: a list of per-stream STATE messages
 (the protocol's STREAM state), a GLOBAL state's stream_states, or Airbyte's legacy dict
@@ -26,6 +27,7 @@ is a ConfigError: silently ignoring a state would re-read or skip data without a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,7 +202,7 @@ def stream_cursor_state(
         block = ctid.strip("()").split(",")[0]
         inner = stream_cursor_state(label, stream_state.get("incremental_state"))
         filenode = stream_state.get("relation_filenode")
-        if not block.isdigit() or not isinstance(filenode, int) or inner is None:
+        if not _is_block(block) or not isinstance(filenode, int) or inner is None:
             raise ConfigError(
                 f"Stream {label}: the saved ctid state is malformed ({stream_state})."
             )
@@ -235,9 +237,10 @@ def stream_cursor_state(
 
 def _airbyte_v3(
     label: str, kind: str, stream_state: dict[str, Any]
-) -> CursorState | CtidState | Unusable | None:
+) -> CursorState | CtidState | XminState | Unusable | None:
     """A version 3 state of Airbyte's 4.x source-postgres (module docstring)."""
-    cursors = stream_state.get("cursors") or {}
+    cursors = stream_state.get("cursors")
+    cursors = {} if cursors is None else cursors
     if (
         not isinstance(cursors, dict)
         or len(cursors) > 1
@@ -250,28 +253,44 @@ def _airbyte_v3(
             '"cursors" to map one cursor column to its value. Reset this stream\'s state to '
             "re-read it."
         )
-    cursor = None
+    position: CursorState | XminState | None = None
     if cursors:
         ((name, value),) = cursors.items()
-        cursor = CursorState((str(name),), str(value), 0, boundary_unsure=True)
+        if isinstance(value, float):
+            # Read as a double: a long decimal (a numeric cursor) may have been rounded up,
+            # past rows not read yet. The next double down is below the saved value.
+            value = math.nextafter(value, -math.inf)
+        position = CursorState((str(name),), str(value), 0, boundary_unsure=True)
     if kind == CURSOR_STATE_TYPE:
-        return cursor  # no cursor value yet: a cold start, as Airbyte's 4.x source does
-    if kind == V3_XMIN_STATE_TYPE or stream_state.get("xmin") is not None:
-        return Unusable("the saved state is an xmin position of Airbyte's source-postgres 4.x, "
-                        "whose xmin value pgbyte cannot place in its wraparound epoch")  # fmt: skip
-    if cursor is None:
+        return position  # no cursor value yet: a cold start, as Airbyte's 4.x source does
+    xmin = stream_state.get("xmin")
+    if kind == V3_XMIN_STATE_TYPE or xmin is not None:
+        # A 64-bit txid_current() (epoch included; that source refuses to run once the epoch
+        # is above 0), from which it would read on (xmin >= it): an XminState's raw value.
+        if not isinstance(xmin, int) or isinstance(xmin, bool) or not 0 <= xmin < 1 << 63:
+            return Unusable(f"the saved xmin position of Airbyte's source-postgres 4.x holds "
+                            f"no transaction id (xmin {xmin!r})")  # fmt: skip
+        position = XminState(raw=xmin)
+        if kind == V3_XMIN_STATE_TYPE:
+            return position
+    if position is None:
         return Unusable("the saved state is a full refresh position (ctid_based, no cursor) of "
                         "Airbyte's source-postgres 4.x")  # fmt: skip
     ctid = stream_state.get("ctid")
     block = str(ctid).strip("()").split(",")[0] if isinstance(ctid, str) else ""
     filenode = stream_state.get("relation_filenode")
-    if not block.isdigit() or not isinstance(filenode, int) or isinstance(filenode, bool):
+    if not _is_block(block) or not isinstance(filenode, int) or isinstance(filenode, bool):
         return Unusable(f"the saved first-load position of Airbyte's source-postgres 4.x "
                         f"(ctid {ctid!r}, relation_filenode {filenode!r}) is not one pgbyte "
                         "can resume")  # fmt: skip
     # The load restarts at the saved block's first row: the rows of that block read before
     # the interruption come again (at least once).
-    return CtidState(block=int(block), filenode=filenode, incremental=cursor)
+    return CtidState(block=int(block), filenode=filenode, incremental=position)
+
+
+def _is_block(text: str) -> bool:
+    """A block number as a ctid's text holds it (ASCII digits: str.isdigit takes '²' too)."""
+    return text.isascii() and text.isdigit()
 
 
 def _xmin(label: str, stream_state: dict[str, Any]) -> XminState:

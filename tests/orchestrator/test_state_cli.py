@@ -95,14 +95,16 @@ def test_show_json_prints_the_saved_state_unchanged(tmp_path) -> None:
             [
                 "cursor updated_at = '2024-01-02T03:04:05.123456Z'; the next sync reads rows "
                 "from that value on",
-                "resumes at ctid (88,3) (relation filenode 16401), then cursor id = 5000 and after",
-                "xmin 777; the next sync re-reads the whole stream",
+                "resumes at block 88 (saved ctid (88,3), relation filenode 16401), then cursor id "
+                "after 5000",
+                "xmin 777; the next sync reads rows changed from it on",
             ],
         ),
     ],
 )
-def test_show_describes_global_and_legacy_states(tmp_path, fixture, needles) -> None:
-    """GLOBAL (shared part + its streams) and legacy states are shown per stream too."""
+def test_show_describes_global_legacy_and_airbyte_v3_states(tmp_path, fixture, needles) -> None:
+    """GLOBAL (shared part + its streams), legacy and Airbyte 4.x states are shown per stream
+    too."""
     conn = offline_connection(tmp_path, fixture)
     out = pgbyte("state", "show", str(conn), password="").stdout
     assert [n for n in needles if n not in out] == [], out

@@ -5,9 +5,12 @@ cannot place re-read the stream with a LOG WARN — never a failed sync or a sil
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from source_helpers import run_source
 from test_source_state_mismatch import standard, state_file, table  # noqa: F401 (fixture)
-from xmin_helpers import ids, read, stream_entry, stream_state, warnings
+from xmin_helpers import ids, read, states, stream_entry, stream_state, warnings
 
 
 def infos(run) -> list[str]:
@@ -72,41 +75,85 @@ def test_first_load_resumes_from_its_block(source_conn, source_config, tmp_path)
         )
     )
     assert 3 in expected and 1 not in expected  # the oracle is not the whole table
-    saved = {"version": 3, "state_type": "ctid_based", "stream_name": "", "stream_namespace": "",
-             "ctid": f"({start},4)", "cursors": {"updated": 190}, "relation_filenode": node}  # fmt: skip
+    saved = {"version": 3, "state_type": "ctid_based", "ctid": f"({start},4)",
+             "cursors": {"updated": 190}, "relation_filenode": node}  # fmt: skip
     entry = standard(stream_entry("t", ["id", "updated"]), "updated")
     run = read(tmp_path, source_config, [entry], state=v3_state(saved))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     assert ids(run, "t") == expected
     assert not warnings(run)
     assert stream_state(run)["cursor"] == "1150"
+    # The load's end state counts the rows at the noted maximum, which the 4.x state did not.
+    at_noted = [s["stream"]["stream_state"] for s in states(run)
+                if s["stream"]["stream_state"].get("cursor") == "190"]  # fmt: skip
+    assert [s["cursor_record_count"] for s in at_noted] == [1]
+
+
+def test_long_decimal_cursor_read_as_a_double_skips_nothing(source_conn, source_config,
+                                                            tmp_path) -> None:  # fmt: skip
+    """A numeric cursor saved as a JSON number with more digits than a double holds: read as
+    the double above it (1.0000000000000002), it would pass over the rows in between."""
+    source_conn.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n numeric);"
+        "INSERT INTO t VALUES (1, 1), (2, 1.00000000000000015), (3, 1.00000000000000018), (4, 2)"
+    )
+    entry = standard(stream_entry("t", ["id", "n"]), "n")
+    files = {"config": json.dumps(source_config), "catalog": json.dumps({"streams": [entry]}),
+             "state": '[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "t", '
+                      '"namespace": "public"}, "stream_state": {"version": 3, "state_type": '
+                      '"cursor_based", "cursors": {"n": 1.00000000000000015}}}}]'}  # fmt: skip
+    args = ["read"]
+    for name, text in files.items():
+        (tmp_path / f"{name}.json").write_text(text)
+        args += [f"--{name}", str(tmp_path / f"{name}.json")]
+    run = run_source(*args)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert {2, 3, 4} <= set(ids(run, "t"))  # 1 may come again: at least once
+
+
+def test_xmin_position_resumes(table, source_conn, source_config, tmp_path) -> None:  # noqa: F811
+    """xmin_based: its xmin (a 64-bit txid_current()) is where the next read starts."""
+    (xmin,) = source_conn.execute("SELECT txid_current()").fetchone()
+    source_conn.commit()
+    source_conn.execute("UPDATE t SET v = 'b' WHERE id = 2; INSERT INTO t VALUES (6, 'c', 6)")
+    saved = {"version": 3, "state_type": "xmin_based", "ctid": None, "cursors": {},
+             "relation_filenode": None, "xmin": xmin}  # fmt: skip
+    config = {**source_config, "replication_method": {"method": "Xmin"}}
+    run = read(tmp_path, config, [stream_entry("t", ["id", "v"])], state=v3_state(saved))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert ids(run, "t") == [2, 6]
+    assert not warnings(run)
+    assert stream_state(run)["state_type"] == "xmin"
 
 
 @pytest.mark.parametrize(
-    ("fixture", "why"),
-    [("v3_xmin.json", "xmin position"), ("v3_ctid_full_refresh.json", "full refresh position")],
-)
-def test_positions_pgbyte_cannot_place_reread_with_warning(
-    table, source_config, tmp_path, fixture, why  # noqa: F811
-) -> None:
-    """An xmin position, or a full refresh ctid position on an incremental stream: the whole
-    stream again, with a WARN that names Airbyte's 4.x source."""
-    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
-    run = read(tmp_path, source_config, [entry], state=state_file(fixture))
+    ("state", "why"),
+    [
+        ({"state_type": "xmin_based", "cursors": {}, "xmin": None}, "holds no transaction id"),
+        ({"state_type": "ctid_based", "ctid": "(0,1)", "cursors": {}, "relation_filenode": 16384},
+         "full refresh position"),
+    ],
+)  # fmt: skip
+def test_missing_positions_reread_with_warning(table, source_config, tmp_path,  # noqa: F811
+                                               state, why) -> None:  # fmt: skip
+    """No xmin (that source may checkpoint a null one), or a full refresh position on an
+    incremental stream: the whole stream again, with a WARN that names Airbyte's 4.x source."""
+    config = {**source_config, "replication_method": {"method": "Xmin"}}
+    run = read(tmp_path, config, [stream_entry("t", ["id", "v"])],
+               state=v3_state({"version": 3, **state}))  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     assert ids(run, "t") == [1, 2, 3, 4, 5]
     assert any(why in w and "4.x" in w and "re-reading" in w for w in warnings(run))
 
 
-def test_xmin_position_on_an_xmin_stream_rereads_with_warning(table, source_config,  # noqa: F811
-                                                              tmp_path) -> None:  # fmt: skip
-    """Also under Xmin replication: its 4.x xmin value is not placed in an epoch here."""
-    config = {**source_config, "replication_method": {"method": "Xmin"}}
-    run = read(tmp_path, config, [stream_entry("t", ["id", "v"])], state=state_file("v3_xmin.json"))
+def test_xmin_position_on_a_standard_stream_rereads_with_warning(table, source_config,  # noqa: F811
+                                                                 tmp_path) -> None:  # fmt: skip
+    """An xmin position handed to a stream read by cursor: everything again, with a WARN."""
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=state_file("v3_xmin.json"))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     assert ids(run, "t") == [1, 2, 3, 4, 5]
-    assert any("xmin position" in w for w in warnings(run))
-    assert stream_state(run)["state_type"] == "xmin"
+    assert any("Xmin state" in w and "Standard" in w for w in warnings(run))
 
 
 def test_two_cursors_is_config_error(table, source_config, tmp_path) -> None:  # noqa: F811

@@ -153,6 +153,6 @@ def test_rewritten_table_restarts_xmin_first_load(source_conn, xmin_config, tmp_
 def test_fixtures_are_what_the_tests_say(tmp_path: Path) -> None:
     """Every state fixture parses as JSON (a broken fixture would make a test pass vacuously)."""
     names = sorted(p.name for p in STATES.glob("*.json"))
-    assert len(names) == 11
+    assert len(names) == 10
     for name in names:
         assert isinstance(json.loads((STATES / name).read_text()), dict)
