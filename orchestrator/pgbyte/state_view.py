@@ -71,6 +71,8 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
         count = stream_state.get("cursor_record_count")
         if isinstance(count, int) and count:
             detail += f" ({count} row{'s' if count != 1 else ''} at that value)"
+        elif stream_state.get("cursor") is not None:  # uncounted: the source reads them again
+            return kind, detail + " (its rows not counted); the next sync reads rows from it on"
         return kind, detail + "; the next sync reads rows after it"
     if kind == "ctid":
         inner = stream_state.get("incremental_state") or {}
@@ -100,55 +102,54 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
     return "other", _cut(orjson.dumps(stream_state).decode(), 200)
 
 
-def _v3_cursor(stream_state: dict[str, Any]) -> tuple[str, Any] | None:
-    """(column, value) of the one cursor in a version 3 state of Airbyte's source-postgres 4.x."""
-    cursors = stream_state.get("cursors")
-    if isinstance(cursors, dict) and len(cursors) == 1:
-        ((name, value),) = cursors.items()
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            return str(name), value
-    return None
-
-
 def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | None:
     """A version 3 state (Airbyte source-postgres 4.x, `cursors` instead of cursor_field), as
-    the source resumes it; None when it is not one."""
+    the source reads it (source_postgres.state._airbyte_v3); None when it is not one."""
     if "cursors" not in stream_state and kind == "cursor_based":
         return None
-    cursors = stream_state.get("cursors")
-    if cursors not in (None, {}) and _v3_cursor(stream_state) is None:
-        return None  # malformed: the source refuses it; shown as the JSON it is
-    cursor = _v3_cursor(stream_state)
     origin = "Airbyte source-postgres 4.x state"
-    xmin = stream_state.get("xmin")
-    has_xmin = isinstance(xmin, int) and not isinstance(xmin, bool)
-    if kind == "xmin_based":
-        if not has_xmin:
-            return (
-                "xmin",
-                f"{origin} without an xmin: the next sync reads the stream from the start",
-            )
-        return "xmin", f"{origin}: xmin {xmin}; the next sync reads rows changed from it on"
-    if kind == "cursor_based" and cursor is not None:
+    from_start = "the next sync reads the stream from the start"
+    raw = _cut(orjson.dumps(stream_state).decode(), 200)
+    malformed = f"{origin}, malformed (the source refuses it): {raw}"
+    cursors = stream_state.get("cursors")
+    cursors = {} if cursors is None else cursors
+    if not isinstance(cursors, dict) or len(cursors) > 1:
+        return "other", malformed
+    cursor = next(iter(cursors.items()), None)
+    if cursor is not None and cursor[1] is None:
+        return "other", f"{origin} holding no value for cursor {cursor[0]}: {from_start}"
+    if cursor is not None and (
+        not isinstance(cursor[1], str | int | float) or isinstance(cursor[1], bool)
+    ):
+        return "other", malformed
+    if kind == "cursor_based":
+        if cursor is None:
+            return "other", f"{origin} without a cursor value: {from_start}"
         return kind, (
             f"{origin}: cursor {cursor[0]} = {_value(cursor[1])}; the next sync reads rows "
             "from that value on"
         )
-    if has_xmin:
+    xmin = stream_state.get("xmin")
+    if kind == "xmin_based" or xmin is not None:
+        if not (isinstance(xmin, int) and not isinstance(xmin, bool) and 0 <= xmin < 1 << 63):
+            return (
+                "other",
+                f"{origin} holding no transaction id (xmin {_value(xmin)}): {from_start}",
+            )
+        if kind == "xmin_based":
+            return "xmin", f"{origin}: xmin {xmin}; the next sync reads rows changed from it on"
         then = f"rows changed from xmin {xmin} on"
     elif cursor is not None:
-        then = f"cursor {cursor[0]} after {_value(cursor[1])}"
+        then = f"cursor {cursor[0]} from {_value(cursor[1])} on"
     else:
-        return (
-            "other",
-            f"{origin} without a position: the next sync reads the stream from the start",
-        )
+        return "other", f"{origin}, a full refresh position: {from_start}"
     ctid, node = stream_state.get("ctid"), stream_state.get("relation_filenode")
     block = ctid.strip("()").split(",")[0] if isinstance(ctid, str) else ""
-    if not (block.isascii() and block.isdigit() and isinstance(node, int)):
+    node_ok = isinstance(node, int) and not isinstance(node, bool)
+    if not (block.isascii() and block.isdigit() and node_ok):
         return "other", (
             f"{origin}: a first-load position the next sync cannot resume (ctid {ctid!r}, "
-            f"relation filenode {node!r}): it reads the stream from the start"
+            f"relation filenode {node!r}): {from_start}"
         )
     return "ctid", (
         f"{origin}: first load in progress: resumes at block {block} (saved ctid {ctid}, "
@@ -179,9 +180,9 @@ def _cursor_field(stream_state: Any) -> tuple[str, ...] | None:
     """The cursor field of a cursor position (also inside a first load's ctid state)."""
     if not isinstance(stream_state, dict):
         return None
-    v3 = _v3_cursor(stream_state) if "cursor_field" not in stream_state else None
-    if v3 is not None:
-        return (v3[0],)
+    cursors = stream_state.get("cursors") if "cursor_field" not in stream_state else None
+    if isinstance(cursors, dict) and len(cursors) == 1:  # Airbyte 4.x (see _describe_v3)
+        return (str(next(iter(cursors))),)
     inner = stream_state.get("incremental_state")
     field = (inner if isinstance(inner, dict) else stream_state).get("cursor_field")
     if isinstance(field, str):

@@ -21,6 +21,8 @@ in a LOG WARN, not synced.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import time
@@ -160,6 +162,18 @@ def read_by_cursor(
             f" differs from the configured {list(field)}; re-reading the whole stream.",
         )
         saved = resume_ctid = None
+    if saved is not None and saved.airbyte_v3 and column.mapping.kind == "bytea":
+        # Airbyte's 4.x source saves a bytea value as base64; as a literal it reads as hex.
+        try:
+            as_hex = "\\x" + base64.b64decode(saved.cursor or "", validate=True).hex()
+        except binascii.Error:
+            out.log("WARN", f"Stream {label}: the saved bytea cursor value {saved.cursor!r} is "
+                            "not base64; re-reading the whole stream.")  # fmt: skip
+            saved = resume_ctid = None
+        else:
+            saved = replace(saved, cursor=as_hex)
+            if resume_ctid is not None:
+                resume_ctid = replace(resume_ctid, incremental=saved)
     if resume_ctid is not None and filenode(conn, table) != resume_ctid.filenode:
         out.log(
             "WARN",
@@ -187,40 +201,11 @@ def read_by_cursor(
             "stream.",
         )
         saved = resume_ctid = None
-    if resume_ctid is not None and saved is not None and saved.boundary_unsure:
-        # A first load Airbyte's 4.x source began: its state does not count the rows at the
-        # maximum it noted, which the states after this load must (cursor_record_count).
-        at_noted = _scalar(
-            conn,
-            sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
-                relation, c, sql.Literal(saved.cursor)
-            ),
-        )
-        saved = CursorState(field, saved.cursor, at_noted)
-        resume_ctid = replace(resume_ctid, incremental=saved)
     last = saved.cursor if saved is not None else None
+    resumed_load = resume_ctid is not None  # a first load an earlier sync began
     inclusive = False
-    if last is not None and saved is not None and saved.boundary_unsure:
-        inclusive = True
-        out.log(
-            "INFO",
-            f"Stream {label}: the saved state does not say how many rows at its cursor value "
-            f"{last!r} were read; re-reading that value's rows.",
-        )
-    elif last is not None and saved is not None and saved.cursor_record_count > 0:
-        at_last = _scalar(
-            conn,
-            sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
-                relation, c, sql.Literal(last)
-            ),
-        )
-        inclusive = at_last > saved.cursor_record_count
-        if inclusive:
-            out.log(
-                "INFO",
-                f"Stream {label}: {at_last - saved.cursor_record_count} row(s) "
-                f"joined the saved cursor value {last!r}; re-reading that value's rows.",
-            )
+    if last is not None and not resumed_load:
+        inclusive = _boundary_again(conn, out, label, relation, c, saved)  # type: ignore[arg-type]
     if last is None and table.ctid_chunkable:
         # First load: ctid chunks up to the cursor's maximum as of now, indexed or not (as
         # Airbyte's source does). A sequential read of block ranges; reading the whole table
@@ -277,7 +262,10 @@ def read_by_cursor(
             inner=inner, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
             resize=next_chunk_rows if adaptive else None,
         )  # fmt: skip
-        saved, last, inclusive = noted, noted.cursor, False
+        saved, last = noted, noted.cursor
+        # Rows given the noted maximum after the load began (in blocks it had passed, when it
+        # was interrupted) are only found by reading that value again.
+        inclusive = resumed_load and _boundary_again(conn, out, label, relation, c, noted)
         emitted_state = True
     count_at_upper = saved.cursor_record_count if saved is not None else 0
     while True:
@@ -358,6 +346,40 @@ def _zone_form_changed(kind: str, cursor: str | None) -> bool:
         return False
     zoned = _ZONE_SUFFIX.search(cursor.strip()) is not None
     return zoned != (kind in _ZONED)
+
+
+def _boundary_again(
+    conn: psycopg.Connection[Any],
+    out: Any,
+    label: str,
+    relation: sql.Composable,
+    c: sql.Composable,
+    saved: CursorState,
+) -> bool:
+    """Whether the next chunk starts at the saved value itself (>=, at least once): when more
+    rows hold it than the state counted (rows inserted later with an equal cursor, e.g. a
+    coarse timestamp), or the state did not count them."""
+    if saved.cursor_record_count <= 0:
+        out.log(
+            "INFO",
+            f"Stream {label}: the saved state does not say how many rows hold its cursor "
+            f"value {saved.cursor!r}; re-reading that value's rows.",
+        )
+        return True
+    at_last = _scalar(
+        conn,
+        sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
+            relation, c, sql.Literal(saved.cursor)
+        ),
+    )
+    if at_last <= saved.cursor_record_count:
+        return False
+    out.log(
+        "INFO",
+        f"Stream {label}: {at_last - saved.cursor_record_count} row(s) joined the saved cursor "
+        f"value {saved.cursor!r}; re-reading that value's rows.",
+    )
+    return True
 
 
 def _fits(conn: psycopg.Connection[Any], c: sql.Composable, relation: Any, value: str) -> bool:

@@ -15,7 +15,8 @@ cursor as `{"state_type": "cursor_based", "cursors": {"updated_at": <JSON value>
 load as `"ctid_based"` with `ctid` (the last row read), `relation_filenode` and the cursor or
 xmin noted at its start, an xmin position as `"xmin_based"` with `xmin` (a 64-bit
 txid_current()). They resume here: a cursor re-reads the rows at its value (the state does not
-count them, and that source's checkpoints may split them), a first load restarts at its block.
+count them, and that source's checkpoints may split them), a first load restarts at its block
+and then re-reads the rows at the maximum it noted.
 A missing position (an xmin of null; a ctid_based state of a full refresh) is `Unusable`: the
 stream is read again from the start with a LOG WARN.
 
@@ -55,10 +56,10 @@ class CursorState:
 
     cursor_field: tuple[str, ...]
     cursor: str | None
-    cursor_record_count: int
-    # Rows at `cursor` may not all have been read (a state of Airbyte's 4.x source, which does
-    # not count them): the next read takes that value's rows again (at least once, never lost).
-    boundary_unsure: bool = False
+    cursor_record_count: int  # rows at `cursor` read; 0: not counted (they are read again)
+    # Saved by Airbyte's 4.x source, which writes some types' values its own way (bytea as
+    # base64).
+    airbyte_v3: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def _airbyte_v3(
         not isinstance(cursors, dict)
         or len(cursors) > 1
         or any(
-            not isinstance(v, str | int | float) or isinstance(v, bool) for v in cursors.values()
+            v is not None and (not isinstance(v, str | int | float) or isinstance(v, bool))
+            for v in cursors.values()
         )
     ):
         raise ConfigError(
@@ -256,17 +258,22 @@ def _airbyte_v3(
     position: CursorState | XminState | None = None
     if cursors:
         ((name, value),) = cursors.items()
+        if value is None:  # the column held only NULLs when that source noted its maximum
+            return Unusable(f"the saved state of Airbyte's source-postgres 4.x holds no value "
+                            f"for cursor {name!r}")  # fmt: skip
         if isinstance(value, float):
             # Read as a double: a long decimal (a numeric cursor) may have been rounded up,
             # past rows not read yet. The next double down is below the saved value.
             value = math.nextafter(value, -math.inf)
-        position = CursorState((str(name),), str(value), 0, boundary_unsure=True)
+        position = CursorState((str(name),), str(value), 0, airbyte_v3=True)
     if kind == CURSOR_STATE_TYPE:
         return position  # no cursor value yet: a cold start, as Airbyte's 4.x source does
     xmin = stream_state.get("xmin")
     if kind == V3_XMIN_STATE_TYPE or xmin is not None:
         # A 64-bit txid_current() (epoch included; that source refuses to run once the epoch
         # is above 0), from which it would read on (xmin >= it): an XminState's raw value.
+        # Unlike pgbyte's own (the read's snapshot xmin), it may be above the xid of a
+        # transaction still open during that read, whose rows neither source then sees.
         if not isinstance(xmin, int) or isinstance(xmin, bool) or not 0 <= xmin < 1 << 63:
             return Unusable(f"the saved xmin position of Airbyte's source-postgres 4.x holds "
                             f"no transaction id (xmin {xmin!r})")  # fmt: skip

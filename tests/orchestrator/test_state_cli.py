@@ -96,7 +96,7 @@ def test_show_json_prints_the_saved_state_unchanged(tmp_path) -> None:
                 "cursor updated_at = '2024-01-02T03:04:05.123456Z'; the next sync reads rows "
                 "from that value on",
                 "resumes at block 88 (saved ctid (88,3), relation filenode 16401), then cursor id "
-                "after 5000",
+                "from 5000 on",
                 "xmin 777; the next sync reads rows changed from it on",
             ],
         ),
@@ -377,3 +377,32 @@ def test_reset_dedup_stream_rereads_it_into_one_row_per_key(
     ).fetchone()
     assert "one row per primary key" in reset.stdout
     assert (run.returncode, counts) == (0, (200, 200, 400))
+
+
+@pytest.mark.parametrize(
+    ("stream_state", "kind", "needle"),
+    [
+        ({"state_type": "cursor_based", "cursors": {"a": None}}, "other", "no value for cursor a"),
+        ({"state_type": "cursor_based", "cursors": {"a": 1, "b": 2}}, "other", "malformed"),
+        ({"state_type": "cursor_based", "cursors": {}}, "other", "reads the stream from the start"),
+        ({"state_type": "xmin_based", "xmin": -1}, "other", "no transaction id (xmin -1)"),
+        ({"state_type": "ctid_based", "ctid": "(3,1)", "relation_filenode": True,
+          "cursors": {"a": 1}}, "other", "cannot resume"),
+        ({"state_type": "ctid_based", "ctid": "(3,1)", "relation_filenode": 7,
+          "cursors": {"a": 1}, "xmin": "x"}, "other", "no transaction id"),
+        ({"state_type": "ctid_based", "ctid": "(3,1)", "relation_filenode": 7, "cursors": {}},
+         "other", "a full refresh position"),
+        ({"state_type": "ctid_based", "ctid": "(3,1)", "relation_filenode": 7, "xmin": 9},
+         "ctid", "resumes at block 3 (saved ctid (3,1), relation filenode 7), then rows changed "
+                 "from xmin 9 on"),
+        ({"state_type": "cursor_based", "cursor_field": ["u"], "cursor": "5",
+          "cursor_record_count": 0}, "cursor_based", "not counted); the next sync reads rows from"),
+    ],
+)  # fmt: skip
+def test_show_says_what_the_source_does_with_odd_states(stream_state, kind, needle) -> None:
+    """Airbyte 4.x states the source re-reads or refuses are not shown as resuming (and an
+    uncounted cursor is read again from its value, as the source does)."""
+    from pgbyte.state_view import describe_stream_state
+
+    what, detail = describe_stream_state({"version": 3, **stream_state})
+    assert (what, needle in detail) == (kind, True), detail

@@ -14,7 +14,7 @@ def parse(**fields):
 
 def test_cursor_resumes_inclusively_at_its_value() -> None:
     assert parse(state_type="cursor_based", cursors={"updated_at": "2024-01-01T00:00:00Z"}) == (
-        CursorState(("updated_at",), "2024-01-01T00:00:00Z", 0, boundary_unsure=True)
+        CursorState(("updated_at",), "2024-01-01T00:00:00Z", 0, airbyte_v3=True)
     )
 
 
@@ -29,7 +29,7 @@ def test_no_cursor_value_is_a_cold_start(cursors) -> None:
 
 
 @pytest.mark.parametrize(
-    "cursors", [[], 0, False, "x", {"a": 1, "b": 2}, {"a": None}, {"a": True}, {"a": [1]}]
+    "cursors", [[], 0, False, "x", {"a": 1, "b": 2}, {"a": True}, {"a": [1]}, {"a": {}}]
 )
 def test_malformed_cursors_are_a_config_error(cursors) -> None:
     with pytest.raises(ConfigError, match="malformed"):
@@ -39,7 +39,7 @@ def test_malformed_cursors_are_a_config_error(cursors) -> None:
 def test_first_load_with_a_cursor_or_an_xmin_resumes_at_its_block() -> None:
     with_cursor = parse(state_type="ctid_based", ctid="(7,3)", relation_filenode=16401,
                         cursors={"id": 90})  # fmt: skip
-    assert with_cursor == CtidState(7, 16401, CursorState(("id",), "90", 0, boundary_unsure=True))
+    assert with_cursor == CtidState(7, 16401, CursorState(("id",), "90", 0, airbyte_v3=True))
     with_xmin = parse(state_type="ctid_based", ctid="(7,3)", relation_filenode=16401, xmin=812)
     assert with_xmin == CtidState(7, 16401, XminState(812))
 
@@ -51,6 +51,9 @@ def test_first_load_with_a_cursor_or_an_xmin_resumes_at_its_block() -> None:
         ({"state_type": "xmin_based", "xmin": -1}, "no transaction id"),
         ({"state_type": "xmin_based", "xmin": "812"}, "no transaction id"),
         ({"state_type": "ctid_based", "ctid": "(0,1)", "relation_filenode": 1}, "full refresh"),
+        ({"state_type": "cursor_based", "cursors": {"a": None}}, "no value for cursor 'a'"),
+        ({"state_type": "ctid_based", "ctid": "(0,1)", "relation_filenode": 1,
+          "cursors": {"a": None}}, "no value for cursor 'a'"),
         ({"state_type": "ctid_based", "ctid": "(²,1)", "relation_filenode": 1,
           "cursors": {"id": 1}}, "not one pgbyte can resume"),
         ({"state_type": "ctid_based", "ctid": 7, "relation_filenode": 1, "cursors": {"id": 1}},
