@@ -68,8 +68,8 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
             f"cursor {_field(stream_state.get('cursor_field'))} = "
             f"{_value(stream_state.get('cursor'))}"
         )
-        count = stream_state.get("cursor_record_count")
-        if isinstance(count, int) and count:
+        count = _count(stream_state)
+        if count > 0:
             detail += f" ({count} row{'s' if count != 1 else ''} at that value)"
         elif stream_state.get("cursor") is not None:  # uncounted: the source reads them again
             return kind, detail + " (its rows not counted); the next sync reads rows from it on"
@@ -84,9 +84,9 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
         if inner_kind == "xmin":
             detail += f", then rows changed after xmin {inner.get('xmin_xid_value')}"
         elif isinstance(inner, dict) and inner:
-            detail += (
-                f", then cursor {_field(inner.get('cursor_field'))} after "
-                f"{_value(inner.get('cursor'))}"
+            after = "after {}" if _count(inner) > 0 else "from {} on"
+            detail += f", then cursor {_field(inner.get('cursor_field'))} " + after.format(
+                _value(inner.get("cursor"))
             )
         return kind, detail
     if kind == "xmin":
@@ -100,6 +100,13 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
             detail += f" ({', '.join(extra)})"
         return kind, detail + "; the next sync reads rows changed after it"
     return "other", _cut(orjson.dumps(stream_state).decode(), 200)
+
+
+def _count(stream_state: dict[str, Any]) -> int:
+    """cursor_record_count as the source reads it (0: not counted)."""
+    count = stream_state.get("cursor_record_count")
+    ok = isinstance(count, int | float) and not isinstance(count, bool)
+    return int(count) if ok else 0  # type: ignore[arg-type]
 
 
 def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | None:

@@ -202,7 +202,8 @@ def read_by_cursor(
         )
         saved = resume_ctid = None
     last = saved.cursor if saved is not None else None
-    resumed_load = resume_ctid is not None  # a first load an earlier sync began
+    # A first load an earlier sync began (one with no cursor noted starts afresh below).
+    resumed_load = resume_ctid is not None and last is not None
     inclusive = False
     if last is not None and not resumed_load:
         inclusive = _boundary_again(conn, out, label, relation, c, saved)  # type: ignore[arg-type]
@@ -359,6 +360,8 @@ def _boundary_again(
     """Whether the next chunk starts at the saved value itself (>=, at least once): when more
     rows hold it than the state counted (rows inserted later with an equal cursor, e.g. a
     coarse timestamp), or the state did not count them."""
+    if saved.cursor is None:
+        return False
     if saved.cursor_record_count <= 0:
         out.log(
             "INFO",

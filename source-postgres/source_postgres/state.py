@@ -232,7 +232,9 @@ def stream_cursor_state(
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),
-        cursor_record_count=int(count) if isinstance(count, int | float) else 0,
+        cursor_record_count=(
+            int(count) if isinstance(count, int | float) and not isinstance(count, bool) else 0
+        ),
     )
 
 
