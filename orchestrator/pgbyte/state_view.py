@@ -58,11 +58,17 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
         "__ab_full_refresh_sync_complete"
     ):
         return "full_refresh", "full refresh (no cursor kept; every sync reads the whole table)"
-    kind = stream_state.get("state_type") or ("cursor_based" if "cursor" in stream_state else "")
+    cursorish = "cursor" in stream_state or "cursor_field" in stream_state  # as the source reads
+    kind = stream_state.get("state_type") or ("cursor_based" if cursorish else "")
     if kind in ("cursor_based", "ctid_based", "xmin_based") and "cursor_field" not in stream_state:
         v3 = _describe_v3(kind, stream_state)
         if v3 is not None:
             return v3
+    reread = "the next sync reads the stream from the start"
+    if kind == "cursor_based" and not stream_state.get("cursor_field"):
+        return "other", f"no cursor position (the stream state of a CDC read?): {reread}"
+    if kind == "ctid" and not stream_state.get("incremental_state"):
+        return "other", f"a first-load position with no incremental position after it: {reread}"
     if kind == "cursor_based":
         detail = (
             f"cursor {_field(stream_state.get('cursor_field'))} = "

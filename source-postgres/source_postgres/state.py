@@ -192,7 +192,10 @@ def stream_cursor_state(
     """The position of a saved stream_state; None when the stream has none yet."""
     if not stream_state or stream_state.get(NO_CURSOR_STATE_KEY):
         return None  # never synced, or synced as full refresh until now
-    kind = stream_state.get("state_type", CURSOR_STATE_TYPE if "cursor" in stream_state else None)
+    # No state_type: Airbyte's DbStreamState (legacy entries; the stream_states of its CDC
+    # GLOBAL state, with an empty cursor_field) is a cursor state.
+    cursorish = "cursor" in stream_state or "cursor_field" in stream_state
+    kind = stream_state.get("state_type", CURSOR_STATE_TYPE if cursorish else None)
     if kind in (V3_CTID_STATE_TYPE, V3_XMIN_STATE_TYPE) or (
         kind == CURSOR_STATE_TYPE and "cursors" in stream_state
         and "cursor_field" not in stream_state
@@ -201,6 +204,9 @@ def stream_cursor_state(
     if kind == CTID_STATE_TYPE:
         ctid = str(stream_state.get("ctid", ""))
         block = ctid.strip("()").split(",")[0]
+        if not stream_state.get("incremental_state"):  # Airbyte's CDC snapshot keeps none
+            return Unusable("the saved state is a first-load position with no incremental "
+                            "position after it (a CDC snapshot's?)")  # fmt: skip
         inner = stream_cursor_state(label, stream_state.get("incremental_state"))
         filenode = stream_state.get("relation_filenode")
         if not _is_block(block) or not isinstance(filenode, int) or inner is None:

@@ -156,3 +156,27 @@ def test_fixtures_are_what_the_tests_say(tmp_path: Path) -> None:
     assert len(names) == 10
     for name in names:
         assert isinstance(json.loads((STATES / name).read_text()), dict)
+
+
+@pytest.mark.parametrize(
+    ("stream_state", "why"),
+    [
+        ({"stream_name": "t", "stream_namespace": "public", "cursor_field": []},
+         "holds no cursor position"),
+        ({"version": 2, "state_type": "ctid", "ctid": "(0,3)", "relation_filenode": 16384},
+         "no incremental position"),
+    ],
+)  # fmt: skip
+def test_airbyte_cdc_global_state_rereads_with_warning(table, source_config, tmp_path,
+                                                       stream_state, why) -> None:  # fmt: skip
+    """The GLOBAL state of Airbyte's CDC read (a connection switched to pgbyte's Standard
+    replication): its streams' states hold no cursor, or a snapshot's ctid with no incremental
+    position after it. Each stream is read again with a WARN, not refused."""
+    descriptor = {"name": "t", "namespace": "public"}
+    streams = [{"stream_descriptor": descriptor, "stream_state": stream_state}]
+    shared = {"state": {"lsn": 23896935}}
+    state = [{"type": "GLOBAL", "global": {"shared_state": shared, "stream_states": streams}}]
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=state)
+    assert rereads_all(run), run.stdout[-2000:] + run.stderr
+    assert any(why in w and "re-reading" in w for w in warnings(run)), warnings(run)
