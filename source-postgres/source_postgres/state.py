@@ -171,11 +171,11 @@ def parse_input_state(raw: Any) -> dict[Descriptor, dict[str, Any]]:
 
 
 def _legacy(data: Any) -> dict[Descriptor, dict[str, Any]]:
-    """Airbyte source-postgres's legacy state: {"cdc": false, "streams": [cursor states]}."""
+    """Airbyte source-postgres's legacy state: {"cdc": false, "streams": [cursor states]}.
+    With "cdc": true its streams hold no cursor (the position is the CDC part, which pgbyte does
+    not read): each is then read again with a WARN, as the stream states of a CDC GLOBAL."""
     if not isinstance(data, dict) or not isinstance(data.get("streams"), list):
         raise _unknown('a legacy state must be an object with a "streams" list')
-    if data.get("cdc"):
-        raise _unknown("it is a CDC state; pgbyte does not read CDC (logical replication) yet")
     states: dict[Descriptor, dict[str, Any]] = {}
     for entry in data["streams"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("stream_name"), str):

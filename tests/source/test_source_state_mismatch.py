@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from source_helpers import FIXTURES
@@ -167,15 +168,19 @@ def test_fixtures_are_what_the_tests_say(tmp_path: Path) -> None:
          "no incremental position"),
     ],
 )  # fmt: skip
-def test_airbyte_cdc_global_state_rereads_with_warning(table, source_config, tmp_path,
-                                                       stream_state, why) -> None:  # fmt: skip
-    """The GLOBAL state of Airbyte's CDC read (a connection switched to pgbyte's Standard
-    replication): its streams' states hold no cursor, or a snapshot's ctid with no incremental
-    position after it. Each stream is read again with a WARN, not refused."""
+@pytest.mark.parametrize("shape", ["GLOBAL", "LEGACY"])
+def test_airbyte_cdc_state_rereads_with_warning(table, source_config, tmp_path, stream_state,
+                                                why, shape) -> None:  # fmt: skip
+    """The state of Airbyte's CDC read (a connection switched to pgbyte's Standard replication),
+    GLOBAL or legacy: its streams' states hold no cursor, or a snapshot's ctid with no
+    incremental position after it. Each stream is read again with a WARN, not refused."""
     descriptor = {"name": "t", "namespace": "public"}
     streams = [{"stream_descriptor": descriptor, "stream_state": stream_state}]
     shared = {"state": {"lsn": 23896935}}
-    state = [{"type": "GLOBAL", "global": {"shared_state": shared, "stream_states": streams}}]
+    state: Any = [{"type": "GLOBAL", "global": {"shared_state": shared, "stream_states": streams}}]
+    if shape == "LEGACY":
+        state = {"cdc": True, "cdc_state": shared, "streams": [
+            {"stream_name": "t", "stream_namespace": "public", **stream_state}]}  # fmt: skip
     entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
     run = read(tmp_path, source_config, [entry], state=state)
     assert rereads_all(run), run.stdout[-2000:] + run.stderr
