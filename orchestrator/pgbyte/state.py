@@ -139,8 +139,26 @@ class StateStore:
                 self._states.clear()
             else:
                 self._states.pop(("LEGACY", None, None), None)
+                self._drop_from_global(_key(clean))
             self._states[_key(clean)] = clean
             self.dirty = True
+
+    def _drop_from_global(self, key: tuple[str, str | None, str | None]) -> None:
+        """A STREAM state replaces that stream's entry in a GLOBAL state (one kept from before,
+        say Airbyte's CDC read): one position per stream, whatever the order sources read."""
+        glob = self._states.get(("GLOBAL", None, None))
+        body = glob.get("global") if glob else None
+        if not isinstance(body, dict) or not isinstance(body.get("stream_states"), list):
+            return
+        kept = [
+            s for s in body["stream_states"]
+            if not isinstance(s, dict) or _key({"type": "STREAM", "stream": s}) != key
+        ]  # fmt: skip
+        if len(kept) != len(body["stream_states"]):
+            self._states[("GLOBAL", None, None)] = {
+                **glob,
+                "global": {**body, "stream_states": kept},
+            }
 
     def states(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -156,14 +156,11 @@ def read_by_cursor(
     if saved is not None and saved.cursor_field != field:
         # A full re-read is safe (at-least-once; a dedup destination keeps one row per key),
         # whereas comparing the new column with the old column's value would skip rows.
-        what = (
-            f"the saved state's cursor field {list(saved.cursor_field)} differs from the "
-            f"configured {list(field)}"
-            if saved.cursor_field
-            else "the saved state holds no cursor position (the stream state of Airbyte's CDC "
-            "GLOBAL state?)"
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved state's cursor field {list(saved.cursor_field)}"
+            f" differs from the configured {list(field)}; re-reading the whole stream.",
         )
-        out.log("WARN", f"Stream {label}: {what}; re-reading the whole stream.")
         saved = resume_ctid = None
     if saved is not None and saved.airbyte_v3 and column.mapping.kind == "bytea":
         # Airbyte's 4.x source saves a bytea value as base64; as a literal it reads as hex.

@@ -23,7 +23,10 @@ stream is read again from the start with a LOG WARN.
 `parse_input_state` accepts what `read --state` may hold: a list of per-stream STATE messages
 (the protocol's STREAM state), a GLOBAL state's stream_states, or Airbyte's legacy dict
 ({"cdc": false, "streams": [...]}, bare or under {"type": "LEGACY", "data": ...}). Anything else
-is a ConfigError: silently ignoring a state would re-read or skip data without a word.
+is a ConfigError: silently ignoring a state would re-read or skip data without a word. The
+states of Airbyte's CDC reads (GLOBAL, or legacy with "cdc": true) keep no position in their
+streams' entries (no cursor; a snapshot's ctid with no incremental_state): `Unusable`, so each
+stream is read again with a WARN.
 """
 
 from __future__ import annotations
@@ -194,7 +197,9 @@ def stream_cursor_state(
         return None  # never synced, or synced as full refresh until now
     # No state_type: Airbyte's DbStreamState (legacy entries; the stream_states of its CDC
     # GLOBAL state, with an empty cursor_field) is a cursor state.
-    cursorish = "cursor" in stream_state or "cursor_field" in stream_state
+    cursorish = "cursor" in stream_state or (
+        "cursor_field" in stream_state and "xmin_xid_value" not in stream_state
+    )
     kind = stream_state.get("state_type", CURSOR_STATE_TYPE if cursorish else None)
     if kind in (V3_CTID_STATE_TYPE, V3_XMIN_STATE_TYPE) or (
         kind == CURSOR_STATE_TYPE and "cursors" in stream_state
@@ -204,12 +209,16 @@ def stream_cursor_state(
     if kind == CTID_STATE_TYPE:
         ctid = str(stream_state.get("ctid", ""))
         block = ctid.strip("()").split(",")[0]
+        filenode = stream_state.get("relation_filenode")
+        if not _is_block(block) or not isinstance(filenode, int):
+            raise ConfigError(
+                f"Stream {label}: the saved ctid state is malformed ({stream_state})."
+            )
         if not stream_state.get("incremental_state"):  # Airbyte's CDC snapshot keeps none
             return Unusable("the saved state is a first-load position with no incremental "
                             "position after it (a CDC snapshot's?)")  # fmt: skip
         inner = stream_cursor_state(label, stream_state.get("incremental_state"))
-        filenode = stream_state.get("relation_filenode")
-        if not _is_block(block) or not isinstance(filenode, int) or inner is None:
+        if inner is None:
             raise ConfigError(
                 f"Stream {label}: the saved ctid state is malformed ({stream_state})."
             )
@@ -235,6 +244,9 @@ def stream_cursor_state(
     count = stream_state.get("cursor_record_count") or 0
     if not isinstance(field, list) or not (cursor is None or isinstance(cursor, str | int | float)):
         raise ConfigError(f"Stream {label}: the saved cursor state is malformed ({stream_state}).")
+    if not field and cursor is None:  # the stream states of Airbyte's CDC states hold none
+        return Unusable("the saved state holds no cursor position (the stream state of "
+                        "Airbyte's CDC GLOBAL or legacy state?)")  # fmt: skip
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),

@@ -138,6 +138,21 @@ def test_state_keeps_the_latest_per_stream_without_stats(tmp_path) -> None:
     assert found == [("a", 2, False), ("b", 1, False)]
 
 
+def test_stream_state_replaces_its_entry_in_a_global_state(tmp_path) -> None:
+    """A GLOBAL state kept from before (Airbyte's CDC read, say) and a STREAM state of one of
+    its streams: the stream's entry leaves the GLOBAL one, so each stream has one position."""
+    store = StateStore(tmp_path / "s.json")
+    entries = [{"stream_descriptor": {"name": n, "namespace": "p"}, "stream_state": {}}
+               for n in ("a", "b")]  # fmt: skip
+    store.merge({"type": "GLOBAL", "global": {"shared_state": {"lsn": 1},
+                                              "stream_states": entries}})  # fmt: skip
+    store.merge(stream_state("a", 5))
+    (glob, stream) = store.states()
+    assert [e["stream_descriptor"]["name"] for e in glob["global"]["stream_states"]] == ["b"]
+    assert glob["global"]["shared_state"] == {"lsn": 1}
+    assert stream["stream"]["stream_state"] == {"cursor": 5}
+
+
 def test_state_file_is_replaced_not_rewritten(tmp_path) -> None:
     """Each save renames a new file over the old one (new inode), owner-only, no temp left."""
     path = tmp_path / "state" / "c.json"

@@ -160,7 +160,7 @@ def test_fixtures_are_what_the_tests_say(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stream_state", "why"),
+    ("saved", "why"),
     [
         ({"stream_name": "t", "stream_namespace": "public", "cursor_field": []},
          "holds no cursor position"),
@@ -168,20 +168,25 @@ def test_fixtures_are_what_the_tests_say(tmp_path: Path) -> None:
          "no incremental position"),
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("method", ["Standard", "Xmin"])
 @pytest.mark.parametrize("shape", ["GLOBAL", "LEGACY"])
-def test_airbyte_cdc_state_rereads_with_warning(table, source_config, tmp_path, stream_state,
-                                                why, shape) -> None:  # fmt: skip
+def test_airbyte_cdc_state_rereads_with_warning(table, source_config, tmp_path, saved, why,
+                                                shape, method) -> None:  # fmt: skip
     """The state of Airbyte's CDC read (a connection switched to pgbyte's Standard replication),
     GLOBAL or legacy: its streams' states hold no cursor, or a snapshot's ctid with no
     incremental position after it. Each stream is read again with a WARN, not refused."""
     descriptor = {"name": "t", "namespace": "public"}
-    streams = [{"stream_descriptor": descriptor, "stream_state": stream_state}]
+    streams = [{"stream_descriptor": descriptor, "stream_state": saved}]
     shared = {"state": {"lsn": 23896935}}
     state: Any = [{"type": "GLOBAL", "global": {"shared_state": shared, "stream_states": streams}}]
     if shape == "LEGACY":
         state = {"cdc": True, "cdc_state": shared, "streams": [
-            {"stream_name": "t", "stream_namespace": "public", **stream_state}]}  # fmt: skip
-    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
-    run = read(tmp_path, source_config, [entry], state=state)
+            {"stream_name": "t", "stream_namespace": "public", **saved}]}  # fmt: skip
+    entry = stream_entry("t", ["id", "v", "updated"])
+    config = {**source_config, "replication_method": {"method": method}}
+    if method == "Standard":
+        entry = standard(entry, "updated")
+    run = read(tmp_path, config, [entry], state=state)
     assert rereads_all(run), run.stdout[-2000:] + run.stderr
     assert any(why in w and "re-reading" in w for w in warnings(run)), warnings(run)
+    assert stream_state(run)["state_type"] == ("cursor_based" if method == "Standard" else "xmin")
