@@ -108,11 +108,15 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
     return "other", _cut(orjson.dumps(stream_state).decode(), 200)
 
 
+def _is_int(value: Any) -> bool:
+    """A JSON integer (bool is an int subclass in Python, not one in JSON)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _count(stream_state: dict[str, Any]) -> int:
     """cursor_record_count as the source reads it (0: not counted)."""
     count = stream_state.get("cursor_record_count")
-    ok = isinstance(count, int | float) and not isinstance(count, bool)
-    return int(count) if ok else 0  # type: ignore[arg-type]
+    return int(count) if _is_int(count) or isinstance(count, float) else 0
 
 
 def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | None:
@@ -144,7 +148,7 @@ def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | N
         )
     xmin = stream_state.get("xmin")
     if kind == "xmin_based" or xmin is not None:
-        if not (isinstance(xmin, int) and not isinstance(xmin, bool) and 0 <= xmin < 1 << 63):
+        if not (_is_int(xmin) and 0 <= xmin < 1 << 63):
             return (
                 "other",
                 f"{origin} holding no transaction id (xmin {_value(xmin)}): {from_start}",
@@ -158,8 +162,7 @@ def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | N
         return "other", f"{origin}, a full refresh position: {from_start}"
     ctid, node = stream_state.get("ctid"), stream_state.get("relation_filenode")
     block = ctid.strip("()").split(",")[0] if isinstance(ctid, str) else ""
-    node_ok = isinstance(node, int) and not isinstance(node, bool)
-    if not (block.isascii() and block.isdigit() and node_ok):
+    if not (block.isascii() and block.isdigit() and _is_int(node)):
         return "other", (
             f"{origin}: a first-load position the next sync cannot resume (ctid {ctid!r}, "
             f"relation filenode {node!r}): {from_start}"

@@ -205,8 +205,8 @@ def read_by_cursor(
     # A first load an earlier sync began (one with no cursor noted starts afresh below).
     resumed_load = resume_ctid is not None and last is not None
     inclusive = False
-    if last is not None and not resumed_load:
-        inclusive = _boundary_again(conn, out, label, relation, c, saved)  # type: ignore[arg-type]
+    if saved is not None and not resumed_load:
+        inclusive = _boundary_again(conn, out, label, relation, c, saved)
     if last is None and table.ctid_chunkable:
         # First load: ctid chunks up to the cursor's maximum as of now, indexed or not (as
         # Airbyte's source does). A sequential read of block ranges; reading the whole table
@@ -290,10 +290,7 @@ def read_by_cursor(
             conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
             where=sql.SQL("{} AND {} <= {}").format(lower, c, upper_literal), order_by=c,
         )  # fmt: skip
-        count_at_upper = _scalar(
-            conn,
-            sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(relation, c, upper_literal),
-        )
+        count_at_upper = _rows_at(conn, relation, c, upper)
         total += count
         if adaptive:
             limit = next_chunk_rows(limit, time.monotonic() - started)
@@ -369,12 +366,7 @@ def _boundary_again(
             f"value {saved.cursor!r}; re-reading that value's rows.",
         )
         return True
-    at_last = _scalar(
-        conn,
-        sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
-            relation, c, sql.Literal(saved.cursor)
-        ),
-    )
+    at_last = _rows_at(conn, relation, c, saved.cursor)
     if at_last <= saved.cursor_record_count:
         return False
     out.log(
@@ -383,6 +375,20 @@ def _boundary_again(
         f"value {saved.cursor!r}; re-reading that value's rows.",
     )
     return True
+
+
+def _rows_at(
+    conn: psycopg.Connection[Any], relation: sql.Composable, c: sql.Composable, value: str
+) -> int:
+    """How many rows hold cursor `value` (a checkpoint's cursor_record_count)."""
+    return int(
+        _scalar(
+            conn,
+            sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
+                relation, c, sql.Literal(value)
+            ),
+        )
+    )
 
 
 def _fits(conn: psycopg.Connection[Any], c: sql.Composable, relation: Any, value: str) -> bool:

@@ -207,10 +207,9 @@ def stream_cursor_state(
     ):  # fmt: skip
         return _airbyte_v3(label, kind, stream_state)
     if kind == CTID_STATE_TYPE:
-        ctid = str(stream_state.get("ctid", ""))
-        block = ctid.strip("()").split(",")[0]
+        block = _block_of(str(stream_state.get("ctid", "")))
         filenode = stream_state.get("relation_filenode")
-        if not _is_block(block) or not isinstance(filenode, int):
+        if block is None or not isinstance(filenode, int):
             raise ConfigError(
                 f"Stream {label}: the saved ctid state is malformed ({stream_state})."
             )
@@ -226,7 +225,7 @@ def stream_cursor_state(
             raise ConfigError(f"Stream {label}: the saved ctid state nests another ctid state.")
         if isinstance(inner, Unusable):
             return inner
-        return CtidState(block=int(block), filenode=filenode, incremental=inner)
+        return CtidState(block=block, filenode=filenode, incremental=inner)
     if kind is None and "xmin_xid_value" in stream_state:
         kind = XMIN_STATE_TYPE
     if kind == XMIN_STATE_TYPE:
@@ -250,9 +249,7 @@ def stream_cursor_state(
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),
-        cursor_record_count=(
-            int(count) if isinstance(count, int | float) and not isinstance(count, bool) else 0
-        ),
+        cursor_record_count=int(count) if _is_int(count) or isinstance(count, float) else 0,
     )
 
 
@@ -294,7 +291,7 @@ def _airbyte_v3(
         # is above 0), from which it would read on (xmin >= it): an XminState's raw value.
         # Unlike pgbyte's own (the read's snapshot xmin), it may be above the xid of a
         # transaction still open during that read, whose rows neither source then sees.
-        if not isinstance(xmin, int) or isinstance(xmin, bool) or not 0 <= xmin < 1 << 63:
+        if not _is_int(xmin) or not 0 <= xmin < 1 << 63:
             return Unusable(f"the saved xmin position of Airbyte's source-postgres 4.x holds "
                             f"no transaction id (xmin {xmin!r})")  # fmt: skip
         position = XminState(raw=xmin)
@@ -304,20 +301,27 @@ def _airbyte_v3(
         return Unusable("the saved state is a full refresh position (ctid_based, no cursor) of "
                         "Airbyte's source-postgres 4.x")  # fmt: skip
     ctid = stream_state.get("ctid")
-    block = str(ctid).strip("()").split(",")[0] if isinstance(ctid, str) else ""
+    block = _block_of(ctid)
     filenode = stream_state.get("relation_filenode")
-    if not _is_block(block) or not isinstance(filenode, int) or isinstance(filenode, bool):
+    if block is None or not _is_int(filenode):
         return Unusable(f"the saved first-load position of Airbyte's source-postgres 4.x "
                         f"(ctid {ctid!r}, relation_filenode {filenode!r}) is not one pgbyte "
                         "can resume")  # fmt: skip
     # The load restarts at the saved block's first row: the rows of that block read before
     # the interruption come again (at least once).
-    return CtidState(block=int(block), filenode=filenode, incremental=position)
+    return CtidState(block=block, filenode=filenode, incremental=position)
 
 
-def _is_block(text: str) -> bool:
-    """A block number as a ctid's text holds it (ASCII digits: str.isdigit takes '²' too)."""
-    return text.isascii() and text.isdigit()
+def _block_of(ctid: Any) -> int | None:
+    """The block of a saved ctid text `(block,offset)`; None when it is not one (ASCII digits:
+    str.isdigit takes '²' too)."""
+    block = ctid.strip("()").split(",")[0] if isinstance(ctid, str) else ""
+    return int(block) if block.isascii() and block.isdigit() else None
+
+
+def _is_int(value: Any) -> bool:
+    """A JSON integer (bool is an int subclass in Python, not one in JSON)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _xmin(label: str, stream_state: dict[str, Any]) -> XminState:
