@@ -68,8 +68,9 @@ class FastPathRefused(Exception):
     """The fast COPY of a batch failed: the caller re-checks and reloads its lines slowly."""
 
 
-# What Postgres raises when it refuses a row of a fast COPY (bad JSON, bad bytes).
-REFUSED = (psycopg.DataError, psycopg.errors.BadCopyFileFormat)
+# What Postgres raises when it refuses a row of a fast COPY (bad JSON, bad bytes, JSON nested
+# deeper than its stack takes).
+REFUSED = (psycopg.DataError, psycopg.errors.BadCopyFileFormat, psycopg.errors.StatementTooComplex)
 
 
 def setup_session(conn: psycopg.Connection[Any]) -> None:
@@ -161,8 +162,8 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
             sql.SQL("COPY {} (msg) FROM STDIN").format(LINE_STAGE),
             escape(b"\n".join(lines)) + b"\n",
         )
-    except psycopg.DataError as exc:
-        raise BatchError(_lineno(exc, linenos), _first_line(exc)) from None
+    except (psycopg.DataError, psycopg.errors.StatementTooComplex) as exc:
+        raise BatchError(_lineno(exc, linenos), first_line(exc)) from None
     # The line stage's scan order is its input order; the INSERT may not keep it (a row can
     # land in any page with room), so a data stage row carries its place (overwrite: no need).
     pos_column, pos_value = (sql.SQL(""), sql.SQL("")) if target.overwrite else (
@@ -436,6 +437,6 @@ def _lineno(exc: psycopg.Error, linenos: list[int]) -> int | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -59,16 +59,25 @@ MAX_STAGES_PER_COMMIT = 64
 # pipeline before it, every few records: 200,000 records with a STATE every 100 took 11.4 s to
 # write, against 2.3 s with one STATE.
 COMMIT_SECONDS = 1.0
+# What PostgreSQL raises when it refuses a batch's row as it moves it into the tables.
+_TYPED_REFUSALS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    psycopg.errors.StatementTooComplex,
+)
 
 
 class InputError(PgbyteError):
-    """The input stream is broken at a given line (the message names it; `lineno` when known)."""
+    """The input stream is broken at a given line (the message names it; `lineno` when known),
+    or somewhere from `lineno` to `last` (a record refused when its batch was typed)."""
 
     failure_type = "system_error"
 
-    def __init__(self, message: str, lineno: int | None = None) -> None:
+    def __init__(self, message: str, lineno: int | None = None, last: int | None = None) -> None:
         super().__init__(message)
         self.lineno = lineno
+        self.last = last
 
 
 @dataclass
@@ -570,11 +579,23 @@ class Writer:
         in the write were replaced then, and stay so."""
         done = [t.label for t in self.targets if t.swapped]
         if not done:
-            return "Nothing after the last echoed STATE was committed and no overwrite was swapped."
+            return f"{self._after_echo()} and no overwrite was swapped."
         return (
-            "Nothing after the last echoed STATE was committed; the overwrite stream(s) that "
-            f"completed before ({', '.join(done)}) were replaced then and stay so, no other "
-            "was swapped."
+            f"{self._after_echo()}; the overwrite stream(s) that completed before "
+            f"({', '.join(done)}) were replaced then and stay so, no other was swapped."
+        )
+
+    def _after_echo(self) -> str:
+        """What is committed beyond the last echoed STATE: nothing, unless a STATE held for
+        an overwrite stream's swap (a GLOBAL one, or one after it) covers committed records of
+        other streams."""
+        ahead = [t.label for t in self.targets if not t.overwrite and t.committed > t.echoed]
+        if not ahead:
+            return "Nothing after the last echoed STATE was committed"
+        return (
+            f"Records of stream(s) {', '.join(ahead)} after the last echoed STATE were "
+            "committed (the STATE after them waited for an overwrite stream's swap): a new "
+            "sync sends them again, and append keeps both copies"
         )
 
     # -- batches and commits -----------------------------------------------------------------
@@ -705,7 +726,7 @@ class Writer:
             self._load(job, self.conn)
             return
         try:
-            loader.finish_batch(self.conn, job.target, self._typed_step(job), stage)
+            self._finish_batch(self.conn, job, self._typed_step(job), stage)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
 
@@ -772,9 +793,40 @@ class Writer:
                         f"{where} was refused by PostgreSQL: {err.reason}. {self._uncommitted()}",
                         err.lineno,
                     ) from None
-            loader.finish_batch(conn, job.target, typed)
+            self._finish_batch(conn, job, typed, loader.DATA_STAGE)
         except BaseException as exc:  # handed to the main thread by _wait
             job.error = exc
+
+    def _finish_batch(
+        self,
+        conn: psycopg.Connection[Any],
+        job: _Batch,
+        typed: loader.TypedStep | None,
+        stage: sql.Composable,
+    ) -> None:
+        """Move a loaded batch into its tables. A row PostgreSQL refuses there (a value the
+        column a user retyped cannot take, a key too long for the key index, a constraint of
+        the user's) is an InputError naming the batch's first input line, so that the STATEs
+        before the batch are still committed when they can be (_commit_before)."""
+        try:
+            loader.finish_batch(conn, job.target, typed, stage)
+        except _TYPED_REFUSALS as exc:
+            lines = job.fast_linenos + job.slow_linenos
+            first, last = min(lines), max(lines)
+            hint = ""
+            if isinstance(exc, psycopg.errors.ProgramLimitExceeded) and "index" in str(exc):
+                hint = (
+                    " (a primary key value too long for the unique index append_dedup keeps on "
+                    "the key: PostgreSQL indexes values up to about 2,700 bytes; sync the stream "
+                    "with append, or choose a shorter key)"
+                )
+            raise InputError(
+                f"A record of stream {job.target.label} on input lines {first}-{last} was "
+                f"refused by PostgreSQL when typed: {loader.first_line(exc)}{hint}. "
+                f"{self._uncommitted()}",
+                first,
+                last,
+            ) from None
 
     @staticmethod
     def _typed_step(job: _Batch) -> loader.TypedStep | None:
@@ -899,7 +951,7 @@ class Writer:
             self._load_all()
         except InputError as exc:
             if replayable:
-                self._commit_before(exc.lineno, loading, received, shape)
+                self._commit_before(exc, loading, received, shape)
             raise
         with deferred():  # the commit and the echo of its STATEs: both or neither
             self._commit_all()
@@ -911,38 +963,52 @@ class Writer:
 
     def _commit_before(
         self,
-        lineno: int | None,
+        refused: InputError,
         loading: list[tuple[StreamTarget, _Buffers]],
         received: dict[int, int],
         shape: list[tuple[Any, ...]],
     ) -> None:
-        """A record of a pending commit was refused (input line `lineno`): roll back, then
-        load and commit the records before the last pending STATE ahead of that line, and echo
-        the STATEs up to it. Nothing is committed should that not be possible exactly (the
-        refused record's line unknown, the streams' tables changed by the rolled-back work)."""
+        """A record of a pending commit was refused: roll back, then load and commit the
+        records before the last pending STATE ahead of it, and echo the STATEs up to it. A
+        record refused as its batch was typed lies somewhere on the batch's lines: the latest
+        STATE ahead of the batch's last line whose records load is the one committed. Nothing
+        is committed should that not be possible exactly (the refused record's line unknown,
+        the streams' tables changed by the rolled-back work)."""
+        self._roll_back_loads()
+        if refused.lineno is None:
+            return
+        boundaries, pending = self._boundaries, self._pending
+        lowest = sum(1 for line, _, _ in boundaries if line < refused.lineno)
+        highest = sum(1 for line, _, _ in boundaries if line < (refused.last or refused.lineno))
+        for keep in range(highest, max(lowest, 1) - 1, -1):
+            if [_shape(t) for t in self.targets] != shape:
+                return
+            cuts = boundaries[keep - 1][1]
+            for t, buffers in loading:
+                buffers.restore(t, cuts.get(id(t), _START))
+            for t in self.targets:
+                t.received = received[id(t)]
+            self.buffered = sum(t.nbytes for t in self.targets)
+            self._pending, self._boundaries = pending[:keep], boundaries[:keep]
+            try:
+                self._load_all()
+                with deferred():
+                    self._commit_all()
+                    self._echo_ready()
+                return
+            except InputError:  # the refused record is before this STATE too: an earlier one
+                self._roll_back_loads()
+            except Exception:  # the refused record's error is the one reported; abort() cleans
+                return
+
+    def _roll_back_loads(self) -> None:
+        """Wait for the batches in flight, then roll both connections back."""
         for thread, _, _ in self._inflight:
             thread.join()
         self._inflight = []
         self.conn.rollback()
         if self.conn2 is not None:
             self.conn2.rollback()
-        keep = sum(1 for line, _, _ in self._boundaries if lineno is not None and line < lineno)
-        if not keep or [_shape(t) for t in self.targets] != shape:
-            return
-        cuts = self._boundaries[keep - 1][1]
-        for t, buffers in loading:
-            buffers.restore(t, cuts.get(id(t), _START))
-        for t in self.targets:
-            t.received = received[id(t)]
-        self.buffered = sum(t.nbytes for t in self.targets)
-        self._pending, self._boundaries = self._pending[:keep], self._boundaries[:keep]
-        try:
-            self._load_all()
-            with deferred():
-                self._commit_all()
-                self._echo_ready()
-        except Exception:  # the refused record's error is the one reported; abort() cleans up
-            return
 
     def _salvage(self) -> None:
         """The write is failing on a bad line or a failed source: commit the pending STATEs
@@ -1022,6 +1088,10 @@ class Writer:
                 self.out.raw(line)
                 echoed = True
         self._held = kept
+        waiting = {id(t) for _, _, own in kept for t in ([own] if own else self.targets)}
+        for t in self.targets:
+            if id(t) not in waiting:
+                t.echoed = t.committed
         if echoed:
             self.out.flush()
 
@@ -1091,7 +1161,7 @@ class Writer:
             if self.source_error is not None:
                 failure_type = self.source_failure_type
             self.out.error(
-                f"{reason}{kept}. Nothing after the last echoed STATE was committed.",
+                f"{reason}{kept}. {self._after_echo()}.",
                 failure_type=failure_type,
             )
             return 1
@@ -1117,6 +1187,9 @@ class Writer:
     def report(self) -> None:
         for t in self.targets:
             parts = [f"Stream {t.label}: {t.committed} record(s) committed"]
+            if t.overwrite and not t.swapped:  # loaded into temporaries, dropped
+                parts = [f"Stream {t.label}: {t.committed} record(s) loaded but not swapped in "
+                         "(its previous tables are kept)"]  # fmt: skip
             if t.nul_stripped:
                 parts.append(f"{t.nul_stripped} NUL character(s) (\\u0000) removed")
             if t.surrogates_replaced:

@@ -86,6 +86,94 @@ def test_a_refused_record_keeps_the_states_committed_together_before_it(
     assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_s").fetchone()[0] == 100
 
 
+KEYED = {"k": {"type": "string"}, "v": {"type": "integer"}}
+
+
+def _keyed(k: str, v: int) -> bytes:
+    return record("bk", {"k": k, "v": v})
+
+
+def test_a_key_too_long_for_the_key_index_is_named_and_earlier_states_kept(
+    run_write, dest_conn
+) -> None:
+    """append_dedup: a primary key value over PostgreSQL's btree limit (~2.7 kB) is refused
+    when its batch is typed, where no line number is known. The write fails naming the
+    batch's lines and what to do, and the STATEs pending before it are still committed and
+    echoed (the latest one whose records load), the records after them not."""
+    catalog = catalog_for([("bk", KEYED)], "append_dedup")
+    catalog["streams"][0].update(sync_mode="incremental", primary_key=[["k"]])
+    long_key = "https://example.com/?q=" + "".join(f"{i:x}" for i in range(1200))
+    lines = [_keyed("a", 1), _keyed("b", 2), state("bk", {"n": 1})]
+    lines += [_keyed("c", 3), state("bk", {"n": 2})]
+    lines += [_keyed("d", 4), _keyed(long_key, 5), _keyed("e", 6), state("bk", {"n": 3})]
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "on input lines 1-8" in error["message"], error
+    assert "primary key value too long" in error["message"], error
+    assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == [1, 2]
+    assert dest_conn.execute("SELECT string_agg(k, ',' ORDER BY k) FROM bk").fetchone() == (
+        "a,b,c",)  # fmt: skip
+    assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_bk").fetchone()[0] == 3
+
+
+def test_a_value_a_users_column_refuses_is_named_and_earlier_states_kept(
+    run_write, dest_conn
+) -> None:
+    """A user's NOT NULL on a typed column refuses a record without that value when the batch
+    is typed: one TRACE ERROR naming the stream and the batch's lines, the STATE before it
+    committed and echoed."""
+    catalog = catalog_for([("s", NAMED)], "append")
+    assert run_write(catalog, record("s", {"id": 1, "name": "a"}) + b"\n").returncode == 0
+    dest_conn.execute("ALTER TABLE s ALTER name SET NOT NULL")
+    lines = [record("s", {"id": 2, "name": "b"}), state("s", {"n": 1})]
+    lines += [record("s", {"id": 3}), state("s", {"n": 2})]
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "stream s on input lines 1-3 was refused by PostgreSQL" in error["message"], error
+    assert "not-null" in error["message"], error
+    assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == [1]
+    assert dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM s").fetchone() == ([1, 2],)
+
+
+def test_json_nested_too_deep_for_postgres_is_named_by_line(run_write, dest_conn) -> None:
+    """Valid JSON nested deeper than PostgreSQL's stack takes: the write fails naming its
+    line (not a bare server error), and the STATE before it is committed and echoed."""
+    deep = b'{"type":"RECORD","record":{"stream":"s","data":{"id":3,"name":' + b"[" * 60000
+    deep += b"1" + b"]" * 60000 + b'},"emitted_at":1732550000000}}'
+    lines = [_canonical("s", 1), state("s", {"n": 1}), deep, state("s", {"n": 2})]
+    result = run_write(catalog_for([("s", NAMED)], "append"), b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "Input line 3" in error["message"], error
+    assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == [1]
+    assert dest_conn.execute("SELECT array_agg(id) FROM s").fetchone() == ([1],)
+
+
+def test_a_global_state_held_for_a_swap_says_what_was_committed(run_write, dest_conn) -> None:
+    """A GLOBAL STATE waits for an overwrite stream's swap, which never comes (the input ends
+    first): the append stream's records before it are committed, and the error says so instead
+    of claiming nothing after the last echoed STATE was; the overwrite's count is not called
+    committed."""
+    catalog = catalog_for([("ow", PROPS)], "overwrite")
+    catalog["streams"] += catalog_for([("st", PROPS)], "append")["streams"]
+    global_state = (b'{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":'
+                    b'{"lsn":1},"stream_states":[]}}}')  # fmt: skip
+    lines = [status("ow", "STARTED"), record("ow", {"id": 90}), record("st", {"id": 90}),
+             global_state, record("st", {"id": 91}), global_state]  # fmt: skip
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    assert result.states == []
+    (error,) = result.errors
+    assert "Records of stream(s) st after the last echoed STATE were committed" in (
+        error["message"]), error  # fmt: skip
+    assert "Nothing after the last echoed STATE was committed" not in error["message"]
+    assert dest_conn.execute("SELECT count(*) FROM st").fetchone()[0] == 2
+    (report,) = [m for m in result.logs if m.startswith("Stream ow:")]
+    assert "1 record(s) loaded but not swapped in" in report, report
+
+
 def test_a_failed_source_keeps_the_states_pending_before_its_error(run_write, dest_conn) -> None:
     """The source's TRACE ERROR after STATEs still pending: they are committed and echoed,
     the records after the last of them are not."""
