@@ -195,6 +195,10 @@ def _read_streams(
         yield lines.take()
         try:
             saved = saved_states.get(stream.descriptor)
+            if saved is None and sum(s.name == stream.name for s in streams) == 1:
+                # A state saved without a namespace (older clients, hand-written ones) is
+                # this stream's when no other configured stream has its name.
+                saved = saved_states.get((stream.name, None))
             yield from _read_stream(conn, stream, table, lines, outcome, saved, snapshot)
         except PgbyteError as exc:
             outcome.failed.append(stream.descriptor)
@@ -393,7 +397,12 @@ def _stream_error(
             f"Stream {label}: the table or one of its columns no longer exists "
             f"({str(exc).strip().splitlines()[0]}). Run discover again and update the catalog."
         )
-    if isinstance(exc, pg_errors.UndefinedFunction) and "ordering operator" in str(exc):
+    # No ordering of the cursor's type (json, point), no comparison with a saved value of it
+    # (hstore: "operator does not exist"), or no input of one (an anonymous composite).
+    if (
+        isinstance(exc, pg_errors.UndefinedFunction)
+        and ("ordering operator" in str(exc) or "operator does not exist" in str(exc))
+    ) or (isinstance(exc, pg_errors.FeatureNotSupported) and "composite" in str(exc)):
         return ConfigError(
             f"Stream {label}: the cursor column's type cannot be ordered "
             f"({str(exc).strip().splitlines()[0]}). Choose a cursor_field of an orderable type "

@@ -190,3 +190,39 @@ def test_airbyte_cdc_state_rereads_with_warning(table, source_config, tmp_path, 
     assert rereads_all(run), run.stdout[-2000:] + run.stderr
     assert any(why in w and "re-reading" in w for w in warnings(run)), warnings(run)
     assert stream_state(run)["state_type"] == ("cursor_based" if method == "Standard" else "xmin")
+
+
+def test_a_state_saved_without_namespace_resumes_its_stream(table, source_config, tmp_path):
+    """A STREAM state whose descriptor has no namespace (older or hand-written clients) is the
+    state of the one configured stream of that name: the read resumes after its cursor."""
+    (message,) = state_file("cursor_updated_3.json")
+    del message["stream"]["stream_descriptor"]["namespace"]
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=[message])
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert ids(run, "t") == [4, 5]
+    assert not warnings(run)
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE TYPE pair AS (a int, b text); CREATE TABLE c (id int PRIMARY KEY, cur pair)",
+        "CREATE TABLE c (id int PRIMARY KEY, cur point)",
+    ],
+    ids=["composite", "point"],
+)
+def test_a_cursor_of_a_type_that_cannot_be_compared_is_a_config_error(
+    source_conn, source_config, tmp_path, ddl: str
+) -> None:
+    """A cursor column whose values cannot be ordered or compared with a saved one ends its
+    stream with a config_error telling the user to choose another cursor, not a bare server
+    error classed as a system error."""
+    source_conn.execute(ddl)
+    value = "ROW(1, 'x y')" if "pair" in ddl else "point(1, 2)"
+    source_conn.execute(f"INSERT INTO c VALUES (1, {value}), (2, {value})")
+    run = read(tmp_path, source_config, [standard(stream_entry("c", ["id", "cur"]), "cur")])
+    assert run.returncode != 0
+    (error,) = run.errors()
+    assert error["failure_type"] == "config_error", error
+    assert "Choose a cursor_field of an orderable type" in error["message"], error
