@@ -210,6 +210,21 @@ def _check_columns(stream: dict[str, Any], choice: StreamChoice, label: str) -> 
             raise ConnectionFileError(
                 f"{label}: {key} {path[0]!r} is not a column of the stream (columns: {known})"
             )
+        if key == "cursor_field" and len(path) > 1 and not _may_hold_fields(props[path[0]]):
+            # A path into a column that holds no object: meant as a composite cursor, which
+            # the protocol does not have (a cursor is one field).
+            raise ConnectionFileError(
+                f"{label}: cursor_field {path} is a path into {path[0]!r}, which is not an "
+                f"object; a cursor is one column (cursor_field: [{path[0]}])"
+            )
+
+
+def _may_hold_fields(schema: Any) -> bool:
+    """Whether a property's JSON schema allows an object (a nested cursor path's first step)."""
+    if not isinstance(schema, dict) or "type" not in schema:
+        return True  # untyped: anything
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    return "object" in types
 
 
 def build_catalogs(

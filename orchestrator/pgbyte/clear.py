@@ -37,16 +37,26 @@ def _status(descriptor: dict[str, Any], status: str) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
-def clear_streams(
-    session: Session, conn: Connection, streams: list[tuple[str, str | None]] | None
-) -> list[str]:
+Key = tuple[str, str | None]
+
+
+def clear_streams(session: Session, conn: Connection, streams: list[Key] | None) -> dict[Key, str]:
     """Replace the destination tables of `streams` (source names; None: every stream the
-    connection syncs) with empty ones; returns their destination labels."""
+    connection syncs) with empty ones; returns the destination label of each source stream
+    cleared. A stream the source no longer offers (its table dropped) is left out: the
+    destination needs its schema to name its tables."""
     discovered, dest_spec = session.discover()
     if streams is None:
         choices = list(conn.streams) if conn.streams is not None else None
     else:
-        choices = [StreamChoice(name=name, namespace=namespace) for name, namespace in streams]
+        offered = [(s.get("name"), s.get("namespace")) for s in discovered.get("streams") or []]
+        choices = [
+            StreamChoice(name=name, namespace=namespace)
+            for name, namespace in streams
+            if any(name == n and namespace in (None, ns) for n, ns in offered)
+        ]
+        if not choices:
+            return {}
     if choices is not None:
         # A cleared stream is synced as full refresh | overwrite whatever its usual modes.
         choices = [
@@ -77,4 +87,4 @@ def clear_streams(
             "clearing the destination tables failed; the state was NOT reset: "
             + result.failure(session.masker)
         )
-    return [route.dest_label for route in smap.routes]
+    return {(route.name, route.namespace): route.dest_label for route in smap.routes}

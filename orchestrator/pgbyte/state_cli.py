@@ -108,7 +108,7 @@ def cmd_state_show(conn: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-ClearFn = Callable[[list[Key] | None], list[str]]
+ClearFn = Callable[[list[Key] | None], dict[Key, str]]
 
 
 def cmd_state_reset(
@@ -137,7 +137,7 @@ def cmd_state_reset(
                 return 2
         else:
             keys, stateless = list(dict.fromkeys(saved)), []
-        cleared: list[str] = []
+        cleared: dict[Key, str] = {}
         if clear is not None:
             targets = keys + [_key_of(s, conn) for s in stateless] if selectors else None
             cleared = clear(targets)  # raises before anything is forgotten
@@ -146,15 +146,20 @@ def cmd_state_reset(
         else:
             forgotten = [stream_label(*k) for k in keys]
             store.reset()
-    for label in cleared:
+    for label in cleared.values():
         print(f"cleared destination stream {label} (its tables are now empty)")
     if not forgotten and not stateless:
         print(f"state was already empty: {conn.state_path}")
     for key in keys:
         label = stream_label(*key)
         print(f"forgot the state of {label}; the next sync reads it from the start")
+        if clear is not None and key not in cleared:
+            print("  its destination tables were NOT emptied: the source no longer offers this "
+                  "stream (its table dropped or renamed?), and the destination needs its schema "
+                  "to name them; drop or empty them by hand if they should go")  # fmt: skip
+            continue
         mode = destination_mode(conn, *key)
-        print(f"  {consequence(mode, bool(cleared), kinds.get(label, ''))}")
+        print(f"  {consequence(mode, key in cleared, kinds.get(label, ''))}")
     for selector in stateless:
         print(f"{selector} had no saved state: the next sync reads it from the start anyway")
     return 0

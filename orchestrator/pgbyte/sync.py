@@ -144,6 +144,16 @@ class SyncRun:
             else:
                 where = f"resumes from its saved state: {view.detail}"
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
+        if self.conn.streams is None:  # every discovered stream: one gone from it says nothing
+            synced = {route.label for route in self.smap.routes}
+            for label in sorted(set(views) - synced):
+                self.reporter.log(
+                    "WARN",
+                    f"pgbyte: WARN sync {self.conn.name}: {label} has a saved state but the "
+                    "source no longer offers it (its table dropped or renamed?), so it is not "
+                    "synced; its destination tables stay as they are (`pgbyte state reset "
+                    f"--stream {label}` forgets its state)",
+                )
 
     # -- the pipe --------------------------------------------------------------------------------
     def _pipe(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:

@@ -62,6 +62,11 @@ MISTAKES: dict[str, tuple[list[Any], str]] = {
         [{"name": "items", "sync_mode": "incremental", "cursor_field": "updated"}],
         "stream public.items: cursor_field 'updated' is not a column of the stream",
     ),
+    "composite_cursor": (
+        [{"name": "items", "sync_mode": "incremental", "cursor_field": ["id", "name"]}],
+        "stream public.items: cursor_field ['id', 'name'] is a path into 'id', which is not an "
+        "object; a cursor is one column",
+    ),
     "unknown_key": (
         [{"name": "items", "destination_sync_mode": "append_dedup", "primary_key": [["idd"]]}],
         "stream public.items: primary_key 'idd' is not a column of the stream",

@@ -410,3 +410,39 @@ def test_show_says_what_the_source_does_with_odd_states(stream_state, kind, need
 
     what, detail = describe_stream_state({"version": 3, **stream_state})
     assert (what, needle in detail) == (kind, True), detail
+
+
+@pytest.mark.slow
+def test_reset_clear_of_a_dropped_stream_says_its_tables_stay(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """A connection syncing every discovered stream, one of whose tables was then dropped: the
+    next sync warns that it is no longer synced; `reset --clear` empties the other stream's
+    tables and says that the dropped stream's were NOT emptied (the destination needs its
+    schema to name them), and they indeed hold their rows; `--stream` naming it forgets its
+    state the same way instead of failing."""
+    make_tables(source_conn)
+    for table in ("items", "other"):  # an updated_at column: the source's default cursor
+        source_conn.execute(f"ALTER TABLE {table} ADD updated_at timestamptz DEFAULT now()")
+    conn = write_connection(tmp_path, source_config, dest_config, sync_mode="incremental",
+                            destination_sync_mode="append")  # fmt: skip
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    source_conn.execute("DROP TABLE other")
+    after_drop = sync_json(conn, pg_server.password)[0]
+    assert after_drop.returncode == 0
+    assert "public.other has a saved state but the source no longer offers it" in (
+        after_drop.stderr), after_drop.stderr  # fmt: skip
+    one = pgbyte("state", "reset", str(conn), "--stream", "other", "--clear",
+                 password=pg_server.password)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert "forgot the state of public.other" in one.stdout, one.stdout
+    assert "its destination tables were NOT emptied" in one.stdout, one.stdout
+    assert "were emptied" not in one.stdout.replace("NOT emptied", ""), one.stdout
+    assert dest_conn.execute("SELECT count(*) FROM other").fetchone()[0] == 200
+    everything = pgbyte("state", "reset", str(conn), "--clear", password=pg_server.password)
+    assert everything.returncode == 0, everything.stderr
+    assert "cleared destination stream public.items" in everything.stdout, everything.stdout
+    counts = dest_conn.execute(
+        "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM other)"
+    ).fetchone()
+    assert counts == (0, 200)
