@@ -59,6 +59,8 @@ MAX_STAGES_PER_COMMIT = 64
 # pipeline before it, every few records: 200,000 records with a STATE every 100 took 11.4 s to
 # write, against 2.3 s with one STATE.
 COMMIT_SECONDS = 1.0
+# The STREAM_STATUS of a stream the source started and did not finish.
+_UNFINISHED = ("STARTED", "RUNNING", "INCOMPLETE")
 # What PostgreSQL raises when it refuses a batch's row as it moves it into the tables.
 _TYPED_REFUSALS = (
     psycopg.DataError,
@@ -1141,11 +1143,18 @@ class Writer:
             # Not one line: the source died before its first message (`read ... | write` goes
             # on after a source that failed at once). Swapping would empty the tables.
             incomplete = [t for t in self.targets if t.overwrite and not t.swapped]
-        if self.source_error is not None or incomplete:
+        # Another stream the source STARTED and never ended: it stopped (killed, crashed), so
+        # its records after its last STATE are not committed either: the next sync resumes
+        # from that STATE and sends them again (append would hold them twice).
+        cut = [
+            t for t in self.targets
+            if not t.overwrite and self.source_error is None and t.status in _UNFINISHED
+        ]  # fmt: skip
+        if self.source_error is not None or incomplete or cut:
             self._salvage()
             self.abort()
             self.report()
-            names = ", ".join(t.label for t in incomplete)
+            names = ", ".join(t.label for t in incomplete + cut)
             if self.source_error is not None:
                 reason = f"The source failed ({self.source_error})"
             elif self.lineno == 0:
@@ -1155,7 +1164,8 @@ class Writer:
                 )
             else:
                 reason = "The input ended before the COMPLETE status of stream(s) " + names
-            kept = (f"; the previous tables of {names} are kept unchanged" if incomplete
+            overwrites = ", ".join(t.label for t in incomplete)
+            kept = (f"; the previous tables of {overwrites} are kept unchanged" if incomplete
                     else "")  # fmt: skip
             failure_type = "transient_error"
             if self.source_error is not None:

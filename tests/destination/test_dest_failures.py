@@ -61,6 +61,37 @@ def test_no_complete_keeps_previous_tables(run_write, dest_conn) -> None:
     assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}", STREAM]
 
 
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_no_complete_commits_nothing_after_the_last_state(run_write, dest_conn, mode) -> None:
+    """append/append_dedup: the input ends after STARTED with no COMPLETE (the source was
+    killed, or crashed without a word): the records before the last STATE are committed and it
+    is echoed; the ones after it are not (the next sync resumes from that STATE and sends them
+    again: append would hold them twice); the error names the stream, exit non-zero."""
+    catalog = catalog_for([("a", {"id": {"type": "integer"}})], mode=mode)
+    if mode == "append_dedup":
+        catalog["streams"][0].update(sync_mode="incremental", primary_key=[["id"]])
+    result = run_write(catalog, _lines(
+        status("a", "STARTED"), *(record("a", {"id": i}) for i in (1, 2, 3)),
+        state("a", {"n": 3}), record("a", {"id": 4}), record("a", {"id": 5}),
+    ))  # fmt: skip
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "The input ended before the COMPLETE status of stream(s) a." in error["message"]
+    assert [s["state"]["stream"]["stream_state"] for s in result.states] == [{"n": 3}]
+    assert dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM a").fetchone() == ([1, 2, 3],)
+    assert count(dest_conn, "_airbyte_raw_a") == 3
+
+
+def test_a_stream_without_statuses_still_commits_at_the_end(run_write, dest_conn) -> None:
+    """A source that sends no STREAM_STATUS for a stream: a clean end of input commits all
+    of its records, those after its last STATE too (nothing says it stopped early)."""
+    catalog = catalog_for([("a", {"id": {"type": "integer"}})], mode="append")
+    result = run_write(catalog, _lines(record("a", {"id": 1}), state("a", {"n": 1}),
+                                       record("a", {"id": 2})))  # fmt: skip
+    assert result.returncode == 0
+    assert count(dest_conn, "a") == 2
+
+
 def test_source_error_keeps_previous_tables(run_write, dest_conn) -> None:
     """A TRACE ERROR from the source (no COMPLETE) leaves the previous tables as they were."""
     before = _previous(run_write, dest_conn)
