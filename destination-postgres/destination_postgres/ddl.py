@@ -21,6 +21,7 @@ from destination_postgres.typemap import (
     common_kind,
     is_our_type,
     kind_of_existing,
+    narrow_type,
 )
 
 # An overwrite's temporary tables are filled and then renamed in one go. Autovacuum would
@@ -81,7 +82,14 @@ def create_normalized(
     extra: tuple[tuple[str, str], ...] = (),
 ) -> None:
     """The typed table; `extra`: (name, SQL type) of columns after the meta columns."""
-    parts = [sql.SQL("{} {}").format(sql.Identifier(c.name), c.pg_type) for c in columns]
+    # A user's narrower type (typemap.Column.narrow, from format_type()) holds on dedup's
+    # typed stage too, so that its guarded INSERT NULLs what the table would refuse.
+    parts = [
+        sql.SQL("{} {}").format(
+            sql.Identifier(c.name), sql.SQL(c.narrow) if c.narrow else c.pg_type
+        )
+        for c in columns
+    ]
     parts += [
         sql.SQL("_airbyte_ab_id uuid"),
         sql.SQL("_airbyte_emitted_at timestamp with time zone"),
@@ -157,10 +165,11 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                 # once per change — what Airbyte's soft reset achieves).
                 _retype(conn, schema, table, col.name, kind)
                 added.append(f"{col.name} (now {PG_TYPES[kind]})")
-            if kind != col.kind:
+            narrow = narrow_type(existing[col.name]) if kind in ("bigint", "text") else None
+            if kind != col.kind or narrow:
                 user_type = existing[col.name] if kind == USER_KIND else None
                 target.columns[i] = Column(key=col.key, name=col.name, kind=kind,
-                                           user_type=user_type)  # fmt: skip
+                                           user_type=user_type, narrow=narrow)  # fmt: skip
             continue
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(

@@ -402,7 +402,7 @@ def _safe_normalize(
 ) -> int:
     """Count the values that do not cast, widen overflowing integer columns, load with guards;
     returns the rows inserted."""
-    typed = [c for c in target.columns if c.kind not in ("text", "jsonb")]
+    typed = [c for c in target.columns if c.kind not in ("text", "jsonb") or c.narrow]
     if typed:
         checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(_DATA)) for c in typed]
         checks += [

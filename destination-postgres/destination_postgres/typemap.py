@@ -14,6 +14,7 @@ subtransaction) only for the rest.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +148,9 @@ class Column:
     name: str  # the column name (shortened when over 63 bytes)
     kind: str
     user_type: str | None = None  # USER_KIND: the column's type, as format_type() spells it
+    # A user's narrower type for a bigint or text column (smallint, integer, varchar(n),
+    # char(n)), whose assignment refuses values of the kind: the guarded INSERT NULLs them.
+    narrow: str | None = None
 
     @property
     def pg_type(self) -> sql.Composable:
@@ -166,6 +170,22 @@ class Column:
         return sql.SQL("{}::{}").format(self.text_value(data), self.pg_type)
 
     def safe_expr(self, data: sql.Composable) -> sql.Composable:
+        expr = self._safe_expr(data)
+        if self.narrow in _INT_BOUNDS:
+            low, high = _INT_BOUNDS[self.narrow]
+            return sql.SQL("CASE WHEN {e} BETWEEN {lo} AND {hi} THEN {e} END").format(
+                e=expr, lo=sql.Literal(low), hi=sql.Literal(high)
+            )
+        length = _char_length(self.narrow)
+        if length is not None:  # char(n) takes longer values whose excess is spaces
+            trimmed = sql.SQL("rtrim({}, ' ')").format(expr) if "varying" not in str(
+                self.narrow) else expr  # fmt: skip
+            return sql.SQL("CASE WHEN char_length({t}) <= {n} THEN {e} END").format(
+                t=trimmed, n=sql.Literal(length), e=expr
+            )
+        return expr
+
+    def _safe_expr(self, data: sql.Composable) -> sql.Composable:
         if self.kind == USER_KIND:  # any type: the cast tried in a sub-block, NULL if it fails
             return sql.SQL("pg_temp.pgbyte_try_cast({}, NULL::{}, {})").format(
                 self.text_value(data), self.pg_type, sql.Literal(self.user_type)
@@ -188,10 +208,28 @@ class Column:
         )
 
     def overflow_expr(self, data: sql.Composable) -> sql.Composable:
-        """True when an integer value does not fit in bigint (the column must widen)."""
+        """True when an integer value does not fit in bigint (the column must widen; a user's
+        narrower integer column is not widened: such values are NULL there, as any too big)."""
+        if self.narrow is not None:
+            return sql.SQL("false")
         return sql.SQL("({v} ~ '^\\s*[-+]?[0-9]{{19,}}(\\.0*)?\\s*$' AND {s} IS NULL)").format(
             v=self.text_value(data), s=self.safe_expr(data)
         )
+
+
+_INT_BOUNDS = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1)}
+_CHAR_LENGTH = re.compile(r"^character(?: varying)?\((\d+)\)$")
+
+
+def _char_length(pg_type: str | None) -> int | None:
+    """n of a varchar(n)/char(n) type as format_type() spells it, else None."""
+    match = _CHAR_LENGTH.match(pg_type or "")
+    return int(match.group(1)) if match else None
+
+
+def narrow_type(pg_type: str) -> str | None:
+    """An existing column's type when it is a narrower one of a kind (see Column.narrow)."""
+    return pg_type if pg_type in _INT_BOUNDS or _char_length(pg_type) is not None else None
 
 
 # Regexes whose match guarantees the plain cast succeeds (so no exception block is entered).

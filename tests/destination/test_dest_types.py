@@ -7,7 +7,15 @@ import json
 from decimal import Decimal
 
 import pytest
-from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
+from dest_helpers import (
+    FIXTURES,
+    catalog_for,
+    column_types,
+    count,
+    record,
+    state,
+    table_names,
+)
 
 CATALOG = FIXTURES / "types_catalog.json"
 RECORDS = FIXTURES / "types_records.jsonl"
@@ -243,6 +251,42 @@ def test_a_column_the_user_retyped_keeps_its_type(run_write, dest_conn) -> None:
     assert rows == [(1, Decimal("1.50"), 0.5), (2, Decimal("12.35"), 0.25), (3, None, None)]
     assert column_types(dest_conn, "paid")["amount"] == "numeric(10,2)"  # the user's type stays
     assert any("amount" in line and "ratio" in line for line in result.logs), result.logs
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_a_narrower_type_the_user_gave_nulls_what_it_cannot_hold(
+    run_write, dest_conn, mode: str
+) -> None:
+    """Typed columns the user narrowed (smallint, integer, varchar(3), char(2)): a value that
+    does not fit is NULL and counted, as any uncastable value, never a failed write (before:
+    "smallint out of range" ended the write); the user's types stay."""
+    props = {"id": {"type": "integer"}, "sm": {"type": "integer"}, "i4": {"type": "integer"},
+             "code": {"type": "string"}, "ch": {"type": "string"}}  # fmt: skip
+    catalog = catalog_for([("narrow", props)], mode=mode)
+    if mode == "append_dedup":
+        catalog["streams"][0].update(sync_mode="incremental", primary_key=[["id"]])
+    first = {"id": 1, "sm": 1, "i4": 1, "code": "abc", "ch": "ab"}
+    assert run_write(catalog, record("narrow", first) + b"\n").returncode == 0
+    for column, pg_type in (("sm", "smallint"), ("i4", "integer"), ("code", "varchar(3)"),
+                            ("ch", "char(2)")):  # fmt: skip
+        dest_conn.execute(f"ALTER TABLE narrow ALTER COLUMN {column} TYPE {pg_type}")
+    lines = [
+        record("narrow", {"id": 2, "sm": 70000, "i4": 7, "code": "abcdef", "ch": "b  "}),
+        state("narrow", {"n": 2}),
+        record("narrow", {"id": 3, "sm": -5, "i4": 2**40, "code": "xy", "ch": "xyz"}),
+        state("narrow", {"n": 3}),
+    ]
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 0, result.errors
+    assert len(result.states) == 2
+    rows = dest_conn.execute("SELECT id, sm, i4, code, ch FROM narrow ORDER BY id").fetchall()
+    assert rows == [(1, 1, 1, "abc", "ab"), (2, None, 7, None, "b "), (3, -5, None, "xy", None)]
+    types = column_types(dest_conn, "narrow")
+    assert [types[c] for c in ("sm", "i4", "code", "ch")] == [
+        "smallint", "integer", "character varying(3)", "character(2)"]  # fmt: skip
+    (report,) = [m for m in result.logs if "record(s) committed" in m]
+    assert "4 value(s) could not be cast" in report, report
+    assert "[ch: 1, code: 1, i4: 1, sm: 1]" in report, report
 
 
 @pytest.mark.parametrize("later", ["text", "overflow"])
