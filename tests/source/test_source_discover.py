@@ -84,6 +84,33 @@ def test_views_matviews_and_partitioned_tables(source_conn, source_config, write
     assert names == {"base", "v", "mv", "parted"}
 
 
+def test_partitions_whose_parent_is_not_listed_are_streams(
+    source_conn, source_config, write_json
+) -> None:
+    """A partition is left out only when its parent is listed: one whose parent lies in a
+    schema not configured, or one a role may read while its parent it may not, is a stream
+    of its own (before: its rows could not be synced at all)."""
+    role = f"parts_{uuid.uuid4().hex[:8]}"
+    source_conn.execute(
+        "CREATE SCHEMA s3; CREATE TABLE public.pp (id int, r int) PARTITION BY LIST (r);"
+        "CREATE TABLE s3.pp_1 PARTITION OF public.pp FOR VALUES IN (1);"
+        "CREATE TABLE s3.plain (a int)"
+    )
+    in_s3 = discover(write_json, {**source_config, "schemas": ["s3"]}).catalog["streams"]
+    assert sorted(s["name"] for s in in_s3) == ["plain", "pp_1"]
+    both = discover(write_json, {**source_config, "schemas": ["public", "s3"]}).catalog["streams"]
+    assert sorted(s["name"] for s in both) == ["plain", "pp"]
+    with throwaway_role(source_conn, role, "pw-123456789"):
+        grants = "GRANT USAGE ON SCHEMA s3 TO {r}; GRANT SELECT ON s3.pp_1 TO {r}"
+        source_conn.execute(sql.SQL(grants).format(r=sql.Identifier(role)))
+        config = {**source_config, "username": role, "password": "pw-123456789",
+                  "schemas": ["public", "s3"]}  # fmt: skip
+        streams = discover(write_json, config).catalog["streams"]
+        assert [(s["namespace"], s["name"]) for s in streams] == [("s3", "pp_1")]
+        checked = run_source("check", "--config", write_json("c.json", config))
+        assert checked.connection_status["status"] == "SUCCEEDED", checked.stdout
+
+
 def test_only_configured_schemas(source_conn, source_config, write_json) -> None:
     """Streams come from the configured schemas only, with namespace = schema."""
     source_conn.execute("CREATE SCHEMA one; CREATE SCHEMA two; CREATE TABLE one.a (id int);")

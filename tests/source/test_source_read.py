@@ -516,6 +516,22 @@ def test_views_matviews_and_partitioned_tables_read(source_conn, discover_and_re
     assert estimate["row_estimate"] == 2
 
 
+def test_a_partition_named_in_the_catalog_is_read(source_conn, source_config, write_json):
+    """A catalog naming a partition (Airbyte's connector lists partitions as streams, so
+    catalogs made with it do) reads that partition's rows, though discover lists its parent."""
+    source_conn.execute(
+        "CREATE TABLE parted (id int, ts date, PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts);"
+        "CREATE TABLE parted_2020 PARTITION OF parted FOR VALUES FROM ('2020-01-01') TO "
+        "('2021-01-01'); CREATE TABLE parted_2021 PARTITION OF parted FOR VALUES FROM "
+        "('2021-01-01') TO ('2022-01-01');"
+        "INSERT INTO parted VALUES (1, '2020-05-01'), (2, '2021-05-01')"
+    )
+    stream = table_stream("parted_2020", {"id": {}, "ts": {}})
+    result = read(write_json, source_config, [stream])
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert result.data("parted_2020") == [{"id": 1, "ts": "2020-05-01"}]
+
+
 def test_column_privileges_limit_what_is_read(source_conn, source_config, write_json) -> None:
     """A user with SELECT on some columns reads those; the others are left out with a warning."""
     role = f"reader_{uuid.uuid4().hex[:8]}"
