@@ -32,7 +32,7 @@ PARENT_SCHEMA_FILTER = SYSTEM_SCHEMA_FILTER.replace("n.nspname", "pn.nspname")
 RELATIONS_QUERY = f"""
 SELECT r.nspname, r.relname, r.relkind, r.oid,
        a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-       r.pk_cols, r.all_columns, r.has_children, r.table_select
+       r.pk_cols, r.all_columns, r.has_children, r.table_select, a.attndims
 FROM (
     SELECT n.nspname, c.relname, c.relkind, c.oid,
            (SELECT array_agg(ka.attname ORDER BY k.ord)
@@ -78,6 +78,7 @@ class Column:
     name: str
     mapping: ColumnMapping
     nullable: bool
+    dims: int = 0  # an array column's declared dimensions (int[][]: 2; 0 when undeclared)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class Table:
             "$schema": "http://json-schema.org/draft-07/schema#",
             "type": "object",
             "properties": {
-                c.name: column_schema(c.mapping, nullable=c.nullable) for c in self.columns
+                c.name: column_schema(c.mapping, nullable=c.nullable, dims=c.dims)
+                for c in self.columns
             },
         }
 
@@ -232,7 +234,8 @@ def discover_tables(
             flush()
             current, columns = list(row), []
         # Views report every column as nullable (attnotnull is false), which is honest.
-        columns.append(Column(row[4], types.mapping(row[5], row[6]), nullable=not row[7]))
+        columns.append(Column(row[4], types.mapping(row[5], row[6]), nullable=not row[7],
+                              dims=row[12] or 0))  # fmt: skip
     flush()
     return tables
 

@@ -158,9 +158,16 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def column_schema(mapping: ColumnMapping, *, nullable: bool) -> dict[str, Any]:
-    """The JSON schema of a column; nullable columns get ["null", T]."""
-    return _nullable(mapping.schema) if nullable else dict(mapping.schema)
+def column_schema(mapping: ColumnMapping, *, nullable: bool, dims: int = 0) -> dict[str, Any]:
+    """The JSON schema of a column; nullable columns get ["null", T]. An array column declared
+    with several dimensions (int[][]) is read as nested arrays: its items are arrays, down to
+    the element's schema (PostgreSQL does not enforce the declared count: an undeclared or
+    1-dimension column keeps flat items)."""
+    schema = _nullable(mapping.schema) if nullable else dict(mapping.schema)
+    if mapping.kind == "array" and "items" in schema:
+        for _ in range(dims - 1):
+            schema["items"] = {"type": "array", "items": schema["items"]}
+    return schema
 
 
 # --- read side: SQL expressions ------------------------------------------------------------

@@ -516,6 +516,29 @@ def test_views_matviews_and_partitioned_tables_read(source_conn, discover_and_re
     assert estimate["row_estimate"] == 2
 
 
+def test_multidimensional_arrays_match_their_discovered_schema(
+    source_conn, discover_and_read
+) -> None:
+    """A column declared with two or more dimensions (int[][]) is discovered with array items,
+    so its nested arrays validate against the schema (before: items of the element type)."""
+    import jsonschema
+
+    source_conn.execute(
+        "CREATE TABLE md (id int PRIMARY KEY, a2 int[][], f3 float4[][][], flat text[]);"
+        "INSERT INTO md VALUES (1, '{{1,2},{3,4}}', '{{{1.5}},{{2}}}', '{a,b}'),"
+        " (2, NULL, NULL, NULL)"
+    )
+    discovered, result = discover_and_read("md")
+    assert result.returncode == 0, result.stdout[-2000:]
+    schema = discovered.stream("md")["json_schema"]
+    element = {"type": ["null", "integer"]}
+    assert schema["properties"]["a2"]["items"] == {"type": "array", "items": element}
+    rows = sorted(result.data("md"), key=lambda d: d["id"])
+    assert rows[0]["a2"] == [[1, 2], [3, 4]] and rows[0]["f3"] == [[[1.5]], [[2.0]]]
+    for row in rows:
+        jsonschema.Draft7Validator(schema).validate(row)
+
+
 def test_a_partition_named_in_the_catalog_is_read(source_conn, source_config, write_json):
     """A catalog naming a partition (Airbyte's connector lists partitions as streams, so
     catalogs made with it do) reads that partition's rows, though discover lists its parent."""
