@@ -33,18 +33,19 @@ from pgbyte.state import stream_label
 
 
 def validate_config(
-    spec: dict[str, Any], config: dict[str, Any], label: str, masker: Masker
+    spec: dict[str, Any], config: dict[str, Any], label: str, masker: Masker, path: Any = None
 ) -> None:
-    """Check a config against the connector's connectionSpecification (JSON Schema draft 7)."""
+    """Check a config against the connector's connectionSpecification (JSON Schema draft 7):
+    a mismatch is the connection file's mistake (ConnectionFileError: exit 2, no sync ran)."""
     # Worded without the values (one may be a secret); masked all the same.
     problems = config_problems(config, spec.get("connectionSpecification") or {})
     if problems:
-        raise ConnectorError(
-            masker.mask(
-                f"The {label} config does not match the connector's spec: " + "; ".join(problems)
-            ),
-            failure_type="config_error",
-        )
+        text = f"the {label} config does not match the connector's spec: " + "; ".join(problems)
+        if any("is not of type 'integer'" in p or "is not of type 'number'" in p
+               or "is not of type 'boolean'" in p for p in problems):  # fmt: skip
+            text += " (a ${VAR} reference always gives a string: write a number or boolean as is)"
+        raise ConnectionFileError(masker.mask(f"{path}: {text}" if path else text[:1].upper()
+                                              + text[1:]))  # fmt: skip
 
 
 def map_namespace(mode: str, source_namespace: str | None) -> str | None:

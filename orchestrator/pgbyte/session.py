@@ -147,8 +147,10 @@ class Session:
             results = self.wait_all(specs)
             source_spec = self.spec(results[0], self.source)
             dest_spec = self.spec(results[1], self.destination)
-            validate_config(source_spec, self.conn.source.config, "source", self.masker)
-            validate_config(dest_spec, self.conn.destination.config, "destination", self.masker)
+            path = self.conn.path
+            validate_config(source_spec, self.conn.source.config, "source", self.masker, path)
+            validate_config(dest_spec, self.conn.destination.config, "destination", self.masker,
+                            path)  # fmt: skip
         except BaseException:
             self._stop_live()  # the extra calls' answers are not needed any more
             raise

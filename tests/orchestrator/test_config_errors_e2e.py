@@ -151,3 +151,19 @@ def test_mistake_seen_in_the_file_starts_no_connector(mistakes, case) -> None:
 def test_mistake_is_not_in_the_history(mistakes, case) -> None:
     """No sync ran, so none is written to the history (as for every connection-file error)."""
     assert mistakes[case]["history"] is False
+
+
+def test_a_config_the_connectors_spec_refuses_exits_2(pg_server, tmp_path) -> None:
+    """A config value the connector's spec refuses (a port given as a string, as a ${VAR}
+    reference always gives) is the connection file's mistake: exit 2, the file and the key
+    named with a hint, no connector started beyond the specs, no sync in the history."""
+    source = {**pg_server.connector_config("postgres", schemas=["public"]),
+              "port": str(pg_server.port)}  # fmt: skip
+    conn = write_connection(tmp_path, source, pg_server.connector_config("postgres"))
+    run = pgbyte("sync", str(conn), "--json", password=pg_server.password)
+    failure = orjson.loads(run.stdout)
+    assert (run.returncode, failure["exit_code"]) == (2, 2), run
+    for part in (str(conn), "the source config does not match the connector's spec",
+                 "port", "a ${VAR} reference always gives a string"):  # fmt: skip
+        assert part in failure["error"], failure["error"]
+    assert not (tmp_path / ".pgbyte" / "state" / "conn.history.jsonl").exists()

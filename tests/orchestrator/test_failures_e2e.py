@@ -163,11 +163,12 @@ def test_wrong_arguments_with_json_still_print_one_json_object(args) -> None:
 
 def test_config_not_matching_spec_is_refused(tmp_path, pg_server, source_config,
                                              dest_config) -> None:  # fmt: skip
-    """A config the connector's spec rejects fails before any data moves, naming the field."""
+    """A config the connector's spec rejects fails before any data moves, naming the field:
+    the connection file's mistake (exit 2, as every other), not a failed sync."""
     conn = write_connection(tmp_path, {**source_config, "port": "not-a-port"}, dest_config)
-    run, summary = sync_json(conn, pg_server.password)
-    assert (run.returncode, summary["status"], summary["streams"]) == (1, "failed", [])
-    assert "port" in summary["reason"]
+    run, failure = sync_json(conn, pg_server.password)
+    assert (run.returncode, failure["status"], failure["exit_code"]) == (2, "failed", 2)
+    assert "port" in failure["error"]
 
 
 def test_config_error_does_not_wait_for_discover(tmp_path, pg_server, source_config,
@@ -185,9 +186,9 @@ def test_config_error_does_not_wait_for_discover(tmp_path, pg_server, source_con
     conn = write_connection(tmp_path, source_config, {**dest_config, "port": "not-a-port"})
     body = conn.read_text().replace(console_script("source-postgres"), str(source))
     conn.write_text(body)
-    run, summary = sync_json(conn, pg_server.password)  # times out (180 s) if it waits
-    assert (run.returncode, summary["status"]) == (1, "failed")
-    assert "port" in summary["reason"]
+    run, failure = sync_json(conn, pg_server.password)  # times out (180 s) if it waits
+    assert (run.returncode, failure["status"]) == (2, "failed")
+    assert "port" in failure["error"]
     sleeping = [pid for pid in os.listdir("/proc") if pid.isdigit()
                 and marker.encode() in _cmdline(pid)]  # fmt: skip
     assert sleeping == []
