@@ -128,6 +128,7 @@ def cmd_state_reset(
                   "every stream from the start")  # fmt: skip
             return 0
         saved = store.stream_keys()
+        had_state = bool(store.states())
         kinds = {view.label: view.kind for view in state_views(store.states(), [])}
         if selectors:
             try:
@@ -149,7 +150,10 @@ def cmd_state_reset(
     for label in cleared.values():
         print(f"cleared destination stream {label} (its tables are now empty)")
     if not forgotten and not stateless:
-        print(f"state was already empty: {conn.state_path}")
+        if had_state and not selectors:  # a state naming no stream (a legacy one, say)
+            print(f"forgot the saved state, which named no stream: {conn.state_path}")
+        else:
+            print(f"state was already empty: {conn.state_path}")
     for key in keys:
         label = stream_label(*key)
         print(f"forgot the state of {label}; the next sync reads it from the start")

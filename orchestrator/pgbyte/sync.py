@@ -327,6 +327,13 @@ class SyncRun:
             })  # fmt: skip
         return rows
 
+    def _stream_status(self, status: str) -> str:
+        """A stream's status in the summary: one still going when the sync ended did not end
+        (cancelled with the sync, or incomplete with a failed one)."""
+        if self.status != "succeeded" and status in ("STARTED", "RUNNING"):
+            return "cancelled" if self.status == "cancelled" else "incomplete"
+        return status.lower()
+
     def summary(self) -> dict[str, Any]:
         streams = []
         if self.smap is not None:
@@ -355,7 +362,7 @@ class SyncRun:
                     "destination_namespace": route.dest_namespace,
                     "sync_mode": route.sync_mode,
                     "destination_sync_mode": route.destination_sync_mode,
-                    "status": stream.status.lower(),
+                    "status": self._stream_status(stream.status),
                     "records_emitted": emitted,
                     "records_committed": committed,
                     "bytes": self.rewriter.bytes[index],

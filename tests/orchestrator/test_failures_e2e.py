@@ -103,6 +103,7 @@ def test_ctrl_c_cancels_and_stops_both_connectors(big_setup, pg_server, dest_con
     os.kill(writer, signal.SIGCONT)
     code, summary, _ = run.finish()
     assert (code, summary["status"]) == (130, "cancelled")
+    assert [s["status"] for s in summary["streams"]] == ["cancelled"], summary["streams"]
     assert not alive(reader) and not alive(writer)
     assert dest_counts(dest_conn) == (3, 3)
     assert state_path.read_bytes() == state_before

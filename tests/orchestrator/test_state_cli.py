@@ -446,3 +446,15 @@ def test_reset_clear_of_a_dropped_stream_says_its_tables_stay(
         "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM other)"
     ).fetchone()
     assert counts == (0, 200)
+
+
+def test_reset_of_a_state_naming_no_stream_says_it_forgot_it(tmp_path) -> None:
+    """A saved state that names no stream (an old client's bare object): `reset` removes it
+    and says so, not that the state was already empty."""
+    conn = offline_connection(tmp_path)
+    (tmp_path / "state.json").write_text('{"foo": 1}')
+    run = pgbyte("state", "reset", str(conn), password="")
+    assert run.returncode == 0, run.stderr
+    assert "forgot the saved state, which named no stream" in run.stdout, run.stdout
+    assert "already empty" not in run.stdout
+    assert not (tmp_path / "state.json").exists() or saved(tmp_path) in ([], {})
