@@ -170,7 +170,7 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
             mode=mode,
             schema=schema,
             raw_schema=raw_schema,
-            raw_table=naming.raw_table(name),
+            raw_table=naming.raw_table(name, schema if config.raw_data_schema else None),
             norm_table=naming.normalized_table(name) if typed else None,
             hashid=naming.hashid_column(name),
             columns=columns,

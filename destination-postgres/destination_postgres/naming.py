@@ -30,8 +30,11 @@ def schema(name: str) -> str:
     return fit(name)
 
 
-def raw_table(stream: str) -> str:
-    return fit(stream, prefix="_airbyte_raw_")
+def raw_table(stream: str, schema: str | None = None) -> str:
+    """`_airbyte_raw_<stream>` beside the typed table; in a raw_data_schema, which the raw
+    tables of every schema share, `_airbyte_raw_<schema>__<stream>` (as Airbyte's
+    `<namespace>_raw__stream_<stream>`), so same-named streams of two schemas stay apart."""
+    return fit(stream if schema is None else f"{schema}__{stream}", prefix="_airbyte_raw_")
 
 
 def normalized_table(stream: str) -> str:

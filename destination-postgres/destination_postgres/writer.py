@@ -29,7 +29,7 @@ from pgbyte_common.json_lines import stdlib_loads
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
 
-from destination_postgres import ddl, dedup, loader, rawonly, rebuild, stages
+from destination_postgres import ddl, dedup, loader, naming, rawonly, rebuild, stages
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
@@ -258,6 +258,7 @@ class Writer:
             for note in (t.merged_note, t.typed_note):
                 if note:
                     self.log("WARN", f"Stream {t.label}: {note}.")
+            self._note_legacy_raw_table(t)
             if t.overwrite:
                 ddl.claim_temporaries(self.conn, t)
                 self._claimed.append(t)
@@ -277,6 +278,21 @@ class Writer:
                                  f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
                                  "table.")  # fmt: skip
         self.conn.commit()
+
+    def _note_legacy_raw_table(self, t: StreamTarget) -> None:
+        """A raw table in raw_data_schema named as before its name held the stream's schema
+        (`_airbyte_raw_<stream>`, shared by same-named streams of every schema): say that it
+        is left as it is and where the stream's raw records go from now on."""
+        legacy = naming.raw_table(t.name)
+        if t.raw_table == legacy or ddl.relation(self.conn, t.raw_schema, legacy) is None:
+            return
+        if ddl.relation(self.conn, t.raw_schema, t.raw_table) is not None:
+            return
+        self.log("WARN", f"Stream {t.label}: its raw records go to {t.raw_schema}.{t.raw_table} "
+                         "from now on (a raw table in raw_data_schema is named after the stream's "
+                         "schema too, so same-named streams of two schemas no longer share one); "
+                         f"those of earlier syncs stay in {t.raw_schema}.{legacy}, which pgbyte "
+                         "no longer writes.")  # fmt: skip
 
     def run(self, batches: Iterable[list[bytes]]) -> int:
         """Process all input; returns the exit code (0 ok, 1 failed)."""

@@ -51,7 +51,8 @@ def test_disable_type_dedupe_writes_raw_only(run_write, dest_conn, dest_config) 
 
 
 def test_raw_data_schema_and_namespace(run_write, dest_conn, dest_config) -> None:
-    """Raw tables go to raw_data_schema; the typed table to the stream's namespace."""
+    """Raw tables go to raw_data_schema, named after the stream's schema too; the typed table
+    to the stream's namespace."""
     catalog = json.loads(CATALOG.read_text())
     catalog["streams"][0]["stream"]["namespace"] = "Sales Data"
     lines = SYNC1.read_bytes().replace(
@@ -61,7 +62,7 @@ def test_raw_data_schema_and_namespace(run_write, dest_conn, dest_config) -> Non
     config = {**dest_config, "raw_data_schema": "airbyte_raw"}
     assert run_write(catalog, lines, config=config).returncode == 0
     assert table_names(dest_conn, "Sales Data") == [STREAM]
-    assert table_names(dest_conn, "airbyte_raw") == [f"_airbyte_raw_{STREAM}"]
+    assert table_names(dest_conn, "airbyte_raw") == [f"_airbyte_raw_Sales Data__{STREAM}"]
     assert table_names(dest_conn, "public") == []
 
 
@@ -94,14 +95,49 @@ def test_disable_type_dedupe_needs_no_primary_key(run_write, dest_conn, dest_con
     assert refused.returncode == 1 and "primary key" in refused.errors[0]["message"]
 
 
-def test_raw_data_schema_collision_names_the_option(run_write, dest_config) -> None:
-    """Same-named streams of two namespaces share raw_data_schema's raw table name: the error
-    says so (different namespaces cannot help there)."""
+def _in_namespace(namespace: str, mode: str) -> tuple[dict, bytes]:
     catalog = json.loads(CATALOG.read_text())
-    twin = json.loads(json.dumps(catalog["streams"][0]))
-    catalog["streams"][0]["stream"]["namespace"] = "sales"
-    twin["stream"]["namespace"] = "hr"
-    catalog["streams"].append(twin)
-    result = run_write(catalog, b"", config={**dest_config, "raw_data_schema": "airbyte_raw"})
-    assert result.returncode == 1
-    assert "raw_data_schema 'airbyte_raw'" in result.errors[0]["message"]
+    catalog["streams"][0]["stream"]["namespace"] = namespace
+    catalog["streams"][0]["destination_sync_mode"] = mode
+    lines = SYNC1.read_bytes().replace(
+        b'"stream":"overwrite_full_refresh_demo"',
+        f'"stream":"overwrite_full_refresh_demo","namespace":"{namespace}"'.encode(),
+    )
+    return catalog, lines
+
+
+def test_raw_data_schema_keeps_same_named_streams_apart(run_write, dest_conn, dest_config):
+    """Same-named streams of two namespaces, in one catalog or written by two connections, get
+    a raw table each in raw_data_schema (before: one catalog was refused, and two connections
+    shared one raw table, so an overwrite of one emptied the other's raw records and a typed
+    table rebuilt from it took the other's rows)."""
+    config = {**dest_config, "raw_data_schema": "airbyte_raw"}
+    catalog, lines = _in_namespace("sales", "append")
+    twin, twin_lines = _in_namespace("hr", "append")
+    catalog["streams"] += twin["streams"]
+    assert run_write(catalog, lines + twin_lines, config=config).returncode == 0
+    assert table_names(dest_conn, "airbyte_raw") == [
+        f"_airbyte_raw_hr__{STREAM}", f"_airbyte_raw_sales__{STREAM}"]  # fmt: skip
+    other, other_lines = _in_namespace("sales", "overwrite")
+    assert run_write(other, other_lines, config=config).returncode == 0  # another connection
+    dest_conn.execute(f'DROP TABLE hr."{STREAM}"')  # rebuilt from its own raw records only
+    again, again_lines = _in_namespace("hr", "append")
+    assert run_write(again, again_lines, config=config).returncode == 0
+    counts = dest_conn.execute(
+        f'SELECT (SELECT count(*) FROM airbyte_raw."_airbyte_raw_hr__{STREAM}"),'
+        f' (SELECT count(*) FROM hr."{STREAM}"), (SELECT count(*) FROM sales."{STREAM}")'
+    ).fetchone()
+    assert counts == (4, 4, 2)
+
+
+def test_raw_data_schema_table_of_earlier_syncs_is_named(run_write, dest_conn, dest_config):
+    """A raw table an earlier version made in raw_data_schema under the stream's name alone is
+    left as it is, with a WARN saying where the raw records go now."""
+    config = {**dest_config, "raw_data_schema": "airbyte_raw"}
+    dest_conn.execute("CREATE SCHEMA airbyte_raw")
+    dest_conn.execute(f'CREATE TABLE airbyte_raw."_airbyte_raw_{STREAM}" (_airbyte_ab_id uuid,'
+                      " _airbyte_data jsonb, _airbyte_emitted_at timestamptz)")  # fmt: skip
+    catalog, lines = _in_namespace("sales", "append")
+    result = run_write(catalog, lines, config=config)
+    assert result.returncode == 0, result.errors
+    assert any(f"stay in airbyte_raw._airbyte_raw_{STREAM}" in m for m in result.logs), result.logs
