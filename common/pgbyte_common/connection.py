@@ -244,7 +244,18 @@ def _ssl_settings(config: dict[str, Any], default: str) -> tuple[str, dict[str, 
     if "client_certificate" in files and "client_key" not in files:
         # libpq would look for ~/.postgresql/postgresql.key, which no config user set up.
         raise ConfigError("ssl_mode.client_certificate needs ssl_mode.client_key (its PEM text).")
+    if _encrypted_pem(files.get("client_key", "")) and "client_key_password" not in files:
+        # OpenSSL would ask for the passphrase on the terminal, or read it from stdin (the
+        # destination's messages): say what is missing instead.
+        raise ConfigError(
+            "ssl_mode.client_key is encrypted: set ssl_mode.client_key_password to its passphrase."
+        )
     return mode, files
+
+
+def _encrypted_pem(pem: str) -> bool:
+    """A PEM private key protected by a passphrase (PKCS#8 or OpenSSL's traditional form)."""
+    return "BEGIN ENCRYPTED PRIVATE KEY" in pem or "Proc-Type: 4,ENCRYPTED" in pem
 
 
 _ssl_dir: Path | None = None
@@ -273,4 +284,8 @@ def _materialize_ssl_files(ssl: dict[str, str]) -> dict[str, str]:
             out[keyword] = str(path)
     if "client_key_password" in ssl:
         out["sslpassword"] = ssl["client_key_password"]
+    elif "client_key" in ssl:
+        # Any non-empty sslpassword stops OpenSSL from prompting for a passphrase (on the
+        # terminal, or from stdin) should the key be encrypted in a form not recognized above.
+        out["sslpassword"] = "-"
     return out

@@ -196,7 +196,8 @@ def _ssl_reason(text: str) -> str:
         if name in line:
             line = re.sub(r'"?[^\s"]*' + re.escape(name) + '"?', field, line)
             if field == "ssl_mode.client_key" and "decrypt" in line:
-                field = "ssl_mode.client_key_password"
+                # The key is encrypted: its passphrase is missing or wrong.
+                field = "ssl_mode.client_key_password (the key's passphrase)"
             return f"{line}: check {field}."
     lowered = line.lower()
     if any(word in lowered for word in ("does not support ssl", "ssl was required", "no encrypt")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,31 @@ def test_no_verb_or_help_prints_usage(module, prog) -> None:
         assert usage.startswith(f"usage: {prog}"), (args, usage)
         assert "Traceback" not in result.stderr
         assert code == 0 or result.stdout == ""
+
+
+ENCRYPTED_KEY = (
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHzBJBgkqhkiG9w0BBQ0wPDAbBgkqhkiG9w0BBQwwDgQI\n"
+    "-----END ENCRYPTED PRIVATE KEY-----\n"
+)
+
+
+@pytest.mark.parametrize("connector", ["source", "destination"])
+def test_an_encrypted_client_key_without_its_password_is_named(
+    connector, source_config, dest_config, tmp_path
+) -> None:
+    """ssl_mode with an encrypted client_key and no client_key_password: check fails at once
+    saying which field to set, and never prompts for a passphrase on the terminal or reads one
+    from stdin (OpenSSL would; stdin here holds a line it would have taken)."""
+    base = source_config if connector == "source" else dest_config
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**base, "ssl_mode": {
+        "mode": "require", "client_certificate": PEM, "client_key": ENCRYPTED_KEY}}))  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / f"{connector}-postgres"), "check", "--config",
+         str(config)],
+        input="a-passphrase\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
+    assert status["status"] == "FAILED"
+    assert "client_key is encrypted: set ssl_mode.client_key_password" in status["message"]
+    assert "pass phrase" not in result.stderr.lower(), result.stderr
