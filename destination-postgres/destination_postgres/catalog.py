@@ -59,7 +59,8 @@ class StreamTarget:
     row_bytes: int = 0  # the largest average input line of a batch so far (loader)
     since_state: int = 0
     committed: int = 0
-    echoed: int = 0  # of those, the ones an echoed STATE covers (writer._echo_ready)
+    stated: int = 0  # records before its latest STATE received (its own, or a GLOBAL one)
+    echoed: int = 0  # records before its latest STATE echoed (writer._echo_ready)
     received: int = 0
     nul_stripped: int = 0
     surrogates_replaced: int = 0

@@ -165,7 +165,9 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                 # once per change — what Airbyte's soft reset achieves).
                 _retype(conn, schema, table, col.name, kind)
                 added.append(f"{col.name} (now {PG_TYPES[kind]})")
-            narrow = narrow_type(existing[col.name]) if kind in ("bigint", "text") else None
+            # The user's narrower type, as long as the column keeps it (not retyped just now).
+            kept = kind == old and kind in ("bigint", "text")
+            narrow = narrow_type(existing[col.name]) if kept else None
             if kind != col.kind or narrow:
                 user_type = existing[col.name] if kind == USER_KIND else None
                 target.columns[i] = Column(key=col.key, name=col.name, kind=kind,

@@ -177,11 +177,9 @@ class Column:
                 e=expr, lo=sql.Literal(low), hi=sql.Literal(high)
             )
         length = _char_length(self.narrow)
-        if length is not None:  # char(n) takes longer values whose excess is spaces
-            trimmed = sql.SQL("rtrim({}, ' ')").format(expr) if "varying" not in str(
-                self.narrow) else expr  # fmt: skip
-            return sql.SQL("CASE WHEN char_length({t}) <= {n} THEN {e} END").format(
-                t=trimmed, n=sql.Literal(length), e=expr
+        if length is not None:  # char(n), varchar(n) take longer values whose excess is spaces
+            return sql.SQL("CASE WHEN char_length(rtrim({e}, ' ')) <= {n} THEN {e} END").format(
+                n=sql.Literal(length), e=expr
             )
         return expr
 

@@ -62,12 +62,7 @@ COMMIT_SECONDS = 1.0
 # The STREAM_STATUS of a stream the source started and did not finish.
 _UNFINISHED = ("STARTED", "RUNNING", "INCOMPLETE")
 # What PostgreSQL raises when it refuses a batch's row as it moves it into the tables.
-_TYPED_REFUSALS = (
-    psycopg.DataError,
-    psycopg.IntegrityError,
-    psycopg.errors.ProgramLimitExceeded,
-    psycopg.errors.StatementTooComplex,
-)
+_TYPED_REFUSALS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
 class InputError(PgbyteError):
@@ -241,6 +236,9 @@ class Writer:
         self.source_error: str | None = None
         self.source_failure_type = "transient_error"  # of source_error, as the source said
         self._claimed: list[StreamTarget] = []  # overwrite streams whose temporaries are ours
+        # Per STATE line (by id) not echoed yet: each stream it covers, with the count of that
+        # stream's records before it (StreamTarget.stated then).
+        self._marks: dict[int, list[tuple[StreamTarget, int]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -604,16 +602,17 @@ class Writer:
         )
 
     def _after_echo(self) -> str:
-        """What is committed beyond the last echoed STATE: nothing, unless a STATE held for
-        an overwrite stream's swap (a GLOBAL one, or one after it) covers committed records of
-        other streams."""
+        """What is committed beyond each stream's last echoed STATE: nothing, unless a commit
+        covered records of a stream no echoed STATE of it covers — a STATE held for an
+        overwrite stream's swap (a GLOBAL one, or one after it), or records loaded before
+        another stream's STATE or swap was committed."""
         ahead = [t.label for t in self.targets if not t.overwrite and t.committed > t.echoed]
         if not ahead:
             return "Nothing after the last echoed STATE was committed"
         return (
-            f"Records of stream(s) {', '.join(ahead)} after the last echoed STATE were "
-            "committed (the STATE after them waited for an overwrite stream's swap): a new "
-            "sync sends them again, and append keeps both copies"
+            f"Records of stream(s) {', '.join(ahead)} after their last echoed STATE were "
+            "committed (with another stream's STATE or swap, or under a STATE that waited for an "
+            "overwrite stream's swap): a new sync sends them again, and append keeps both copies"
         )
 
     # -- batches and commits -----------------------------------------------------------------
@@ -832,7 +831,9 @@ class Writer:
             lines = job.fast_linenos + job.slow_linenos
             first, last = min(lines), max(lines)
             hint = ""
-            if isinstance(exc, psycopg.errors.ProgramLimitExceeded) and "index" in str(exc):
+            plan = job.target.dedup_plan
+            if isinstance(exc, psycopg.errors.ProgramLimitExceeded) and plan is not None and (
+                    f'"{plan.index}"' in str(exc)):  # fmt: skip
                 hint = (
                     " (a primary key value too long for the unique index append_dedup keeps on "
                     "the key: PostgreSQL indexes values up to about 2,700 bytes; sync the stream "
@@ -989,18 +990,20 @@ class Writer:
         """A record of a pending commit was refused: roll back, then load and commit the
         records before the last pending STATE ahead of it, and echo the STATEs up to it. A
         record refused as its batch was typed lies somewhere on the batch's lines: the latest
-        STATE ahead of the batch's last line whose records load is the one committed. Nothing
-        is committed should that not be possible exactly (the refused record's line unknown,
-        the streams' tables changed by the rolled-back work)."""
+        STATE ahead of the batch's last line whose records load is the one committed, found by
+        bisection (a source checkpointing every 100 records leaves a thousand STATEs in a
+        batch). Nothing is committed should that not be possible exactly (the refused record's
+        line unknown, the streams' tables changed by the rolled-back work)."""
         self._roll_back_loads()
         if refused.lineno is None:
             return
         boundaries, pending = self._boundaries, self._pending
-        lowest = sum(1 for line, _, _ in boundaries if line < refused.lineno)
-        highest = sum(1 for line, _, _ in boundaries if line < (refused.last or refused.lineno))
-        for keep in range(highest, max(lowest, 1) - 1, -1):
+
+        def attempt(keep: int, commit: bool) -> bool | None:
+            """Load what precedes the keep-th pending STATE (and commit it): True when it
+            loads, False when a record of it is refused too, None to give up."""
             if [_shape(t) for t in self.targets] != shape:
-                return
+                return None
             cuts = boundaries[keep - 1][1]
             for t, buffers in loading:
                 buffers.restore(t, cuts.get(id(t), _START))
@@ -1010,14 +1013,38 @@ class Writer:
             self._pending, self._boundaries = pending[:keep], boundaries[:keep]
             try:
                 self._load_all()
-                with deferred():
-                    self._commit_all()
-                    self._echo_ready()
-                return
-            except InputError:  # the refused record is before this STATE too: an earlier one
+                if commit:
+                    with deferred():
+                        self._commit_all()
+                        self._echo_ready()
+                else:
+                    self._roll_back_loads()
+            except InputError:
                 self._roll_back_loads()
+                return False
             except Exception:  # the refused record's error is the one reported; abort() cleans
+                return None
+            return True
+
+        low = max(sum(1 for line, _, _ in boundaries if line < refused.lineno), 1)
+        high = sum(1 for line, _, _ in boundaries if line < (refused.last or refused.lineno))
+        if high < low:
+            return
+        first = attempt(high, commit=True)  # the refused line known: its STATE, at once
+        if first is not False:
+            return
+        best, high = 0, high - 1
+        while low <= high:
+            middle = (low + high) // 2
+            result = attempt(middle, commit=False)
+            if result is None:
                 return
+            if result:
+                best, low = middle, middle + 1
+            else:
+                high = middle - 1
+        if best:
+            attempt(best, commit=True)
 
     def _roll_back_loads(self) -> None:
         """Wait for the batches in flight, then roll both connections back."""
@@ -1053,14 +1080,12 @@ class Writer:
             target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))
             target = target or self.by_name.get(desc.get("name"))
             covers = [target] if target is not None else []
-            if target is not None:
-                count = target.since_state
-                target.since_state = 0
         else:
             covers = list(self.targets)
-            count = sum(t.since_state for t in self.targets)
-            for t in self.targets:
-                t.since_state = 0
+        count = sum(t.since_state for t in covers)
+        for t in covers:
+            t.stated += t.since_state
+            t.since_state = 0
         if isinstance(state, dict):
             state["destinationStats"] = {"recordCount": float(count)}
         # An overwrite stream's records are committed into its temporaries, but they are the
@@ -1071,6 +1096,7 @@ class Writer:
         waiting = [t for t in covers if t.overwrite and not t.swapped]
         own = target if isinstance(state, dict) and state.get("type") == "STREAM" else None
         entry = (orjson.dumps(msg) + b"\n", waiting, own)
+        self._marks[id(entry[0])] = [(t, t.stated) for t in covers]  # for _echo_ready
         return entry, bool(covers) and len(waiting) == len(covers)
 
     def _log_swaps(self) -> None:
@@ -1105,11 +1131,9 @@ class Writer:
             else:
                 self.out.raw(line)
                 echoed = True
+                for t, stated in self._marks.pop(id(line), ()):
+                    t.echoed = max(t.echoed, stated)
         self._held = kept
-        waiting = {id(t) for _, _, own in kept for t in ([own] if own else self.targets)}
-        for t in self.targets:
-            if id(t) not in waiting:
-                t.echoed = t.committed
         if echoed:
             self.out.flush()
 
@@ -1165,6 +1189,7 @@ class Writer:
         cut = [
             t for t in self.targets
             if not t.overwrite and self.source_error is None and t.status in _UNFINISHED
+            and t.since_state
         ]  # fmt: skip
         if self.source_error is not None or incomplete or cut:
             self._salvage()
@@ -1178,6 +1203,8 @@ class Writer:
                     "The input held no message at all (did the source fail before its first "
                     f"line?), so overwrite stream(s) {names} were not swapped"
                 )
+            elif all(t.status == "INCOMPLETE" for t in incomplete + cut):
+                reason = f"The source reported stream(s) {names} INCOMPLETE"
             else:
                 reason = "The input ended before the COMPLETE status of stream(s) " + names
             overwrites = ", ".join(t.label for t in incomplete)

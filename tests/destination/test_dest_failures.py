@@ -82,6 +82,50 @@ def test_no_complete_commits_nothing_after_the_last_state(run_write, dest_conn, 
     assert count(dest_conn, "_airbyte_raw_a") == 3
 
 
+def test_a_stopped_stream_says_what_another_streams_state_committed(run_write, dest_conn):
+    """Two streams; a stops after its STATE and two more records, b's STATE then commits them
+    with its own (one commit covers every stream): the write fails naming a, and says those
+    records of a were committed past its last echoed STATE, not that nothing was."""
+    props = {"id": {"type": "integer"}}
+    catalog = catalog_for([("a", props)], mode="append")
+    catalog["streams"] += catalog_for([("b", props)], mode="append")["streams"]
+    result = run_write(catalog, _lines(
+        status("a", "STARTED"), status("b", "STARTED"),
+        *(record("a", {"id": i}) for i in (1, 2, 3)), state("a", {"n": 3}),
+        record("a", {"id": 4}), record("a", {"id": 5}), record("b", {"id": 1}),
+        state("b", {"n": 1}), status("b", "COMPLETE"),
+    ))  # fmt: skip
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "before the COMPLETE status of stream(s) a." in error["message"], error
+    assert "Records of stream(s) a after their last echoed STATE were committed" in (
+        error["message"]), error  # fmt: skip
+    assert "Nothing after the last echoed STATE" not in error["message"]
+
+
+def test_a_stream_reported_incomplete_is_named_so(run_write, dest_conn) -> None:
+    """A source that reports a stream INCOMPLETE (without a TRACE ERROR): its records after its
+    last STATE are not committed, and the error says the source reported it INCOMPLETE."""
+    catalog = catalog_for([("a", {"id": {"type": "integer"}})], mode="append")
+    result = run_write(catalog, _lines(
+        status("a", "STARTED"), record("a", {"id": 1}), state("a", {"n": 1}),
+        record("a", {"id": 2}), status("a", "INCOMPLETE"),
+    ))  # fmt: skip
+    assert result.returncode == 1
+    assert "The source reported stream(s) a INCOMPLETE" in result.errors[0]["message"]
+    assert count(dest_conn, "a") == 1
+
+
+def test_a_stream_that_ends_on_a_state_without_complete_succeeds(run_write, dest_conn):
+    """A source that never sends COMPLETE but ends on a STATE: nothing of its stream is left
+    past that STATE, so the write succeeds as before."""
+    catalog = catalog_for([("a", {"id": {"type": "integer"}})], mode="append")
+    result = run_write(catalog, _lines(status("a", "STARTED"), record("a", {"id": 1}),
+                                       state("a", {"n": 1})))  # fmt: skip
+    assert result.returncode == 0, result.errors
+    assert count(dest_conn, "a") == 1
+
+
 def test_a_stream_without_statuses_still_commits_at_the_end(run_write, dest_conn) -> None:
     """A source that sends no STREAM_STATUS for a stream: a clean end of input commits all
     of its records, those after its last STATE too (nothing says it stopped early)."""

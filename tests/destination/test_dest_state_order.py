@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -117,6 +118,28 @@ def test_a_key_too_long_for_the_key_index_is_named_and_earlier_states_kept(
     assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_bk").fetchone()[0] == 3
 
 
+def test_a_refused_key_among_a_thousand_states_keeps_the_ones_before_it(
+    run_write, dest_conn
+) -> None:
+    """A source checkpointing every 5 records: a key refused when the batch is typed sits
+    after the 100th of 200 pending STATEs; the 100 before it are committed and echoed (found by
+    bisection, not by reloading the batch once per STATE), nothing after."""
+    catalog = catalog_for([("bk", KEYED)], "append_dedup")
+    catalog["streams"][0].update(sync_mode="incremental", primary_key=[["k"]])
+    long_key = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(100))
+    lines = []
+    for n in range(200):
+        lines += [_keyed(f"k{n * 5 + i}", n) for i in range(5)]
+        if n == 100:
+            lines.append(_keyed(long_key, n))
+        lines.append(state("bk", {"n": n}))
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == list(range(100))
+    assert dest_conn.execute("SELECT count(*) FROM bk").fetchone()[0] == 500
+    assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_bk").fetchone()[0] == 500
+
+
 def test_a_value_a_users_column_refuses_is_named_and_earlier_states_kept(
     run_write, dest_conn
 ) -> None:
@@ -166,7 +189,7 @@ def test_a_global_state_held_for_a_swap_says_what_was_committed(run_write, dest_
     assert result.returncode == 1
     assert result.states == []
     (error,) = result.errors
-    assert "Records of stream(s) st after the last echoed STATE were committed" in (
+    assert "Records of stream(s) st after their last echoed STATE were committed" in (
         error["message"]), error  # fmt: skip
     assert "Nothing after the last echoed STATE was committed" not in error["message"]
     assert dest_conn.execute("SELECT count(*) FROM st").fetchone()[0] == 2
