@@ -157,13 +157,17 @@ def cmd_state_reset(
     for key in keys:
         label = stream_label(*key)
         print(f"forgot the state of {label}; the next sync reads it from the start")
-        if clear is not None and key not in cleared:
-            print("  its destination tables were NOT emptied: the source no longer offers this "
-                  "stream (its table dropped or renamed?), and the destination needs its schema "
-                  "to name them; drop or empty them by hand if they should go")  # fmt: skip
+        was_cleared = key in cleared or (
+            key[1] is None and [k for k in cleared if k[0] == key[0]] != []
+        )  # a state saved without a namespace is the stream of its name
+        if clear is not None and not was_cleared:
+            print("  its destination tables were NOT emptied: the connection no longer syncs this "
+                  "stream (its table dropped or renamed, or not among its streams:), and the "
+                  "destination needs its schema to name them; drop or empty them by hand if they "
+                  "should go")  # fmt: skip
             continue
         mode = destination_mode(conn, *key)
-        print(f"  {consequence(mode, key in cleared, kinds.get(label, ''))}")
+        print(f"  {consequence(mode, was_cleared, kinds.get(label, ''))}")
     for selector in stateless:
         print(f"{selector} had no saved state: the next sync reads it from the start anyway")
     return 0

@@ -130,10 +130,15 @@ class SyncRun:
         views = {view.label: view for view in state_views(states, [])}
         cursors = {_entry_label(e): tuple(e.get("cursor_field") or ()) for e in
                    source_catalog["streams"]}  # fmt: skip
+        names = [route.name for route in self.smap.routes]
         for route in self.smap.routes:
             if route.sync_mode != "incremental":
                 continue
             view = views.get(route.label)
+            if view is None and names.count(route.name) == 1:
+                # A state saved without a namespace: the source resumes it for the one stream
+                # of its name (source-postgres reader), so say so here too.
+                view = views.get(route.name)
             configured = cursors.get(route.label)
             if view is None:
                 where = "has no saved state: reading it from the start"
@@ -146,6 +151,7 @@ class SyncRun:
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
         if self.conn.streams is None:  # every discovered stream: one gone from it says nothing
             synced = {route.label for route in self.smap.routes}
+            synced |= {name for name in names if names.count(name) == 1}  # saved unqualified
             for label in sorted(set(views) - synced):
                 self.reporter.log(
                     "WARN",

@@ -458,3 +458,29 @@ def test_reset_of_a_state_naming_no_stream_says_it_forgot_it(tmp_path) -> None:
     assert "forgot the saved state, which named no stream" in run.stdout, run.stdout
     assert "already empty" not in run.stdout
     assert not (tmp_path / "state.json").exists() or saved(tmp_path) in ([], {})
+
+
+@pytest.mark.slow
+def test_a_state_saved_without_namespace_resumes_without_a_warning(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """A state file whose stream has no namespace (an older or hand-written one): the sync
+    says the stream resumes from it (the source takes it for the one stream of that name), and
+    does not warn that the source no longer offers a stream."""
+    make_tables(source_conn)
+    source_conn.execute("ALTER TABLE items ADD updated_at timestamptz DEFAULT now()")
+    source_conn.execute("DROP TABLE other")
+    conn = write_connection(tmp_path, source_config, dest_config, sync_mode="incremental",
+                            destination_sync_mode="append")  # fmt: skip
+    state = tmp_path / ".pgbyte" / "state" / "conn.json"
+    state.parent.mkdir(parents=True)
+    stream_state = {"version": 2, "state_type": "cursor_based", "stream_name": "items",
+                    "cursor_field": ["updated_at"], "cursor": "2100-01-01T00:00:00Z",
+                    "cursor_record_count": 1}  # fmt: skip
+    state.write_bytes(orjson.dumps([{"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": "items"}, "stream_state": stream_state}}]))  # fmt: skip
+    run, summary = sync_json(conn, pg_server.password)
+    assert run.returncode == 0, run.stderr
+    assert "no longer offers" not in run.stderr, run.stderr
+    assert "public.items resumes from its saved state" in run.stderr, run.stderr
+    assert [s["records_emitted"] for s in summary["streams"]] == [0]  # after 2100: nothing
