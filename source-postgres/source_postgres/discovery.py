@@ -4,9 +4,9 @@ SELECT in the configured schemas, with typed columns and primary keys.
 Two catalog queries whatever the number of tables (one for relations and columns, one for
 pg_type), so discovering 1,000 tables takes about as long as discovering one. Column privileges
 count: a column the user cannot SELECT is left out; a relation with no readable column is too.
-A partition is left out when its parent is listed (its rows are read through the parent); one
-whose parent is outside the configured schemas or not readable by the user is listed itself,
-and a catalog may name any partition (Airbyte's connector lists them all).
+A partition is left out when one of its ancestors is listed (its rows are read through it); one
+whose ancestors are all outside the configured schemas or unreadable by the user is listed
+itself, and a catalog may name any partition (Airbyte's connector lists them all).
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ FROM (
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
       AND (NOT c.relispartition OR %(only_schemas)s::text[] IS NOT NULL OR NOT EXISTS (
-          SELECT 1 FROM pg_catalog.pg_inherits h
-          JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent
+          SELECT 1 FROM pg_catalog.pg_partition_ancestors(c.oid) AS x(relid)
+          JOIN pg_catalog.pg_class pc ON pc.oid = x.relid
           JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
-          WHERE h.inhrelid = c.oid
+          WHERE pc.oid <> c.oid
             AND (pn.nspname = ANY(%(schemas)s) OR (%(all_schemas)s AND {PARENT_SCHEMA_FILTER}))
             AND pg_catalog.has_schema_privilege(pn.oid, 'USAGE')
-            AND pg_catalog.has_table_privilege(pc.oid, 'SELECT')))
+            AND pg_catalog.has_any_column_privilege(pc.oid, 'SELECT')))
       AND (n.nspname = ANY(%(schemas)s) OR (%(all_schemas)s AND {SYSTEM_SCHEMA_FILTER}))
       AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
       AND (%(only_schemas)s::text[] IS NULL OR (n.nspname, c.relname) IN (

@@ -397,12 +397,19 @@ def _stream_error(
             f"Stream {label}: the table or one of its columns no longer exists "
             f"({str(exc).strip().splitlines()[0]}). Run discover again and update the catalog."
         )
-    # No ordering of the cursor's type (json, point), no comparison with a saved value of it
-    # (hstore: "operator does not exist"), or no input of one (an anonymous composite).
-    if (
-        isinstance(exc, pg_errors.UndefinedFunction)
-        and ("ordering operator" in str(exc) or "operator does not exist" in str(exc))
-    ) or (isinstance(exc, pg_errors.FeatureNotSupported) and "composite" in str(exc)):
+    if isinstance(exc, pg_errors.FeatureNotSupported) and "composite" in str(exc):
+        # pgbyte compares a composite cursor with an untyped literal, which PostgreSQL takes
+        # for an anonymous record: a limit of pgbyte's, not of the type.
+        return ConfigError(
+            f"Stream {label}: pgbyte does not support a cursor column of a composite type "
+            f"({str(exc).strip().splitlines()[0]}). Choose a cursor_field of a scalar type "
+            "(numbers, timestamps, dates, text, uuid...)."
+        )
+    # No ordering of the cursor's type (json, point), or no comparison with a saved value of
+    # it (hstore: "operator does not exist").
+    if isinstance(exc, pg_errors.UndefinedFunction) and (
+        "ordering operator" in str(exc) or "operator does not exist" in str(exc)
+    ):
         return ConfigError(
             f"Stream {label}: the cursor column's type cannot be ordered "
             f"({str(exc).strip().splitlines()[0]}). Choose a cursor_field of an orderable type "

@@ -160,13 +160,18 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 def column_schema(mapping: ColumnMapping, *, nullable: bool, dims: int = 0) -> dict[str, Any]:
     """The JSON schema of a column; nullable columns get ["null", T]. An array column declared
-    with several dimensions (int[][]) is read as nested arrays: its items are arrays, down to
-    the element's schema (PostgreSQL does not enforce the declared count: an undeclared or
-    1-dimension column keeps flat items)."""
+    with several dimensions (int[][]) reads as nested arrays: each level's items may be arrays
+    as well as elements (PostgreSQL does not enforce the declared count, and a view or a
+    partition of such a column declares none: those keep element items)."""
     schema = _nullable(mapping.schema) if nullable else dict(mapping.schema)
-    if mapping.kind == "array" and "items" in schema:
+    element = schema.get("items")
+    if mapping.kind == "array" and isinstance(element, dict) and dims > 1:
+        types = element.get("type", [])
+        either = [*(types if isinstance(types, list) else [types]), "array"]
+        level = element
         for _ in range(dims - 1):
-            schema["items"] = {"type": "array", "items": schema["items"]}
+            level = {**element, "type": either, "items": level}
+        schema["items"] = level
     return schema
 
 

@@ -100,6 +100,16 @@ def test_partitions_whose_parent_is_not_listed_are_streams(
     assert sorted(s["name"] for s in in_s3) == ["plain", "pp_1"]
     both = discover(write_json, {**source_config, "schemas": ["public", "s3"]}).catalog["streams"]
     assert sorted(s["name"] for s in both) == ["plain", "pp"]
+    # Two levels, the middle one outside the configured schemas: the root covers the leaf.
+    source_conn.execute(
+        "CREATE SCHEMA s4; CREATE TABLE public.ml (id int, r int, q int) PARTITION BY LIST (r);"
+        "CREATE TABLE s4.ml_mid PARTITION OF public.ml FOR VALUES IN (1) PARTITION BY LIST (q);"
+        "CREATE TABLE s3.ml_leaf PARTITION OF s4.ml_mid FOR VALUES IN (1)"
+    )
+    both = discover(write_json, {**source_config, "schemas": ["public", "s3"]}).catalog["streams"]
+    assert sorted(s["name"] for s in both) == ["ml", "plain", "pp"]
+    in_s3 = discover(write_json, {**source_config, "schemas": ["s3"]}).catalog["streams"]
+    assert sorted(s["name"] for s in in_s3) == ["ml_leaf", "plain", "pp_1"]
     with throwaway_role(source_conn, role, "pw-123456789"):
         grants = "GRANT USAGE ON SCHEMA s3 TO {r}; GRANT SELECT ON s3.pp_1 TO {r}"
         source_conn.execute(sql.SQL(grants).format(r=sql.Identifier(role)))

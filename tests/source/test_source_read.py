@@ -519,20 +519,22 @@ def test_views_matviews_and_partitioned_tables_read(source_conn, discover_and_re
 def test_multidimensional_arrays_match_their_discovered_schema(
     source_conn, discover_and_read
 ) -> None:
-    """A column declared with two or more dimensions (int[][]) is discovered with array items,
-    so its nested arrays validate against the schema (before: items of the element type)."""
+    """A column declared with two or more dimensions (int[][]) is discovered with items that
+    may be arrays too, so its nested arrays validate against the schema (before: items of the
+    element type only), and so do flat ones (PostgreSQL does not enforce the dimensions)."""
     import jsonschema
 
     source_conn.execute(
         "CREATE TABLE md (id int PRIMARY KEY, a2 int[][], f3 float4[][][], flat text[]);"
         "INSERT INTO md VALUES (1, '{{1,2},{3,4}}', '{{{1.5}},{{2}}}', '{a,b}'),"
-        " (2, NULL, NULL, NULL)"
+        " (2, NULL, NULL, NULL), (3, '{5,6}', '{1}', '{}')"
     )
     discovered, result = discover_and_read("md")
     assert result.returncode == 0, result.stdout[-2000:]
     schema = discovered.stream("md")["json_schema"]
     element = {"type": ["null", "integer"]}
-    assert schema["properties"]["a2"]["items"] == {"type": "array", "items": element}
+    nested = {"type": ["null", "integer", "array"], "items": element}
+    assert schema["properties"]["a2"]["items"] == nested
     rows = sorted(result.data("md"), key=lambda d: d["id"])
     assert rows[0]["a2"] == [[1, 2], [3, 4]] and rows[0]["f3"] == [[[1.5]], [[2.0]]]
     for row in rows:

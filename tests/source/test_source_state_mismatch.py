@@ -225,4 +225,6 @@ def test_a_cursor_of_a_type_that_cannot_be_compared_is_a_config_error(
     assert run.returncode != 0
     (error,) = run.errors()
     assert error["failure_type"] == "config_error", error
-    assert "Choose a cursor_field of an orderable type" in error["message"], error
+    assert "Choose a cursor_field of a" in error["message"], error
+    if "pair" in ddl:  # a limit of pgbyte's (an untyped literal), said as such
+        assert "pgbyte does not support a cursor column of a composite type" in error["message"]
