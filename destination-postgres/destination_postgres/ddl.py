@@ -71,6 +71,28 @@ def create_raw(
     )
 
 
+# Columns of the tables Airbyte's own Postgres destination writes today (Destinations V2).
+_AIRBYTE_V2_COLUMNS = {"_airbyte_raw_id", "_airbyte_extracted_at"}
+
+
+def _refuse_airbyte_v2_layout(
+    target: StreamTarget, schema: str, table: str, existing: dict[str, str]
+) -> None:
+    """An append into a table Airbyte's current destination made: its NOT NULL
+    `_airbyte_raw_id`... would refuse our rows after we had added our columns to it. Say so
+    before touching it."""
+    if not set(existing) >= _AIRBYTE_V2_COLUMNS or "_airbyte_ab_id" in existing:
+        return
+    raise ConfigError(
+        f"Stream {target.label}: {schema}.{table} was written by Airbyte's Destinations V2 "
+        "(it has _airbyte_raw_id and _airbyte_extracted_at); pgbyte writes the layout of "
+        "Airbyte's tutorial (_airbyte_ab_id, _airbyte_emitted_at, _airbyte_normalized_at, with "
+        "_airbyte_raw_<stream> raw tables) and will not mix the two in one table. Sync the "
+        "stream into another schema or with a prefix, or rename or drop the table (an overwrite "
+        "sync replaces it); nothing was changed."
+    )
+
+
 def create_normalized(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -140,6 +162,8 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     if target.overwrite:
         _drop_own_temporary(conn, schema, table, target)
     existing = existing_columns(conn, schema, table)
+    if existing is not None:
+        _refuse_airbyte_v2_layout(target, schema, table, existing)
     if existing is None:
         create_normalized(conn, schema, table, target.columns, target.hashid,
                           autovacuum=not target.overwrite)  # fmt: skip

@@ -366,3 +366,28 @@ def test_a_retype_a_generated_column_blocks_is_not_blamed_on_a_view(run_write, d
     (error,) = result.errors
     assert error["failure_type"] == "config_error", error
     assert "generated column" in error["message"] and "view" not in error["message"], error
+
+
+def test_a_table_of_airbyte_destinations_v2_is_refused_untouched(run_write, dest_conn) -> None:
+    """Appending into a table Airbyte's current destination wrote (_airbyte_raw_id NOT NULL,
+    _airbyte_extracted_at, _airbyte_meta): one config_error saying whose layout it is and what
+    to do, and the table exactly as it was (before: our columns and key index were added, then
+    every row was refused)."""
+    dest_conn.execute(
+        "CREATE TABLE orders (_airbyte_raw_id varchar NOT NULL, _airbyte_extracted_at "
+        "timestamptz NOT NULL, _airbyte_meta jsonb NOT NULL, _airbyte_generation_id bigint, "
+        "id bigint, note varchar)"
+    )
+    before = column_types(dest_conn, "orders")
+    catalog = catalog_for([("orders", {"id": {"type": "integer"}, "note": {"type": "string"}})],
+                          mode="append_dedup")  # fmt: skip
+    catalog["streams"][0].update(sync_mode="incremental", primary_key=[["id"]])
+    result = run_write(catalog, record("orders", {"id": 1, "note": "a"}) + b"\n")
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error", error
+    assert "written by Airbyte's Destinations V2" in error["message"], error
+    assert column_types(dest_conn, "orders") == before
+    indexes = dest_conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'")
+    assert indexes.fetchone()[0] == 0
+    assert table_names(dest_conn) == ["orders"]  # no raw table made either
