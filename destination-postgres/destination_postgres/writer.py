@@ -1201,7 +1201,8 @@ class Writer:
             elif self.lineno == 0:
                 reason = (
                     "The input held no message at all (did the source fail before its first "
-                    f"line?), so overwrite stream(s) {names} were not swapped"
+                    "line? or is stdin not attached: `docker run` needs -i to pass a pipe on), "
+                    f"so overwrite stream(s) {names} were not swapped"
                 )
             elif all(t.status == "INCOMPLETE" for t in incomplete + cut):
                 reason = f"The source reported stream(s) {names} INCOMPLETE"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import stat
 import sys
+import time
 from typing import Any, BinaryIO
 
 from pgbyte_common.argv import build_parser, load_json_file
@@ -57,6 +59,7 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
     args = build_parser("source-postgres", VERBS).parse_args(argv)
     writer = MessageWriter(out if out is not None else sys.stdout.buffer)
     outcome = ReadOutcome()
+    writing = False  # a blob is being written (an interrupt may cut its line short)
     interrupts = Interrupts().install() if out is None else None
     try:
         config = load_json_file(args.config, "config")
@@ -65,24 +68,39 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         state = load_json_file(args.state, "state") if args.state else None
         raw, flush = writer.raw, writer.flush
         for blob in read_messages(config, streams, outcome, state):
+            writing = True
             raw(blob)
             # Record blobs are ~1 MiB and bypass the buffer; flushing the small ones (states,
             # statuses) hands a finished stream on now, not when a later slow one produces.
             flush()
+            writing = False
     except KeyboardInterrupt:
         # Stopped, maybe while blocked writing to a reader that no longer reads (pgbyte
         # stopping the read after a failed destination, a stalled pipe): the last message
         # goes out only if the pipe has room, and the read ends either way.
-        unblocked = _stop_blocking(out if out is not None else sys.stdout.buffer)
-        with contextlib.suppress(BrokenPipeError, BlockingIOError):
-            writer.error(
-                "The read was interrupted; the records and states already printed stand.",
-                failure_type="transient_error",
-            )
-            writer.flush()
+        stream = out if out is not None else sys.stdout.buffer
+        unblocked = _stop_blocking(stream)
+        stuck = False
+        try:
+            try:
+                if writing:  # a line may have been cut short: the error goes on its own line
+                    writer.raw(b"\n")
+                writer.error(
+                    "The read was interrupted; the records and states already printed stand.",
+                    failure_type="transient_error",
+                )
+            except BlockingIOError:  # the buffer filled: what it took is flushed below
+                pass
+            stuck = not _flush_within(writer, unblocked, INTERRUPTED_FLUSH_SECONDS)
+        except BrokenPipeError:
+            pass
         if unblocked is not None:  # the pipe's other users get it back as it was
             with contextlib.suppress(OSError):
                 os.set_blocking(unblocked, True)
+                if stuck:
+                    # What did not fit stays buffered, and the interpreter's exit would block
+                    # flushing it into the full pipe: let that flush go nowhere instead.
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), unblocked)
         return interrupts.exit_code if interrupts is not None else 130
     except PgbyteError as exc:
         writer.exception(exc)
@@ -96,6 +114,25 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         with contextlib.suppress(BrokenPipeError, BlockingIOError):
             writer.flush()
     return 1 if outcome.failed else 0
+
+
+# How long an interrupted read waits for a slow reader to take its last message.
+INTERRUPTED_FLUSH_SECONDS = 1.0
+
+
+def _flush_within(writer: MessageWriter, fd: int | None, seconds: float) -> bool:
+    """Flush a non-blocking pipe (`fd`) while its reader takes the data, for up to `seconds`;
+    whether everything went out (a blocking stream flushes at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            writer.flush()
+            return True
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if fd is None or left <= 0:
+                return False
+            select.select([], [fd], [], left)
 
 
 def _stop_blocking(stream: BinaryIO) -> int | None:

@@ -733,6 +733,35 @@ def test_sigterm_while_nobody_reads_the_output_ends_the_read(
             proc.wait()
 
 
+def test_sigterm_while_a_slow_reader_reads_puts_the_error_on_its_own_line(
+    source_conn, source_config, write_json
+) -> None:
+    """SIGTERM while the read writes to a reader slower than it (a destination busy loading):
+    the TRACE ERROR arrives on a line of its own, after the record line the signal may have cut
+    short (before, about every other time it was glued to that half line, and lost), and the
+    read ends with 143 within a second or two."""
+    source_conn.execute("CREATE TABLE big AS SELECT g AS id, repeat('x', 200) AS pad "
+                        "FROM generate_series(1, 100000) g")  # fmt: skip
+    args = ["read", "--config", write_json("config.json", source_config),
+            "--catalog", write_json("catalog.json", configured_catalog(
+                [table_stream("big", {"id": {}, "pad": {}})]))]  # fmt: skip
+    for _ in range(3):  # the cut falls mid-line most times: each try checks the same thing
+        proc = subprocess.Popen([SOURCE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        chunks = [proc.stdout.read1(1 << 16)]
+        for _ in range(20):  # slower than the source writes: it blocks on the full pipe
+            time.sleep(0.02)
+            chunks.append(proc.stdout.read1(1 << 14))
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        chunks.append(proc.stdout.read())
+        assert proc.wait(timeout=15) == 143
+        assert time.monotonic() - started < 5
+        lines = [line for line in b"".join(chunks).split(b"\n") if line.strip()]
+        last = json.loads(lines[-1])
+        assert last["type"] == "TRACE" and "interrupted" in last["trace"]["error"]["message"]
+
+
 def _sleeping_in(pid: int) -> str:
     """Where the process sleeps in the kernel (Linux wchan: "0" while it runs)."""
     try:
