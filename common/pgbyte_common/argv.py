@@ -7,6 +7,7 @@ either path identically.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,14 @@ def load_json_file(path: str | Path, what: str) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"Cannot read the {what} file {path}: {exc.strerror}.") from None
+        hint = ""
+        if os.environ.get("AIRBYTE_ENTRYPOINT"):  # in our image: the file comes from a mount
+            hint = (
+                " In a container the file must be mounted (docker run -v "
+                f"HOSTDIR:{Path(path).parent}:ro) and readable by uid {os.getuid()} (chown or "
+                "chmod it on the host)."
+            )
+        raise ConfigError(f"Cannot read the {what} file {path}: {exc.strerror}.{hint}") from None
     try:
         return orjson.loads(data) if data.strip() else None
     except orjson.JSONDecodeError as exc:

@@ -138,3 +138,18 @@ def test_an_encrypted_client_key_without_its_password_is_named(
     assert status["status"] == "FAILED"
     assert "client_key is encrypted: set ssl_mode.client_key_password" in status["message"]
     assert "pass phrase" not in result.stderr.lower(), result.stderr
+
+
+def test_a_config_missing_in_the_image_names_the_mount(tmp_path) -> None:
+    """In our image (AIRBYTE_ENTRYPOINT set), a config file that cannot be read says how it
+    gets there: mounted with -v, readable by the container's uid; outside, just the error."""
+    missing = tmp_path / "secrets" / "config.json"
+    script = str(Path(sys.executable).parent / "source-postgres")
+    for env, hint in (({"AIRBYTE_ENTRYPOINT": "/bin/true"}, True), ({}, False)):
+        result = subprocess.run(
+            [script, "check", "--config", str(missing)], capture_output=True, text=True,
+            timeout=60, env={"PATH": "/usr/bin:/bin", **env},
+        )  # fmt: skip
+        status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
+        assert status["status"] == "FAILED" and "No such file" in status["message"]
+        assert (f"docker run -v HOSTDIR:{missing.parent}:ro" in status["message"]) is hint
