@@ -68,18 +68,19 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         state = load_json_file(args.state, "state") if args.state else None
         raw, flush = writer.raw, writer.flush
         for blob in read_messages(config, streams, outcome, state):
+            # Only a record blob (~1 MiB) bypasses the buffer, where a signal can cut its write
+            # short; the small ones are written whole by the flush or not at all.
             writing = True
             raw(blob)
-            # Record blobs are ~1 MiB and bypass the buffer; flushing the small ones (states,
-            # statuses) hands a finished stream on now, not when a later slow one produces.
-            flush()
             writing = False
+            # Flushing the small ones (states, statuses) hands a finished stream on now, not
+            # when a later slow one produces.
+            flush()
     except KeyboardInterrupt:
         # Stopped, maybe while blocked writing to a reader that no longer reads (pgbyte
         # stopping the read after a failed destination, a stalled pipe): the last message
         # goes out only if the pipe has room, and the read ends either way.
-        stream = out if out is not None else sys.stdout.buffer
-        unblocked = _stop_blocking(stream)
+        unblocked = _stop_blocking(writer.out)
         stuck = False
         try:
             try:
