@@ -1074,7 +1074,6 @@ class Writer:
         their swap) before it is echoed. Returns it as held, and whether it covers only
         overwrite streams not swapped yet."""
         state = msg.get("state")
-        count = 0
         if isinstance(state, dict) and state.get("type") == "STREAM":
             desc = (state.get("stream") or {}).get("stream_descriptor") or {}
             target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))

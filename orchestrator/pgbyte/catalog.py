@@ -33,7 +33,7 @@ from pgbyte.state import stream_label
 
 
 def validate_config(
-    spec: dict[str, Any], config: dict[str, Any], label: str, masker: Masker, path: Any = None
+    spec: dict[str, Any], config: dict[str, Any], label: str, masker: Masker, path: Any
 ) -> None:
     """Check a config against the connector's connectionSpecification (JSON Schema draft 7):
     a mismatch is the connection file's mistake (ConnectionFileError: exit 2, no sync ran)."""
@@ -44,8 +44,7 @@ def validate_config(
         if any("is not of type 'integer'" in p or "is not of type 'number'" in p
                or "is not of type 'boolean'" in p for p in problems):  # fmt: skip
             text += " (a ${VAR} reference always gives a string: write a number or boolean as is)"
-        raise ConnectionFileError(masker.mask(f"{path}: {text}" if path else text[:1].upper()
-                                              + text[1:]))  # fmt: skip
+        raise ConnectionFileError(masker.mask(f"{path}: {text}"))
 
 
 def map_namespace(mode: str, source_namespace: str | None) -> str | None:

@@ -23,6 +23,7 @@ from pgbyte.connection import Connection, StreamChoice
 from pgbyte.protocol import ConnectorError, call
 from pgbyte.session import Session
 from pgbyte.state import read_history
+from pgbyte.state_cli import Key
 
 
 def _status(descriptor: dict[str, Any], status: str) -> bytes:
@@ -35,9 +36,6 @@ def _status(descriptor: dict[str, Any], status: str) -> bytes:
         },
     }
     return orjson.dumps(message) + b"\n"
-
-
-Key = tuple[str, str | None]
 
 
 def clear_streams(session: Session, conn: Connection, streams: list[Key] | None) -> dict[Key, str]:

@@ -157,9 +157,8 @@ def cmd_state_reset(
     for key in keys:
         label = stream_label(*key)
         print(f"forgot the state of {label}; the next sync reads it from the start")
-        was_cleared = key in cleared or (
-            key[1] is None and [k for k in cleared if k[0] == key[0]] != []
-        )  # a state saved without a namespace is the stream of its name
+        # A state saved without a namespace is that of the stream of its name.
+        was_cleared = key in cleared or (key[1] is None and any(k[0] == key[0] for k in cleared))
         if clear is not None and not was_cleared:
             print("  its destination tables were NOT emptied: the connection no longer syncs this "
                   "stream (its table dropped or renamed, or not among its streams:), and the "

@@ -131,11 +131,12 @@ class SyncRun:
         cursors = {_entry_label(e): tuple(e.get("cursor_field") or ()) for e in
                    source_catalog["streams"]}  # fmt: skip
         names = [route.name for route in self.smap.routes]
+        unique = {name for name in names if names.count(name) == 1}
         for route in self.smap.routes:
             if route.sync_mode != "incremental":
                 continue
             view = views.get(route.label)
-            if view is None and names.count(route.name) == 1:
+            if view is None and route.name in unique:
                 # A state saved without a namespace: the source resumes it for the one stream
                 # of its name (source-postgres reader), so say so here too.
                 view = views.get(route.name)
@@ -150,8 +151,7 @@ class SyncRun:
                 where = f"resumes from its saved state: {view.detail}"
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
         if self.conn.streams is None:  # every discovered stream: one gone from it says nothing
-            synced = {route.label for route in self.smap.routes}
-            synced |= {name for name in names if names.count(name) == 1}  # saved unqualified
+            synced = {route.label for route in self.smap.routes} | unique  # | saved unqualified
             for label in sorted(set(views) - synced):
                 self.reporter.log(
                     "WARN",
