@@ -10,7 +10,10 @@ then a STATE with cursor = $upper. Every row at $upper is in the chunk, so a che
 falls between two distinct cursor values: resuming with `c > cursor` loses no row and repeats
 none, however many rows share a value (a chunk grows past n rows to take all ties). The saved
 text is compared as an untyped SQL literal, so Postgres casts it to the column's type: numbers,
-timestamps, dates, text (in the column's collation), uuid... compare as that type.
+timestamps, dates, text (in the column's collation), uuid... compare as that type. Timestamps and
+times are saved as the records render them (`2023-01-01T13:00:00.000000`, `...Z` in UTC for
+timestamptz), the form Airbyte's source-postgres saves and parses back: a state moves between the
+two sources either way, and Postgres reads that form back to the same microsecond.
 
 cursor_record_count is kept as Airbyte does: when more rows hold the saved cursor value than
 the state counted (rows inserted later with an equal cursor, e.g. a coarse timestamp), the next
@@ -40,6 +43,7 @@ from source_postgres.ctid_load import ctid_load, filenode
 from source_postgres.discovery import Column, Table, default_cursor
 from source_postgres.record_sql import stream_records
 from source_postgres.state import CtidState, CursorState, XminState, cursor_state, describe
+from source_postgres.type_mapping import scalar_expr
 
 CHUNK_ROWS_ENV = "PGBYTE_CURSOR_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 100_000
@@ -216,9 +220,9 @@ def read_by_cursor(
             sql.SQL(
                 # s.top, qualified: the table's own columns (one may be named `top`) are in
                 # scope inside the count's subquery.
-                "SELECT s.top::text, (SELECT count(*) FROM {rel} r WHERE {c} = s.top) FROM "
+                "SELECT {top}, (SELECT count(*) FROM {rel} r WHERE {c} = s.top) FROM "
                 "(SELECT {c} AS top FROM {rel} r WHERE {c} IS NOT NULL ORDER BY 1 DESC LIMIT 1) s"
-            ).format(rel=relation, c=c)
+            ).format(top=saved_text(sql.SQL("s.top"), column), rel=relation, c=c)
         ).fetchone()
         if top is not None:
             resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
@@ -279,9 +283,9 @@ def read_by_cursor(
         upper = _scalar(
             conn,
             sql.SQL(
-                "SELECT s.c::text FROM (SELECT {} AS c FROM {} r WHERE {} ORDER BY 1 LIMIT {}) s "
+                "SELECT {} FROM (SELECT {} AS c FROM {} r WHERE {} ORDER BY 1 LIMIT {}) s "
                 "ORDER BY s.c DESC LIMIT 1"
-            ).format(c, relation, lower, sql.Literal(limit)),
+            ).format(saved_text(sql.SQL("s.c"), column), c, relation, lower, sql.Literal(limit)),
         )
         if upper is None:
             break
@@ -320,6 +324,17 @@ def read_by_cursor(
         )
         yield lines.take()
     return total
+
+
+# Cursor kinds whose state text is the records' rendering rather than Postgres's own output.
+_RENDERED_CURSORS = frozenset({"timestamp", "timestamptz", "time", "timetz"})
+
+
+def saved_text(ref: sql.Composable, column: Column) -> sql.Composable:
+    """SQL giving the text a state saves for cursor value `ref` (see the module docstring)."""
+    if column.mapping.kind in _RENDERED_CURSORS:
+        return scalar_expr(ref, column.mapping.kind)
+    return sql.SQL("{}::text").format(ref)
 
 
 # Cursor texts nothing sorts above (PostgreSQL orders NaN above every number).

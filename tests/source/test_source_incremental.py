@@ -471,6 +471,43 @@ def test_a_z_suffixed_airbyte_cursor_resumes_after_it(
     assert logs(run, "WARN") == []
 
 
+@pytest.mark.parametrize(
+    ("coltype", "values"),
+    [
+        ("timestamp", ["2023-01-01 13:00:00", "2023-01-02 08:30:00.25"]),
+        ("timestamptz", ["2023-01-01 13:00:00+00", "2023-01-02 08:30:00.25+05:30"]),
+        ("time", ["08:00:00", "13:00:00.5"]),
+        ("timetz", ["08:00:00+00", "13:00:00.5-03"]),
+    ],
+)  # fmt: skip
+def test_time_like_cursors_are_saved_as_the_records_render_them(
+    source_conn, read_inc, coltype, values
+) -> None:
+    """A timestamp/time cursor is saved in the ISO form its records carry (and Airbyte's
+    source-postgres saves and parses), in the first load's noted cursor and in the cursor
+    phase's states; a read resumed from either form emits only the newer row."""
+    source_conn.execute(f"CREATE TABLE tsc (id int PRIMARY KEY, at {coltype})")
+    for i, value in enumerate(values, start=1):
+        source_conn.execute("INSERT INTO tsc VALUES (%s, %s)", (i, value))
+    first = read_inc("tsc", "at", ["id", "at"])
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    newest = max(first.data("tsc"), key=lambda r: r["id"])["at"]
+    noted = [s["stream"]["stream_state"] for s in states(first)]
+    cursors = [s.get("cursor") or s["incremental_state"]["cursor"] for s in noted]
+    assert set(cursors) == {newest}, (cursors, newest)
+    saved = below_all("tsc", "at", values[0])  # Postgres's own text, as pgbyte saved before
+    saved[0]["stream"]["stream_state"]["cursor_record_count"] = 1
+    by_cursor = read_inc("tsc", "at", ["id", "at"], state=saved)
+    assert [r["id"] for r in by_cursor.data("tsc")] == [2]
+    assert states(by_cursor)[-1]["stream"]["stream_state"]["cursor"] == newest
+    assert logs(by_cursor, "WARN") == []
+    source_conn.execute("UPDATE tsc SET at = at + interval '1 second' WHERE id = 2")
+    again = read_inc("tsc", "at", ["id", "at"], state=final_state(first))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    assert [r["id"] for r in again.data("tsc")] == [2]
+    assert logs(again, "WARN") == []
+
+
 def test_a_cursor_holding_line_separators_keeps_state_lines_whole(source_conn, read_inc) -> None:
     """A text cursor value holding U+2028, U+2029 and U+0085 is escaped in the STATE line, so
     str.splitlines() keeps it whole and it parses to the exact value."""
