@@ -283,6 +283,40 @@ def test_snapshot_is_consistent_across_streams(
     assert source_conn.execute("SELECT count(*) FROM b").fetchone()[0] == 4
 
 
+@pytest.mark.parametrize("rewrite", [
+    "TRUNCATE b; INSERT INTO b SELECT generate_series(1, 3)",
+    "ALTER TABLE b ALTER COLUMN id TYPE bigint",
+])  # fmt: skip
+def test_a_later_streams_table_cannot_be_emptied_from_the_reads_view(
+    pg_server, source_db, source_conn, source_config, write_json, rewrite
+) -> None:
+    """TRUNCATE and rewriting ALTERs are not MVCC-safe: run while stream a is read, they would
+    leave table b empty to the read's older snapshot, and b would sync as 0 rows. The read
+    locks its tables when it starts, so the command waits for the read to end instead."""
+    source_conn.execute(
+        "CREATE TABLE a (id int, pad text); CREATE TABLE b (id int);"
+        # a's records fill the pipe we leave unread: the read stays inside stream a
+        "INSERT INTO a SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;"
+        "INSERT INTO b SELECT generate_series(1, 3)"
+    )
+    streams = [table_stream("a", {"id": {}, "pad": {}}), table_stream("b", {"id": {}})]
+    with psycopg.connect(pg_server.conninfo(source_db), autocommit=True) as other:
+        proc = _start_read(write_json, source_config, streams)
+        before = _run_until(proc, lambda m: m["type"] == "RECORD")
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (other.execute(rewrite), done.set()))
+        worker.start()
+        waited = done.wait(2)  # the command waits on the read's lock (it would not, unlocked)
+        rest = proc.stdout.read()  # not communicate(): it would skip what the reader buffered
+        proc.wait(120)
+        worker.join(60)
+    messages = before + [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 0
+    b_rows = [m for m in messages if m["type"] == "RECORD" and m["record"]["stream"] == "b"]
+    assert sorted(m["record"]["data"]["id"] for m in b_rows) == [1, 2, 3]
+    assert not waited and done.is_set()
+
+
 def test_table_dropped_mid_read_fails_only_its_stream(
     pg_server, source_db, source_conn, source_config, write_json
 ) -> None:
