@@ -1171,11 +1171,22 @@ class Writer:
                 self._log_swaps()
                 self._echo_ready()
 
+    def _never_sent(self, t: StreamTarget) -> bool:
+        """Whether the source sent nothing of stream `t` (no status, no record) while it sent
+        statuses for others: it skipped the stream, as Airbyte's source-postgres skips a
+        configured table that no longer exists. Nothing of it to load, and nothing to
+        overwrite its tables with."""
+        return (
+            self.statuses_seen
+            and t.status is None
+            and not (t.received or t.since_state or t.stated)
+        )
+
     def finish(self) -> int:
         """End of input: swap what is complete, keep what is not, report."""
         incomplete = [
             t for t in self.targets
-            if t.overwrite and not t.swapped
+            if t.overwrite and not t.swapped and not self._never_sent(t)
             and (self.source_error is not None or (self.statuses_seen and t.status != "COMPLETE"))
         ]  # fmt: skip
         if self.lineno == 0:
@@ -1223,7 +1234,7 @@ class Writer:
         self._flush()
         self._wait()
         for t in self.targets:
-            if t.overwrite and not t.swapped:
+            if t.overwrite and not t.swapped and not self._never_sent(t):
                 # Each swap its own transaction, as at a COMPLETE status: one that fails later
                 # does not undo this one (which `swapped` would then wrongly claim).
                 self._complete(t)
@@ -1239,6 +1250,12 @@ class Writer:
 
     def report(self) -> None:
         for t in self.targets:
+            if self._never_sent(t):
+                kept = "its tables are left as they were" if t.overwrite else "nothing to load"
+                self.log("WARN", f"Stream {t.label}: the source sent nothing of it (no status, no "
+                         "record) while it sent the other streams: it skipped the stream (its "
+                         f"table may no longer exist at the source); {kept}.")  # fmt: skip
+                continue
             parts = [f"Stream {t.label}: {t.committed} record(s) committed"]
             if t.overwrite and not t.swapped:  # loaded into temporaries, dropped
                 parts = [f"Stream {t.label}: {t.committed} record(s) loaded but not swapped in "

@@ -103,6 +103,30 @@ def test_a_stopped_stream_says_what_another_streams_state_committed(run_write, d
     assert "Nothing after the last echoed STATE" not in error["message"]
 
 
+@pytest.mark.parametrize("mode", ["overwrite", "append"])
+def test_a_stream_the_source_skipped_is_left_as_it_was(run_write, dest_conn, mode) -> None:
+    """A configured stream the source sends nothing of (no status, no record) while it sends
+    the others whole, as Airbyte's source-postgres skips a table that no longer exists: its
+    tables are left as they were (not emptied), a WARN names it, and the write succeeds (the
+    same input fails no differently on a retry)."""
+    props = {"id": {"type": "integer"}}
+    catalog = catalog_for([("a", props), ("gone", props)], mode=mode)
+    first = run_write(catalog, _lines(record("a", {"id": 1}), record("gone", {"id": 7})))
+    assert first.returncode == 0, first.errors
+    result = run_write(catalog, _lines(
+        status("a", "STARTED"), record("a", {"id": 2}), state("a", {"n": 1}),
+        status("a", "COMPLETE"),
+    ))  # fmt: skip
+    assert result.returncode == 0, result.errors
+    assert [s["state"]["stream"]["stream_state"] for s in result.states] == [{"n": 1}]
+    assert dest_conn.execute("SELECT array_agg(id) FROM gone").fetchone() == ([7],)
+    assert count(dest_conn, "_airbyte_raw_gone") == 1
+    assert count(dest_conn, "a") == (1 if mode == "overwrite" else 2)
+    warns = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    (warn,) = [m for m in warns if "gone" in m]
+    assert "the source sent nothing of it" in warn
+
+
 def test_a_stream_reported_incomplete_is_named_so(run_write, dest_conn) -> None:
     """A source that reports a stream INCOMPLETE (without a TRACE ERROR): its records after its
     last STATE are not committed, and the error says the source reported it INCOMPLETE."""
