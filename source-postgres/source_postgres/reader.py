@@ -331,6 +331,20 @@ def _read_stream(
                 "cursor_field to read only new rows.",
             )
             incremental, saved = False, None
+    if incremental and snapshot is not None and table.kind not in XMIN_KINDS:
+        # Xmin replication, a view or foreign table (no xmin column) asked for incrementally:
+        # PyAirbyte asks so for every stream, whatever discover offered. Failing it would end
+        # the client's whole read; it is read as under Standard replication instead.
+        snapshot = None
+        cursor = stream.cursor_field[0] if stream.cursor_field else default_cursor(table)
+        if cursor:
+            out.log("WARN", f"Stream {label}: a view or foreign table has no xmin column: read "
+                    f"incrementally by its cursor column {cursor!r} instead.")  # fmt: skip
+        else:
+            out.log("WARN", f"Stream {label}: a view or foreign table has no xmin column, and "
+                    "this one has no cursor_field nor obvious cursor column: every sync reads "
+                    "all of its rows. Set a cursor_field to read only new rows.")  # fmt: skip
+            incremental, saved = False, None
     emitted_at = now_ms()
     query = record_query(
         schema=table.schema,

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from pgbyte_common.errors import ConfigError
 from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
@@ -108,12 +107,7 @@ def read_by_xmin(
 ) -> Generator[bytes, None, int]:
     """Yield the RECORD and STATE lines of one Xmin stream; return the record count."""
     out = lines.writer
-    if table.kind not in XMIN_KINDS:
-        raise ConfigError(
-            f"Stream {label}: a view or foreign table has no xmin column, so under Xmin "
-            "replication it can only be synced with sync_mode full_refresh (discover offers "
-            "only that for it). Change its sync_mode, or use Standard replication with a cursor."
-        )
+    assert table.kind in XMIN_KINDS  # the reader reads the others by cursor, or whole
     inner = saved.incremental if isinstance(saved, CtidState) else saved
     if saved is not None and isinstance(inner, CursorState):
         # Switching from Standard to Xmin: a cursor value says nothing about xids. Reading
