@@ -15,7 +15,7 @@ the file, found before any `read` or `write` starts, not a failed sync.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pgbyte_common.validation import config_problems
@@ -177,6 +177,10 @@ def _configure(
         "sync_mode": sync_mode,
         "destination_sync_mode": dest_mode,
     }
+    if sync_mode == "full_refresh" and dest_mode != "append_dedup":
+        # A cursor orders nothing here (a full read, no dedup): the file's cursor_field, if
+        # any, is not used, so it is neither checked nor passed on.
+        choice = replace(choice, cursor_field=None)
     _check_columns(stream, choice, label)
     cursor = list(choice.cursor_field or ()) or stream.get("default_cursor_field") or []
     if sync_mode == "incremental" and not cursor and not stream.get("source_defined_cursor"):

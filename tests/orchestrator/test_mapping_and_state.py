@@ -91,6 +91,25 @@ def test_incremental_overwrite_is_refused() -> None:
         build_catalogs(conn, CATALOG, {})
 
 
+@pytest.mark.parametrize("dest_mode", ["overwrite", "append", "append_dedup"])
+def test_a_cursor_field_is_checked_and_passed_only_where_it_orders_something(dest_mode) -> None:
+    """A full_refresh stream's cursor_field orders nothing in overwrite or append (the README's
+    example names one on such a stream): it is neither checked nor passed on. append_dedup
+    orders by it, so there a column the stream lacks is still the file's mistake."""
+    conn = connection(streams=(StreamChoice(
+        name="users", namespace="public", sync_mode="full_refresh", destination_sync_mode=dest_mode,
+        cursor_field=("updated_at",), primary_key=(("id",),)),))  # fmt: skip
+    catalog = {"streams": [{**CATALOG["streams"][0], "json_schema": {
+        "type": "object", "properties": {"id": {}, "name": {}}}}]}  # fmt: skip
+    if dest_mode == "append_dedup":
+        with pytest.raises(ConnectionFileError, match="cursor_field 'updated_at' is not a column"):
+            build_catalogs(conn, catalog, {})
+        return
+    source, dest, _ = build_catalogs(conn, catalog, {})
+    assert "cursor_field" not in source["streams"][0]
+    assert "cursor_field" not in dest["streams"][0]
+
+
 def test_streams_may_be_named_namespace_dot_name() -> None:
     """`streams: [public.users]` picks that stream, as discover and pgbyte print its name."""
     conn = connection(streams=(StreamChoice(name="sales.users"),))
