@@ -176,6 +176,14 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
                     f"{context}: {text} (the connector's user needs USAGE on schema {name}, "
                     f"and CREATE to write there: GRANT USAGE, CREATE ON SCHEMA {name} TO it)"
                 )
+            database = re.search(r"permission denied for database (.+)$", text)
+            if database:  # CREATE SCHEMA of a schema that does not exist yet
+                name = quoted(database.group(1))
+                return ConfigError(
+                    f"{context}: {text} (the schema to write into does not exist, and creating "
+                    f"it needs CREATE on the database: GRANT CREATE ON DATABASE {name} TO the "
+                    "connector's user, or create the schema and GRANT USAGE, CREATE on it)"
+                )
             return ConfigError(f"{context}: {text} (grant the privilege or remove the stream)")
     return SystemError_(f"{context}: {text}", internal=repr(exc))
 

@@ -385,7 +385,7 @@ def test_a_second_overwrite_of_the_same_tables_is_refused_while_one_loads(
     assert [row[:2] for row in _rows(dest_conn)] == [(9, "Z")]
 
 
-@pytest.mark.parametrize("setup", ["read-only", "no-create"])
+@pytest.mark.parametrize("setup", ["read-only", "no-create", "no-schema"])
 def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
     run_write, dest_config, dest_conn, setup: str
 ) -> None:
@@ -394,8 +394,9 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
     system_error, or "grant the privilege or remove the stream")."""
     role = "pgbyte_cannot"
     with throwaway_role(dest_conn, role, "cannot-pw-12345"):
-        dest_conn.execute("CREATE SCHEMA locked")
-        dest_conn.execute(f"GRANT USAGE ON SCHEMA locked TO {role}")
+        if setup != "no-schema":  # else the write must create it, without CREATE on the db
+            dest_conn.execute("CREATE SCHEMA locked")
+            dest_conn.execute(f"GRANT USAGE ON SCHEMA locked TO {role}")
         if setup == "read-only":
             dest_conn.execute(f"GRANT CREATE ON SCHEMA locked TO {role}")
             dest_conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
@@ -405,6 +406,7 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
         assert result.returncode == 1
         (error,) = result.errors
         assert error["failure_type"] == "config_error", error
-        fix = "default_transaction_read_only = off" if setup == "read-only" else (
-            "GRANT USAGE, CREATE ON SCHEMA locked")  # fmt: skip
+        fix = {"read-only": "default_transaction_read_only = off",
+               "no-create": "GRANT USAGE, CREATE ON SCHEMA locked",
+               "no-schema": "GRANT CREATE ON DATABASE"}[setup]  # fmt: skip
         assert fix in error["message"], error["message"]
