@@ -256,9 +256,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ConnectorError, RunnerError, StateFileError, StateBusyError) as exc:
         code = _failed(args, str(exc), 1)
     except Cancelled as exc:
-        code = _failed(args, f"cancelled by signal {exc.signum}", 128 + exc.signum)
+        code = _cancelled(getattr(args, "json", False), exc.signum)
     except KeyboardInterrupt:  # Ctrl-C before the command's own handler was installed
-        code = _failed(args, f"cancelled by signal {signal.SIGINT.value}", 128 + signal.SIGINT)
+        code = _cancelled(getattr(args, "json", False), signal.SIGINT)
     except BrokenPipeError:
         # The reader of our output went away (`pgbyte state show | head`): no traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -272,6 +272,21 @@ def _failed(args: argparse.Namespace, text: str, code: int) -> int:
     if getattr(args, "json", False):
         _print_failure(text, code)
     return code
+
+
+def _cancelled(json_out: bool, signum: int) -> int:
+    """A command cancelled before it had a result: said on stderr, and with --json as the one
+    JSON object (status "cancelled", as a sync's summary says when cancelled later)."""
+    text = f"cancelled by signal {signum}"
+    print(f"pgbyte: {text}", file=sys.stderr)
+    if json_out:
+        _print_json({"status": "cancelled", "error": text, "exit_code": 128 + signum})
+    return 128 + signum
+
+
+def cancelled_early(argv: Sequence[str], signum: int) -> int:
+    """Ctrl-C while the program was still importing (entry.py): cancelled before anything ran."""
+    return _cancelled("--json" in argv, signum)
 
 
 def _print_failure(text: str, code: int) -> None:

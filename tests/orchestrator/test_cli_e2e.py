@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
@@ -98,6 +99,33 @@ def test_ctrl_c_before_the_sync_starts_exits_130_without_a_traceback(tmp_path) -
     assert proc.returncode == 130, err
     assert b"Traceback" not in err, err
     assert b"pgbyte: cancelled by signal 2" in err
+
+
+def test_ctrl_c_while_pgbyte_is_still_importing_is_a_clean_cancel(tmp_path) -> None:
+    """Ctrl-C during the imports (the first tenth of a second): exit 130, one line on stderr,
+    with --json the one JSON object saying "cancelled"; no traceback, and no crash inside a C
+    extension's initialisation (orjson's segfaulted when interrupted). The signal is sent from
+    inside the import of orjson, so it lands there every time."""
+    driver = (
+        "import builtins, os, signal, sys\n"
+        "real = builtins.__import__\n"
+        "def hook(name, *args, **kwargs):\n"
+        "    if name == 'orjson' and 'orjson' not in sys.modules:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = hook\n"
+        "sys.argv = ['pgbyte', 'sync', sys.argv[1], '--json']\n"
+        "from pgbyte.entry import main\n"
+        "main()\n"
+    )
+    python = Path(console_script("pgbyte")).parent / "python"
+    proc = subprocess.run([str(python), "-c", driver, str(tmp_path / "conn.yaml")],
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().endswith(b"pgbyte: cancelled by signal 2"), proc.stderr
+    assert json.loads(proc.stdout) == {
+        "status": "cancelled", "error": "cancelled by signal 2", "exit_code": 130}  # fmt: skip
 
 
 def test_a_killed_commands_private_files_go_with_the_next_command(
