@@ -67,6 +67,7 @@ class StreamTarget:
     uncastable: dict[str, int] = field(default_factory=dict)
     source_changes: dict[str, int] = field(default_factory=dict)  # meta.changes, by field
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
+    keys_checked: bool = False  # the first batch's first record was compared with the schema
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False
     rebuild_typed: bool = False  # ddl.prepare made the typed table beside a raw one with rows

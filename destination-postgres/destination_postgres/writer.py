@@ -638,6 +638,30 @@ class Writer:
         if only is None:
             self.buffered = 0
 
+    def _check_keys(self, t: StreamTarget) -> None:
+        """WARN once per stream when its first record's data shares no key with the stream's
+        properties: every typed column would be NULL (the raw table keeps the data). A client
+        that renames the keys of records but not of their catalog (PyAirbyte's cache, writing a
+        read result, lowercases them) sends such records, and nothing else would say so."""
+        t.keys_checked = True
+        line = t.fast_lines[0] if t.fast_lines else t.slow_lines[0] if t.slow_lines else None
+        if line is None or not t.columns or t.norm_table is None:
+            return
+        try:
+            data = orjson.loads(line)["record"]["data"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        if not isinstance(data, dict) or not data:
+            return
+        properties = [c.key for c in t.columns]
+        if not set(data) & set(properties):
+            self.log("WARN", f"Stream {t.label}: its first record's keys ({_some(data)}) match "
+                     f"none of the stream's properties ({_some(properties)}), so its typed "
+                     "columns are NULL (the raw table keeps the data). The records and the "
+                     "catalog do not agree on the names: a client that renames records' keys "
+                     "(PyAirbyte's cache lowercases them) must send the catalog it renamed "
+                     "them for.")  # fmt: skip
+
     def _flush_one(self, t: StreamTarget, *, stage_from: int | None = None) -> None:
         """Hand the stream's buffered batch to a background thread and return at once, so the
         next batch is parsed while Postgres loads this one. An overwrite batch goes to whichever
@@ -648,6 +672,8 @@ class Writer:
         flushed because the buffers are full are staged, and so are the ones a STATE flushes
         once a second connection is open (see `commit`); the end of input stages nothing (a
         small sync opens no second connection)."""
+        if not t.keys_checked:
+            self._check_keys(t)
         staged = (
             stage_from is not None and self._connect is not None and not t.overwrite
             and not t.slow_lines and t.nbytes >= stage_from
@@ -1296,6 +1322,13 @@ class Writer:
     def log(self, level: str, text: str) -> None:
         self.out.log(level, text)
         self.out.flush()
+
+
+def _some(names: Any, shown: int = 5) -> str:
+    """Up to `shown` names, then how many more."""
+    names = list(names)
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def count_changes(counts: dict[str, int], rec: dict[str, Any]) -> None:

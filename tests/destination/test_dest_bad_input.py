@@ -111,3 +111,24 @@ def test_a_byte_order_mark_before_the_first_line_is_ignored(run_write, dest_conn
     result = run_write(catalog, data)
     assert result.returncode == 0, result.errors
     assert dest_conn.execute("SELECT id FROM o").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_records_whose_keys_match_no_property_are_warned_about(run_write, dest_conn, mode):
+    """Records carrying other names than their catalog's properties (PyAirbyte writing a read
+    result from its cache sends `orderid` for `OrderID`) give typed rows of NULLs: a WARN says
+    so, naming both sides, once per stream. A matching stream gets no such WARN."""
+    props = {"OrderID": {"type": "integer"}, "Customer Name": {"type": "string"}}
+    catalog = catalog_for([("orders", props), ("fine", props)], mode=mode)
+    result = run_write(catalog, b"\n".join([
+        *(record("orders", {"orderid": i, "customer_name": "x"}) for i in (1, 2)),
+        record("fine", {"OrderID": 1, "Customer Name": "y"}), state("orders", {"n": 2}),
+    ]) + b"\n")  # fmt: skip
+    assert result.returncode == 0, result.errors
+    warns = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    (warn,) = [w for w in warns if "match none of the stream's properties" in w]
+    assert warn.startswith("Stream orders: its first record's keys (orderid, customer_name)")
+    assert "(OrderID, Customer Name)" in warn
+    assert dest_conn.execute('SELECT count(*) FROM orders WHERE "OrderID" IS NULL').fetchone() == (
+        2,)  # fmt: skip
+    assert count(dest_conn, "_airbyte_raw_orders") == 2
