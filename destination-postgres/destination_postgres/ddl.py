@@ -194,8 +194,10 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
             narrow = narrow_type(existing[col.name]) if kept else None
             if kind != col.kind or narrow:
                 user_type = existing[col.name] if kind == USER_KIND else None
+                integral = col.kind == "bigint" and kind == "numeric"  # declared integer
                 target.columns[i] = Column(key=col.key, name=col.name, kind=kind,
-                                           user_type=user_type, narrow=narrow)  # fmt: skip
+                                           user_type=user_type, narrow=narrow,
+                                           integral=integral)  # fmt: skip
             continue
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(

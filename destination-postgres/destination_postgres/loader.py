@@ -381,7 +381,7 @@ def _fast_exprs(
     defs: list[sql.Composable] = []
     exprs: list[sql.Composable] = []
     for c in target.columns:
-        if _record_key(c.key):
+        if _record_key(c.key) and not c.integral:
             defs.append(sql.SQL("{} {}").format(sql.Identifier(c.key), c.pg_type))
             exprs.append(sql.Identifier("x", c.key))
         else:
@@ -420,7 +420,9 @@ def _safe_normalize(
                 if flag:
                     ddl.widen_to_numeric(conn, target, col)
                     index = target.columns.index(col)
-                    target.columns[index] = type(col)(key=col.key, name=col.name, kind="numeric")
+                    target.columns[index] = type(col)(
+                        key=col.key, name=col.name, kind="numeric", integral=True
+                    )
             return _safe_normalize(conn, target, source, required, position)
         for col, n in zip(typed, failed, strict=True):
             if n:

@@ -151,6 +151,10 @@ class Column:
     # A user's narrower type for a bigint or text column (smallint, integer, varchar(n),
     # char(n)), whose assignment refuses values of the kind: the guarded INSERT NULLs them.
     narrow: str | None = None
+    # An integer property in a numeric column (widened for a value beyond bigint, or made
+    # numeric by an earlier number declaration): a value that is not whole is still NULL and
+    # counted, as the bigint column refused it before the widening.
+    integral: bool = False
 
     @property
     def pg_type(self) -> sql.Composable:
@@ -162,6 +166,12 @@ class Column:
         return sql.SQL("({} ->> {})").format(data, sql.Literal(self.key))
 
     def fast_expr(self, data: sql.Composable) -> sql.Composable:
+        if self.integral:
+            # A value that is not whole fails the cast (into the guarded INSERT, which counts).
+            return sql.SQL(
+                "(SELECT CASE WHEN n = trunc(n) THEN n ELSE (n::text || ' is not whole')::numeric "
+                "END FROM (SELECT {}::numeric AS n) w)"
+            ).format(self.text_value(data))
         if self.kind == "jsonb":
             # JSON null becomes SQL NULL, as Airbyte's normalization does.
             return sql.SQL("NULLIF({} -> {}, 'null'::jsonb)").format(data, sql.Literal(self.key))
@@ -171,6 +181,9 @@ class Column:
 
     def safe_expr(self, data: sql.Composable) -> sql.Composable:
         expr = self._safe_expr(data)
+        if self.integral:
+            return sql.SQL("(SELECT CASE WHEN n = trunc(n) THEN n END FROM (SELECT {} AS n) w)"
+                           ).format(expr)  # fmt: skip
         if self.narrow in _INT_BOUNDS:
             low, high = _INT_BOUNDS[self.narrow]
             return sql.SQL("CASE WHEN {e} BETWEEN {lo} AND {hi} THEN {e} END").format(

@@ -391,3 +391,31 @@ def test_a_table_of_airbyte_destinations_v2_is_refused_untouched(run_write, dest
     indexes = dest_conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'")
     assert indexes.fetchone()[0] == 0
     assert table_names(dest_conn) == ["orders"]  # no raw table made either
+
+
+@pytest.mark.parametrize("pad", [0, 3000], ids=["small rows", "wide rows"])
+def test_an_integer_column_widened_to_numeric_still_takes_only_whole_numbers(
+    run_write, dest_conn, pad: int
+) -> None:
+    """A value beyond bigint widens an integer property's column to numeric; a value that is
+    not whole (5.5) is still NULL and counted there, as the bigint column refused it — in the
+    widening batch, in a later batch and in a later sync — not kept in an integer column
+    depending on which batch it came with. 1e400 is whole: kept, every digit."""
+    catalog = catalog_for([("w", {"id": {"type": "integer"}, "n": {"type": "integer"},
+                                  "pad": {"type": "string"}})], mode="append")  # fmt: skip
+    filler = "x" * pad
+
+    def lines(*pairs: tuple[int, object]) -> bytes:
+        body = b"\n".join(record("w", {"id": i, "n": n, "pad": filler}) for i, n in pairs)
+        return body.replace(b'"1e400"', b"1e400") + b"\n"  # a JSON number json.dumps cannot write
+
+    first = run_write(catalog, lines((1, 2**70), (2, 5.5), (3, 7)))
+    assert first.returncode == 0, first.errors
+    second = run_write(catalog, lines((4, 6.5), (5, "1e400"), (6, -8)))
+    assert second.returncode == 0, second.errors
+    rows = dict(dest_conn.execute("SELECT id, n FROM w").fetchall())
+    assert rows == {1: 2**70, 2: None, 3: 7, 4: None, 5: 10**400, 6: -8}
+    assert column_types(dest_conn, "w")["n"] == "numeric"
+    for run in (first, second):
+        warns = [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "WARN"]
+        assert any("1 value(s) could not be cast" in w and "n: 1" in w for w in warns), warns
