@@ -571,7 +571,9 @@ class Writer:
             raise self._bad(f"is not valid UTF-8 (byte {err.start + 1})") from None
         try:
             return stdlib_loads(line)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            raise self._bad(f"is JSON nested too deeply to parse ({exc})") from None
+        except ValueError:
             raise self._bad(f"is not valid JSON ({exc})") from None
 
     def _resolve(self, rec: dict[str, Any]) -> StreamTarget:
@@ -898,7 +900,13 @@ class Writer:
                 raise bad(f"is not valid UTF-8 (byte {err.start + 1})") from None
             try:
                 msg = stdlib_loads(line)
-            except (ValueError, RecursionError):
+            except RecursionError:
+                # PostgreSQL refused it first (stack depth limit exceeded): valid JSON, but
+                # deeper than jsonb or any parser here takes.
+                raise bad(f"is a RECORD of stream {target.label} whose data is nested too "
+                          "deeply for PostgreSQL's jsonb (its max_stack_depth) and to parse "
+                          f"({exc}): flatten it at the source") from None  # fmt: skip
+            except ValueError:
                 raise bad(f"is not valid JSON ({exc})") from None
         rec = msg.get("record") if isinstance(msg, dict) else None
         if not isinstance(rec, dict) or not isinstance(rec.get("data"), dict):

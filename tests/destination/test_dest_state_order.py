@@ -170,6 +170,8 @@ def test_json_nested_too_deep_for_postgres_is_named_by_line(run_write, dest_conn
     assert result.returncode == 1
     (error,) = result.errors
     assert "Input line 3" in error["message"], error
+    assert "stream s whose data is nested too deeply" in error["message"], error
+    assert "not valid JSON" not in error["message"], error
     assert [m["state"]["stream"]["stream_state"]["n"] for m in result.states] == [1]
     assert dest_conn.execute("SELECT array_agg(id) FROM s").fetchone() == ([1],)
 
