@@ -147,10 +147,15 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
         if typed and len(columns) + len(reserved) > MAX_COLUMNS:
             # PostgreSQL's hard limit: the typed table cannot exist; the records still can.
             typed = False
+            stage = (
+                f", and {len(STAGE_POSITION)} more in its dedup stage"
+                if mode == "append_dedup"
+                else ""
+            )
             typed_note = (
-                f"{len(columns)} properties plus the {len(reserved)} _airbyte_ columns exceed "
-                f"PostgreSQL's limit of {MAX_COLUMNS} columns per table, so its records are "
-                "kept in the raw table only (no typed table)"
+                f"{len(columns)} properties plus the {len(META_COLUMNS) + 1} _airbyte_ columns"
+                f"{stage} exceed PostgreSQL's limit of {MAX_COLUMNS} columns per table, so its "
+                "records are kept in the raw table only (no typed table)"
             )
         elif (
             typed

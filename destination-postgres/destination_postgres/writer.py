@@ -1313,7 +1313,7 @@ class Writer:
                 detail = ", ".join(f"{c}: {n}" for c, n in sorted(t.source_changes.items()))
                 parts.append(
                     f"{sum(t.source_changes.values())} value(s) the source could not send as "
-                    f"they were (its RECORDs' meta.changes: NaN or Infinity, say) [{detail}]"
+                    f"they were, per its RECORDs' meta.changes (nulled, truncated...) [{detail}]"
                 )
             if t.skipped_keys:
                 parts.append(
