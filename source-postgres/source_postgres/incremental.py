@@ -240,12 +240,13 @@ def read_by_cursor(
         )
     nulls = _scalar(conn, sql.SQL("SELECT count(*) FROM {} r WHERE {} IS NULL").format(relation, c))
     if nulls:
-        first = resume_ctid is not None and last is None
+        first = resume_ctid is not None and (last is None or resumed_load)
         out.log(
             "WARN",
             f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name})"
-            + ("; this first load copies them, but later syncs cannot see their changes."
-               if first else " and are not synced incrementally."),
+            + ("; the first load copies them (a resumed one, those in the blocks it has left), "
+               "but later syncs cannot see their changes." if first
+               else " and are not synced incrementally."),
         )  # fmt: skip
     yield lines.take()
 

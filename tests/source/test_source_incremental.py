@@ -163,7 +163,7 @@ def test_null_cursors_counted_in_a_warning(source_conn, read_inc) -> None:
     first = read_inc("n", "c", ["id", "c"])
     assert first.returncode == 0
     assert sorted(r["id"] for r in first.data("n")) == [1, 2, 3, 4]
-    assert any("2 row(s) have a NULL cursor (c); this first load copies them" in m
+    assert any("2 row(s) have a NULL cursor (c); the first load copies them" in m
                for m in logs(first, "WARN"))  # fmt: skip
     source_conn.execute("INSERT INTO n VALUES (5, NULL), (6, 3)")
     later = read_inc("n", "c", ["id", "c"], state=final_state(first))
@@ -308,6 +308,18 @@ def test_interrupted_ctid_load_resumes_then_continues_by_cursor(source_conn, rea
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
     ids = [r["id"] for r in full.data("big")]
     assert [r["id"] for r in resumed.data("big")] == [*ids[done:], 1000]
+
+
+def test_a_resumed_first_load_says_it_copies_null_cursors(source_conn, read_inc) -> None:
+    """A resumed first load copies the NULL-cursor rows in the blocks it has left: its WARN
+    says the first load copies them, not that they are not synced."""
+    source_conn.execute(UNINDEXED + "; UPDATE big SET c = NULL WHERE id % 50 = 0")
+    full = read_inc("big", "c", ["id", "c"], chunk=60)
+    resumed = read_inc("big", "c", ["id", "c"], state=[states(full)[1]], chunk=60)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
+    (warn,) = [m for m in logs(resumed, "WARN") if "NULL cursor" in m]
+    assert "the first load copies them (a resumed one" in warn, warn
+    assert any(r["c"] is None for r in resumed.data("big"))
 
 
 def test_rewritten_table_restarts_ctid_load_with_warning(source_conn, read_inc) -> None:
