@@ -56,12 +56,14 @@ def ctid_load(
     lines: Any,
     emitted_at: int,
     resize: Callable[[int, float], int] | None = None,
+    load_xmin: int | None = None,
 ) -> Generator[bytes, None, int]:
     """Yield the RECORDs and ctid STATEs of blocks from `start_block` on; return the count.
 
     `bound` (over the alias `r`) leaves rows to the phase that follows: cursor <= the maximum
     noted at the start (Standard), or rows written before the noted xmin (Xmin). `inner` is
     the state that phase resumes from: nested in every ctid STATE, and the last STATE alone.
+    `load_xmin`, when given, is noted in every ctid STATE (state.LOAD_XMIN_KEY).
     """
     with _serial_plans(conn):
         out = lines.writer
@@ -88,7 +90,7 @@ def ctid_load(
                 rows = max(int(step * per_block), 1)
                 step = max(int(step * resize(rows, time.monotonic() - started) / rows), 1)
             if block < blocks:
-                state = ctid_state(block, node, inner)
+                state = ctid_state(block, node, inner, load_xmin)
                 out.stream_state(stream.name, stream.namespace, state, record_count=count)
             else:
                 # Every block read: the cursor phase resumes above the maximum noted at the start.

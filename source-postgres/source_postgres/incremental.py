@@ -44,6 +44,7 @@ from source_postgres.discovery import Column, Table, default_cursor
 from source_postgres.record_sql import stream_records
 from source_postgres.state import CtidState, CursorState, XminState, cursor_state, describe
 from source_postgres.type_mapping import scalar_expr
+from source_postgres.xids import XID_SPACE, XMIN_EXPR, Snapshot, read_snapshot, written_between
 
 CHUNK_ROWS_ENV = "PGBYTE_CURSOR_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 100_000
@@ -225,7 +226,8 @@ def read_by_cursor(
             ).format(top=saved_text(sql.SQL("s.top"), column), rel=relation, c=c)
         ).fetchone()
         if top is not None:
-            resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
+            noted = CursorState(field, top[0], top[1])
+            resume_ctid = CtidState(0, filenode(conn, table), noted)
     elif (
         last is None
         and table.kind in ("r", "m", "p")
@@ -259,14 +261,19 @@ def read_by_cursor(
         inner = cursor_state(
             stream.name, stream.namespace, field, noted.cursor, noted.cursor_record_count
         )
-        total = yield from ctid_load(
+        # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
+        # syncs read by cursor only, so a row left out now would never arrive.
+        bound = sql.SQL("({c} <= {v} OR {c} IS NULL)").format(c=c, v=sql.Literal(noted.cursor))
+        snapshot = read_snapshot(conn)
+        if resumed_load and resume_ctid.block > 0 and resume_ctid.load_xmin is not None:
+            total = yield from _catch_up(conn, copy_out, stream=stream, table=table,
+                                         columns=columns, resumed=resume_ctid, bound=bound,
+                                         snapshot=snapshot, emitted_at=emitted_at)  # fmt: skip
+        total += yield from ctid_load(
             conn, copy_out, stream=stream, table=table, columns=columns,
-            # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
-            # syncs read by cursor only, so a row left out now would never arrive.
-            start_block=resume_ctid.block, bound=sql.SQL("({c} <= {v} OR {c} IS NULL)").format(
-                c=c, v=sql.Literal(noted.cursor)),
-            inner=inner, rows_per_chunk=limit, lines=lines, emitted_at=emitted_at,
-            resize=next_chunk_rows if adaptive else None,
+            start_block=resume_ctid.block, bound=bound, inner=inner, rows_per_chunk=limit,
+            lines=lines, emitted_at=emitted_at, resize=next_chunk_rows if adaptive else None,
+            load_xmin=snapshot.xmin,
         )  # fmt: skip
         saved, last = noted, noted.cursor
         # Rows given the noted maximum after the load began (in blocks it had passed, when it
@@ -325,6 +332,37 @@ def read_by_cursor(
         )
         yield lines.take()
     return total
+
+
+def _catch_up(
+    conn: psycopg.Connection[Any],
+    copy_out: Any,
+    *,
+    stream: ConfiguredStream,
+    table: Table,
+    columns: tuple[Column, ...],
+    resumed: CtidState,
+    bound: sql.Composable,
+    snapshot: Snapshot,
+    emitted_at: int,
+) -> Generator[bytes, None, int]:
+    """The rows a resumed first load would otherwise miss: written since the interrupted load
+    began (its noted snapshot xmin) into the blocks it had read — an UPDATE that left the cursor
+    as it was but moved the row there from a block not yet read, or a backdated INSERT — at or
+    below its noted maximum (the cursor phase reads the rows above). Across a whole xid
+    wraparound since (a 32-bit xmin cannot tell), every row of those blocks is read again. At
+    least once: a row already read may come twice. (A state without a noted xmin — Airbyte's,
+    an older pgbyte's — resumes without this, as Airbyte's source does.)"""
+    where = sql.SQL("r.ctid < {}::tid AND ({})").format(sql.Literal(f"({resumed.block},0)"), bound)
+    since = resumed.load_xmin
+    assert since is not None
+    if 0 <= snapshot.xmax - since < XID_SPACE:
+        where = sql.SQL("{} AND {}").format(where, written_between(XMIN_EXPR, since, snapshot.xmax))
+    count = yield from stream_records(
+        conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
+        where=where,
+    )  # fmt: skip
+    return count
 
 
 # Cursor kinds whose state text is the records' rendering rather than Postgres's own output.

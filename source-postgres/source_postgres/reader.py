@@ -43,7 +43,8 @@ from source_postgres.state import (
     parse_input_state,
     stream_cursor_state,
 )
-from source_postgres.xmin_read import Snapshot, read_by_xmin, read_snapshot
+from source_postgres.xids import Snapshot, read_snapshot
+from source_postgres.xmin_read import read_by_xmin
 
 # COPY rows (RECORD lines) joined per write: large writes, bounded memory (~2 MB).
 ROWS_PER_CHUNK = 4096

@@ -89,6 +89,10 @@ class CtidState:
     block: int
     filenode: int
     incremental: CursorState | XminState
+    # A cursor load's snapshot xmin (LOAD_XMIN_KEY): rows written since then into the blocks
+    # before `block` are read again when the load resumes (incremental.py). None: not noted
+    # (Airbyte's states, pgbyte's before it noted one, Xmin loads, which read changes anyway).
+    load_xmin: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,15 +114,24 @@ def xmin_state(raw: int) -> dict[str, Any]:
     }
 
 
-def ctid_state(block: int, filenode: int, incremental: dict[str, Any]) -> dict[str, Any]:
+# pgbyte's own key in a ctid state (Airbyte's source reads the others and ignores it).
+LOAD_XMIN_KEY = "pgbyte_load_xmin"
+
+
+def ctid_state(
+    block: int, filenode: int, incremental: dict[str, Any], load_xmin: int | None = None
+) -> dict[str, Any]:
     """The stream_state during a first load in ctid chunks (Airbyte's ctid state shape)."""
-    return {
+    state = {
         "version": 2,
         "state_type": CTID_STATE_TYPE,
         "ctid": f"({block},0)",
         "relation_filenode": filenode,
         "incremental_state": incremental,
     }
+    if load_xmin is not None:
+        state[LOAD_XMIN_KEY] = load_xmin
+    return state
 
 
 def cursor_state(
@@ -225,7 +238,9 @@ def stream_cursor_state(
             raise ConfigError(f"Stream {label}: the saved ctid state nests another ctid state.")
         if isinstance(inner, Unusable):
             return inner
-        return CtidState(block=block, filenode=filenode, incremental=inner)
+        load_xmin = stream_state.get(LOAD_XMIN_KEY)
+        load_xmin = load_xmin if _is_int(load_xmin) and load_xmin >= 0 else None
+        return CtidState(block=block, filenode=filenode, incremental=inner, load_xmin=load_xmin)
     if kind is None and "xmin_xid_value" in stream_state:
         kind = XMIN_STATE_TYPE
     if kind == XMIN_STATE_TYPE:

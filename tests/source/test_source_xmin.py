@@ -258,7 +258,7 @@ def test_whole_wraparound_since_last_sync_rereads_with_warning(fresh_server, tmp
 def test_predicate_selects_the_circular_xid_interval(conn) -> None:
     """written_between, run by the server over fabricated 32-bit xids, picks [since, until)."""
     from psycopg import sql
-    from source_postgres.xmin_read import written_between
+    from source_postgres.xids import written_between
 
     values = [3, 5, 799, 800, 1000, 3_000_000_000, 4_294_966_999, 4_294_967_000, 4_294_967_295]
 
