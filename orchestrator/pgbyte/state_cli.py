@@ -55,7 +55,9 @@ def resolve_streams(
             known = ", ".join(stream_label(*k) for k in saved) or "none"
             raise StreamSelectionError(
                 f"--stream {selector}: no such stream in the saved state of {conn.name} "
-                f"(streams with saved state: {known}; a stream that never synced has none)"
+                f"(streams with saved state: {known}; a stream that never synced, or whose "
+                "state was reset, has none: to name it here anyway, list it under streams: in "
+                "the connection file; `state reset --clear` without --stream clears them all)"
             )
     return chosen, stateless
 
