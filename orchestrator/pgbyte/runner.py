@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from pgbyte.connection import ConnectorRef
+from pgbyte.connection import ConnectionFileError, ConnectorRef
 
 # A bigger pipe (Linux default 64 KiB) means fewer wake-ups per megabyte on the hot path.
 PIPE_SIZE = 1 << 20
@@ -175,7 +175,8 @@ class SubprocessRunner:
         beside = Path(sys.executable).parent / program
         if beside.exists():
             return str(beside)
-        raise RunnerError(
+        # The connection file's mistake (or an install missing): exit 2, as other such errors.
+        raise ConnectionFileError(
             f"{self.label} command {program!r} not found on PATH nor in {beside.parent}: "
             "install it (`make install`) or give its full path in the connection file"
         )
@@ -199,6 +200,11 @@ class SubprocessRunner:
                 bufsize=0,
                 start_new_session=True,
             )
+        except (FileNotFoundError, PermissionError) as exc:  # the file's command: is wrong
+            raise ConnectionFileError(
+                f"cannot start the {self.label} ({argv[0]}): {exc.strerror}: check its "
+                "command: in the connection file"
+            ) from None
         except OSError as exc:
             raise RunnerError(f"cannot start the {self.label} ({argv[0]}): {exc}") from None
         return SubprocessConnector(popen)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from orchestrator_helpers import REPO_ROOT, console_script, pgbyte, sync_json, write_connection
 
 
@@ -196,3 +197,24 @@ def _hung_connection(tmp_path: Path) -> Path:
                       "destination": {"command": str(slow), "config": {}}}).decode()
     )  # fmt: skip
     return conn
+
+
+@pytest.mark.parametrize("command", ["nonexistent-prog", "./bin/missing-source"])
+@pytest.mark.parametrize("verb", ["sync", "check"])
+def test_a_connector_program_that_does_not_exist_is_a_connection_file_error(
+    tmp_path, command, verb
+) -> None:
+    """A source command: naming no program (a typo, an install missing) is the connection
+    file's mistake: exit 2 with the command named and how to fix it, and no sync in the history
+    (as every other connection-file error), not a failed sync (exit 1)."""
+    body = {
+        "source": {"command": command, "config": {}},
+        "destination": {"command": console_script("destination-postgres"), "config": {}},
+    }
+    conn = tmp_path / "conn.yaml"
+    conn.write_text(yaml.safe_dump(body))
+    run = pgbyte(verb, str(conn), password="")
+    assert run.returncode == 2, run.stderr
+    assert command.split("/")[-1] in run.stderr and "connection file" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert not list(tmp_path.rglob("*.history.jsonl"))
