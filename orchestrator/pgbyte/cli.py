@@ -50,11 +50,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self, message)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pgbyte")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
+def _count(text: str) -> int:
+    """A whole number of 0 or more (else argparse's usage error, with this message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a whole number of 0 or more is needed, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pgbyte",
         description="Pipe an Airbyte source into an Airbyte destination, per connection file.",
     )
+    parser.add_argument("--version", action="version", version=f"pgbyte {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -96,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="show DEBUG logs too")
     p = command("history", "list past syncs of a connection")
-    p.add_argument("--limit", type=int, default=20, help="newest N syncs (default 20)")
+    p.add_argument("--limit", type=_count, default=20, help="newest N syncs (default 20)")
     return parser
 
 
@@ -188,7 +209,7 @@ def cmd_state(conn: Connection, args: argparse.Namespace, reporter: Reporter) ->
 
 
 def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
-    entries = read_history(conn.history_path)[-max(args.limit, 0) :] if args.limit else []
+    entries = read_history(conn.history_path)[-args.limit :] if args.limit else []
     if args.json:
         _print_json(entries)
         return 0

@@ -218,3 +218,13 @@ def test_a_connector_program_that_does_not_exist_is_a_connection_file_error(
     assert command.split("/")[-1] in run.stderr and "connection file" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
     assert not list(tmp_path.rglob("*.history.jsonl"))
+
+
+def test_version_and_a_negative_history_limit() -> None:
+    """`pgbyte --version` names the installed version; `history --limit -1` is a usage error
+    (it showed every sync)."""
+    version = pgbyte("--version", password="")
+    assert version.returncode == 0 and version.stdout.startswith("pgbyte 0."), version
+    limit = pgbyte("history", "conn.yaml", "--limit", "-1", password="")
+    assert limit.returncode == 2
+    assert "--limit: a whole number of 0 or more is needed, not '-1'" in limit.stderr
