@@ -557,6 +557,9 @@ class Writer:
             if self.buffered >= self.batch_bytes:
                 self._flush_full(target)
         elif kind == "STATE":
+            problem = _state_problem(msg.get("state"))
+            if problem:  # echoed, a client would save it as the connection's state
+                raise self._bad(f"is a STATE message {problem}")
             self.on_state(msg)
         elif kind == "TRACE":
             self.on_trace(msg)
@@ -1330,6 +1333,23 @@ class Writer:
     def log(self, level: str, text: str) -> None:
         self.out.log(level, text)
         self.out.flush()
+
+
+def _state_problem(state: Any) -> str | None:
+    """What makes a STATE message's `state` no state a source could resume from (None: fine).
+    A STREAM state must name its stream; a GLOBAL one carry `global`; other types (LEGACY,
+    or none: Airbyte's legacy `data`) are passed on as they are."""
+    if not isinstance(state, dict):
+        return "without a state object"
+    kind = state.get("type")
+    if kind == "STREAM":
+        stream = state.get("stream")
+        desc = stream.get("stream_descriptor") if isinstance(stream, dict) else None
+        if not isinstance(desc, dict) or not isinstance(desc.get("name"), str):
+            return "of type STREAM without stream.stream_descriptor.name"
+    elif kind == "GLOBAL" and not isinstance(state.get("global"), dict):
+        return "of type GLOBAL without a global object"
+    return None
 
 
 def _some(names: Any, shown: int = 5) -> str:

@@ -132,3 +132,24 @@ def test_records_whose_keys_match_no_property_are_warned_about(run_write, dest_c
     assert dest_conn.execute('SELECT count(*) FROM orders WHERE "OrderID" IS NULL').fetchone() == (
         2,)  # fmt: skip
     assert count(dest_conn, "_airbyte_raw_orders") == 2
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    (b'{"type":"STATE"}', "without a state object"),
+    (b'{"type":"STATE","state":"x"}', "without a state object"),
+    (b'{"type":"STATE","state":{"type":"STREAM","stream":{}}}', "of type STREAM without"),
+    (b'{"type":"STATE","state":{"type":"GLOBAL"}}', "of type GLOBAL without a global object"),
+])  # fmt: skip
+def test_a_state_no_source_could_resume_from_is_bad_input(run_write, dest_conn, line, says):
+    """A STATE message that is no state (none, not an object, a STREAM state naming no stream)
+    is refused like other bad input, naming its line; echoed, a client would save it as the
+    connection's state. What came before the last good STATE stays committed."""
+    catalog = catalog_for([("a", {"id": {"type": "integer"}})], mode="append")
+    result = run_write(catalog, b"\n".join([
+        record("a", {"id": 1}), state("a", {"n": 1}), record("a", {"id": 2}), line,
+    ]) + b"\n")  # fmt: skip
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert f"Input line 4 is a STATE message {says}" in error["message"], error
+    assert [m["state"]["stream"]["stream_state"] for m in result.states] == [{"n": 1}]
+    assert count(dest_conn, "a") == 1
