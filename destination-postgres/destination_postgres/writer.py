@@ -1116,6 +1116,8 @@ class Writer:
             target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))
             target = target or self.by_name.get(desc.get("name"))
             covers = [target] if target is not None else []
+            if target is not None:
+                target.state_named = True
         else:
             covers = list(self.targets)
         count = sum(t.since_state for t in covers)
@@ -1209,21 +1211,25 @@ class Writer:
                 self._echo_ready()
 
     def _never_sent(self, t: StreamTarget) -> bool:
-        """Whether the source sent nothing of stream `t` (no status, no record) while it sent
-        statuses for others: it skipped the stream, as Airbyte's source-postgres skips a
-        configured table that no longer exists. Nothing of it to load, and nothing to
-        overwrite its tables with."""
+        """Whether the source sent nothing of stream `t` (no status, record or STATE of its
+        own) while it sent statuses for others and reported no error: it skipped the stream,
+        as Airbyte's source-postgres skips a configured table that no longer exists — or it
+        stopped, killed, between two streams, which only its exit code tells. Either way
+        nothing of it is here to load, nor to overwrite its tables with."""
         return (
             self.statuses_seen
+            and self.source_error is None
             and t.status is None
-            and not (t.received or t.since_state or t.stated)
+            and not (t.received or t.since_state or t.stated or t.state_named)
         )
 
     def finish(self) -> int:
         """End of input: swap what is complete, keep what is not, report."""
+        for t in self.targets:
+            t.skipped = self._never_sent(t)
         incomplete = [
             t for t in self.targets
-            if t.overwrite and not t.swapped and not self._never_sent(t)
+            if t.overwrite and not t.swapped and not t.skipped
             and (self.source_error is not None or (self.statuses_seen and t.status != "COMPLETE"))
         ]  # fmt: skip
         if self.lineno == 0:
@@ -1239,6 +1245,10 @@ class Writer:
             and t.since_state
         ]  # fmt: skip
         if self.source_error is not None or incomplete or cut:
+            # The write fails: a stream not reached is one more whose tables are kept.
+            incomplete += [t for t in self.targets if t.skipped and t.overwrite and not t.swapped]
+            for t in self.targets:
+                t.skipped = False
             self._salvage()
             self.abort()
             self.report()
@@ -1271,7 +1281,7 @@ class Writer:
         self._flush()
         self._wait()
         for t in self.targets:
-            if t.overwrite and not t.swapped and not self._never_sent(t):
+            if t.overwrite and not t.swapped and not t.skipped:
                 # Each swap its own transaction, as at a COMPLETE status: one that fails later
                 # does not undo this one (which `swapped` would then wrongly claim).
                 self._complete(t)
@@ -1287,11 +1297,12 @@ class Writer:
 
     def report(self) -> None:
         for t in self.targets:
-            if self._never_sent(t):
+            if t.skipped:
                 kept = "its tables are left as they were" if t.overwrite else "nothing to load"
-                self.log("WARN", f"Stream {t.label}: the source sent nothing of it (no status, no "
-                         "record) while it sent the other streams: it skipped the stream (its "
-                         f"table may no longer exist at the source); {kept}.")  # fmt: skip
+                self.log("WARN", f"Stream {t.label}: the source sent nothing of it (no status, "
+                         "record or state) while it sent the other streams: it skipped the "
+                         "stream (its table may no longer exist at the source), or stopped "
+                         f"before it (its exit code tells); {kept}.")  # fmt: skip
                 continue
             parts = [f"Stream {t.label}: {t.committed} record(s) committed"]
             if t.overwrite and not t.swapped:  # loaded into temporaries, dropped

@@ -124,7 +124,25 @@ def test_a_stream_the_source_skipped_is_left_as_it_was(run_write, dest_conn, mod
     assert count(dest_conn, "a") == (1 if mode == "overwrite" else 2)
     warns = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
     (warn,) = [m for m in warns if "gone" in m]
-    assert "the source sent nothing of it" in warn
+    assert "the source sent nothing of it" in warn and "or stopped before it" in warn
+
+
+def test_a_stream_not_reached_by_a_failed_source_is_kept_and_named(run_write, dest_conn):
+    """The source reports an error in stream a; stream b never came: the write fails, and the
+    error names b among the overwrite streams whose previous tables are kept (b is not called
+    skipped: the source did not finish)."""
+    props = {"id": {"type": "integer"}}
+    catalog = catalog_for([("a", props), ("b", props)], mode="overwrite")
+    assert run_write(catalog, _lines(record("a", {"id": 1}), record("b", {"id": 7}))).returncode == 0
+    result = run_write(catalog, _lines(
+        status("a", "STARTED"), record("a", {"id": 2}), SOURCE_ERROR,
+    ))  # fmt: skip
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "the previous tables of a, b are kept unchanged" in error["message"], error
+    assert not [m for m in result.of_type("LOG") if "sent nothing" in m["log"]["message"]]
+    assert dest_conn.execute("SELECT array_agg(id) FROM b").fetchone() == ([7],)
+    assert dest_conn.execute("SELECT array_agg(id) FROM a").fetchone() == ([1],)
 
 
 def test_a_stream_reported_incomplete_is_named_so(run_write, dest_conn) -> None:
