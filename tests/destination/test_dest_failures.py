@@ -133,7 +133,8 @@ def test_a_stream_not_reached_by_a_failed_source_is_kept_and_named(run_write, de
     skipped: the source did not finish)."""
     props = {"id": {"type": "integer"}}
     catalog = catalog_for([("a", props), ("b", props)], mode="overwrite")
-    assert run_write(catalog, _lines(record("a", {"id": 1}), record("b", {"id": 7}))).returncode == 0
+    seeded = run_write(catalog, _lines(record("a", {"id": 1}), record("b", {"id": 7})))
+    assert seeded.returncode == 0
     result = run_write(catalog, _lines(
         status("a", "STARTED"), record("a", {"id": 2}), SOURCE_ERROR,
     ))  # fmt: skip
