@@ -36,6 +36,7 @@ from source_postgres.catalog import ConfiguredStream
 from source_postgres.config import SourceConfig, require_supported_method
 from source_postgres.discovery import XMIN_KINDS, Table, default_cursor, discover_tables
 from source_postgres.incremental import read_by_cursor
+from source_postgres.locks import lock_tables, lockable_relations
 from source_postgres.record_sql import record_query, unescape_copy_text
 from source_postgres.state import (
     Unusable,
@@ -157,11 +158,10 @@ def read_messages(
                 # Refused where the server's platform cannot check (Windows): then without.
                 with contextlib.suppress(psycopg.errors.InvalidParameterValue):
                     conn.execute(CONNECTION_CHECK)
+            lockable = lockable_relations(conn, streams, config.schemas)  # before BEGIN
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            # LOCK takes no snapshot: the tables are locked before the snapshot starts.
-            lock_tables(conn, [(s.namespace, s.name) for s in streams if s.namespace])
+            lock_tables(conn, lockable)  # LOCK takes no snapshot: they are locked before it
             tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
-            lock_tables(conn, [(t.schema, t.name) for s, t in tables.items() if s[1] is None])
             xmin = config.replication_method == "Xmin"
             snapshot = read_snapshot(conn) if xmin else None
         except psycopg.Error as exc:
@@ -179,38 +179,6 @@ def read_messages(
             raise
         with contextlib.suppress(psycopg.Error):
             conn.execute("ROLLBACK")  # read only: nothing to commit
-
-
-def lock_tables(conn: psycopg.Connection[Any], names: list[tuple[str, str]]) -> None:
-    """ACCESS SHARE locks on the relations to read, held to the end of the read, as pg_dump
-    takes them. TRUNCATE and table-rewriting ALTER TABLEs are not MVCC-safe: a snapshot older
-    than them sees the table empty. Locked first, a later stream's table cannot be emptied or
-    rewritten from the read's view while earlier streams are read: such a command waits for
-    the read to end instead. NOWAIT: a relation someone holds a conflicting lock on now (a
-    long ALTER, a maintenance LOCK) is not waited for here, where the read would hang before
-    its first stream; it is locked when its stream is read, as before. What cannot be locked
-    (a materialized view or foreign table, a relation gone or not readable as a whole) is
-    skipped too: its stream reports it when read."""
-    targets = [sql.SQL("{}.{}").format(sql.Identifier(n), sql.Identifier(t)) for n, t in names]
-    if targets and not _lock(conn, targets) and len(targets) > 1:
-        for target in targets:  # one by one, skipping those that cannot be locked
-            _lock(conn, [target])
-
-
-def _lock(conn: psycopg.Connection[Any], targets: list[sql.Composable]) -> bool:
-    """LOCK TABLE `targets` under a savepoint; False (and nothing locked) when refused."""
-    conn.execute("SAVEPOINT pgbyte_lock")
-    try:
-        conn.execute(
-            sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(sql.SQL(", ").join(targets))
-        )
-    except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.WrongObjectType,
-            pg_errors.InsufficientPrivilege, pg_errors.LockNotAvailable,
-            pg_errors.OutOfMemory):  # fmt: skip
-        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_lock")
-        return False
-    conn.execute("RELEASE SAVEPOINT pgbyte_lock")
-    return True
 
 
 def _read_streams(

@@ -283,23 +283,27 @@ def test_snapshot_is_consistent_across_streams(
     assert source_conn.execute("SELECT count(*) FROM b").fetchone()[0] == 4
 
 
-@pytest.mark.parametrize("rewrite", [
-    "TRUNCATE b; INSERT INTO b SELECT generate_series(1, 3)",
-    "ALTER TABLE b ALTER COLUMN id TYPE bigint",
+@pytest.mark.parametrize(("rewrite", "b_namespace"), [
+    ("TRUNCATE b; INSERT INTO b SELECT generate_series(1, 3)", "public"),
+    ("ALTER TABLE b ALTER COLUMN id TYPE bigint", "public"),
+    ("TRUNCATE b; INSERT INTO b SELECT generate_series(1, 3)", None),
 ])  # fmt: skip
 def test_a_later_streams_table_cannot_be_emptied_from_the_reads_view(
-    pg_server, source_db, source_conn, source_config, write_json, rewrite
+    pg_server, source_db, source_conn, source_config, write_json, rewrite, b_namespace
 ) -> None:
     """TRUNCATE and rewriting ALTERs are not MVCC-safe: run while stream a is read, they would
     leave table b empty to the read's older snapshot, and b would sync as 0 rows. The read
-    locks its tables when it starts, so the command waits for the read to end instead."""
+    locks its tables when it starts, so the command waits for the read to end instead: b named
+    with or without namespace, and with a materialized view among the streams (LOCK refuses
+    those: the others are locked one by one)."""
     source_conn.execute(
         "CREATE TABLE a (id int, pad text); CREATE TABLE b (id int);"
         # a's records fill the pipe we leave unread: the read stays inside stream a
         "INSERT INTO a SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;"
-        "INSERT INTO b SELECT generate_series(1, 3)"
+        "INSERT INTO b SELECT generate_series(1, 3); CREATE MATERIALIZED VIEW mv AS SELECT 1 AS id"
     )
-    streams = [table_stream("a", {"id": {}, "pad": {}}), table_stream("b", {"id": {}})]
+    streams = [table_stream("a", {"id": {}, "pad": {}}), table_stream("mv", {"id": {}}),
+               table_stream("b", {"id": {}}, namespace=b_namespace)]  # fmt: skip
     with psycopg.connect(pg_server.conninfo(source_db), autocommit=True) as other:
         proc = _start_read(write_json, source_config, streams)
         before = _run_until(proc, lambda m: m["type"] == "RECORD")
