@@ -7,6 +7,7 @@ from the server's text alone.
 
 from __future__ import annotations
 
+import os
 import re
 
 import psycopg
@@ -92,9 +93,18 @@ def describe_connect_error(
     if "could not translate host name" in lowered or "name or service not known" in lowered:
         return ConfigError(f"Unknown host {host!r}: check the host name.")
     if "connection refused" in lowered:
+        hint = ""
+        if os.environ.get("AIRBYTE_ENTRYPOINT") and str(host).lower() in _LOOPBACK:
+            # In our image: docker's default (bridge) network gives the container its own
+            # localhost, where no server runs.
+            hint = (
+                f" In a container {host} is the container itself: run it with --network host, "
+                "or give the host's address (on Linux the bridge gateway, e.g. 172.17.0.1, or "
+                "host.docker.internal with --add-host host.docker.internal:host-gateway)."
+            )
         return ConfigError(
             f"Nothing accepts connections at {host}:{port}: check the host and port, and that "
-            "the server is running and listening there."
+            f"the server is running and listening there.{hint}"
         )
     if "timeout expired" in lowered or "timed out" in lowered:
         return TransientError(
@@ -211,6 +221,9 @@ def _ssl_reason(text: str) -> str:
     if any(word in lowered for word in ("does not support ssl", "ssl was required", "no encrypt")):
         return f"{line}: the server and ssl_mode disagree; change ssl_mode (or the server's SSL)."
     return f"{line}: check ssl_mode and its certificates."
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 
 
 def _first_line(text: str) -> str:

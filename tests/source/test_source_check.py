@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 
 import pytest
 from db_roles import drop_role, throwaway_role
+from pgbyte.throwaway_pg import free_port
 from psycopg import sql
-from source_helpers import configured_catalog, run_source
+from source_helpers import REPO_ROOT, Run, configured_catalog, run_source
 
 SECRET = "s3cret-Pa55word-42"
 
@@ -61,6 +64,25 @@ def test_unknown_host_fails_with_host_named(source_config, write_json) -> None:
     status = check(write_json, {**source_config, "host": "no-such-host.invalid"}).connection_status
     assert status["status"] == "FAILED"
     assert "no-such-host.invalid" in status["message"]
+
+
+@pytest.mark.parametrize("in_image", [False, True])
+def test_a_closed_port_on_localhost_names_the_container_case(
+    source_config, write_json, in_image
+) -> None:
+    """Nothing listening at localhost:PORT: FAILED naming host and port. In our image
+    (AIRBYTE_ENTRYPOINT set, as there) localhost is the container itself on docker's default
+    network: the message says so and how to reach the host; outside it says nothing of it."""
+    config = {**source_config, "host": "localhost", "port": free_port()}
+    path = write_json("config.json", config)
+    env = {**os.environ, **({"AIRBYTE_ENTRYPOINT": "source-postgres"} if in_image else {})}
+    proc = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "source-postgres"), "check",
+                           "--config", path], capture_output=True, text=True, env=env,
+                          timeout=60)  # fmt: skip
+    status = Run(proc.returncode, proc.stdout, proc.stderr).connection_status
+    assert status["status"] == "FAILED"
+    assert f"Nothing accepts connections at localhost:{config['port']}" in status["message"]
+    assert ("--network host" in status["message"]) is in_image, status["message"]
 
 
 def test_unknown_database_fails_with_database_named(source_config, write_json) -> None:
