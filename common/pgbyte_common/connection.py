@@ -267,7 +267,15 @@ def _materialize_ssl_files(ssl: dict[str, str]) -> dict[str, str]:
     if not ssl:
         return {}
     if _ssl_dir is None:
-        _ssl_dir = Path(tempfile.mkdtemp(prefix="pgbyte-ssl-"))
+        try:
+            _ssl_dir = Path(tempfile.mkdtemp(prefix="pgbyte-ssl-"))
+        except OSError as exc:  # no writable temporary directory: a read-only filesystem
+            raise ConfigError(
+                f"The certificates given inline in ssl_mode must be written to a temporary "
+                f"file for libpq, and no temporary directory is writable ({exc.strerror}): in a "
+                "container run with --read-only, add --tmpfs /tmp (or set TMPDIR to a "
+                "writable directory)."
+            ) from None
         atexit.register(shutil.rmtree, _ssl_dir, True)
     out: dict[str, str] = {}
     names = {

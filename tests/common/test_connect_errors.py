@@ -68,3 +68,21 @@ def test_refusals_at_connect_say_why_and_what_to_change(dest_config, dest_conn) 
         ConnectionSettings.from_config(bad, application_name="t").connect()
     assert isinstance(refused.value, ConfigError)
     assert "statement_timeout" in refused.value.message and "lost" not in refused.value.message
+
+
+def test_no_writable_temporary_directory_for_inline_certificates_says_tmpfs(monkeypatch) -> None:
+    """`docker run --read-only` without `--tmpfs /tmp`: the inline certificates cannot be
+    written for libpq. A config_error naming the fix, not an unexpected system_error."""
+    import errno
+    import tempfile
+
+    from pgbyte_common import connection
+
+    def read_only(*_args, **_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    monkeypatch.setattr(connection, "_ssl_dir", None)
+    with pytest.raises(ConfigError) as caught:
+        connection._materialize_ssl_files({"ca_certificate": "-----BEGIN CERTIFICATE-----"})
+    assert "--tmpfs /tmp" in caught.value.message and "Read-only" in caught.value.message
