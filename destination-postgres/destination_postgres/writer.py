@@ -1306,7 +1306,10 @@ class Writer:
                 continue
             parts = [f"Stream {t.label}: {t.committed} record(s) committed"]
             if t.overwrite and not t.swapped:  # loaded into temporaries, dropped
-                parts = [f"Stream {t.label}: {t.committed} record(s) loaded but not swapped in "
+                # What arrived, loaded into its temporaries or still buffered: none of it is
+                # the stream's now.
+                arrived = t.stated + t.since_state
+                parts = [f"Stream {t.label}: {arrived} record(s) received, not swapped in "
                          "(its previous tables are kept)"]  # fmt: skip
             if t.nul_stripped:
                 parts.append(f"{t.nul_stripped} NUL character(s) (\\u0000) removed")

@@ -49,7 +49,8 @@ def _lines(*lines: bytes) -> bytes:
 
 
 def test_no_complete_keeps_previous_tables(run_write, dest_conn) -> None:
-    """STARTED but EOF before COMPLETE: no swap, error names the stream, exit non-zero."""
+    """STARTED but EOF before COMPLETE: no swap, error names the stream, exit non-zero; the
+    report counts the records that arrived (not the 0 of them swapped in)."""
     before = _previous(run_write, dest_conn)
     result = run_write(CATALOG, _lines(
         status(STREAM, "STARTED"), record(STREAM, {"id": 9, "name": "X"}),
@@ -57,6 +58,8 @@ def test_no_complete_keeps_previous_tables(run_write, dest_conn) -> None:
     ))  # fmt: skip
     assert result.returncode != 0
     assert STREAM in result.errors[0]["message"]
+    logs = [m["log"]["message"] for m in result.of_type("LOG")]
+    assert f"Stream {STREAM}: 2 record(s) received, not swapped in" in "\n".join(logs), logs
     assert _rows(dest_conn) == before
     assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}", STREAM]
 

@@ -196,7 +196,7 @@ def test_a_global_state_held_for_a_swap_says_what_was_committed(run_write, dest_
     assert "Nothing after the last echoed STATE was committed" not in error["message"]
     assert dest_conn.execute("SELECT count(*) FROM st").fetchone()[0] == 2
     (report,) = [m for m in result.logs if m.startswith("Stream ow:")]
-    assert "1 record(s) loaded but not swapped in" in report, report
+    assert "1 record(s) received, not swapped in" in report, report
 
 
 def test_a_failed_source_keeps_the_states_pending_before_its_error(run_write, dest_conn) -> None:
