@@ -169,8 +169,8 @@ class Column:
         if self.integral:
             # A value that is not whole fails the cast (into the guarded INSERT, which counts).
             return sql.SQL(
-                "(SELECT CASE WHEN n = trunc(n) THEN n ELSE (n::text || ' is not whole')::numeric "
-                "END FROM (SELECT {}::numeric AS n) w)"
+                "(SELECT CASE WHEN n - trunc(n) = 0 THEN n ELSE (n::text || ' is not whole')"
+                "::numeric END FROM (SELECT {}::numeric AS n) w)"
             ).format(self.text_value(data))
         if self.kind == "jsonb":
             # JSON null becomes SQL NULL, as Airbyte's normalization does.
@@ -182,7 +182,8 @@ class Column:
     def safe_expr(self, data: sql.Composable) -> sql.Composable:
         expr = self._safe_expr(data)
         if self.integral:
-            return sql.SQL("(SELECT CASE WHEN n = trunc(n) THEN n END FROM (SELECT {} AS n) w)"
+            # n - trunc(n) = 0: whole and finite (NaN and ±Infinity give NaN, not 0).
+            return sql.SQL("(SELECT CASE WHEN n - trunc(n) = 0 THEN n END FROM (SELECT {} AS n) w)"
                            ).format(expr)  # fmt: skip
         if self.narrow in _INT_BOUNDS:
             low, high = _INT_BOUNDS[self.narrow]

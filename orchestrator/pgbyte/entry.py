@@ -3,9 +3,10 @@
 Python's default SIGINT handler raises KeyboardInterrupt wherever the main thread is. During
 the first tenth of a second that is inside module imports, where it prints a traceback (and
 no JSON object for --json), or inside a C extension's initialisation, which is not written to
-be interrupted (orjson's crashed the process with a segfault about one try in three). Here the
-signal is only noted until the imports are done; then the command is cancelled as one
-cancelled later is: exit 130, with --json its one JSON object.
+be interrupted (orjson's crashed the process with a segfault about one try in three). Here
+SIGINT and SIGTERM are only noted until the imports are done; then the command is cancelled as
+one cancelled later is: exit 130 or 143, with --json its one JSON object. A signal the parent
+made us ignore (SIG_IGN: a background job's Ctrl-C) stays ignored.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ def main() -> None:
     def note(signum: int, _frame: Any) -> None:
         noted.append(signum)
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, note)
     from pgbyte import cli  # the imports: everything the commands need
 
-    signal.signal(signal.SIGINT, previous)
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
     if noted:
         sys.exit(cli.cancelled_early(sys.argv[1:], noted[0]))
     cli.main()

@@ -57,13 +57,15 @@ def ctid_load(
     emitted_at: int,
     resize: Callable[[int, float], int] | None = None,
     load_xmin: int | None = None,
+    carried: int = 0,
 ) -> Generator[bytes, None, int]:
     """Yield the RECORDs and ctid STATEs of blocks from `start_block` on; return the count.
 
     `bound` (over the alias `r`) leaves rows to the phase that follows: cursor <= the maximum
     noted at the start (Standard), or rows written before the noted xmin (Xmin). `inner` is
     the state that phase resumes from: nested in every ctid STATE, and the last STATE alone.
-    `load_xmin`, when given, is noted in every ctid STATE (state.LOAD_XMIN_KEY).
+    `load_xmin`, when given, is noted in every ctid STATE (state.LOAD_XMIN_KEY). `carried`:
+    records emitted just before (a resumed load's catch-up), counted in the first STATE.
     """
     with _serial_plans(conn):
         out = lines.writer
@@ -85,6 +87,7 @@ def ctid_load(
                 where=where,
             )  # fmt: skip
             total += count
+            count, carried = count + carried, 0  # this STATE's sourceStats.recordCount
             block = upper
             if resize is not None:  # rows per chunk adapted to the time it took, as blocks
                 rows = max(int(step * per_block), 1)
@@ -97,7 +100,7 @@ def ctid_load(
                 out.stream_state(stream.name, stream.namespace, inner, record_count=count)
             yield lines.take()
         if start_block >= blocks:  # nothing left to read (the table shrank): say where we are
-            out.stream_state(stream.name, stream.namespace, inner, record_count=0)
+            out.stream_state(stream.name, stream.namespace, inner, record_count=carried)
             yield lines.take()
         return total
 

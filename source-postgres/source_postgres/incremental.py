@@ -265,7 +265,8 @@ def read_by_cursor(
         # syncs read by cursor only, so a row left out now would never arrive.
         bound = sql.SQL("({c} <= {v} OR {c} IS NULL)").format(c=c, v=sql.Literal(noted.cursor))
         snapshot = read_snapshot(conn)
-        if resumed_load and resume_ctid.block > 0 and resume_ctid.load_xmin is not None:
+        caught_up = resumed_load and resume_ctid.block > 0 and resume_ctid.load_xmin is not None
+        if caught_up:
             total = yield from _catch_up(conn, copy_out, stream=stream, table=table,
                                          columns=columns, resumed=resume_ctid, bound=bound,
                                          snapshot=snapshot, emitted_at=emitted_at)  # fmt: skip
@@ -273,12 +274,15 @@ def read_by_cursor(
             conn, copy_out, stream=stream, table=table, columns=columns,
             start_block=resume_ctid.block, bound=bound, inner=inner, rows_per_chunk=limit,
             lines=lines, emitted_at=emitted_at, resize=next_chunk_rows if adaptive else None,
-            load_xmin=snapshot.xmin,
+            load_xmin=snapshot.xmin, carried=total,
         )  # fmt: skip
         saved, last = noted, noted.cursor
-        # Rows given the noted maximum after the load began (in blocks it had passed, when it
-        # was interrupted) are only found by reading that value again.
-        inclusive = resumed_load and _boundary_again(conn, out, label, relation, c, noted)
+        # Rows given the noted maximum after an interrupted load began, in blocks it had
+        # passed, are only found by reading that value again — unless the catch-up found them.
+        inclusive = (
+            resumed_load and not caught_up
+            and _boundary_again(conn, out, label, relation, c, noted)
+        )  # fmt: skip
         emitted_state = True
     count_at_upper = saved.cursor_record_count if saved is not None else 0
     while True:
@@ -365,13 +369,10 @@ def _catch_up(
     return count
 
 
-# Cursor kinds whose state text is the records' rendering rather than Postgres's own output.
-_RENDERED_CURSORS = frozenset({"timestamp", "timestamptz", "time", "timetz"})
-
-
 def saved_text(ref: sql.Composable, column: Column) -> sql.Composable:
-    """SQL giving the text a state saves for cursor value `ref` (see the module docstring)."""
-    if column.mapping.kind in _RENDERED_CURSORS:
+    """SQL giving the text a state saves for cursor value `ref` (see the module docstring):
+    the records' rendering for timestamps and times, Postgres's own output for the rest."""
+    if column.mapping.kind in _ZONED + _UNZONED:
         return scalar_expr(ref, column.mapping.kind)
     return sql.SQL("{}::text").format(ref)
 

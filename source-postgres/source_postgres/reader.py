@@ -274,6 +274,13 @@ def _read_stream(
         if unknown:
             out.log("WARN", f"Stream {label}: column(s) {', '.join(unknown)} no longer "
                     "exist or are not readable; they are left out.")  # fmt: skip
+    if incremental and snapshot is not None and table.kind not in XMIN_KINDS:
+        # Xmin replication, a view or foreign table (no xmin column) asked for incrementally:
+        # PyAirbyte asks so for every stream, whatever discover offered. Failing it would end
+        # the client's whole read: it is read as Standard replication reads it (below).
+        out.log("WARN", f"Stream {label}: a view or foreign table has no xmin column: read as "
+                "Standard replication reads it, by its cursor column if it has one.")  # fmt: skip
+        snapshot = None
     if incremental and snapshot is None and not stream.cursor_field and not default_cursor(table):
         # Clients such as PyAirbyte ask for incremental on every stream, with the discovered
         # default_cursor_field (often none). Failing there helps nobody (Airbyte's connector
@@ -299,20 +306,6 @@ def _read_stream(
                 + " has no obvious cursor column: every sync reads all of its rows. Set a "
                 "cursor_field to read only new rows.",
             )
-            incremental, saved = False, None
-    if incremental and snapshot is not None and table.kind not in XMIN_KINDS:
-        # Xmin replication, a view or foreign table (no xmin column) asked for incrementally:
-        # PyAirbyte asks so for every stream, whatever discover offered. Failing it would end
-        # the client's whole read; it is read as under Standard replication instead.
-        snapshot = None
-        cursor = stream.cursor_field[0] if stream.cursor_field else default_cursor(table)
-        if cursor:
-            out.log("WARN", f"Stream {label}: a view or foreign table has no xmin column: read "
-                    f"incrementally by its cursor column {cursor!r} instead.")  # fmt: skip
-        else:
-            out.log("WARN", f"Stream {label}: a view or foreign table has no xmin column, and "
-                    "this one has no cursor_field nor obvious cursor column: every sync reads "
-                    "all of its rows. Set a cursor_field to read only new rows.")  # fmt: skip
             incremental, saved = False, None
     emitted_at = now_ms()
     query = record_query(

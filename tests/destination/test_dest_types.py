@@ -411,11 +411,12 @@ def test_an_integer_column_widened_to_numeric_still_takes_only_whole_numbers(
 
     first = run_write(catalog, lines((1, 2**70), (2, 5.5), (3, 7)))
     assert first.returncode == 0, first.errors
-    second = run_write(catalog, lines((4, 6.5), (5, "1e400"), (6, -8)))
+    second = run_write(catalog, lines((4, 6.5), (5, "1e400"), (6, -8), (7, "NaN")))
     assert second.returncode == 0, second.errors
     rows = dict(dest_conn.execute("SELECT id, n FROM w").fetchall())
-    assert rows == {1: 2**70, 2: None, 3: 7, 4: None, 5: 10**400, 6: -8}
+    assert rows == {1: 2**70, 2: None, 3: 7, 4: None, 5: 10**400, 6: -8, 7: None}
     assert column_types(dest_conn, "w")["n"] == "numeric"
-    for run in (first, second):
+    for run, bad in ((first, 1), (second, 2)):
         warns = [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "WARN"]
-        assert any("1 value(s) could not be cast" in w and "n: 1" in w for w in warns), warns
+        assert any(f"{bad} value(s) could not be cast" in w and f"n: {bad}" in w
+                   for w in warns), warns  # fmt: skip

@@ -333,6 +333,9 @@ def test_a_resumed_first_load_finds_a_row_moved_into_blocks_it_had_read(
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
     rows = {r["id"]: r["v"] for r in resumed.data("mv")}
     assert rows.get(2000) == 1
+    # Every record emitted, the catch-up's too, is counted in the STATEs' sourceStats.
+    counted = sum(m["sourceStats"]["recordCount"] for m in states(resumed))
+    assert counted == len(resumed.data("mv"))
     done = int(states(full)[0]["sourceStats"]["recordCount"])
     assert len(rows) < 3000 - done + 10  # the blocks read before were not all read again
 
