@@ -56,8 +56,8 @@ def resolve_streams(
             raise StreamSelectionError(
                 f"--stream {selector}: no such stream in the saved state of {conn.name} "
                 f"(streams with saved state: {known}; a stream that never synced, or whose "
-                "state was reset, has none: to name it here anyway, list it under streams: in "
-                "the connection file; `state reset --clear` without --stream clears them all)"
+                "state was reset, has none, and is named here only when the connection file's "
+                "streams: lists it; `state reset --clear` without --stream clears every stream)"
             )
     return chosen, stateless
 

@@ -206,7 +206,7 @@ def test_reset_unknown_stream_is_an_error_and_changes_nothing(tmp_path) -> None:
     before = (tmp_path / "state.json").read_bytes()
     run = pgbyte("state", "reset", str(conn), "--stream", "nope", password="")
     assert (run.returncode, "nope" in run.stderr, "sales.orders" in run.stderr) == (2, True, True)
-    assert "list it under streams: in the connection file" in run.stderr  # how to name it anyway
+    assert "`state reset --clear` without --stream clears every stream" in run.stderr
     assert (tmp_path / "state.json").read_bytes() == before
 
 
