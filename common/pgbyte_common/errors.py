@@ -39,6 +39,11 @@ class TransientError(PgbyteError):
     failure_type = "transient_error"
 
 
+class LockTableFull(ConfigError):
+    """The server's lock table is full (max_locks_per_transaction): whatever the transaction
+    touches next fails the same, so a read stops at it."""
+
+
 class SystemError_(PgbyteError):
     """A bug or an unexpected state: neither the user's config nor a passing fault."""
 
@@ -168,6 +173,16 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
                 f"{context}: {text} ({setting} is set for this role, database or server, or "
                 f"by the config's jdbc_url_params options: raise it or turn it off for this "
                 f"user, e.g. ALTER ROLE ... SET {setting} = 0)"
+            )
+        hint = getattr(getattr(exc, "diag", None), "message_hint", None) or ""
+        if isinstance(exc, pg_errors.OutOfMemory) and "max_locks_per_transaction" in hint:
+            # The server's lock table is full: a retry meets the same (class 53 is otherwise
+            # taken for transient).
+            return LockTableFull(
+                f"{context}: {text} (the server's lock table is full: a transaction holds a "
+                "lock on each table it touches, and on their indexes, until it ends — a read on "
+                "every table it reads; raise max_locks_per_transaction (a server restart), or "
+                "sync fewer streams per connection)"
             )
         if sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
             return TransientError(f"{context}: {text}")

@@ -25,7 +25,13 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
-from pgbyte_common.errors import ConfigError, PgbyteError, TransientError, classify_error
+from pgbyte_common.errors import (
+    ConfigError,
+    LockTableFull,
+    PgbyteError,
+    TransientError,
+    classify_error,
+)
 from pgbyte_common.messages import MessageWriter, now_ms
 from pgbyte_common.secrets import Masker, collect_secrets
 from pgbyte_common.sql_names import qualified, quoted
@@ -209,8 +215,9 @@ def _read_streams(
             out.exception(exc, stream=stream.descriptor)
             out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
             yield lines.take()
-            if isinstance(exc, TransientError):
-                break  # the connection is gone: the next streams cannot be read either
+            if conn.broken or conn.closed or isinstance(exc, LockTableFull):
+                break  # the next streams cannot be read either: the connection is gone, or
+                # every table they touch needs a lock there is no room for
 
 
 def _resolve(
@@ -334,6 +341,7 @@ def _read_stream(
                     conn, copy_out, stream=stream, table=table, columns=columns, saved=saved,
                     lines=lines, label=label, emitted_at=emitted_at,
                 )  # fmt: skip
+            _check_not_rewritten(conn, table, label)
             conn.execute("RELEASE SAVEPOINT pgbyte_stream")
             outcome.records += count
             out.stream_status(stream.name, stream.namespace, "COMPLETE")
@@ -347,6 +355,7 @@ def _read_stream(
         # Every chunk but the last holds exactly ROWS_PER_CHUNK lines (counting them all
         # would cost a pass over the data).
         count = (chunks - 1) * ROWS_PER_CHUNK + last.count(b"\n") if chunks else 0
+        _check_not_rewritten(conn, table, label)
         conn.execute("RELEASE SAVEPOINT pgbyte_stream")
     except psycopg.Error as exc:
         outcome.records += count
@@ -357,6 +366,47 @@ def _read_stream(
     out.stream_state(stream.name, stream.namespace, full_refresh_state(), record_count=count)
     out.stream_status(stream.name, stream.namespace, "COMPLETE")
     yield lines.take()
+
+
+# Storage (a table, a materialized view; a partitioned table's or a view's underlying ones)
+# whose file changed since the read's snapshot: pg_class as the snapshot sees it against the
+# relation cache, which the lock the read now holds has brought up to date.
+REWRITTEN_QUERY = """
+WITH RECURSIVE rel(oid) AS (
+    SELECT %(oid)s::oid
+    UNION
+    SELECT x.oid FROM rel JOIN LATERAL (
+        SELECT i.inhrelid AS oid FROM pg_catalog.pg_inherits i WHERE i.inhparent = rel.oid
+        UNION ALL
+        SELECT d.refobjid FROM pg_catalog.pg_rewrite w
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+          AND d.refobjid <> rel.oid
+        WHERE w.ev_class = rel.oid
+    ) x ON true
+)
+SELECT c.relname FROM rel JOIN pg_catalog.pg_class c ON c.oid = rel.oid
+WHERE c.relkind IN ('r', 'm') AND c.relfilenode <> 0
+  AND pg_catalog.pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode
+LIMIT 1
+"""
+
+
+def _check_not_rewritten(conn: psycopg.Connection[Any], table: Table, label: str) -> None:
+    """A TransientError when the stream's storage was truncated or rewritten after the read's
+    snapshot began (before the read could lock it: someone held a lock then, or it cannot be
+    locked ahead, see locks.py): TRUNCATE and rewriting ALTERs are not MVCC-safe, and the
+    stream would sync as empty — wrong, not merely old. VACUUM FULL and CLUSTER, which keep
+    the rows visible, are told apart by nothing here: such a stream fails too, and the next
+    sync reads it."""
+    row = conn.execute(REWRITTEN_QUERY, {"oid": table.oid}).fetchone()
+    if row is not None:
+        raise TransientError(
+            f"Stream {label}: {row[0]} was truncated or rewritten (TRUNCATE, ALTER TABLE ... "
+            "TYPE, REFRESH MATERIALIZED VIEW, VACUUM FULL...) after this read's snapshot began, "
+            "so its rows are invisible to the read; the stream is not synced this time — sync "
+            "again."
+        )
 
 
 def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator[bytes]:

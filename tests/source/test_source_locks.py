@@ -49,3 +49,9 @@ def test_out_of_lock_space_ahead_the_read_goes_on_as_without(small_lock_table, t
                 and m["trace"]["stream_status"]["status"] == "COMPLETE"}  # fmt: skip
     assert {"t1", "t2", "t100"} <= complete, run.stdout[-2000:]
     assert "Starting the read" not in run.stdout
+    # Further on, the locks the read holds fill the lock table: one config_error that says
+    # so and what to raise, and the read stops there (every later stream would fail alike).
+    (error,) = [m["trace"]["error"] for m in run.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
+    assert error["failure_type"] == "config_error", error
+    assert "raise max_locks_per_transaction" in error["message"], error
+    assert len(complete) < TABLES

@@ -18,7 +18,7 @@ import pytest
 from db_roles import throwaway_role
 from hangups import hangups_end_it
 from psycopg import sql
-from source_helpers import FIXTURES, REPO_ROOT, configured_catalog, run_source
+from source_helpers import FIXTURES, REPO_ROOT, Run, configured_catalog, run_source
 from test_source_discover import WEIRD_NAMES
 
 SOURCE = str(REPO_ROOT / ".venv" / "bin" / "source-postgres")
@@ -319,6 +319,38 @@ def test_a_later_streams_table_cannot_be_emptied_from_the_reads_view(
     b_rows = [m for m in messages if m["type"] == "RECORD" and m["record"]["stream"] == "b"]
     assert sorted(m["record"]["data"]["id"] for m in b_rows) == [1, 2, 3]
     assert not waited and done.is_set()
+
+
+def test_a_table_truncated_after_the_snapshot_fails_its_stream_not_syncs_empty(
+    pg_server, source_db, source_conn, source_config, write_json
+) -> None:
+    """A session holds a TRUNCATE of b when the read starts (b cannot be locked ahead) and
+    commits it while a is read: b, read later with the older snapshot, would look empty and
+    sync as 0 rows. It ends INCOMPLETE with a transient error saying so instead, and the next
+    stream, c, is still read (a stream's error other than a lost connection ends only it)."""
+    source_conn.execute(
+        "CREATE TABLE a (id int, pad text); CREATE TABLE b (id int); CREATE TABLE c (id int);"
+        "INSERT INTO a SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;"
+        "INSERT INTO b SELECT generate_series(1, 3); INSERT INTO c VALUES (7)"
+    )
+    streams = [table_stream(n, {"id": {}, "pad": {}} if n == "a" else {"id": {}})
+               for n in ("a", "b", "c")]  # fmt: skip
+    with psycopg.connect(pg_server.conninfo(source_db)) as other:
+        other.execute("TRUNCATE b; INSERT INTO b SELECT generate_series(11, 13)")
+        proc = _start_read(write_json, source_config, streams)
+        before = _run_until(proc, lambda m: m["type"] == "RECORD")  # the snapshot is taken
+        other.commit()
+        rest = proc.stdout.read()
+        proc.wait(120)
+    messages = before + [json.loads(line) for line in rest.splitlines()]
+    result = Run(proc.returncode, "\n".join(json.dumps(m) for m in messages), "")
+    assert proc.returncode == 1
+    assert result.statuses("b")[-1] == "INCOMPLETE" and result.data("b") == []
+    (error,) = result.errors()
+    assert error["stream_descriptor"]["name"] == "b", error
+    assert "b was truncated or rewritten" in error["message"], error
+    assert error["failure_type"] == "transient_error"
+    assert result.statuses("c")[-1] == "COMPLETE" and result.data("c") == [{"id": 7}]
 
 
 def test_table_dropped_mid_read_fails_only_its_stream(
