@@ -149,7 +149,10 @@ def test_incremental_write_keeps_destination_state(
         pyairbyte.call("write", source=source, destination=destination, cache_dir=cache_dir)
     )
     state = result["destination_state"]["events"]["stream"]["stream_state"]
-    assert (state["cursor_field"], state["cursor"]) == (["updated_at"], "2024-01-03 00:00:00")
+    assert (state["cursor_field"], state["cursor"]) == (
+        ["updated_at"],
+        "2024-01-03T00:00:00.000000",
+    )
 
 
 def test_incremental_write_of_keyless_table_keeps_rows(

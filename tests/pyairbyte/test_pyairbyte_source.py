@@ -117,13 +117,13 @@ def test_incremental_read_uses_updated_at(
     pyairbyte: PyAirbyteDriver, source: dict, events: None, cache_dir: str
 ) -> None:
     """A default (incremental) read of a table with updated_at reads all rows and keeps a cursor
-    state at the greatest updated_at."""
+    state at the greatest updated_at, in the form the records carry it."""
     result = ok(pyairbyte.call("read", source=source, cache_dir=cache_dir))
     state = result["state"]["events"]["stream"]["stream_state"]
     assert (result["processed_records"], state["cursor_field"], state["cursor"]) == (
         3,
         ["updated_at"],
-        "2024-01-03 00:00:00",
+        "2024-01-03T00:00:00.000000",
     )
 
 
