@@ -368,9 +368,10 @@ def _read_stream(
     yield lines.take()
 
 
-# Storage (a table, a materialized view; a partitioned table's or a view's underlying ones)
-# whose file changed since the read's snapshot: pg_class as the snapshot sees it against the
-# relation cache, which the lock the read now holds has brought up to date.
+# A table (the stream's, or one under its partitioned table or view) whose file changed since
+# the read's snapshot: pg_class as the snapshot sees it against the relation cache, which the
+# lock the read now holds has brought up to date. Not materialized views: REFRESH writes its
+# rows frozen, visible to every snapshot (the read sees the refreshed contents, not nothing).
 REWRITTEN_QUERY = """
 WITH RECURSIVE rel(oid) AS (
     SELECT %(oid)s::oid
@@ -386,7 +387,7 @@ WITH RECURSIVE rel(oid) AS (
     ) x ON true
 )
 SELECT c.relname FROM rel JOIN pg_catalog.pg_class c ON c.oid = rel.oid
-WHERE c.relkind IN ('r', 'm') AND c.relfilenode <> 0
+WHERE c.relkind = 'r' AND c.relfilenode <> 0
   AND pg_catalog.pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode
 LIMIT 1
 """
@@ -403,7 +404,7 @@ def _check_not_rewritten(conn: psycopg.Connection[Any], table: Table, label: str
     if row is not None:
         raise TransientError(
             f"Stream {label}: {row[0]} was truncated or rewritten (TRUNCATE, ALTER TABLE ... "
-            "TYPE, REFRESH MATERIALIZED VIEW, VACUUM FULL...) after this read's snapshot began, "
+            "TYPE, VACUUM FULL...) after this read's snapshot began, "
             "so its rows are invisible to the read; the stream is not synced this time — sync "
             "again."
         )

@@ -353,6 +353,31 @@ def test_a_table_truncated_after_the_snapshot_fails_its_stream_not_syncs_empty(
     assert result.statuses("c")[-1] == "COMPLETE" and result.data("c") == [{"id": 7}]
 
 
+def test_a_materialized_view_refreshed_during_the_read_is_read_as_refreshed(
+    pg_server, source_db, source_conn, source_config, write_json
+) -> None:
+    """A materialized view cannot be locked ahead; REFRESHed while an earlier stream is read,
+    its new rows are frozen (every snapshot sees them): the stream reads them and completes
+    (its storage changed, but not as a TRUNCATE's does)."""
+    source_conn.execute(
+        "CREATE TABLE a (id int, pad text); CREATE TABLE b (id int);"
+        "INSERT INTO a SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;"
+        "INSERT INTO b VALUES (1); CREATE MATERIALIZED VIEW mv AS SELECT id FROM b"
+    )
+    streams = [table_stream("a", {"id": {}, "pad": {}}), table_stream("mv", {"id": {}})]
+    with psycopg.connect(pg_server.conninfo(source_db), autocommit=True) as other:
+        proc = _start_read(write_json, source_config, streams)
+        before = _run_until(proc, lambda m: m["type"] == "RECORD")
+        other.execute("INSERT INTO b VALUES (2); REFRESH MATERIALIZED VIEW mv")
+        rest = proc.stdout.read()
+        proc.wait(120)
+    messages = before + [json.loads(line) for line in rest.splitlines()]
+    result = Run(proc.returncode, "\n".join(json.dumps(m) for m in messages), "")
+    assert proc.returncode == 0, result.errors()
+    assert result.statuses("mv")[-1] == "COMPLETE"
+    assert sorted(r["id"] for r in result.data("mv")) == [1, 2]
+
+
 def test_table_dropped_mid_read_fails_only_its_stream(
     pg_server, source_db, source_conn, source_config, write_json
 ) -> None:
