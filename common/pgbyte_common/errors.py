@@ -174,7 +174,7 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
                 f"by the config's jdbc_url_params options: raise it or turn it off for this "
                 f"user, e.g. ALTER ROLE ... SET {setting} = 0)"
             )
-        hint = getattr(getattr(exc, "diag", None), "message_hint", None) or ""
+        hint = exc.diag.message_hint or ""
         if isinstance(exc, pg_errors.OutOfMemory) and "max_locks_per_transaction" in hint:
             # The server's lock table is full: a retry meets the same (class 53 is otherwise
             # taken for transient).

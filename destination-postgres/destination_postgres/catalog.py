@@ -68,7 +68,6 @@ class StreamTarget:
     source_changes: dict[str, int] = field(default_factory=dict)  # meta.changes, by field
     status: str | None = None  # last STREAM_STATUS seen: STARTED/RUNNING/COMPLETE/INCOMPLETE
     state_named: bool = False  # a STREAM STATE of its own arrived
-    skipped: bool = False  # at the end: the source sent nothing of it (writer._never_sent)
     keys_checked: bool = False  # the first batch's first record was compared with the schema
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False

@@ -17,6 +17,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -1109,30 +1110,29 @@ class Writer:
     ) -> tuple[tuple[bytes, list[StreamTarget], StreamTarget | None], bool]:
         """Count the STATE's records; it waits for a commit (and, for its overwrite streams,
         their swap) before it is echoed. Returns it as held, and whether it covers only
-        overwrite streams not swapped yet."""
-        state = msg.get("state")
-        if isinstance(state, dict) and state.get("type") == "STREAM":
-            desc = (state.get("stream") or {}).get("stream_descriptor") or {}
-            target = self.by_key.get((desc.get("name"), desc.get("namespace") or None))
-            target = target or self.by_name.get(desc.get("name"))
-            covers = [target] if target is not None else []
-            if target is not None:
-                target.state_named = True
+        overwrite streams not swapped yet. The state's shape was checked (_state_problem)."""
+        state = msg["state"]
+        own = None
+        if state.get("type") == "STREAM":
+            desc = state["stream"]["stream_descriptor"]
+            own = self.by_key.get((desc["name"], desc.get("namespace") or None))
+            own = own or self.by_name.get(desc["name"])
+            covers = [own] if own is not None else []
+            if own is not None:
+                own.state_named = True
         else:
             covers = list(self.targets)
         count = sum(t.since_state for t in covers)
         for t in covers:
             t.stated += t.since_state
             t.since_state = 0
-        if isinstance(state, dict):
-            state["destinationStats"] = {"recordCount": float(count)}
+        state["destinationStats"] = {"recordCount": float(count)}
         # An overwrite stream's records are committed into its temporaries, but they are the
         # stream's tables only once swapped in: its states wait for the swap, and so does a
         # later state of the same stream, or a GLOBAL state after it (per-stream order kept;
         # another stream's states go on). A failed swap echoes none of them, so no client
         # counts or saves them.
         waiting = [t for t in covers if t.overwrite and not t.swapped]
-        own = target if isinstance(state, dict) and state.get("type") == "STREAM" else None
         entry = (orjson.dumps(msg) + b"\n", waiting, own)
         self._marks[id(entry[0])] = [(t, t.stated) for t in covers]  # for _echo_ready
         return entry, bool(covers) and len(waiting) == len(covers)
@@ -1225,11 +1225,10 @@ class Writer:
 
     def finish(self) -> int:
         """End of input: swap what is complete, keep what is not, report."""
-        for t in self.targets:
-            t.skipped = self._never_sent(t)
+        skipped = {id(t) for t in self.targets if self._never_sent(t)}
         incomplete = [
             t for t in self.targets
-            if t.overwrite and not t.swapped and not t.skipped
+            if t.overwrite and not t.swapped and id(t) not in skipped
             and (self.source_error is not None or (self.statuses_seen and t.status != "COMPLETE"))
         ]  # fmt: skip
         if self.lineno == 0:
@@ -1246,9 +1245,8 @@ class Writer:
         ]  # fmt: skip
         if self.source_error is not None or incomplete or cut:
             # The write fails: a stream not reached is one more whose tables are kept.
-            incomplete += [t for t in self.targets if t.skipped and t.overwrite and not t.swapped]
-            for t in self.targets:
-                t.skipped = False
+            incomplete += [t for t in self.targets
+                           if id(t) in skipped and t.overwrite and not t.swapped]  # fmt: skip
             self._salvage()
             self.abort()
             self.report()
@@ -1281,7 +1279,7 @@ class Writer:
         self._flush()
         self._wait()
         for t in self.targets:
-            if t.overwrite and not t.swapped and not t.skipped:
+            if t.overwrite and not t.swapped and id(t) not in skipped:
                 # Each swap its own transaction, as at a COMPLETE status: one that fails later
                 # does not undo this one (which `swapped` would then wrongly claim).
                 self._complete(t)
@@ -1292,12 +1290,14 @@ class Writer:
         with deferred():
             self._commit_all()
             self._echo_ready()
-        self.report()
+        self.report(skipped)
         return 0
 
-    def report(self) -> None:
+    def report(self, skipped: AbstractSet[int] = frozenset()) -> None:
+        """A LOG line per stream: what was committed and what was not; `skipped`: the ids of
+        the streams the source sent nothing of, in a write that succeeds (finish)."""
         for t in self.targets:
-            if t.skipped:
+            if id(t) in skipped:
                 kept = "its tables are left as they were" if t.overwrite else "nothing to load"
                 self.log("WARN", f"Stream {t.label}: the source sent nothing of it (no status, "
                          "record or state) while it sent the other streams: it skipped the "

@@ -226,8 +226,7 @@ def read_by_cursor(
             ).format(top=saved_text(sql.SQL("s.top"), column), rel=relation, c=c)
         ).fetchone()
         if top is not None:
-            noted = CursorState(field, top[0], top[1])
-            resume_ctid = CtidState(0, filenode(conn, table), noted)
+            resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
     elif (
         last is None
         and table.kind in ("r", "m", "p")

@@ -57,9 +57,9 @@ def lock_tables(conn: psycopg.Connection[Any], names: list[tuple[str, str]]) -> 
     read then takes its locks as it goes, as it did before."""
     targets = [sql.Identifier(n, t) for n, t in names]
     if not targets or _lock(conn, targets) is not False or len(targets) == 1:
-        return
+        return  # all locked, or the lock table is full, or the one relation was refused
     for target in targets:
-        if _lock(conn, [target]) is None:
+        if _lock(conn, [target]) is None:  # the lock table is full: no more ahead
             return
 
 
