@@ -18,8 +18,13 @@ from destination_postgres.typemap import (
 )
 
 META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at")
+# Every PostgreSQL table has these system columns: a property of that name (GIS extents have
+# xmin/xmax) gets a suffixed column, as a meta column's namesake does.
+SYSTEM_COLUMNS = ("tableoid", "xmin", "cmin", "xmax", "cmax", "ctid")
 # The columns append_dedup's typed stage adds: each row's place in its batch (loader.py).
 STAGE_POSITION = ("_airbyte_stage_pos", "_airbyte_stage_tid")
+# A name the merge gives a column beside the stage's (dedup.merge_statement).
+MERGE_ALIASES = ("_pgbyte_rn",)
 MODES = ("overwrite", "append", "append_dedup")
 MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 
@@ -140,9 +145,11 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
         schema = naming.schema(namespace) if namespace else config.schema
         raw_schema = config.raw_data_schema or schema
         reserved = {*META_COLUMNS, naming.hashid_column(name)}
+        taken = set(SYSTEM_COLUMNS)  # names no property column may have, beside `reserved`
         if mode == "append_dedup":
             reserved.update(STAGE_POSITION)
-        columns = columns_for(stream.get("json_schema"), reserved)
+            taken.update(MERGE_ALIASES)
+        columns = columns_for(stream.get("json_schema"), reserved | taken)
         typed = not config.disable_type_dedupe
         typed_note = None
         if typed and len(columns) + len(reserved) > MAX_COLUMNS:

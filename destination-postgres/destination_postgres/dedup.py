@@ -39,7 +39,7 @@ from pgbyte_common.errors import ConfigError
 from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
-from destination_postgres.catalog import STAGE_POSITION, StreamTarget
+from destination_postgres.catalog import MERGE_ALIASES, STAGE_POSITION, StreamTarget
 from destination_postgres.rawonly import RowsTooWide
 from destination_postgres.typemap import PG_TYPES
 
@@ -230,12 +230,13 @@ def merge_statement(
         source: sql.Composable = sql.SQL("{} t").format(stage)
         position: sql.Composable = sql.SQL("t.{} DESC NULLS LAST, t.{}").format(pos, tid)
     else:  # stage rows numbered in stage order, paired with their input line
+        rn = sql.Identifier(MERGE_ALIASES[0])  # no property's column has this name (catalog)
         source = sql.SQL(
-            "(SELECT s.*, row_number() OVER (ORDER BY s.{} NULLS FIRST, s.{}) AS _pgbyte_rn "
+            "(SELECT s.*, row_number() OVER (ORDER BY s.{} NULLS FIRST, s.{}) AS {rn} "
             "FROM {} s) t "
-            "JOIN unnest({}::bigint[]) WITH ORDINALITY AS o(_pgbyte_line, _pgbyte_rn) "
-            "USING (_pgbyte_rn)"
-        ).format(pos, tid, stage, sql.Literal(order))
+            "JOIN unnest({}::bigint[]) WITH ORDINALITY AS o(_pgbyte_line, {rn}) "
+            "USING ({rn})"
+        ).format(pos, tid, stage, sql.Literal(order), rn=rn)
         position = sql.SQL("o._pgbyte_line")
     ranking = [sql.SQL("t.{}").format(k) for k in keys]
     if target.cursor_name is not None:

@@ -158,3 +158,36 @@ def test_long_config_schemas_are_shortened_like_namespaces(dest_config) -> None:
     assert max(len(one.schema.encode()), len(one.raw_data_schema.encode())) <= 63
     short = DestinationConfig.from_dict({**dest_config, "schema": "public"})
     assert (short.schema, short.raw_data_schema) == ("public", None)
+
+
+def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, dest_conn) -> None:
+    """Every PostgreSQL table has the system columns xmin, xmax, ctid…: a property of that name
+    (a GIS extent's xmin/xmax) gets `_1` as a meta column's namesake does, in every mode; the
+    name append_dedup's merge gives its row numbers (`_pgbyte_rn`) is one no property takes."""
+    from test_dest_dedup import dedup_catalog, rec
+
+    props = {n: {"type": "integer"} for n in ("id", "xmin", "xmax", "ctid", "tableoid", "cmin")}
+    data = {"id": 1, "xmin": 10, "xmax": 20, "ctid": 30, "tableoid": 40, "cmin": 50}
+    for mode in ("overwrite", "append"):
+        result = run_write(catalog_for([(f"gis_{mode}", props)], mode), record(f"gis_{mode}", data))
+        assert result.returncode == 0, result.errors
+        row = dest_conn.execute(
+            f"SELECT id, xmin_1, xmax_1, ctid_1, tableoid_1, cmin_1 FROM gis_{mode}"
+        ).fetchone()
+        assert row == (1, 10, 20, 30, 40, 50)
+    props = {
+        "id": {"type": "integer"},
+        "_pgbyte_rn": {"type": "string"},
+        "xmin": {"type": "integer"},
+    }
+    catalog = dedup_catalog("rn", props, [["id"]])
+    first = run_write(catalog, rec("rn", {"id": 1, "_pgbyte_rn": "a", "xmin": 1}))
+    assert first.returncode == 0, first.errors
+    # A slow (spaced) line before a compact one: the merge numbers the stage rows (its `order`).
+    second = run_write(catalog, b"\n".join([
+        rec("rn", {"id": 2, "_pgbyte_rn": "b", "xmin": 2}),
+        rec("rn", {"id": 1, "_pgbyte_rn": "c", "xmin": 3}, compact=True),
+    ]))  # fmt: skip
+    assert second.returncode == 0, second.errors
+    rows = dest_conn.execute('SELECT id, "_pgbyte_rn_1", xmin_1 FROM rn ORDER BY id').fetchall()
+    assert rows == [(1, "c", 3), (2, "b", 2)]
