@@ -376,8 +376,9 @@ def saved_text(ref: sql.Composable, column: Column) -> sql.Composable:
     return sql.SQL("{}::text").format(ref)
 
 
-# Cursor texts nothing sorts above (PostgreSQL orders NaN above every number).
-_UNSURPASSABLE = frozenset({"infinity", "NaN"})
+# Cursor texts nothing sorts above (PostgreSQL orders NaN above every number): dates and
+# timestamps print `infinity`, real/double precision `Infinity`, numeric both ways.
+_UNSURPASSABLE = frozenset({"infinity", "Infinity", "NaN"})
 
 
 _ZONED = ("timestamptz", "timetz")

@@ -374,7 +374,10 @@ def test_chunk_size_adapts_towards_the_checkpoint_interval() -> None:
     assert inc.next_chunk_rows(1_900_000, target / 2) == inc.MAX_CHUNK_ROWS
 
 
-@pytest.mark.parametrize("coltype,top", [("timestamp", "infinity"), ("numeric", "NaN")])
+@pytest.mark.parametrize(
+    "coltype,top",
+    [("timestamp", "infinity"), ("numeric", "NaN"), ("real", "Infinity"), ("numeric", "Infinity")],
+)
 def test_a_cursor_stuck_at_infinity_is_warned(source_conn, read_inc, coltype, top) -> None:
     """A cursor that reaches infinity or NaN (nothing sorts above it) is said in a WARN, on the
     sync that saves it and on every later one, rather than silently reading nothing."""
