@@ -1,12 +1,16 @@
-"""The column type a later sync gets when a stream's declared type changes (typemap.common_kind).
+"""The column type a later sync gets when a stream's declared type changes (typemap.common_kind),
+and the values such a column holds then: typed again from the raw records, as Airbyte's soft
+reset does (ddl._refill).
 
-End to end (real syncs across such changes): tests/orchestrator/test_roundtrip_shapes_e2e.py.
+More end to end (real syncs across such changes): tests/orchestrator/test_roundtrip_shapes_e2e.py.
 """
 
 from __future__ import annotations
 
 import pytest
+from dest_helpers import catalog_for, count
 from destination_postgres.typemap import common_kind, is_our_type
+from test_dest_dedup import EM, dedup_catalog, lines, rec, typed
 
 CASES = [
     ("bigint", "numeric", "numeric"),
@@ -35,3 +39,57 @@ def test_user_made_types_are_not_ours() -> None:
     """Only the types pgbyte creates are retyped; a user's varchar(20) or int4range is kept."""
     assert is_our_type("bigint") and is_our_type("timestamp with time zone")
     assert not is_our_type("character varying(20)") and not is_our_type("int4range")
+
+
+def test_a_retyped_cursor_is_retyped_from_the_raw_records(run_write, dest_conn) -> None:
+    """A date-time cursor declared a plain string later: the old rows' cursor is the records'
+    text again (2021-06-01T10:00:00Z), not the timestamp's (2021-06-01 10:00:00+00, where the
+    space sorts below "T"), so an older record of the next sync does not win over it."""
+    as_time = {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+               "v": {"type": "string"}}  # fmt: skip
+    first = run_write(
+        dedup_catalog("cur", as_time, [["id"]], ["at"]),
+        lines(rec("cur", {"id": 1, "at": "2021-06-01T10:00:00Z", "v": "new"})),
+    )
+    assert first.returncode == 0, first.errors
+    as_text = {**as_time, "at": {"type": "string"}}
+    older = rec("cur", {"id": 1, "at": "2021-06-01T09:00:00Z", "v": "stale"}, EM + 1)
+    second = run_write(dedup_catalog("cur", as_text, [["id"]], ["at"]), lines(older))
+    assert second.returncode == 0, second.errors
+    assert typed(dest_conn, "cur", "at, v") == [("2021-06-01T10:00:00Z", "new")]
+
+
+def test_a_key_retyped_to_jsonb_keeps_one_row_per_key(run_write, dest_conn) -> None:
+    """A string key later declared string-or-integer (jsonb): the old rows' keys are the records'
+    JSON values again (1, not "1"), so a record of key 1 replaces its row, not adds one."""
+    as_string = {"id": {"type": "string"}, "v": {"type": "string"}}
+    first = run_write(
+        dedup_catalog("k", as_string, [["id"]]),
+        lines(rec("k", {"id": 1, "v": "a"}), rec("k", {"id": 2, "v": "b"})),
+    )
+    assert first.returncode == 0, first.errors
+    either = {**as_string, "id": {"type": ["string", "integer"]}}
+    second = run_write(dedup_catalog("k", either, [["id"]]), lines(rec("k", {"id": 1, "v": "a2"})))
+    assert second.returncode == 0, second.errors
+    assert typed(dest_conn, "k", "id::text, v") == [("1", "a2"), ("2", "b")]
+
+
+def test_retyped_and_new_columns_hold_the_records_values(run_write, dest_conn) -> None:
+    """integer → string: values the integer column nulled ("abc", 12.5) come back; string →
+    object: an object is JSON again, not its text; a property declared only now is filled
+    for the rows whose records hold it. Rows stay as many as before."""
+    old = {"id": {"type": "integer"}, "n": {"type": "integer"}, "o": {"type": "string"}}
+    data = [{"id": 1, "n": "abc", "o": {"a": 1}, "late": "x"}, {"id": 2, "n": 12.5, "o": 5},
+            {"id": 3, "n": 7, "o": "s"}]  # fmt: skip
+    first = run_write(catalog_for([("ev", old)], "append"),
+                      lines(*(rec("ev", d) for d in data)))  # fmt: skip
+    assert first.returncode == 0, first.errors
+    assert typed(dest_conn, "ev", "id, n") == [(1, None), (2, None), (3, 7)]
+    new = {"id": {"type": "integer"}, "n": {"type": "string"}, "o": {"type": "object"},
+           "late": {"type": "string"}}  # fmt: skip
+    second = run_write(catalog_for([("ev", new)], "append"), b"")
+    assert second.returncode == 0, second.errors
+    rows = typed(dest_conn, "ev", "id, n, o, jsonb_typeof(o), late")
+    assert rows == [(1, "abc", {"a": 1}, "object", "x"), (2, "12.5", 5, "number", None),
+                    (3, "7", "s", "string", None)]  # fmt: skip
+    assert count(dest_conn, "ev") == 3
