@@ -65,7 +65,7 @@ class StreamTarget:
     since_state: int = 0
     committed: int = 0
     stated: int = 0  # records before its latest STATE received (its own, or a GLOBAL one)
-    echoed: int = 0  # records before its latest STATE echoed (writer._echo_ready)
+    echoed: int = 0  # records before its latest STATE echoed (commits._echo_ready)
     received: int = 0
     nul_stripped: int = 0
     surrogates_replaced: int = 0

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import chain, repeat
 
-READ_CHUNK = 1 << 20  # a block of lines; batches (writer.py) are ten or more of them
+READ_CHUNK = 1 << 20  # a block of lines; batches (loading.py) are ten or more of them
 NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")  # \u0000 not preceded by a lone backslash
 # A UTF-16 surrogate escape: a high one with its low one (an emoji from an ASCII-only encoder,
 # kept), or either half alone (valid JSON, which jsonb refuses: replaced by U+FFFD).

@@ -170,7 +170,7 @@ def test_runs_of_records_between_other_messages_take_the_block_path() -> None:
 
 def test_one_emitted_at_takes_the_bulk_split(monkeypatch: pytest.MonkeyPatch) -> None:
     """A block whose lines share the envelope is cut by one split (binary_rows), in order."""
-    import destination_postgres.writer as writer_module
+    import destination_postgres.intake as intake_module
 
     calls: list[int] = []
 
@@ -178,7 +178,7 @@ def test_one_emitted_at_takes_the_bulk_split(monkeypatch: pytest.MonkeyPatch) ->
         calls.append(len(datas))
         return binary_rows(datas, usec, uuids)
 
-    monkeypatch.setattr(writer_module, "binary_rows", counting)
+    monkeypatch.setattr(intake_module, "binary_rows", counting)
     writer = _writer(False)
     lines = [_em_first(i, em=ONE_EM) for i in range(10)]
     assert writer._uniform_block(lines) is True

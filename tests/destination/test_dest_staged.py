@@ -16,11 +16,12 @@ import psycopg
 import pytest
 from db_roles import throwaway_role
 from dest_helpers import catalog_for
+from destination_postgres import commits as commits_module
 from destination_postgres import stages
-from destination_postgres import writer as writer_module
 from destination_postgres.catalog import parse_catalog
 from destination_postgres.config import DestinationConfig
-from destination_postgres.writer import MAX_STAGES_PER_COMMIT, Writer
+from destination_postgres.loading import MAX_STAGES_PER_COMMIT
+from destination_postgres.writer import Writer
 from pgbyte_common.messages import MessageWriter
 from psycopg import sql
 from test_dest_dedup import dedup_catalog, latest, rec, state
@@ -97,7 +98,7 @@ def test_a_states_partial_batch_is_staged_once_a_second_connection_is_open(
     staged there too (parsed while the first connection moves the batch before them), and each
     STATE is still echoed once both tables hold every record before it. (Each STATE is
     committed on its own here: no COMMIT_SECONDS wait.)"""
-    monkeypatch.setattr(writer_module, "COMMIT_SECONDS", 0.0)
+    monkeypatch.setattr(commits_module, "COMMIT_SECONDS", 0.0)
     staged: list[int] = []  # the record count of each staged batch
     fill = stages.fill
 

@@ -53,7 +53,7 @@ NAMED = {"id": {"type": "integer"}, "name": {"type": "string"}}
 
 def test_a_state_every_few_records_is_each_echoed_in_order(run_write, dest_conn) -> None:
     """A source that checkpoints every 10 records: the STATEs that come in a burst are
-    committed together (writer.COMMIT_SECONDS), yet each is echoed, in order, with the count
+    committed together (commits.COMMIT_SECONDS), yet each is echoed, in order, with the count
     of its own records, and every record is in both tables."""
     lines = []
     for n in range(300):
