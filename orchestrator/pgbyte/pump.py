@@ -346,3 +346,5 @@ class DestinationReader:
             self.store.save()
         except OSError as exc:  # reported by the sync; the next save may still succeed
             self.save_error = exc
+        else:
+            self.save_error = None  # every state echoed so far is saved now

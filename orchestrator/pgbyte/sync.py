@@ -192,6 +192,16 @@ class SyncRun:
             dest.close()
             if reader.save_error is not None:
                 self.reporter.log("ERROR", f"pgbyte: could not save the state: {reader.save_error}")
+                # The destination committed what the unsaved states cover: a sync reported as
+                # succeeded would resume from the older state and send those records again.
+                if self.status == "succeeded":
+                    self.status = "failed"
+                    self.reason = (
+                        f"could not save the state ({reader.save_error}): the destination "
+                        "committed the records, but the next sync resumes from the last state "
+                        "saved and sends those after it again (append keeps both copies); free "
+                        "the space or fix the state file's directory, then sync again"
+                    )
 
     def _supervise(
         self,

@@ -6,6 +6,7 @@ keep the previous overwrite tables, and save no state beyond what the destinatio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -306,3 +307,38 @@ def test_broken_record_as_the_unterminated_last_line_fails_the_sync(
     run, summary = sync_json(conn, pg_server.password)
     assert (run.returncode, summary["status"]) == (1, "failed"), run.stderr[-3000:]
     assert "not valid JSON" in summary["reason"], summary["reason"]
+
+
+def test_a_state_that_cannot_be_saved_fails_the_sync(tmp_path, pg_server, source_conn,
+                                                     source_config, dest_config,
+                                                     dest_conn) -> None:  # fmt: skip
+    """The state directory's disk is full: the destination committed the records, but the
+    saved state is the old one, so the next sync sends them again. The sync fails (exit 1) and
+    says so, rather than succeed and leave append to double the rows unnoticed."""
+    full = tmp_path / "full"
+    full.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
+                           capture_output=True, check=False)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr!r}")
+    try:
+        source_conn.execute("CREATE TABLE inc(id integer PRIMARY KEY)")
+        source_conn.execute("INSERT INTO inc SELECT generate_series(1, 100)")
+        streams = [{"name": "inc", "sync_mode": "incremental", "cursor_field": ["id"],
+                    "destination_sync_mode": "append"}]  # fmt: skip
+        conn = write_connection(tmp_path, source_config, dest_config, prefix="full_",
+                                streams=streams, state=str(full / "state.json"))  # fmt: skip
+        assert sync_json(conn, pg_server.password)[0].returncode == 0
+        saved = (full / "state.json").read_bytes()
+        with contextlib.suppress(OSError), open(full / "filler", "wb", buffering=0) as filler:
+            while True:  # until the disk is full
+                filler.write(b"\0" * 1024)
+        source_conn.execute("INSERT INTO inc SELECT generate_series(101, 150)")
+        run, summary = sync_json(conn, pg_server.password)
+        assert (run.returncode, summary["status"]) == (1, "failed"), (run.stdout, run.stderr)
+        assert "could not save the state" in summary["reason"]
+        assert "sends those after it again" in summary["reason"]
+        assert (full / "state.json").read_bytes() == saved
+        assert dest_conn.execute('SELECT count(*) FROM public."full_inc"').fetchone()[0] == 150
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
