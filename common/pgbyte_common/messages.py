@@ -117,11 +117,14 @@ class MessageWriter:
         failure_type: str = "system_error",
         internal: str | None = None,
         stream: tuple[str, str | None] | None = None,
+        stack_trace: str | None = None,
     ) -> None:
         mask = self.masker.mask
         error: dict[str, Any] = {"message": mask(text), "failure_type": failure_type}
         if internal:
             error["internal_message"] = mask(internal)
+        if stack_trace:
+            error["stack_trace"] = mask(stack_trace)
         if stream:
             error["stream_descriptor"] = _descriptor(*stream)
         self.message({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": now_ms(),
@@ -131,11 +134,13 @@ class MessageWriter:
     def exception(
         self, exc: BaseException, *, stream: tuple[str, str | None] | None = None
     ) -> None:
-        """One TRACE ERROR for an exception, with its failure_type and a masked stack trace."""
+        """One TRACE ERROR for an exception, with its failure_type, its internal message (as
+        the CDK's: the error's own text) and a masked stack trace (the protocol's stack_trace:
+        the platform keeps it as the failure's stacktrace)."""
+        stack = "".join(traceback.format_exception(exc))  # before a wrap loses its traceback
         if not isinstance(exc, PgbyteError):
             exc = SystemError_(f"Unexpected error: {exc}", internal=repr(exc))
-        stack = "".join(traceback.format_exception(exc))
         self.error(
-            exc.message, failure_type=exc.failure_type, internal=exc.internal or stack,
-            stream=stream,
+            exc.message, failure_type=exc.failure_type, internal=exc.internal or exc.message,
+            stream=stream, stack_trace=stack,
         )  # fmt: skip
