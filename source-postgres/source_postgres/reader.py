@@ -199,7 +199,7 @@ def _read_streams(
     """Each configured stream in turn; a stream's failure ends only that stream, unless the
     connection is gone."""
     out = lines.writer
-    for stream in streams:
+    for i, stream in enumerate(streams):
         table = tables.get(stream.descriptor)
         out.stream_status(stream.name, stream.namespace, "STARTED")
         yield lines.take()
@@ -216,8 +216,14 @@ def _read_streams(
             out.stream_status(stream.name, stream.namespace, "INCOMPLETE")
             yield lines.take()
             if conn.broken or conn.closed or isinstance(exc, LockTableFull):
-                break  # the next streams cannot be read either: the connection is gone, or
-                # every table they touch needs a lock there is no room for
+                # The next streams cannot be read either: the connection is gone, or every
+                # table they touch needs a lock there is no room for. Each still gets its
+                # status (INCOMPLETE), as the CDK gives every configured stream one.
+                for rest in streams[i + 1 :]:
+                    outcome.failed.append(rest.descriptor)
+                    out.stream_status(rest.name, rest.namespace, "INCOMPLETE")
+                yield lines.take()
+                break
 
 
 def _resolve(

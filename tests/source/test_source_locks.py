@@ -55,3 +55,10 @@ def test_out_of_lock_space_ahead_the_read_goes_on_as_without(small_lock_table, t
     assert error["failure_type"] == "config_error", error
     assert "raise max_locks_per_transaction" in error["message"], error
     assert len(complete) < TABLES
+    # Every configured stream still ends with a status: the ones after the failure INCOMPLETE.
+    last = {m["trace"]["stream_status"]["stream_descriptor"]["name"]:
+            m["trace"]["stream_status"]["status"]
+            for m in run.of_type("TRACE") if m["trace"]["type"] == "STREAM_STATUS"}  # fmt: skip
+    assert len(last) == TABLES and last[f"t{TABLES}"] == "INCOMPLETE"
+    assert set(last.values()) == {"COMPLETE", "INCOMPLETE"}
+    assert run.returncode == 1
