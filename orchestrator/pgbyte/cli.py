@@ -252,13 +252,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "--json" in raw:
             _print_failure(text, 2)
         sys.exit(2)
-    verbose = getattr(args, "verbose", False)
-    tty = False if getattr(args, "plain", False) else None
-    reporter = Reporter(
-        tty=tty, progress_every=getattr(args, "progress_every", 10.0),
-        min_level="DEBUG" if verbose else "INFO",
-    )  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C just after the imports (entry.py), while parsing
+        sys.exit(cancelled_early(raw, signal.SIGINT))
     try:
+        verbose = getattr(args, "verbose", False)
+        tty = False if getattr(args, "plain", False) else None
+        reporter = Reporter(
+            tty=tty, progress_every=getattr(args, "progress_every", 10.0),
+            min_level="DEBUG" if verbose else "INFO",
+        )  # fmt: skip
         light = args.command == "history" or (
             args.command == "state" and not getattr(args, "clear", False)
         )

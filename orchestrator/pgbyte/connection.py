@@ -230,7 +230,7 @@ def load_connection(
         # The name makes the default state file's name: it must stay in .pgbyte/state.
         raise ConnectionFileError(f"{path}: name must not contain / or \\ (got {name!r})")
     base = path.resolve().parent
-    state = Path(str(data.get("state") or f".pgbyte/state/{name}.json"))
+    state = Path(str(data.get("state") or f".pgbyte/state/{name}.json")).expanduser()
     sync_mode = _choice(data.get("sync_mode", "full_refresh"), SYNC_MODES, path, "sync_mode")
     dest_mode = data.get("destination_sync_mode")
     if dest_mode is not None:

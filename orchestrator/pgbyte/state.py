@@ -259,19 +259,39 @@ def _with_entries(state: dict[str, Any], entries: list[Any]) -> dict[str, Any]:
 def append_history(path: Path, entry: dict[str, Any]) -> None:
     """Append one sync's JSON line (O_APPEND: concurrent syncs never interleave a line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, orjson.dumps(entry) + b"\n")
+        line = orjson.dumps(entry) + b"\n"
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # an earlier append was cut short: this one starts a new line
+        os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
+    """The syncs' entries, oldest first; a line that is not one (cut short, edited) is skipped."""
     if not path.exists():
         return []
     entries = []
     for line in path.read_bytes().splitlines():
         with contextlib.suppress(orjson.JSONDecodeError):
-            entries.append(orjson.loads(line))
+            entry = orjson.loads(line)
+            if _history_entry(entry):
+                entries.append(entry)
     return entries
+
+
+def _history_entry(entry: Any) -> bool:
+    """Whether a parsed history line has the shape the commands read (append_history's)."""
+    if not isinstance(entry, dict):
+        return False
+    streams = entry.get("streams", [])
+    return (
+        isinstance(entry.get("total", {}), dict)
+        and isinstance(streams, list)
+        and all(isinstance(stream, dict) for stream in streams)
+        and isinstance(entry.get("duration_seconds", 0), int | float)
+    )

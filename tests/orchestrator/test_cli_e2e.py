@@ -132,6 +132,29 @@ def test_a_signal_while_pgbyte_is_still_importing_is_a_clean_cancel(tmp_path, si
     assert json.loads(proc.stdout) == {"status": "cancelled", "error": text, "exit_code": code}
 
 
+def test_ctrl_c_while_the_arguments_are_parsed_is_a_clean_cancel(tmp_path) -> None:
+    """Ctrl-C right after the imports, while the arguments are parsed (the version is read from
+    the package's metadata then): exit 130 with --json's one JSON object, no traceback."""
+    driver = (
+        "import os, signal, sys\n"
+        "sys.argv = ['pgbyte', 'sync', sys.argv[1], '--json']\n"
+        "import pgbyte.cli as cli\n"
+        "real = cli._parser\n"
+        "def parser():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real()\n"
+        "cli._parser = parser\n"
+        "from pgbyte.entry import main\n"
+        "main()\n"
+    )
+    python = Path(console_script("pgbyte")).parent / "python"
+    proc = subprocess.run([str(python), "-c", driver, str(tmp_path / "conn.yaml")],
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "cancelled"
+
+
 def test_a_killed_commands_private_files_go_with_the_next_command(
     tmp_path, pg_server, source_config, dest_config
 ) -> None:

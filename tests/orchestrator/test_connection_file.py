@@ -50,6 +50,14 @@ def test_state_defaults_beside_the_connection_file(tmp_path, monkeypatch) -> Non
     assert (conn.state_path, conn.history_path.parent) == (expected, expected.parent)
 
 
+def test_a_state_path_under_home_is_expanded(tmp_path, monkeypatch) -> None:
+    """`state: ~/...` is under the home directory, not a directory named `~` beside the file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    conn = load_connection(write(tmp_path, BASE + "state: ~/pgb/x.json\n"),
+                           env={"SRC_PW": "", "DST_PW": ""})  # fmt: skip
+    assert conn.state_path == tmp_path / "home" / "pgb" / "x.json"
+
+
 def test_source_namespace_placeholder_is_kept(tmp_path) -> None:
     """namespace: raw_${SOURCE_NAMESPACE} is the platform's placeholder, not an env variable."""
     text = BASE + 'namespace: "raw_${SOURCE_NAMESPACE}"\nprefix: p_\n'

@@ -166,6 +166,25 @@ def test_show_marks_a_newest_sync_that_did_not_succeed(tmp_path) -> None:
     assert "last sync 2026-01-02 10:00:00 UTC (failed) committed 2 record(s)" in out, out
 
 
+def test_a_damaged_history_is_read_around_and_appended_to_cleanly(tmp_path) -> None:
+    """A history line cut short (a sync killed mid-append) or of another shape (edited by hand)
+    is skipped by `history` and `state show`, and the next entry starts a line of its own."""
+    from pgbyte.state import append_history, read_history
+
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    path = tmp_path / "state.history.jsonl"
+    good = history_entry("2026-01-01T10:00:00.000Z", "succeeded", 5)
+    path.write_bytes(orjson.dumps(good) + b'\n[1,2]\n{"streams":"x"}\n{"connection":"c","stat')
+    append_history(path, history_entry("2026-01-02T10:00:00.000Z", "failed", 2))
+    assert [entry["status"] for entry in read_history(path)] == ["succeeded", "failed"]
+    show = pgbyte("state", "show", str(conn), password="")
+    assert show.returncode == 0, show.stderr
+    assert "last sync 2026-01-02 10:00:00 UTC (failed) committed 2 record(s)" in show.stdout
+    history = pgbyte("history", str(conn), password="")
+    assert history.returncode == 0 and "Traceback" not in history.stderr, history.stderr
+    assert "2026-01-01" in history.stdout and "2026-01-02" in history.stdout
+
+
 @pytest.mark.slow
 def test_show_names_the_newest_sync_even_when_it_committed_nothing(
     tmp_path, pg_server, source_conn, source_config, dest_config
