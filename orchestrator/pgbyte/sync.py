@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from pgbyte.catalog import StreamMap, build_catalogs
+from pgbyte.catalog import Route, StreamMap, build_catalogs
 from pgbyte.protocol import ConnectorError, drain_stderr, failure_reason, stop_process
 from pgbyte.pump import DestinationReader, SourcePump, StreamProgress, SyncProgress
 from pgbyte.report import Reporter
@@ -132,6 +132,7 @@ class SyncRun:
                    source_catalog["streams"]}  # fmt: skip
         names = [route.name for route in self.smap.routes]
         unique = {name for name in names if names.count(name) == 1}
+        written = _last_destinations(read_history(self.conn.history_path))
         for route in self.smap.routes:
             if route.sync_mode != "incremental":
                 continue
@@ -149,6 +150,7 @@ class SyncRun:
                          "start")  # fmt: skip
             else:
                 where = f"resumes from its saved state: {view.detail}"
+                self._warn_if_moved(route, written.get((route.name, route.namespace)))
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
         if self.conn.streams is None:  # every discovered stream: one gone from it says nothing
             synced = {route.label for route in self.smap.routes} | unique  # | saved unqualified
@@ -160,6 +162,22 @@ class SyncRun:
                     "synced; its destination tables stay as they are (`pgbyte state reset "
                     f"--stream {label}` forgets its state)",
                 )
+
+    def _warn_if_moved(self, route: Route, before: tuple[str, str | None] | None) -> None:
+        """A stream resuming from a state whose last sync wrote other destination tables (the
+        prefix changed, or a copied connection file kept its `name:` and so the state): the
+        new tables get only what changed since, and nothing says so otherwise."""
+        if before is None or before == (route.dest_name, route.dest_namespace):
+            return
+        old = f"{before[1]}.{before[0]}" if before[1] else before[0]
+        self.reporter.log(
+            "WARN",
+            f"pgbyte: WARN sync {self.conn.name}: {route.label} resumes from the state its last "
+            f"sync saved while writing {old}, but now writes {route.dest_label}: that table "
+            "gets only the records changed since. Connection files that share a `name:` share "
+            f"its state; give this one its own name, or `pgbyte state reset --stream "
+            f"{route.label}` to read the stream again from the start",
+        )
 
     # -- the pipe --------------------------------------------------------------------------------
     def _pipe(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:
@@ -401,6 +419,22 @@ class SyncRun:
             "states_committed": self.progress.states_committed if self.progress else 0,
             "state_file": str(self.conn.state_path),
         }
+
+
+def _last_destinations(
+    history: list[dict[str, Any]],
+) -> dict[tuple[Any, Any], tuple[str, str | None]]:
+    """Per source stream: the destination table its newest sync that committed a state wrote."""
+    written: dict[tuple[Any, Any], tuple[str, str | None]] = {}
+    for entry in history:  # oldest first
+        if not entry.get("states_committed"):
+            continue
+        for stream in entry.get("streams") or []:
+            dest = stream.get("destination_stream")
+            if isinstance(dest, str):
+                key = (stream.get("stream"), stream.get("namespace"))
+                written[key] = (dest, stream.get("destination_namespace"))
+    return written
 
 
 def _entry_label(entry: dict[str, Any]) -> str:

@@ -369,6 +369,14 @@ def test_sync_says_where_each_incremental_stream_starts(
     second, _ = sync_json(conn, pg_server.password)
     assert "public.items has no saved state" in first.stderr, first.stderr
     assert "public.items resumes from its saved state: cursor id = '200'" in second.stderr
+    assert "now writes" not in second.stderr, second.stderr
+    # A copy of the connection file with another prefix keeps the name, so the state: the
+    # new tables would get only what changed since, which a WARN says.
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(conn.read_text() + f"name: {conn.stem}\nprefix: copy_\n")
+    moved, _ = sync_json(copy, pg_server.password)
+    assert ("public.items resumes from the state its last sync saved while writing public.items, "
+            "but now writes public.copy_items") in moved.stderr, moved.stderr  # fmt: skip
     # The connection's cursor changed: the saved position is of another column, and the
     # source reads the stream again (it said "resumes" before, then the source re-read).
     streams = [{"name": t, "sync_mode": "incremental", "cursor_field": "val"}
