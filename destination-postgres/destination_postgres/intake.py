@@ -85,6 +85,7 @@ class Intake:
                     rows = target.fast_rows
                     rows.append(row_head(self._take_uuids(1), self._usec(em), de - ds))
                     rows.append(line[ds:de])
+                    # The bookkeeping the slow path does too (_slow), inline: no call per record.
                     target.fast_lines.append(line)
                     target.fast_linenos.append(self.lineno)
                     target.since_state += 1
