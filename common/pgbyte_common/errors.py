@@ -158,9 +158,16 @@ _LIMIT_SETTINGS: dict[str, tuple[str, str, type[PgbyteError]]] = {
 
 
 def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
-    """Map any exception raised while working with the database to a PgbyteError."""
+    """Map any exception raised while working with the database to a PgbyteError, whose cause
+    is `exc` (so that a TRACE ERROR's stack_trace shows where it was raised)."""
     if isinstance(exc, PgbyteError):
         return exc
+    error = _classify(exc, context=context)
+    error.__cause__ = exc
+    return error
+
+
+def _classify(exc: BaseException, *, context: str) -> PgbyteError:
     text = _first_line(str(exc)) or type(exc).__name__
     if isinstance(exc, psycopg.Error):
         sqlstate = getattr(exc, "sqlstate", None) or ""

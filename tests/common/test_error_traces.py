@@ -44,3 +44,17 @@ def test_a_known_error_keeps_its_message_and_type() -> None:
     assert (error["failure_type"], error["message"]) == ("config_error", "Schema x does not exist.")
     assert error["internal_message"] == "Schema x does not exist."
     assert "ConfigError: Schema x does not exist." in error["stack_trace"]
+
+
+def test_a_classified_database_error_keeps_the_traceback_of_its_cause() -> None:
+    """classify_error makes a new exception that was never raised: its stack_trace still shows
+    where the database error came from (its cause)."""
+    import psycopg
+    from pgbyte_common.errors import classify_error
+
+    cause = _raise(psycopg.errors.DivisionByZero("division by zero"))
+    error = _trace_of(classify_error(cause, context="Writing to the destination failed"))
+    assert error["message"].startswith("Writing to the destination failed: division by zero")
+    assert "Traceback (most recent call last)" in error["stack_trace"]
+    assert "DivisionByZero: division by zero" in error["stack_trace"]
+    assert "direct cause" in error["stack_trace"]
