@@ -23,8 +23,6 @@ META_COLUMNS = ("_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at
 SYSTEM_COLUMNS = ("tableoid", "xmin", "cmin", "xmax", "cmax", "ctid")
 # The columns append_dedup's typed stage adds: each row's place in its batch (loader.py).
 STAGE_POSITION = ("_airbyte_stage_pos", "_airbyte_stage_tid")
-# A name the merge gives a column beside the stage's (dedup.merge_statement).
-MERGE_ALIASES = ("_pgbyte_rn",)
 MODES = ("overwrite", "append", "append_dedup")
 MAX_COLUMNS = 1600  # PostgreSQL's MaxHeapAttributeNumber
 
@@ -145,11 +143,9 @@ def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]
         schema = naming.schema(namespace) if namespace else config.schema
         raw_schema = config.raw_data_schema or schema
         reserved = {*META_COLUMNS, naming.hashid_column(name)}
-        taken = set(SYSTEM_COLUMNS)  # names no property column may have, beside `reserved`
         if mode == "append_dedup":
             reserved.update(STAGE_POSITION)
-            taken.update(MERGE_ALIASES)
-        columns = columns_for(stream.get("json_schema"), reserved | taken)
+        columns = columns_for(stream.get("json_schema"), reserved | set(SYSTEM_COLUMNS))
         typed = not config.disable_type_dedupe
         typed_note = None
         if typed and len(columns) + len(reserved) > MAX_COLUMNS:

@@ -30,7 +30,8 @@ so is every later one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,7 +40,7 @@ from pgbyte_common.errors import ConfigError
 from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
-from destination_postgres.catalog import MERGE_ALIASES, STAGE_POSITION, StreamTarget
+from destination_postgres.catalog import STAGE_POSITION, StreamTarget
 from destination_postgres.rawonly import RowsTooWide
 from destination_postgres.typemap import PG_TYPES
 
@@ -230,7 +231,10 @@ def merge_statement(
         source: sql.Composable = sql.SQL("{} t").format(stage)
         position: sql.Composable = sql.SQL("t.{} DESC NULLS LAST, t.{}").format(pos, tid)
     else:  # stage rows numbered in stage order, paired with their input line
-        rn = sql.Identifier(MERGE_ALIASES[0])  # no property's column has this name (catalog)
+        # The stage row's number, under a name none of the stage's columns has (a property may
+        # be called anything, _pgbyte_rn included).
+        names = {c.name for c in target.columns} | set(STAGE_POSITION)
+        rn = sql.Identifier(next(n for n in _numbered("_pgbyte_rn") if n not in names))
         source = sql.SQL(
             "(SELECT s.*, row_number() OVER (ORDER BY s.{} NULLS FIRST, s.{}) AS {rn} "
             "FROM {} s) t "
@@ -394,3 +398,9 @@ def _drop_own_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Lo
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
         log("INFO", f"Stream {target.label}: the primary key index {own} of an earlier "
                     "append_dedup sync was dropped (append keeps every record).")  # fmt: skip
+
+
+def _numbered(base: str) -> Iterator[str]:
+    """base, base_1, base_2, …"""
+    yield base
+    yield from (f"{base}_{n}" for n in itertools.count(1))

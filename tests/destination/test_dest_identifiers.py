@@ -162,8 +162,9 @@ def test_long_config_schemas_are_shortened_like_namespaces(dest_config) -> None:
 
 def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, dest_conn) -> None:
     """Every PostgreSQL table has the system columns xmin, xmax, ctid…: a property of that name
-    (a GIS extent's xmin/xmax) gets `_1` as a meta column's namesake does, in every mode; the
-    name append_dedup's merge gives its row numbers (`_pgbyte_rn`) is one no property takes."""
+    (a GIS extent's xmin/xmax) gets `_1` as a meta column's namesake does, in every mode. A
+    property called `_pgbyte_rn` keeps its name: append_dedup's merge numbers its stage rows
+    under a name no column has."""
     from test_dest_dedup import dedup_catalog, rec
 
     props = {n: {"type": "integer"} for n in ("id", "xmin", "xmax", "ctid", "tableoid", "cmin")}
@@ -189,5 +190,5 @@ def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, d
         rec("rn", {"id": 1, "_pgbyte_rn": "c", "xmin": 3}, compact=True),
     ]))  # fmt: skip
     assert second.returncode == 0, second.errors
-    rows = dest_conn.execute('SELECT id, "_pgbyte_rn_1", xmin_1 FROM rn ORDER BY id').fetchall()
+    rows = dest_conn.execute('SELECT id, "_pgbyte_rn", xmin_1 FROM rn ORDER BY id').fetchall()
     assert rows == [(1, "c", 3), (2, "b", 2)]
