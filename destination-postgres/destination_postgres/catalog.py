@@ -51,6 +51,9 @@ class StreamTarget:
     dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
     skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
     typed_note: str | None = None  # why a stream has no typed table (logged when decided)
+    # Columns of an existing typed table this write added or retyped (ddl.prepare): typed again
+    # from the rows' raw records (refill.py).
+    refill: list[Column] = field(default_factory=list)
     merged_note: str | None = None  # properties NUL removal makes one key (logged at the start)
     # Runtime state of the current write.
     fast_rows: list[bytes] = field(default_factory=list)  # binary COPY rows: head, data (framing)

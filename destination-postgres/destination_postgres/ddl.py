@@ -146,7 +146,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     sync become new columns. A column whose declared type changed is retyped to one that holds
     both (typemap.common_kind); a column once widened to numeric stays numeric, and columns of
     types pgbyte does not create are left as the user made them. New and retyped columns are
-    then filled from the raw records of the rows (_refill).
+    then typed again from the rows' raw records (target.refill: refill.py).
     """
     ensure_schema(conn, target.raw_schema)
     raw_schema, raw_table = target.load_raw
@@ -180,7 +180,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
             target.rebuild_typed = bool(found and found[0])
         return []
     added: list[str] = []
-    refill: list[Column] = []
+    refill: set[str] = set()  # the columns added or retyped
     for i, col in enumerate(target.columns):
         if col.name in existing:
             old = kind_of_existing(existing[col.name])
@@ -191,7 +191,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                 # once per change — what Airbyte's soft reset achieves).
                 _retype(conn, schema, table, col.name, kind)
                 added.append(f"{col.name} (now {PG_TYPES[kind]})")
-                refill.append(col)
+                refill.add(col.name)
             # The user's narrower type, as long as the column keeps it (not retyped just now).
             kept = kind == old and kind in ("bigint", "text")
             narrow = narrow_type(existing[col.name]) if kept else None
@@ -201,8 +201,6 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                 target.columns[i] = Column(key=col.key, name=col.name, kind=kind,
                                            user_type=user_type, narrow=narrow,
                                            integral=integral)  # fmt: skip
-                if refill and refill[-1] is col:
-                    refill[-1] = target.columns[i]
             continue
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
@@ -210,7 +208,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
             )
         )
         added.append(col.name)
-        refill.append(col)
+        refill.add(col.name)
     for meta, typ in (
         ("_airbyte_ab_id", "uuid"),
         ("_airbyte_emitted_at", "timestamp with time zone"),
@@ -223,36 +221,9 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                     ident(schema, table), sql.Identifier(meta), sql.SQL(typ)
                 )
             )
-    if refill and "_airbyte_ab_id" in existing:
-        _refill(conn, ident(raw_schema, raw_table), ident(schema, table), refill)
+    if existing.get("_airbyte_ab_id") == "uuid":  # ours: a raw record per row (refill.py)
+        target.refill = [c for c in target.columns if c.name in refill]
     return added
-
-
-def _refill(
-    conn: psycopg.Connection[Any], raw: sql.Composed, typed: sql.Composed, columns: list[Column]
-) -> None:
-    """Type new and retyped columns again from each row's raw record, as Airbyte's soft reset
-    does: a retyped column otherwise holds its old values converted (a timestamp turned text
-    reads `2021-06-01 10:00:00+00` where the new records say `2021-06-01T10:00:00Z`, and then
-    loses a cursor comparison; a value the old type nulled stays NULL), and a property the
-    catalog declares only now would stay NULL in the rows whose records hold it. A row whose
-    raw record is gone keeps what the ALTER gave it. One UPDATE, only of rows whose record
-    holds one of the keys (none, the usual case for a new property: a scan of the raw table)."""
-    data = sql.SQL("r._airbyte_data")
-    conn.execute(
-        sql.SQL(
-            "UPDATE {typed} t SET {sets} FROM {raw} r "
-            "WHERE r._airbyte_ab_id = t._airbyte_ab_id AND r._airbyte_data ?| {keys}"
-        ).format(
-            typed=typed,
-            raw=raw,
-            sets=sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(c.name), c.safe_expr(data))
-                for c in columns
-            ),
-            keys=sql.Literal([c.key for c in columns]),
-        )
-    )
 
 
 # An overwrite's temporaries carry this comment: a relation of that name without it is not

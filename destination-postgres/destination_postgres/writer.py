@@ -25,7 +25,7 @@ from pgbyte_common.errors import SystemError_, TransientError, classify_error
 from pgbyte_common.interrupts import deferred
 from pgbyte_common.messages import MessageWriter
 
-from destination_postgres import ddl, dedup, loader, naming, rawonly, rebuild, stages
+from destination_postgres import ddl, dedup, loader, naming, rawonly, rebuild, refill, stages
 from destination_postgres.batches import Batch, Cut
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.commits import Commits
@@ -142,6 +142,9 @@ class Writer(Intake, Loading, Commits):
             if added:
                 self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
                                  f"{', '.join(added)}.")  # fmt: skip
+            problem = refill.refill(self.conn, t)
+            if problem:
+                self.log("WARN", f"Stream {t.label}: {problem}.")
             dedup.prepare(self.conn, t, self.log)
             if t.rebuild_typed:
                 try:

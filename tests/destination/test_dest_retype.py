@@ -93,3 +93,50 @@ def test_retyped_and_new_columns_hold_the_records_values(run_write, dest_conn) -
     assert rows == [(1, "abc", {"a": 1}, "object", "x"), (2, "12.5", 5, "number", None),
                     (3, "7", "s", "string", None)]  # fmt: skip
     assert count(dest_conn, "ev") == 3
+
+
+def test_a_refill_postgres_refuses_leaves_the_converted_values(run_write, dest_conn) -> None:
+    """Two rows whose integer key did not cast (NULL: the unique index takes both) would share
+    the key "abc" once typed again as strings: the refill is rolled back, with a WARN, and the
+    write goes on as it would without it."""
+    as_int = {"id": {"type": "integer"}, "v": {"type": "string"}}
+    bad = lines(rec("s", {"id": "abc", "v": "a"}), rec("s", {"id": "abc", "v": "b"}))
+    assert run_write(catalog_for([("s", as_int)], "append"), bad).returncode == 0
+    assert run_write(dedup_catalog("s", as_int, [["id"]]), b"").returncode == 0
+    as_text = {**as_int, "id": {"type": "string"}}
+    result = run_write(
+        dedup_catalog("s", as_text, [["id"]]), lines(rec("s", {"id": "x", "v": "c"}))
+    )
+    assert result.returncode == 0, result.errors
+    assert any("could not be typed again from the raw records" in m for m in result.logs)
+    assert typed(dest_conn, "s", "id, v", "v") == [(None, "a"), (None, "b"), ("x", "c")]
+
+
+def test_a_refilled_integer_beyond_bigint_widens_its_column(run_write, dest_conn) -> None:
+    """A property declared only now whose earlier records hold an integer beyond bigint: the
+    column widens to numeric, as a batch's would, and the value is there; a value that does not
+    cast is NULL and counted in the stream's report."""
+    first = run_write(catalog_for([("w", {"id": {"type": "integer"}})], "append"),
+                      lines(rec("w", {"id": 1, "big": 99999999999999999999999}),
+                            rec("w", {"id": 2, "big": "n/a"})))  # fmt: skip
+    assert first.returncode == 0, first.errors
+    props = {"id": {"type": "integer"}, "big": {"type": "integer"}}
+    second = run_write(catalog_for([("w", props)], "append"), b"")
+    assert second.returncode == 0, second.errors
+    assert typed(dest_conn, "w", "id, big::text") == [(1, "99999999999999999999999"), (2, None)]
+    assert any("could not be cast" in m and "big: 1" in m for m in second.logs), second.logs
+
+
+def test_a_typed_table_with_airbyte_text_ids_is_not_refilled(run_write, dest_conn) -> None:
+    """A typed table whose _airbyte_ab_id is text (Airbyte's normalization made it) has no uuid
+    to find its rows' raw records by: a new column is added, left NULL in the old rows."""
+    dest_conn.execute("CREATE TABLE legacy (id bigint, _airbyte_ab_id varchar, "
+                      "_airbyte_emitted_at timestamptz, _airbyte_normalized_at timestamptz, "
+                      "_airbyte_legacy_hashid text)")  # fmt: skip
+    dest_conn.execute("INSERT INTO legacy VALUES (1, 'x', now(), now(), 'h')")
+    props = {"id": {"type": "integer"}, "v": {"type": "string"}}
+    result = run_write(
+        catalog_for([("legacy", props)], "append"), lines(rec("legacy", {"id": 2, "v": "b"}))
+    )
+    assert result.returncode == 0, result.errors
+    assert typed(dest_conn, "legacy", "id, v") == [(1, None), (2, "b")]
