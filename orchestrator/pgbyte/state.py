@@ -285,13 +285,26 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def _history_entry(entry: Any) -> bool:
-    """Whether a parsed history line has the shape the commands read (append_history's)."""
+    """Whether a parsed history line has the shape and field types the commands read (those
+    append_history writes)."""
     if not isinstance(entry, dict):
         return False
-    streams = entry.get("streams", [])
+    total, streams = entry.get("total", {}), entry.get("streams", [])
     return (
-        isinstance(entry.get("total", {}), dict)
-        and isinstance(streams, list)
-        and all(isinstance(stream, dict) for stream in streams)
+        all(isinstance(entry.get(key), str | None) for key in ("status", "started_at", "reason"))
         and isinstance(entry.get("duration_seconds", 0), int | float)
+        and isinstance(total, dict)
+        and all(isinstance(value, int | float) for value in total.values())
+        and isinstance(streams, list)
+        and all(_history_stream(stream) for stream in streams)
+    )
+
+
+def _history_stream(stream: Any) -> bool:
+    names = ("stream", "namespace", "destination_stream", "destination_namespace", "status")
+    counts = ("records_emitted", "records_committed", "bytes")
+    return (
+        isinstance(stream, dict)
+        and all(isinstance(stream.get(key), str | None) for key in names)
+        and all(isinstance(stream.get(key, 0), int | float) for key in counts)
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,8 +151,9 @@ class SyncRun:
                          "start")  # fmt: skip
             else:
                 where = f"resumes from its saved state: {view.detail}"
-                self._warn_if_moved(route, written.get((route.name, route.namespace)))
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
+            if view is not None:
+                self._warn_if_moved(route, written.get((route.name, route.namespace)))
         if self.conn.streams is None:  # every discovered stream: one gone from it says nothing
             synced = {route.label for route in self.smap.routes} | unique  # | saved unqualified
             for label in sorted(set(views) - synced):
@@ -163,19 +165,27 @@ class SyncRun:
                     f"--stream {label}` forgets its state)",
                 )
 
-    def _warn_if_moved(self, route: Route, before: tuple[str, str | None] | None) -> None:
+    def _warn_if_moved(self, route: Route, before: _Written | None) -> None:
         """A stream resuming from a state whose last sync wrote other destination tables (the
-        prefix changed, or a copied connection file kept its `name:` and so the state): the
-        new tables get only what changed since, and nothing says so otherwise."""
-        if before is None or before == (route.dest_name, route.dest_namespace):
+        prefix changed, or a copied connection file kept its `name:`, and so the state, while
+        writing elsewhere): the new tables get only what changed since, and nothing says so
+        otherwise."""
+        place = destination_place(self.conn.destination.config)
+        now = (route.dest_name, route.dest_namespace)
+        if before is None or (before.table == now and before.place in (None, place)):
             return
-        old = f"{before[1]}.{before[0]}" if before[1] else before[0]
+        old = f"{before.table[1]}.{before.table[0]}" if before.table[1] else before.table[0]
+        if before.place not in (None, place):
+            old, new = f"{old} in {_place_text(before.place)}", f"{route.dest_label} in "
+            new += _place_text(place)
+        else:
+            new = route.dest_label
         self.reporter.log(
             "WARN",
             f"pgbyte: WARN sync {self.conn.name}: {route.label} resumes from the state its last "
-            f"sync saved while writing {old}, but now writes {route.dest_label}: that table "
-            "gets only the records changed since. Connection files that share a `name:` share "
-            f"its state; give this one its own name, or `pgbyte state reset --stream "
+            f"sync saved while writing {old}, but now writes {new}: that table gets only the "
+            "records changed since. Connection files that share a `name:` share its state; "
+            "give this one its own name, or `pgbyte state reset --stream "
             f"{route.label}` to read the stream again from the start",
         )
 
@@ -418,23 +428,43 @@ class SyncRun:
             },
             "states_committed": self.progress.states_committed if self.progress else 0,
             "state_file": str(self.conn.state_path),
+            "destination": destination_place(self.conn.destination.config),
         }
 
 
-def _last_destinations(
-    history: list[dict[str, Any]],
-) -> dict[tuple[Any, Any], tuple[str, str | None]]:
-    """Per source stream: the destination table its newest sync that committed a state wrote."""
-    written: dict[tuple[Any, Any], tuple[str, str | None]] = {}
+@dataclass(frozen=True)
+class _Written:
+    """Where a sync wrote a stream: its table (name, namespace), and the destination's place
+    (destination_place; None in entries of before it was kept)."""
+
+    table: tuple[str, str | None]
+    place: dict[str, Any] | None
+
+
+def _last_destinations(history: list[dict[str, Any]]) -> dict[tuple[Any, Any], _Written]:
+    """Per source stream: where its newest sync that saved some of its state wrote it (the
+    stream completed, or committed records)."""
+    written: dict[tuple[Any, Any], _Written] = {}
     for entry in history:  # oldest first
-        if not entry.get("states_committed"):
-            continue
+        place = entry.get("destination")
         for stream in entry.get("streams") or []:
-            dest = stream.get("destination_stream")
-            if isinstance(dest, str):
-                key = (stream.get("stream"), stream.get("namespace"))
-                written[key] = (dest, stream.get("destination_namespace"))
+            if stream.get("status") != "complete" and not stream.get("records_committed"):
+                continue
+            table = (stream.get("destination_stream"), stream.get("destination_namespace"))
+            written[(stream.get("stream"), stream.get("namespace"))] = _Written(
+                table,
+                place if isinstance(place, dict) else None,  # type: ignore[arg-type]
+            )
     return written
+
+
+def destination_place(config: dict[str, Any]) -> dict[str, Any]:
+    """The destination database a config writes to (no secret in it): for the history."""
+    return {key: config.get(key) for key in ("host", "port", "database")}
+
+
+def _place_text(place: dict[str, Any]) -> str:
+    return f"database {place.get('database')} on {place.get('host')}:{place.get('port')}"
 
 
 def _entry_label(entry: dict[str, Any]) -> str:

@@ -174,7 +174,9 @@ def test_a_damaged_history_is_read_around_and_appended_to_cleanly(tmp_path) -> N
     conn = offline_connection(tmp_path, "stream_kinds.json")
     path = tmp_path / "state.history.jsonl"
     good = history_entry("2026-01-01T10:00:00.000Z", "succeeded", 5)
-    path.write_bytes(orjson.dumps(good) + b'\n[1,2]\n{"streams":"x"}\n{"connection":"c","stat')
+    odd = (b'[1,2]\n{"streams":"x"}\n{"streams":[{"namespace":[]}]}\n'
+           b'{"total":{"records_emitted":"1"}}\n')  # fmt: skip
+    path.write_bytes(orjson.dumps(good) + b"\n" + odd + b'{"connection":"c","stat')
     append_history(path, history_entry("2026-01-02T10:00:00.000Z", "failed", 2))
     assert [entry["status"] for entry in read_history(path)] == ["succeeded", "failed"]
     show = pgbyte("state", "show", str(conn), password="")
@@ -377,6 +379,19 @@ def test_sync_says_where_each_incremental_stream_starts(
     moved, _ = sync_json(copy, pg_server.password)
     assert ("public.items resumes from the state its last sync saved while writing public.items, "
             "but now writes public.copy_items") in moved.stderr, moved.stderr  # fmt: skip
+    # The same tables, in another destination database: said too.
+    (tmp_path / "other").mkdir()
+    database = f"{dest_config['database']}_other"
+    pg_server.create_database(database)
+    streams = [{"name": t, "sync_mode": "incremental", "cursor_field": "id"}
+               for t in ("items", "other")]  # fmt: skip
+    elsewhere = write_connection(tmp_path / "other", source_config,
+                                 {**dest_config, "database": database}, streams=streams,
+                                 destination_sync_mode="append",
+                                 state=str(tmp_path / ".pgbyte/state/conn.json"))  # fmt: skip
+    other, _ = sync_json(elsewhere, pg_server.password)
+    assert f"now writes public.items in database {database} on" in other.stderr, other.stderr
+    pg_server.drop_database(database)
     # The connection's cursor changed: the saved position is of another column, and the
     # source reads the stream again (it said "resumes" before, then the source re-read).
     streams = [{"name": t, "sync_mode": "incremental", "cursor_field": "val"}
