@@ -1,5 +1,6 @@
-"""What a write holds on its way to Postgres: a stream's batch, and places in a stream's buffers
-(a STATE's place in the input, which lets a pending commit cover exactly the records before it).
+"""What a write holds on its way to Postgres: a stream's batch, places in a stream's buffers
+(a STATE's place in the input, which lets a pending commit cover exactly the records before it),
+and the count of what a record's source changed (meta.changes).
 """
 
 from __future__ import annotations
@@ -99,3 +100,16 @@ def plan_shape(t: StreamTarget) -> tuple[Any, ...]:
     """What a rolled-back load may have changed in a stream's plan (widened columns, the typed
     table given up, a first dedup load turned into merges)."""
     return (t.norm_table, [(c.name, c.kind) for c in t.columns], t.dedup_plan)
+
+
+def count_changes(counts: dict[str, int], rec: dict[str, Any]) -> None:
+    """Add a record's meta.changes (what its source changed or left out: a NaN sent as null,
+    a value too big) to `counts`, by field."""
+    meta = rec.get("meta")
+    changes = meta.get("changes") if type(meta) is dict else None
+    if type(changes) is not list:
+        return
+    for change in changes:
+        name = change.get("field") if type(change) is dict else None
+        key = name if isinstance(name, str) else "?"
+        counts[key] = counts.get(key, 0) + 1

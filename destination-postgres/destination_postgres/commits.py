@@ -2,7 +2,8 @@
 
 STATEs close together share one commit (COMMIT_SECONDS); an overwrite stream's STATEs are echoed
 once its tables are swapped in. A record refused in a pending commit still lets the STATEs
-before it commit (`_commit_before`).
+before it commit (`_commit_before`); a failed write's error says what it left committed
+(`_uncommitted`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import orjson
 import psycopg
 from pgbyte_common.interrupts import deferred
 
+from destination_postgres import stages
 from destination_postgres.batches import START, Buffers, Cut, plan_shape
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.intake import InputError
@@ -237,3 +239,41 @@ class Commits:
         self._held = kept
         if echoed:
             self.out.flush()
+
+    def _commit_all(self) -> None:
+        """Commit the first connection once no batch is in flight (everything received is
+        in), then drop the shared stages it read."""
+        self.conn.commit()
+        for t in self.targets:
+            t.committed = t.received
+        # Every caller loaded all input received first, or committed the pending STATEs just
+        # before (a COMPLETE): the pending STATEs are committed.
+        self._held += self._pending
+        self._pending, self._boundaries, self._flushed = [], [], False
+        self._last_commit = time.monotonic()
+        self._stages, self._staged = stages.drop(self.conn, self._stages), 0
+
+    def _uncommitted(self) -> str:
+        """What a failed write leaves, for its error: overwrite streams that completed earlier
+        in the write were replaced then, and stay so."""
+        done = [t.label for t in self.targets if t.swapped]
+        if not done:
+            return f"{self._after_echo()} and no overwrite was swapped."
+        return (
+            f"{self._after_echo()}; the overwrite stream(s) that completed before "
+            f"({', '.join(done)}) were replaced then and stay so, no other was swapped."
+        )
+
+    def _after_echo(self) -> str:
+        """What is committed beyond each stream's last echoed STATE: nothing, unless a commit
+        covered records of a stream no echoed STATE of it covers — a STATE held for an
+        overwrite stream's swap (a GLOBAL one, or one after it), or records loaded before
+        another stream's STATE or swap was committed."""
+        ahead = [t.label for t in self.targets if not t.overwrite and t.committed > t.echoed]
+        if not ahead:
+            return "Nothing after the last echoed STATE was committed"
+        return (
+            f"Records of stream(s) {', '.join(ahead)} after their last echoed STATE were "
+            "committed (with another stream's STATE or swap, or under a STATE that waited for an "
+            "overwrite stream's swap): a new sync sends them again, and append keeps both copies"
+        )

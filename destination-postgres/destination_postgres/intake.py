@@ -13,6 +13,7 @@ import orjson
 from pgbyte_common.errors import PgbyteError
 from pgbyte_common.json_lines import stdlib_loads
 
+from destination_postgres.batches import count_changes
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.framing import (
     NUL_ESCAPE,
@@ -284,31 +285,6 @@ class Intake:
     def _bad(self, reason: str) -> InputError:
         return InputError(f"Input line {self.lineno} {reason}. {self._uncommitted()}", self.lineno)
 
-    def _uncommitted(self) -> str:
-        """What a failed write leaves, for its error: overwrite streams that completed earlier
-        in the write were replaced then, and stay so."""
-        done = [t.label for t in self.targets if t.swapped]
-        if not done:
-            return f"{self._after_echo()} and no overwrite was swapped."
-        return (
-            f"{self._after_echo()}; the overwrite stream(s) that completed before "
-            f"({', '.join(done)}) were replaced then and stay so, no other was swapped."
-        )
-
-    def _after_echo(self) -> str:
-        """What is committed beyond each stream's last echoed STATE: nothing, unless a commit
-        covered records of a stream no echoed STATE of it covers — a STATE held for an
-        overwrite stream's swap (a GLOBAL one, or one after it), or records loaded before
-        another stream's STATE or swap was committed."""
-        ahead = [t.label for t in self.targets if not t.overwrite and t.committed > t.echoed]
-        if not ahead:
-            return "Nothing after the last echoed STATE was committed"
-        return (
-            f"Records of stream(s) {', '.join(ahead)} after their last echoed STATE were "
-            "committed (with another stream's STATE or swap, or under a STATE that waited for an "
-            "overwrite stream's swap): a new sync sends them again, and append keeps both copies"
-        )
-
 
 def state_problem(state: Any) -> str | None:
     """What makes a STATE message's `state` no state a source could resume from (None: fine).
@@ -325,16 +301,3 @@ def state_problem(state: Any) -> str | None:
     elif kind == "GLOBAL" and not isinstance(state.get("global"), dict):
         return "of type GLOBAL without a global object"
     return None
-
-
-def count_changes(counts: dict[str, int], rec: dict[str, Any]) -> None:
-    """Add a record's meta.changes (what its source changed or left out: a NaN sent as null,
-    a value too big) to `counts`, by field."""
-    meta = rec.get("meta")
-    changes = meta.get("changes") if type(meta) is dict else None
-    if type(changes) is not list:
-        return
-    for change in changes:
-        name = change.get("field") if type(change) is dict else None
-        key = name if isinstance(name, str) else "?"
-        counts[key] = counts.get(key, 0) + 1

@@ -3,13 +3,14 @@
 A full buffer or a STATE flushes the streams' batches; each is COPYed while the next is read.
 Overwrite batches go to whichever connection is free (they only fill temporaries until the
 swap); other batches of canonical rows are staged on the second connection while the first
-moves the one before into the tables (stages.py). Failures are handed to the main thread.
+moves the one before into the tables (stages.py). Failures are handed to the main thread. At
+an overwrite stream's end its typed table is built from the loaded raw one and both are swapped
+in (_complete).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from functools import partial
 from typing import Any
 
@@ -20,9 +21,9 @@ from pgbyte_common.json_lines import stdlib_loads
 from psycopg import sql
 
 from destination_postgres import ddl, dedup, loader, rawonly, stages
-from destination_postgres.batches import Batch
+from destination_postgres.batches import Batch, count_changes
 from destination_postgres.catalog import StreamTarget
-from destination_postgres.intake import InputError, count_changes
+from destination_postgres.intake import InputError
 
 # A stage the first connection has read keeps a lock and its disk space until that connection
 # commits (with the next STATEs); past this many, batches skip the stage until then.
@@ -366,19 +367,6 @@ class Loading:
         14.6-15.2 s)."""
         self._flush(stage_from=self.batch_bytes // 16 if self.conn2 is not None else None)
         self._wait()
-
-    def _commit_all(self) -> None:
-        """Commit the first connection once no batch is in flight (everything received is
-        in), then drop the shared stages it read."""
-        self.conn.commit()
-        for t in self.targets:
-            t.committed = t.received
-        # Every caller loaded all input received first, or committed the pending STATEs just
-        # before (a COMPLETE): the pending STATEs are committed.
-        self._held += self._pending
-        self._pending, self._boundaries, self._flushed = [], [], False
-        self._last_commit = time.monotonic()
-        self._stages, self._staged = stages.drop(self.conn, self._stages), 0
 
 
 def _some(names: Any, shown: int = 5) -> str:

@@ -89,10 +89,10 @@ class Writer(Intake, Loading, Commits):
         # STATE lines committed but not echoed yet: (line, the overwrite streams it waits for,
         # its stream; None for a GLOBAL/LEGACY state).
         self._held: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
-        self._pending: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []  # same,
-        # received but not committed yet (COMMIT_SECONDS), and where each came: its input line
-        # and the lengths of each stream's buffers then (see _Cut).
-        # (and whether it is one of overwrite streams only: on_state).
+        # The same, received but not committed yet (COMMIT_SECONDS); and where each came: its
+        # input line, the lengths of each stream's buffers then (see Cut), and whether it covers
+        # overwrite streams only (on_state).
+        self._pending: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
         self._boundaries: list[tuple[int, dict[int, Cut], bool]] = []
         self._flushed = False  # batches were handed to the loader since the last commit
         self._batch_failed = False  # a batch's load failed: nothing more may be committed

@@ -217,8 +217,9 @@ def _read_streams(
             yield lines.take()
             if conn.broken or conn.closed or isinstance(exc, LockTableFull):
                 # The next streams cannot be read either: the connection is gone, or every
-                # table they touch needs a lock there is no room for. Each still gets its
-                # status (INCOMPLETE), as the CDK gives every configured stream one.
+                # table they touch needs a lock there is no room for. Each still ends with a
+                # status (INCOMPLETE), so that a client waiting for every configured stream's
+                # end (CAT's status checks, a destination's overwrite) gets one.
                 for rest in streams[i + 1 :]:
                     outcome.failed.append(rest.descriptor)
                     out.stream_status(rest.name, rest.namespace, "INCOMPLETE")
