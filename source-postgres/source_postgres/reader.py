@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -53,7 +53,10 @@ from source_postgres.state import (
 from source_postgres.xids import Snapshot, read_snapshot
 from source_postgres.xmin_read import read_by_xmin
 
-# COPY rows (RECORD lines) joined per write: large writes, bounded memory (~2 MB).
+# COPY rows (RECORD lines) joined per write: large writes, bounded memory. A chunk holds
+# about CHUNK_BYTES, as many rows as the previous chunk's row size says fit (at most
+# ROWS_PER_CHUNK; one row when rows are that big): 4,096 rows of 1 MB held 4 GB.
+CHUNK_BYTES = 2 << 20
 ROWS_PER_CHUNK = 4096
 _END_OF_COPY = (-1, b"")
 
@@ -354,14 +357,7 @@ def _read_stream(
             out.stream_status(stream.name, stream.namespace, "COMPLETE")
             yield lines.take()
             return
-        chunks = 0
-        last = b""
-        for last in copy_out(conn, query):
-            chunks += 1
-            yield last
-        # Every chunk but the last holds exactly ROWS_PER_CHUNK lines (counting them all
-        # would cost a pass over the data).
-        count = (chunks - 1) * ROWS_PER_CHUNK + last.count(b"\n") if chunks else 0
+        count = yield from copy_out(conn, query)
         _check_not_rewritten(conn, table, label)
         conn.execute("RELEASE SAVEPOINT pgbyte_stream")
     except psycopg.Error as exc:
@@ -417,12 +413,16 @@ def _check_not_rewritten(conn: psycopg.Connection[Any], table: Table, label: str
         )
 
 
-def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator[bytes]:
-    """Run `COPY ... TO STDOUT` and yield its output in chunks of ROWS_PER_CHUNK lines.
+def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Generator[bytes, None, int]:
+    """Run `COPY ... TO STDOUT` and yield its output in chunks of about CHUNK_BYTES; returns
+    how many rows (lines) it held.
 
     libpq hands COPY data over one row at a time; psycopg's Copy.read() costs about 3.5 µs of
     Python per row, more than Postgres spends building it. Here the per-row loop runs in C
     (iter(callable, sentinel) → islice → map → bytes.join), so Python works per chunk only.
+    Each chunk but the last holds the rows asked for, so only the last is counted (counting
+    them all would cost a pass over the data); a chunk is held until the next one shows
+    whether it was the last.
     """
     pgconn = conn.pgconn
     pgconn.send_query(query.as_bytes(conn))
@@ -434,17 +434,27 @@ def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Iterator[b
         _drain(conn)
         raise _result_error(conn, result)
     rows = iter(partial(pgconn.get_copy_data, 0), _END_OF_COPY)
+    count, held, held_rows = 0, b"", 0
+    asked = 1  # the first chunk is one row: its size sets the next one's
     while True:
-        chunk = b"".join(map(itemgetter(1), islice(rows, ROWS_PER_CHUNK)))
+        chunk = b"".join(map(itemgetter(1), islice(rows, asked)))
         if not chunk:
             break
-        yield unescape_copy_text(chunk)
+        if held:
+            count += held_rows  # a chunk followed it: it held every row asked for
+            yield held
+        held, held_rows = unescape_copy_text(chunk), asked
+        asked = max(1, min(ROWS_PER_CHUNK, CHUNK_BYTES * asked // len(chunk)))
+    if held:
+        count += held.count(b"\n")  # the last may hold fewer rows than asked for
+        yield held
     error = None
     while (result := pgconn.get_result()) is not None:
         if result.status == psycopg.pq.ExecStatus.FATAL_ERROR and error is None:
             error = _result_error(conn, result)
     if error is not None:
         raise error
+    return count
 
 
 def _drain(conn: psycopg.Connection[Any]) -> None:

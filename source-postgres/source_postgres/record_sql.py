@@ -14,7 +14,7 @@ nulled and the record gets `meta.changes` naming them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -139,7 +139,7 @@ def unescape_copy_text(data: bytes) -> bytes:
     return escape_line_separators(data)
 
 
-CopyOut = Callable[[Any, sql.Composable], Iterator[bytes]]
+CopyOut = Callable[[Any, sql.Composable], Generator[bytes, None, int]]
 
 
 def stream_records(
@@ -159,8 +159,4 @@ def stream_records(
         schema=table.schema, table=table.name, columns=columns, stream=stream.name,
         namespace=stream.namespace, emitted_at=emitted_at, where=where, order_by=order_by,
     )  # fmt: skip
-    count = 0
-    for blob in copy_out(conn, query):
-        count += blob.count(b"\n")
-        yield blob
-    return count
+    return (yield from copy_out(conn, query))
