@@ -6,7 +6,9 @@ and the count of what a record's source changed (meta.changes).
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from destination_postgres.catalog import StreamTarget
@@ -50,11 +52,16 @@ class Cut:
     nbytes: int
 
     @classmethod
-    def of(cls, t: StreamTarget) -> Cut:
-        return cls(len(t.fast_rows), len(t.fast_lines), len(t.slow_lines), t.nbytes)
-
-
-START = Cut(0, 0, 0, 0)
+    def at(cls, held: StreamTarget | Buffers, lineno: int) -> Cut:
+        """Where input line `lineno` falls in `held`'s buffers (a StreamTarget's, or set
+        aside): after every line up to it. Found from the lines' numbers, which ascend, when
+        a commit needs it: not noted at each STATE for every stream (interleaved streams with
+        a STATE every few records made that streams x STATEs)."""
+        lines = bisect_right(held.fast_linenos, lineno)
+        slow = bisect_right(held.slow_linenos, lineno)
+        nbytes = sum(map(len, islice(held.fast_lines, lines)))
+        nbytes += sum(map(len, islice(held.slow_lines, slow)))
+        return cls(2 * lines, lines, slow, nbytes)  # a fast line is two rows: head, data
 
 
 @dataclass

@@ -16,7 +16,7 @@ import psycopg
 from pgbyte_common.interrupts import deferred
 
 from destination_postgres import stages
-from destination_postgres.batches import START, Buffers, Cut, plan_shape
+from destination_postgres.batches import Buffers, Cut, plan_shape
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.intake import InputError
 
@@ -47,8 +47,7 @@ class Commits:
             self._held.append(entry)
             return
         self._pending.append(entry)
-        cuts = {id(t): Cut.of(t) for t in self.targets if t.nbytes}
-        self._boundaries.append((self.lineno, cuts, swap_bound))
+        self._boundaries.append((self.lineno, swap_bound))
         if swap_bound:
             return
         if self._flushed or time.monotonic() - self._last_commit >= COMMIT_SECONDS:
@@ -63,11 +62,13 @@ class Commits:
         write rolls back and commits what came before the last STATE ahead of it
         (_commit_before), as it would have with a commit at every STATE."""
         replayable = not self._flushed
-        last = self._boundaries[-1][1]
-        later = [(t, Buffers.split(t, last.get(id(t), START))) for t in self.targets]
+        last = self._boundaries[-1][0]
+        # Only the streams holding records: the others' buffers, counts and plans this commit
+        # does not touch (a write of 2,000 overwrite streams committed each one's swap).
+        later = [(t, Buffers.split(t, Cut.at(t, last))) for t in self.targets if t.nbytes]
         loading = [(t, Buffers.of(t)) for t in self.targets if t.nbytes]
-        received = {id(t): t.received for t in self.targets}
-        shape = [plan_shape(t) for t in self.targets]
+        received = {id(t): t.received for t, _ in loading}
+        shape = [plan_shape(t) for t, _ in loading]
         self.buffered = sum(t.nbytes for t in self.targets)
         try:
             self._load_all()
@@ -105,12 +106,11 @@ class Commits:
         def attempt(keep: int, commit: bool) -> bool | None:
             """Load what precedes the keep-th pending STATE (and commit it): True when it
             loads, False when a record of it is refused too, None to give up."""
-            if [plan_shape(t) for t in self.targets] != shape:
+            if [plan_shape(t) for t, _ in loading] != shape:
                 return None
-            cuts = boundaries[keep - 1][1]
+            lineno = boundaries[keep - 1][0]
             for t, buffers in loading:
-                buffers.restore(t, cuts.get(id(t), START))
-            for t in self.targets:
+                buffers.restore(t, Cut.at(buffers, lineno))
                 t.received = received[id(t)]
             self.buffered = sum(t.nbytes for t in self.targets)
             self._pending, self._boundaries = pending[:keep], boundaries[:keep]
@@ -129,8 +129,8 @@ class Commits:
                 return None
             return True
 
-        low = max(sum(1 for line, _, _ in boundaries if line < refused.lineno), 1)
-        high = sum(1 for line, _, _ in boundaries if line < (refused.last or refused.lineno))
+        low = max(sum(1 for line, _ in boundaries if line < refused.lineno), 1)
+        high = sum(1 for line, _ in boundaries if line < (refused.last or refused.lineno))
         if high < low:
             return
         first = attempt(high, commit=True)  # the refused line known: its STATE, at once
@@ -205,8 +205,8 @@ class Commits:
     def _log_swaps(self) -> None:
         """After the commit of a swap: say which tables were replaced (the tutorial's dbt log
         shows its `alter table ... rename`; this is that moment)."""
-        for t in self.targets:
-            if t.swapped and not t.swap_logged:
+        for t in self._unlogged_swaps:
+            if not t.swap_logged:
                 t.swap_logged = True
                 tables = [f"{t.raw_schema}.{t.raw_table}"]
                 if t.norm_table is not None:
@@ -217,6 +217,7 @@ class Commits:
                 if t.cascaded:
                     self.log("WARN", f"Stream {t.label}: drop_cascade dropped, with the "
                                      f"replaced tables: {', '.join(t.cascaded)}.")  # fmt: skip
+        self._unlogged_swaps.clear()
 
     def _echo_ready(self) -> None:
         """Echo the held states whose overwrite streams are swapped in, in input order, each
@@ -244,8 +245,9 @@ class Commits:
         """Commit the first connection once no batch is in flight (everything received is
         in), then drop the shared stages it read."""
         self.conn.commit()
-        for t in self.targets:
+        for t in self._loaded.values():  # the streams whose records came in since the last
             t.committed = t.received
+        self._loaded.clear()
         # Every caller loaded all input received first, or committed the pending STATEs just
         # before (a COMPLETE): the pending STATEs are committed.
         self._held += self._pending

@@ -38,7 +38,7 @@ class Loading:
     def _flush_full(self, target: StreamTarget) -> None:
         """The buffers are full: flush `target` if it holds a good share of them, else all.
         More input follows, so these batches may be staged (_flush_one)."""
-        if self._pending and all(bound for _, _, bound in self._boundaries):
+        if self._pending and all(bound for _, bound in self._boundaries):
             self._held += self._pending  # overwrite streams' only: they need no commit
             self._pending, self._boundaries = [], []
         elif self._pending:  # first the older part, which completes the pending STATEs
@@ -220,6 +220,7 @@ class Loading:
             raise job.error
         self._warn_refused(job.target)
         job.target.received += job.count
+        self._loaded[id(job.target)] = job.target
         for name, n in job.changes.items():
             job.target.source_changes[name] = job.target.source_changes.get(name, 0) + n
 
@@ -347,6 +348,7 @@ class Loading:
             self._warn_refused(t)
         t.cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
         t.swapped = True
+        self._unlogged_swaps.append(t)
         # A RECORD of it after this is a protocol error: the fast path no longer routes it,
         # so the slow one sees it and says so (costs the hot path nothing).
         self.fast_keys = {k: v for k, v in self.fast_keys.items() if v is not t}

@@ -26,7 +26,7 @@ from pgbyte_common.interrupts import deferred
 from pgbyte_common.messages import MessageWriter
 
 from destination_postgres import ddl, dedup, loader, naming, rawonly, rebuild, refill, stages
-from destination_postgres.batches import Batch, Cut
+from destination_postgres.batches import Batch
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.commits import Commits
 from destination_postgres.framing import read_lines
@@ -90,10 +90,10 @@ class Writer(Intake, Loading, Commits):
         # its stream; None for a GLOBAL/LEGACY state).
         self._held: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
         # The same, received but not committed yet (COMMIT_SECONDS); and where each came: its
-        # input line, the lengths of each stream's buffers then (see Cut), and whether it covers
+        # input line (which places it in each stream's buffers: Cut.at), and whether it covers
         # overwrite streams only (on_state).
         self._pending: list[tuple[bytes, list[StreamTarget], StreamTarget | None]] = []
-        self._boundaries: list[tuple[int, dict[int, Cut], bool]] = []
+        self._boundaries: list[tuple[int, bool]] = []
         self._flushed = False  # batches were handed to the loader since the last commit
         self._batch_failed = False  # a batch's load failed: nothing more may be committed
         self.statuses_seen = False
@@ -114,6 +114,11 @@ class Writer(Intake, Loading, Commits):
         self.source_error: str | None = None
         self.source_failure_type = "transient_error"  # of source_error, as the source said
         self._claimed: list[StreamTarget] = []  # overwrite streams whose temporaries are ours
+        # Streams whose batches loaded since the last commit (by id; their `committed` moves
+        # on at the commit), and streams swapped in whose swap is not logged yet: a commit
+        # looks at these, not at every stream.
+        self._loaded: dict[int, StreamTarget] = {}
+        self._unlogged_swaps: list[StreamTarget] = []
         # Per STATE line (by id) not echoed yet: each stream it covers, with the count of that
         # stream's records before it (StreamTarget.stated then).
         self._marks: dict[int, list[tuple[StreamTarget, int]]] = {}
@@ -130,33 +135,41 @@ class Writer(Intake, Loading, Commits):
             if orphans:
                 self.log("INFO", f"Dropped {len(orphans)} stage table(s) an interrupted write "
                                  "left behind.")  # fmt: skip
+        # Each stream's tables made ready in a transaction of its own: one over every stream
+        # held a lock per table until its end, which 2,000 streams' tables overflowed on a
+        # server with the default max_locks_per_transaction.
         for t in self.targets:
-            for note in (t.merged_note, t.typed_note):
-                if note:
-                    self.log("WARN", f"Stream {t.label}: {note}.")
-            self._note_legacy_raw_table(t)
-            if t.overwrite:
-                ddl.claim_temporaries(self.conn, t)
-                self._claimed.append(t)
-            added = ddl.prepare(self.conn, t)
-            if added:
-                self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
-                                 f"{', '.join(added)}.")  # fmt: skip
-            problem = refill.refill(self.conn, t)
-            if problem:
-                self.log("WARN", f"Stream {t.label}: {problem}.")
-            dedup.prepare(self.conn, t, self.log)
-            if t.rebuild_typed:
-                try:
-                    rebuilt = rebuild.rebuild_typed(self.conn, t)
-                except rawonly.RowsTooWide as exc:  # its records are too wide to type
-                    rawonly.keep_raw_only(self.conn, t, exc.reason)
-                    self._warn_refused(t)
-                    continue
-                self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
-                                 f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
-                                 "table.")  # fmt: skip
+            self._prepare(t)
+            self.conn.commit()
         self.conn.commit()
+
+    def _prepare(self, t: StreamTarget) -> None:
+        """Make a stream's tables ready: notes, temporaries, columns, dedup's index and stage."""
+        for note in (t.merged_note, t.typed_note):
+            if note:
+                self.log("WARN", f"Stream {t.label}: {note}.")
+        self._note_legacy_raw_table(t)
+        if t.overwrite:
+            ddl.claim_temporaries(self.conn, t)
+            self._claimed.append(t)
+        added = ddl.prepare(self.conn, t)
+        if added:
+            self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
+                             f"{', '.join(added)}.")  # fmt: skip
+        problem = refill.refill(self.conn, t)
+        if problem:
+            self.log("WARN", f"Stream {t.label}: {problem}.")
+        dedup.prepare(self.conn, t, self.log)
+        if t.rebuild_typed:
+            try:
+                rebuilt = rebuild.rebuild_typed(self.conn, t)
+            except rawonly.RowsTooWide as exc:  # its records are too wide to type
+                rawonly.keep_raw_only(self.conn, t, exc.reason)
+                self._warn_refused(t)
+                return
+            self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
+                             f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
+                             "table.")  # fmt: skip
 
     def _note_legacy_raw_table(self, t: StreamTarget) -> None:
         """A raw table in raw_data_schema named as before its name held the stream's schema
