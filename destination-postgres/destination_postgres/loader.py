@@ -35,6 +35,7 @@ from destination_postgres import ddl, rawonly
 from destination_postgres.catalog import STAGE_POSITION, StreamTarget
 from destination_postgres.framing import BINARY_COLUMNS, BINARY_HEADER, BINARY_TRAILER
 from destination_postgres.rawonly import RowsTooWide
+from destination_postgres.typemap import Column
 
 LINE_STAGE = sql.Identifier("pg_temp", "_pgbyte_lines")
 DATA_STAGE = sql.Identifier("pg_temp", "_pgbyte_data")
@@ -404,17 +405,7 @@ def _safe_normalize(
     returns the rows inserted."""
     typed = [c for c in target.columns if c.kind not in ("text", "jsonb") or c.narrow]
     if typed:
-        checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(_DATA)) for c in typed]
-        checks += [
-            sql.SQL("coalesce(bool_or({}), false)").format(c.overflow_expr(_DATA))
-            if c.kind == "bigint" else sql.SQL("false")
-            for c in typed
-        ]  # fmt: skip
-        row = conn.execute(
-            sql.SQL("SELECT {} FROM {} s").format(sql.SQL(", ").join(checks), source)
-        ).fetchone()
-        assert row is not None
-        failed, overflow = row[: len(typed)], row[len(typed) :]
+        failed, overflow = cast_problems(conn, typed, _DATA, sql.SQL("{} s").format(source))
         if any(overflow):
             for col, flag in zip(typed, overflow, strict=True):
                 if flag:
@@ -429,6 +420,24 @@ def _safe_normalize(
                 target.uncastable[col.name] = target.uncastable.get(col.name, 0) + int(n)
     statement = _norm_statement(target, source, safe=True, required=required, position=position)
     return conn.execute(statement).rowcount
+
+
+def cast_problems(
+    conn: psycopg.Connection[Any], typed: list[Column], data: sql.Composable, rows: sql.Composable
+) -> tuple[list[int], list[bool]]:
+    """Per column of `typed`, over the records `data` of `rows` (a FROM list and any WHERE):
+    how many values do not cast (they will be NULL), and whether an integer is beyond bigint
+    (its column must widen)."""
+    checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(data)) for c in typed]
+    checks += [
+        sql.SQL("coalesce(bool_or({}), false)").format(c.overflow_expr(data))
+        if c.kind == "bigint" else sql.SQL("false")
+        for c in typed
+    ]  # fmt: skip
+    row = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(checks), rows))
+    values = row.fetchone()
+    assert values is not None
+    return [int(n) for n in values[: len(typed)]], [bool(b) for b in values[len(typed) :]]
 
 
 def _lineno(exc: psycopg.Error, linenos: list[int]) -> int | None:

@@ -84,21 +84,8 @@ def _count_and_widen(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
     typed = [c for c in target.refill if c.kind not in ("text", "jsonb") or c.narrow]
     if not typed:
         return
-    checks = [sql.SQL("count(*) FILTER (WHERE {})").format(c.failed_expr(_DATA)) for c in typed]
-    checks += [
-        sql.SQL("coalesce(bool_or({}), false)").format(c.overflow_expr(_DATA))
-        if c.kind == "bigint" else sql.SQL("false")
-        for c in typed
-    ]  # fmt: skip
-    row = conn.execute(
-        sql.SQL("SELECT {} FROM {} t, {}").format(
-            sql.SQL(", ").join(checks),
-            ddl.ident(*target.load_norm),
-            _joined(target),  # type: ignore[misc]
-        )
-    ).fetchone()
-    assert row is not None
-    failed, overflow = row[: len(typed)], row[len(typed) :]
+    rows = sql.SQL("{} t, {}").format(ddl.ident(*target.load_norm), _joined(target))  # type: ignore[misc]
+    failed, overflow = loader.cast_problems(conn, typed, _DATA, rows)
     if any(overflow):
         for col, flag in zip(typed, overflow, strict=True):
             if flag:
