@@ -17,8 +17,9 @@ import sys
 import time
 from typing import Any, BinaryIO
 
+import psycopg
 from pgbyte_common.argv import build_parser, load_json_file
-from pgbyte_common.errors import PgbyteError
+from pgbyte_common.errors import PgbyteError, classify_error
 from pgbyte_common.interrupts import Interrupts
 from pgbyte_common.lean import lean_check, lean_discover
 from pgbyte_common.messages import MessageWriter
@@ -105,6 +106,9 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         return interrupts.exit_code if interrupts is not None else 130
     except PgbyteError as exc:
         writer.exception(exc)
+        return 1
+    except psycopg.Error as exc:  # between streams (a server restarted): classified, not a bug
+        writer.exception(classify_error(exc, context="Reading from the source failed"))
         return 1
     except BrokenPipeError:
         return 1  # the reader of our stdout went away: nobody is left to tell

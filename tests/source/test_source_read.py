@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import psycopg
@@ -864,3 +865,28 @@ def _sleeping_in(pid: int) -> str:
             return handle.read().strip()
     except OSError:
         return ""
+
+
+def test_a_database_error_outside_a_stream_is_classified(tmp_path, monkeypatch) -> None:
+    """A psycopg error that reaches the read's top (a server restarted between two statements
+    no stream's handler covers) is a classified TRACE ERROR — transient, "connection lost" —
+    not an "Unexpected error" system_error."""
+    import io
+
+    from source_postgres import lean
+
+    def failing(*_args: object) -> Iterator[bytes]:
+        raise psycopg.OperationalError("consuming input failed: server closed the connection")
+        yield b""  # a generator, as read_messages is
+
+    monkeypatch.setattr(lean, "read_messages", failing)
+    (tmp_path / "config.json").write_text(json.dumps({"host": "localhost", "database": "x"}))
+    (tmp_path / "catalog.json").write_text(json.dumps({"streams": []}))
+    out = io.BytesIO()
+    args = ["read", "--config", str(tmp_path / "config.json"),
+            "--catalog", str(tmp_path / "catalog.json")]  # fmt: skip
+    assert lean.main_read(args, out) == 1
+    (line,) = out.getvalue().splitlines()
+    error = json.loads(line)["trace"]["error"]
+    assert error["failure_type"] == "transient_error", error
+    assert error["message"].startswith("Reading from the source failed: the connection"), error
