@@ -6,6 +6,12 @@ generations are dropped) and no records, only each stream's STARTED and COMPLETE
 destination then replaces the stream's tables with empty ones. pgbyte does the same with the
 connection's own destination, so it works for any destination connector, not only ours.
 
+The state is forgotten between the two halves: `clear_streams` discovers and builds the
+catalog (a failure there changes nothing), then the caller forgets the state, then
+`Clearing.empty` runs the write. Emptied tables under a remembered cursor would lose rows for
+good (every later sync reads only what is newer); a forgotten state over tables not yet emptied
+at worst reads every row again, and running the same command again empties them.
+
 Without --clear a reset only forgets the state: an append stream then gets every row appended
 again, an append_dedup stream keeps one row per key (rows deleted at the source stay).
 """
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -38,23 +46,55 @@ def _status(descriptor: dict[str, Any], status: str) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
-def clear_streams(session: Session, conn: Connection, streams: list[Key] | None) -> dict[Key, str]:
-    """Replace the destination tables of `streams` (source names; None: every stream the
-    connection syncs) with empty ones; returns the destination label of each source stream
-    cleared. A stream the source no longer offers (its table dropped) is left out: the
-    destination needs its schema to name its tables."""
+@dataclasses.dataclass
+class Clearing:
+    """A prepared "Clear data": `labels` maps each source stream it will empty to its
+    destination label; `empty()` runs the destination's write (Ctrl-C or SIGTERM stops it)."""
+
+    session: Session
+    labels: dict[Key, str]
+    catalog: Path | None = None
+    messages: bytes = b""
+
+    def empty(self) -> None:
+        if self.catalog is None:
+            return
+        session = self.session
+        _, dest_config = session.configs()
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(
+                call, session.destination, "write", session.masker, config=dest_config,
+                catalog=self.catalog, stdin=self.messages, log=session.log, track=session.track,
+            )  # fmt: skip
+            [result] = session.wait_all([future])
+        if result.exit_code != 0 or result.errors:
+            raise ConnectorError(
+                "clearing the destination tables failed: " + result.failure(session.masker)
+            )
+
+
+def _offered(key: Key, offered: list[Key]) -> list[Key]:
+    """The discovered streams a (name, namespace) key names; a name may be namespace.name."""
+    name, namespace = key
+    return [
+        (n, ns) for n, ns in offered
+        if namespace in (None, ns) and (name == n or (ns is not None and name == f"{ns}.{n}"))
+    ]  # fmt: skip
+
+
+def clear_streams(session: Session, conn: Connection, streams: list[Key] | None) -> Clearing:
+    """Prepare to replace the destination tables of `streams` (source names; None: every stream
+    the connection syncs) with empty ones. A stream the source no longer offers (its table
+    dropped) is left out: the destination needs its schema to name its tables."""
     discovered, dest_spec = session.discover()
     if streams is None:
         choices = list(conn.streams) if conn.streams is not None else None
     else:
         offered = [(s.get("name"), s.get("namespace")) for s in discovered.get("streams") or []]
-        choices = [
-            StreamChoice(name=name, namespace=namespace)
-            for name, namespace in streams
-            if any(name == n and namespace in (None, ns) for n, ns in offered)
-        ]
+        found = [k for key in streams for k in _offered(key, offered)]
+        choices = [StreamChoice(name=n, namespace=ns) for n, ns in dict.fromkeys(found)]
         if not choices:
-            return {}
+            return Clearing(session, {})
     if choices is not None:
         # A cleared stream is synced as full refresh | overwrite whatever its usual modes.
         choices = [
@@ -68,7 +108,6 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
     )  # fmt: skip
     sync_id = len(read_history(conn.history_path)) + 1
     _, dest_catalog, smap = build_catalogs(clearing, discovered, dest_spec, sync_id=sync_id)
-    _, dest_config = session.configs()
     catalog_path = session.private_file("clear-catalog.json", dest_catalog)
     messages = []
     for route in smap.routes:
@@ -76,13 +115,5 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
         if route.dest_namespace is not None:
             descriptor["namespace"] = route.dest_namespace
         messages += [_status(descriptor, "STARTED"), _status(descriptor, "COMPLETE")]
-    result = call(
-        session.destination, "write", session.masker, config=dest_config, catalog=catalog_path,
-        stdin=b"".join(messages), log=session.log, track=session.track,
-    )  # fmt: skip
-    if result.exit_code != 0 or result.errors:
-        raise ConnectorError(
-            "clearing the destination tables failed; the state was NOT reset: "
-            + result.failure(session.masker)
-        )
-    return {(route.name, route.namespace): route.dest_label for route in smap.routes}
+    labels = {(route.name, route.namespace): route.dest_label for route in smap.routes}
+    return Clearing(session, labels, catalog_path, b"".join(messages))

@@ -4,7 +4,9 @@
 --stream everything. The file is rewritten atomically under the connection's lock, so a reset
 never races a running sync (it refuses while one holds the state). What the destination tables
 hold afterwards depends on the stream's destination_sync_mode — printed with each reset — unless
-`--clear` empties them first (Airbyte's "Clear data"; see pgbyte.clear).
+`--clear` empties them too (Airbyte's "Clear data"; see pgbyte.clear): the streams are
+discovered first, the state is forgotten next, the tables are emptied last — so an interrupted
+clear never leaves emptied tables under a remembered cursor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 
@@ -31,9 +34,12 @@ def _matches(selector: str, name: str | None, namespace: str | None) -> bool:
 
 
 def resolve_streams(
-    selectors: list[str], saved: list[Key], conn: Connection
+    selectors: list[str], saved: list[Key], conn: Connection, *, any_stream: bool = False
 ) -> tuple[list[Key], list[str]]:
-    """(saved streams to forget, selectors naming a configured stream that has no state)."""
+    """(saved streams to forget, selectors naming a configured stream that has no state).
+
+    `any_stream`: a selector matching no saved or listed stream is taken as stateless too (a
+    --clear of a connection syncing every stream: the discovered catalog decides)."""
     chosen: list[Key] = []
     stateless: list[str] = []
     listed = [(c.name, c.namespace) for c in conn.streams or ()]
@@ -49,7 +55,7 @@ def resolve_streams(
             )
         if found:
             chosen += [k for k in found if k not in chosen]
-        elif any(_matches(selector, *k) for k in listed):
+        elif any_stream or any(_matches(selector, *k) for k in listed):
             stateless.append(selector)
         else:
             known = ", ".join(stream_label(*k) for k in saved) or "none"
@@ -110,7 +116,16 @@ def cmd_state_show(conn: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-ClearFn = Callable[[list[Key] | None], dict[Key, str]]
+class Clearing(Protocol):
+    """What a ClearFn prepared (pgbyte.clear.Clearing): the source streams it will empty, by
+    destination label, and the call that empties them."""
+
+    labels: dict[Key, str]
+
+    def empty(self) -> None: ...
+
+
+ClearFn = Callable[[list[Key] | None], Clearing]
 
 
 def cmd_state_reset(
@@ -132,23 +147,45 @@ def cmd_state_reset(
         saved = store.stream_keys()
         had_state = bool(store.states())
         kinds = {view.label: view.kind for view in state_views(store.states(), [])}
+        any_stream = clear is not None and conn.streams is None
         if selectors:
             try:
-                keys, stateless = resolve_streams(selectors, saved, conn)
+                keys, stateless = resolve_streams(selectors, saved, conn, any_stream=any_stream)
             except StreamSelectionError as exc:
                 print(f"pgbyte: {exc}", file=sys.stderr)
                 return 2
         else:
             keys, stateless = list(dict.fromkeys(saved)), []
         cleared: dict[Key, str] = {}
+        plan: Clearing | None = None
         if clear is not None:
             targets = keys + [_key_of(s, conn) for s in stateless] if selectors else None
-            cleared = clear(targets)  # raises before anything is forgotten
+            plan = clear(targets)  # discovers; raises before anything changed
+            cleared = plan.labels
+            unknown = [s for s in stateless if not any(_matches(s, *k) for k in cleared)]
+            if any_stream and unknown:
+                print(f"pgbyte: --stream {unknown[0]}: no such stream in the saved state of "
+                      f"{conn.name} nor among the streams the source offers; nothing was "
+                      "changed", file=sys.stderr)  # fmt: skip
+                return 2
+        # The state goes before the tables are emptied: emptied tables under a remembered
+        # cursor would lose rows for good, the reverse at worst reads them again.
         if selectors:
             forgotten = store.forget(set(keys))
         else:
             forgotten = [stream_label(*k) for k in keys]
             store.reset()
+        if plan is not None:
+            try:
+                plan.empty()
+            except BaseException:  # a failed write, Ctrl-C or SIGTERM: say what stands
+                again = " ".join(f"--stream {s}" for s in selectors)
+                print(f"pgbyte: the state was reset, but the destination tables may not have "
+                      f"been emptied: run `pgbyte state reset {args.connection} "
+                      f"{again + ' ' if again else ''}--clear` again before the next sync "
+                      "(an append stream would otherwise get its rows a second time)",
+                      file=sys.stderr)  # fmt: skip
+                raise
     for label in cleared.values():
         print(f"cleared destination stream {label} (its tables are now empty)")
     if not forgotten and not stateless:

@@ -7,13 +7,23 @@ GLOBAL, Airbyte's legacy dict) are data files under tests/fixtures/orchestrator/
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 import yaml
-from orchestrator_helpers import FIXTURES, pgbyte, sync_json, write_connection
+from orchestrator_helpers import (
+    FIXTURES,
+    console_script,
+    pgbyte,
+    pgbyte_env,
+    sync_json,
+    write_connection,
+)
 from pgbyte.catalog import Route, StreamMap
 from pgbyte.state import state_lock
 from test_rewrite import pump
@@ -332,6 +342,50 @@ def test_reset_clear_empties_the_destination_tables(
 
 
 @pytest.mark.slow
+def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
+    tmp_path, pg_server, dest_db, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """SIGTERM while the destination waits to swap items' emptied tables in (a reader holds
+    them): pgbyte stops it and exits 143. The state of items is forgotten already (emptied
+    tables under the old cursor would lose its rows for good: every later sync would read
+    nothing), its rows are still there, and stderr says to run the same command again; that
+    run empties them and the next sync brings each row back once."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config)
+    conn.write_text(conn.read_text() + "state: state.json\n")
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    command = [console_script("pgbyte"), "state", "reset", str(conn), "--stream", "items",
+               "--clear"]  # fmt: skip
+    with psycopg.connect(pg_server.conninfo(dest_db)) as reader:
+        reader.execute("LOCK TABLE items IN ACCESS SHARE MODE")  # held until the rollback
+        proc = subprocess.Popen(command, env=pgbyte_env(pg_server.password), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            deadline = time.monotonic() + 60
+            while not dest_conn.execute(waiting).fetchone()[0]:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            reader.rollback()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert f"run `pgbyte state reset {conn} --stream items --clear` again" in err, err
+    assert [s["stream"]["stream_descriptor"]["name"] for s in saved(tmp_path)] == ["other"]
+    assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 200
+    again = subprocess.run(command, env=pgbyte_env(pg_server.password), capture_output=True,
+                           text=True, timeout=180, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "cleared destination stream public.items" in again.stdout, again.stdout
+    assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    synced = dest_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+    assert synced == source_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+
+
+@pytest.mark.slow
 def test_show_after_a_real_sync_names_the_cursor_value(
     tmp_path, pg_server, source_conn, source_config, dest_config
 ) -> None:  # fmt: skip
@@ -489,6 +543,22 @@ def test_reset_clear_of_a_dropped_stream_says_its_tables_stay(
         "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM other)"
     ).fetchone()
     assert counts == (0, 200)
+    # A stream with no state left but rows in its tables (a clear interrupted after the state
+    # was forgotten) is cleared by name, as the source offers it; a name it does not offer
+    # changes nothing.
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    assert pgbyte("state", "reset", str(conn), "--stream", "items",
+                  password=pg_server.password).returncode == 0  # fmt: skip
+    unknown = pgbyte("state", "reset", str(conn), "--stream", "nosuch", "--clear",
+                     password=pg_server.password)  # fmt: skip
+    assert (unknown.returncode, unknown.stdout) == (2, ""), unknown.stderr
+    assert "--stream nosuch: no such stream" in unknown.stderr, unknown.stderr
+    assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 200
+    by_name = pgbyte("state", "reset", str(conn), "--stream", "public.items", "--clear",
+                     password=pg_server.password)  # fmt: skip
+    assert by_name.returncode == 0, by_name.stderr
+    assert "cleared destination stream public.items" in by_name.stdout, by_name.stdout
+    assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 0
 
 
 def test_reset_of_a_state_naming_no_stream_says_it_forgot_it(tmp_path) -> None:
