@@ -7,6 +7,11 @@ then an orchestrator terminates the connector) cannot interrupt that clean-up ha
 container the connector is PID 1, which the kernel sends no SIGTERM it has no handler for:
 without one, `docker stop` waits and then kills it.
 
+`note_early()`, the first thing a console script does for a verb that connects, covers the
+start: until `install()`, a signal is only noted. Python's default would end the process
+silently mid-import (no TRACE ERROR: the caller cannot tell a stop from a crash), and a
+container's PID 1 does not even get the signal; `install()` then acts on a noted one at once.
+
 `deferred()` holds that KeyboardInterrupt back over a short stretch that must not stop half way:
 a destination's commit and the STATE echo that reports it (a signal between the two would leave
 committed records, or a swapped overwrite, that nobody is told of).
@@ -27,6 +32,7 @@ SIGNALS = tuple(
 
 _deferring = 0  # nesting depth of deferred() blocks (main thread)
 _held: list[int] = []  # the signal that came during one, raised at its end
+_early: list[int] = []  # signals noted before install(), while the program was importing
 
 
 class Interrupts:
@@ -36,7 +42,13 @@ class Interrupts:
         self.signum: int | None = None
 
     def install(self) -> Interrupts:
+        """Handle the signals from now on; one noted since note_early() raises KeyboardInterrupt
+        here (call it inside the try that handles KeyboardInterrupt)."""
         handle(self._first)
+        if _early:
+            signum = _early[0]
+            _early.clear()
+            self._first(signum, None)
         return self
 
     def _first(self, signum: int, frame: Any) -> None:
@@ -61,6 +73,15 @@ def handle(handler: Callable[[int, Any], None]) -> None:
     for signum in SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, handler)
+
+
+def note_early() -> None:
+    """Note the signals that come before Interrupts.install() (main thread)."""
+    handle(_note)
+
+
+def _note(signum: int, frame: Any) -> None:
+    _early.append(signum)
 
 
 def _ignore(signum: int, frame: Any) -> None:

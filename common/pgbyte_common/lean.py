@@ -15,6 +15,7 @@ from typing import Any
 
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import ConfigError, PgbyteError
+from pgbyte_common.interrupts import Interrupts
 from pgbyte_common.messages import MessageWriter
 from pgbyte_common.secrets import collect_secrets
 from pgbyte_common.validation import config_problem
@@ -40,10 +41,15 @@ def lean_check(
     """Print one CONNECTION_STATUS; exit 0 whatever the status (as the CDK does)."""
     args = build_parser(prog, verbs).parse_args(argv)
     writer = MessageWriter()
+    interrupts = Interrupts()
     try:
+        interrupts.install()
         config = _load_config(args, writer, specification)
         ok, message = check(config)
         writer.connection_status(ok, message)
+    except KeyboardInterrupt:  # stopped (SIGTERM, Ctrl-C): no status, the check did not finish
+        _interrupted(writer, "check")
+        return interrupts.exit_code
     except PgbyteError as exc:
         writer.connection_status(False, exc.message)
     except Exception as exc:  # a bug: say so as a trace, and still answer the check
@@ -66,9 +72,14 @@ def lean_discover(
     """Print one CATALOG, or one TRACE ERROR and exit 1."""
     args = build_parser(prog, verbs).parse_args(argv)
     writer = MessageWriter()
+    interrupts = Interrupts()
     try:
+        interrupts.install()
         config = _load_config(args, writer, specification)
         writer.message({"type": "CATALOG", "catalog": discover(config)})
+    except KeyboardInterrupt:
+        _interrupted(writer, "discover")
+        return interrupts.exit_code
     except Exception as exc:  # PgbyteError keeps its failure_type; others are system_error
         writer.exception(exc)
         return 1
@@ -76,3 +87,9 @@ def lean_discover(
         with contextlib.suppress(BrokenPipeError):
             writer.flush()
     return 0
+
+
+def _interrupted(writer: MessageWriter, verb: str) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        writer.error(f"The {verb} was interrupted before it finished.",
+                     failure_type="transient_error")  # fmt: skip

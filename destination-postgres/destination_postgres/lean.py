@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -21,7 +22,11 @@ from destination_postgres.writer import Writer, read_lines
 def main(argv: list[str]) -> int:
     out = MessageWriter()
     args = build_parser("destination-postgres", VERBS).parse_args(argv)
+    interrupts = Interrupts()
     try:
+        # From here a signal ends the write cleanly, also one noted during the imports or one
+        # that comes while connecting (as long as connect_timeout, to a silent host).
+        interrupts.install()
         raw_config = load_json_file(args.config, "config")
         out.masker.add(collect_secrets(raw_config))
         config = DestinationConfig.from_dict(raw_config)
@@ -30,7 +35,11 @@ def main(argv: list[str]) -> int:
     except PgbyteError as exc:
         out.exception(exc)
         return 1
-    interrupts = Interrupts().install()
+    except KeyboardInterrupt:
+        with contextlib.suppress(BrokenPipeError):
+            out.error("The write was interrupted before it read any message; nothing was "
+                      "written.", failure_type="transient_error")  # fmt: skip
+        return interrupts.exit_code
     fd = sys.stdin.fileno()
     with conn:
         code = Writer(

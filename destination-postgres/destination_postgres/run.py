@@ -15,6 +15,10 @@ VERBS = ("spec", "check", "write")
 
 def run() -> None:
     argv = sys.argv[1:]
+    if argv and argv[0] in ("check", "write"):
+        from pgbyte_common.interrupts import note_early
+
+        note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently
     if argv and argv[0] == "spec":
         import orjson
 

@@ -61,8 +61,10 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
     writer = MessageWriter(out if out is not None else sys.stdout.buffer)
     outcome = ReadOutcome()
     writing = False  # a blob is being written (an interrupt may cut its line short)
-    interrupts = Interrupts().install() if out is None else None
+    interrupts = Interrupts() if out is None else None
     try:
+        if interrupts is not None:
+            interrupts.install()  # a signal noted during the imports ends the read here
         config = load_json_file(args.config, "config")
         writer.masker.add(collect_secrets(config))
         streams = parse_catalog(load_json_file(args.catalog, "catalog"))

@@ -26,6 +26,9 @@ def run() -> None:
         sys.stdout.buffer.write(orjson.dumps({"type": "SPEC", "spec": spec_message()}) + b"\n")
         return
     if _verb(argv) in ("check", "discover", "read"):
+        from pgbyte_common.interrupts import note_early
+
+        note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently
         # Imported here so that these verbs never pay for importing airbyte_cdk.
         from source_postgres import lean
 

@@ -3,12 +3,23 @@ over a stretch that must run whole (a commit and the STATE echo that reports it)
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from pgbyte_common.interrupts import SIGNALS, Interrupts, deferred
+from pgbyte_common.interrupts import SIGNALS, Interrupts, deferred, note_early
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "destination"
+BIN = Path(sys.executable).parent  # the venv's: the connectors' console scripts are beside it
 
 
 @pytest.fixture
@@ -53,3 +64,91 @@ def test_a_block_without_a_signal_raises_nothing(interrupts) -> None:
     with deferred():
         done.append("quiet")
     assert done[-1] == "quiet"
+
+
+def test_a_signal_noted_before_install_is_raised_by_install() -> None:
+    """note_early(): a SIGTERM during the imports is only noted; install() raises it at once."""
+    before = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    try:
+        note_early()
+        os.kill(os.getpid(), signal.SIGTERM)
+        later = Interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            later.install()
+        assert later.exit_code == 143
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A TCP port that accepts connections and never answers (a host behind a stalled
+    network, say): libpq then waits for its connect_timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        listener.close()
+        for sock in accepted:
+            sock.close()
+
+
+SOURCE_CATALOG = {"streams": [{
+    "stream": {"name": "t", "namespace": "public", "supported_sync_modes": ["full_refresh"],
+               "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}}}},
+    "sync_mode": "full_refresh", "destination_sync_mode": "overwrite",
+}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("program", "verb"),
+    [("source-postgres", "check"), ("source-postgres", "discover"),
+     ("source-postgres", "read"), ("destination-postgres", "check"),
+     ("destination-postgres", "write")],
+)  # fmt: skip
+def test_sigterm_while_connecting_ends_the_verb_with_a_trace(
+    program, verb, silent_server, tmp_path
+) -> None:  # fmt: skip
+    """SIGTERM while the connector waits on a host that does not answer (up to its 30 s
+    connect_timeout): exit 143 within seconds with a transient TRACE ERROR, as a SIGTERM
+    later in a read or write ends it — not Python's silent default death (which a
+    container's PID 1 does not even get: `docker stop` then waits its whole grace time)."""
+    port, accepted = silent_server
+    config = {"host": "127.0.0.1", "port": port, "database": "db", "username": "u",
+              "password": "never-printed-pw", "ssl_mode": {"mode": "disable"}}  # fmt: skip
+    config |= {"schemas": ["public"]} if program == "source-postgres" else {"schema": "public"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    args = [verb, "--config", str(tmp_path / "config.json")]
+    if verb in ("read", "write"):
+        catalog = SOURCE_CATALOG if verb == "read" else json.loads(
+            (FIXTURES / "tutorial_catalog_overwrite.json").read_text())  # fmt: skip
+        (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+        args += ["--catalog", str(tmp_path / "catalog.json")]
+    proc = subprocess.Popen([str(BIN / program), *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not accepted:  # the connector is connecting, past its imports
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 143, (proc.returncode, out, err)
+    messages = [json.loads(line) for line in out.splitlines()]
+    errors = [m["trace"]["error"] for m in messages if m["type"] == "TRACE"]
+    assert [e["failure_type"] for e in errors] == ["transient_error"], out
+    assert "interrupted" in errors[0]["message"], errors
+    assert b"never-printed-pw" not in out + err
