@@ -42,7 +42,6 @@ def resolve_streams(
     --clear of a connection syncing every stream: the discovered catalog decides)."""
     chosen: list[Key] = []
     stateless: list[str] = []
-    listed = [(c.name, c.namespace) for c in conn.streams or ()]
     for selector in selectors:
         exact = [k for k in saved if k[1] is not None and selector == f"{k[1]}.{k[0]}"]
         found = exact or [k for k in saved if _matches(selector, *k)]
@@ -55,7 +54,7 @@ def resolve_streams(
             )
         if found:
             chosen += [k for k in found if k not in chosen]
-        elif any_stream or any(_matches(selector, *k) for k in listed):
+        elif any_stream or _listed_key(selector, conn) is not None:
             stateless.append(selector)
         else:
             known = ", ".join(stream_label(*k) for k in saved) or "none"
@@ -211,8 +210,16 @@ def cmd_state_reset(
     return 0
 
 
-def _key_of(selector: str, conn: Connection) -> Key:
+def _listed_key(selector: str, conn: Connection) -> Key | None:
+    """The (name, namespace) a selector names among the connection file's `streams:`. A stream
+    listed without a namespace is that name in whichever schema: `ns.name` names it too."""
     for choice in conn.streams or ():
         if _matches(selector, choice.name, choice.namespace):
             return choice.name, choice.namespace
-    return selector, None
+        if choice.namespace is None and selector.endswith(f".{choice.name}"):
+            return choice.name, selector[: -len(choice.name) - 1]
+    return None
+
+
+def _key_of(selector: str, conn: Connection) -> Key:
+    return _listed_key(selector, conn) or (selector, None)

@@ -342,19 +342,21 @@ def test_reset_clear_empties_the_destination_tables(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("selector", ["items", "public.items"])
 def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
-    tmp_path, pg_server, dest_db, source_conn, dest_conn, source_config, dest_config
+    selector, tmp_path, pg_server, dest_db, source_conn, dest_conn, source_config, dest_config
 ) -> None:  # fmt: skip
     """SIGTERM while the destination waits to swap items' emptied tables in (a reader holds
     them): pgbyte stops it and exits 143. The state of items is forgotten already (emptied
     tables under the old cursor would lose its rows for good: every later sync would read
     nothing), its rows are still there, and stderr says to run the same command again; that
-    run empties them and the next sync brings each row back once."""
+    run empties them and the next sync brings each row back once — also when the stream is
+    named namespace.name and the connection file lists it by bare name."""
     make_tables(source_conn)
     conn = two_streams(tmp_path, source_config, dest_config)
     conn.write_text(conn.read_text() + "state: state.json\n")
     assert sync_json(conn, pg_server.password)[0].returncode == 0
-    command = [console_script("pgbyte"), "state", "reset", str(conn), "--stream", "items",
+    command = [console_script("pgbyte"), "state", "reset", str(conn), "--stream", selector,
                "--clear"]  # fmt: skip
     with psycopg.connect(pg_server.conninfo(dest_db)) as reader:
         reader.execute("LOCK TABLE items IN ACCESS SHARE MODE")  # held until the rollback
@@ -372,7 +374,7 @@ def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
             proc.kill()
             reader.rollback()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert f"run `pgbyte state reset {conn} --stream items --clear` again" in err, err
+    assert f"run `pgbyte state reset {conn} --stream {selector} --clear` again" in err, err
     assert [s["stream"]["stream_descriptor"]["name"] for s in saved(tmp_path)] == ["other"]
     assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 200
     again = subprocess.run(command, env=pgbyte_env(pg_server.password), capture_output=True,
