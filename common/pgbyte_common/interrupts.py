@@ -12,6 +12,11 @@ start: until `install()`, a signal is only noted. Python's default would end the
 silently mid-import (no TRACE ERROR: the caller cannot tell a stop from a crash), and a
 container's PID 1 does not even get the signal; `install()` then acts on a noted one at once.
 
+At the end, `settle()` (the verb's answer is out: later signals change nothing) and
+`exit_now()`: Python's own shutdown puts each handled signal's default action back first, so
+a SIGTERM in its last milliseconds (a caller stopping a connector that has just answered)
+would turn the exit status into "killed", or a Ctrl-C print a traceback from atexit.
+
 `deferred()` holds that KeyboardInterrupt back over a short stretch that must not stop half way:
 a destination's commit and the STATE echo that reports it (a signal between the two would leave
 committed records, or a swapped overwrite, that nobody is told of).
@@ -19,10 +24,13 @@ committed records, or a swapped overwrite, that nobody is told of).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 # The signals that end a connector (SIGHUP does not exist on Windows).
 SIGNALS = tuple(
@@ -73,6 +81,25 @@ def handle(handler: Callable[[int, Any], None]) -> None:
     for signum in SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, handler)
+
+
+def settle() -> None:
+    """The verb's answer is out: later signals change nothing (main thread)."""
+    handle(_ignore)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with `code`: exit functions run, stdout and stderr flushed, without
+    Python's shutdown (see the module's docstring). For the console scripts only, once
+    nothing else is to run."""
+    settle()
+    # The exit functions still run (the inline SSL certificates' temporary files go), with no
+    # signal able to cut them short any more.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def note_early() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import ConfigError, PgbyteError
-from pgbyte_common.interrupts import Interrupts
+from pgbyte_common.interrupts import Interrupts, settle
 from pgbyte_common.messages import MessageWriter
 from pgbyte_common.secrets import collect_secrets
 from pgbyte_common.validation import config_problem
@@ -46,6 +46,7 @@ def lean_check(
         interrupts.install()
         config = _load_config(args, writer, specification)
         ok, message = check(config)
+        settle()  # the check is done: its answer goes out whole, whatever signal comes now
         writer.connection_status(ok, message)
     except KeyboardInterrupt:  # stopped (SIGTERM, Ctrl-C): no status, the check did not finish
         _interrupted(writer, "check")
@@ -56,6 +57,7 @@ def lean_check(
         writer.exception(exc)
         writer.connection_status(False, f"Unexpected error during check: {exc}")
     finally:
+        settle()  # the answer (or the error) is written: a signal now would only cut it off
         with contextlib.suppress(BrokenPipeError):
             writer.flush()
     return 0
@@ -76,7 +78,9 @@ def lean_discover(
     try:
         interrupts.install()
         config = _load_config(args, writer, specification)
-        writer.message({"type": "CATALOG", "catalog": discover(config)})
+        catalog = discover(config)
+        settle()
+        writer.message({"type": "CATALOG", "catalog": catalog})
     except KeyboardInterrupt:
         _interrupted(writer, "discover")
         return interrupts.exit_code
@@ -84,6 +88,7 @@ def lean_discover(
         writer.exception(exc)
         return 1
     finally:
+        settle()  # the answer (or the error) is written: a signal now would only cut it off
         with contextlib.suppress(BrokenPipeError):
             writer.flush()
     return 0

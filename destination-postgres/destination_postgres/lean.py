@@ -8,7 +8,7 @@ from typing import Any
 
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import PgbyteError
-from pgbyte_common.interrupts import Interrupts
+from pgbyte_common.interrupts import Interrupts, settle
 from pgbyte_common.messages import MessageWriter
 from pgbyte_common.secrets import Masker, collect_secrets
 
@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
             conn, targets, out, drop_cascade=config.drop_cascade,
             connect=config.settings.connect, input_waiting=input_waiting(fd),
         ).run(read_lines(fd, lambda: interrupts.signum is not None))  # fmt: skip
+    settle()  # the write is over (closing the connection included)
     return interrupts.exit_code if code == 130 else code
 
 

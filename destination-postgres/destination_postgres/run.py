@@ -14,10 +14,10 @@ VERBS = ("spec", "check", "write")
 
 
 def run() -> None:
+    from pgbyte_common.interrupts import exit_now, note_early
+
     argv = sys.argv[1:]
     if argv and argv[0] in ("check", "write"):
-        from pgbyte_common.interrupts import note_early
-
         note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently
     if argv and argv[0] == "spec":
         import orjson
@@ -33,12 +33,12 @@ def run() -> None:
         from destination_postgres.spec import connection_specification
 
         spec = connection_specification()
-        sys.exit(lean_check(argv, prog="destination-postgres", verbs=VERBS, specification=spec,
+        exit_now(lean_check(argv, prog="destination-postgres", verbs=VERBS, specification=spec,
                             check=run_check))  # fmt: skip
     if argv and argv[0] == "write":
         from destination_postgres.lean import main
 
-        sys.exit(main(argv))
+        exit_now(main(argv))  # not sys.exit: see pgbyte_common.interrupts
     # No verb, --help or an unknown verb: argparse's usage (exit 0 for --help, 2 otherwise),
     # as the CDK's entrypoint answers but without its traceback on stdout.
     from pgbyte_common.argv import build_parser

@@ -133,7 +133,8 @@ def _install_signals(session: Session) -> None:
                     # A terminal is a character device (isatty fails once it hung up).
                     if stat.S_ISCHR(os.fstat(stream.fileno()).st_mode):
                         os.dup2(null, stream.fileno())
-        session.cancel_signal = signum
+        if not session.cancel.is_set():  # the first signal says why (SIGTERM, then Ctrl-C: 143)
+            session.cancel_signal = signum
         session.cancel.set()
 
     if threading.current_thread() is threading.main_thread():

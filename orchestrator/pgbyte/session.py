@@ -81,6 +81,10 @@ class Session:
     def track(self, proc: ConnectorProcess) -> None:
         with self._lock:
             self.live.add(proc)
+        if self.cancel.is_set():
+            # Started by a thread while the cancel stopped the live ones (it missed this one):
+            # its caller's read of the output ends at once, instead of waiting on it.
+            stop_process(proc, grace=5)
 
     def call(self, runner: ConnectorRunner, verb: str, config: Path | None) -> CallResult:
         return call(runner, verb, self.masker, config=config, log=self._quiet_log, track=self.track)

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import psycopg
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import PgbyteError, classify_error
-from pgbyte_common.interrupts import Interrupts
+from pgbyte_common.interrupts import Interrupts, settle
 from pgbyte_common.lean import lean_check, lean_discover
 from pgbyte_common.messages import MessageWriter
 from pgbyte_common.secrets import collect_secrets
@@ -118,6 +118,8 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         writer.exception(exc)
         return 1
     finally:
+        if interrupts is not None:
+            settle()  # the read is over: a signal now would only cut its last lines off
         with contextlib.suppress(BrokenPipeError, BlockingIOError):
             writer.flush()
     return 1 if outcome.failed else 0

@@ -26,14 +26,14 @@ def run() -> None:
         sys.stdout.buffer.write(orjson.dumps({"type": "SPEC", "spec": spec_message()}) + b"\n")
         return
     if _verb(argv) in ("check", "discover", "read"):
-        from pgbyte_common.interrupts import note_early
+        from pgbyte_common.interrupts import exit_now, note_early
 
         note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently
         # Imported here so that these verbs never pay for importing airbyte_cdk.
         from source_postgres import lean
 
         main = {"check": lean.main_check, "discover": lean.main_discover, "read": lean.main_read}
-        sys.exit(main[_verb(argv)](argv))
+        exit_now(main[_verb(argv)](argv))  # not sys.exit: see pgbyte_common.interrupts
     # No verb, --help or an unknown verb: argparse's usage (exit 0 for --help, 2 otherwise),
     # as the CDK's entrypoint answers but without its traceback or log lines on stdout.
     from pgbyte_common.argv import build_parser

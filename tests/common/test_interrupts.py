@@ -118,8 +118,8 @@ SOURCE_CATALOG = {"streams": [{
 def test_sigterm_while_connecting_ends_the_verb_with_a_trace(
     program, verb, silent_server, tmp_path
 ) -> None:  # fmt: skip
-    """SIGTERM while the connector waits on a host that does not answer (up to its 30 s
-    connect_timeout): exit 143 within seconds with a transient TRACE ERROR, as a SIGTERM
+    """SIGTERM (repeated) while the connector waits on a host that does not answer (up to its
+    30 s connect_timeout): exit 143 within seconds with a transient TRACE ERROR, as a SIGTERM
     later in a read or write ends it — not Python's silent default death (which a
     container's PID 1 does not even get: `docker stop` then waits its whole grace time)."""
     port, accepted = silent_server
@@ -141,7 +141,13 @@ def test_sigterm_while_connecting_ends_the_verb_with_a_trace(
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.02)
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        # One SIGTERM, then more until it exits (a stopping caller may repeat itself): the
+        # later ones change nothing, also during Python's shutdown (which puts the default
+        # action back: "killed by SIGTERM", -15, with the old sys.exit).
+        while proc.poll() is None and time.monotonic() - started < 10:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
@@ -152,3 +158,37 @@ def test_sigterm_while_connecting_ends_the_verb_with_a_trace(
     assert [e["failure_type"] for e in errors] == ["transient_error"], out
     assert "interrupted" in errors[0]["message"], errors
     assert b"never-printed-pw" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("program", "verb"),
+    [("source-postgres", "check"), ("source-postgres", "discover"),
+     ("destination-postgres", "check")],
+)  # fmt: skip
+def test_signals_after_the_answer_change_nothing(
+    program, verb, source_config, dest_config, tmp_path
+) -> None:  # fmt: skip
+    """SIGTERMs from the moment check or discover printed its answer: the answer stands and
+    the exit status is 0 — not "killed" (-15) because Python's shutdown had put the default
+    action back, nor a traceback from a KeyboardInterrupt raised while it flushed."""
+    config = source_config if program == "source-postgres" else dest_config
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    proc = subprocess.Popen([str(BIN / program), verb, "--config", str(tmp_path / "config.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+        rest, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert (proc.returncode, rest, b"Traceback" in err) == (0, b"", False), (first, rest, err)
+    answer = json.loads(first)
+    if verb == "check":
+        assert answer["connectionStatus"]["status"] == "SUCCEEDED", answer
+    else:
+        assert answer["type"] == "CATALOG", answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,26 @@ def test_a_config_missing_in_the_image_names_the_mount(tmp_path) -> None:
         status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
         assert status["status"] == "FAILED" and "No such file" in status["message"]
         assert (f"docker run -v HOSTDIR:{missing.parent}:ro" in status["message"]) is hint
+
+
+@pytest.mark.parametrize("connector", ["source", "destination"])
+def test_inline_certificates_leave_no_file_behind(
+    connector, source_config, dest_config, tmp_path
+) -> None:  # fmt: skip
+    """A certificate given inline is written to a private temporary directory for libpq; it is
+    gone when check ends (the verbs end by exit_now, which still runs the exit functions)."""
+    base = source_config if connector == "source" else dest_config
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**base, "ssl_mode": {"mode": "verify-ca",
+                                                       "ca_certificate": PEM}}))  # fmt: skip
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / f"{connector}-postgres"), "check", "--config",
+         str(config)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(temp)},
+    )  # fmt: skip
+    status = json.loads(result.stdout.strip().splitlines()[-1])["connectionStatus"]
+    assert status["status"] == "FAILED", status  # the test server speaks no SSL
+    assert "ssl" in status["message"].lower(), status
+    assert list(temp.iterdir()) == []

@@ -346,12 +346,12 @@ def test_reset_clear_empties_the_destination_tables(
 def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
     selector, tmp_path, pg_server, dest_db, source_conn, dest_conn, source_config, dest_config
 ) -> None:  # fmt: skip
-    """SIGTERM while the destination waits to swap items' emptied tables in (a reader holds
-    them): pgbyte stops it and exits 143. The state of items is forgotten already (emptied
-    tables under the old cursor would lose its rows for good: every later sync would read
-    nothing), its rows are still there, and stderr says to run the same command again; that
-    run empties them and the next sync brings each row back once — also when the stream is
-    named namespace.name and the connection file lists it by bare name."""
+    """SIGTERM (then a Ctrl-C) while the destination waits to swap items' emptied tables in
+    (a reader holds them): pgbyte stops it and exits 143. The state of items is forgotten
+    already (emptied tables under the old cursor would lose its rows for good: every later
+    sync would read nothing), its rows are still there, and stderr says to run the same
+    command again; that run empties them and the next sync brings each row back once — also
+    when the stream is named namespace.name and the connection file lists it by bare name."""
     make_tables(source_conn)
     conn = two_streams(tmp_path, source_config, dest_config)
     conn.write_text(conn.read_text() + "state: state.json\n")
@@ -369,6 +369,8 @@ def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
                 time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)  # a later Ctrl-C: the first signal says why
             _, err = proc.communicate(timeout=60)
         finally:
             proc.kill()
