@@ -29,7 +29,7 @@ import orjson
 from pgbyte.catalog import build_catalogs
 from pgbyte.connection import Connection, StreamChoice
 from pgbyte.protocol import ConnectorError, call
-from pgbyte.session import Session
+from pgbyte.session import Cancelled, Session
 from pgbyte.state import read_history
 from pgbyte.state_cli import Key
 
@@ -57,6 +57,8 @@ class Clearing:
     messages: bytes = b""
 
     def empty(self) -> None:
+        """Run the destination's write of empty streams; ConnectorError if it fails,
+        Cancelled (the connector stopped) on Ctrl-C or SIGTERM."""
         if self.catalog is None:
             return
         session = self.session
@@ -74,12 +76,20 @@ class Clearing:
 
 
 def _offered(key: Key, offered: list[Key]) -> list[Key]:
-    """The discovered streams a (name, namespace) key names; a name may be namespace.name."""
+    """The discovered stream a (name, namespace) key names (a name may be namespace.name);
+    a bare name that several namespaces offer is refused rather than clearing them all."""
     name, namespace = key
-    return [
+    found = [
         (n, ns) for n, ns in offered
         if namespace in (None, ns) and (name == n or (ns is not None and name == f"{ns}.{n}"))
     ]  # fmt: skip
+    if len(found) > 1:
+        names = ", ".join(f"{ns}.{n}" for n, ns in found)
+        raise ConnectorError(
+            f"--stream {name} names several streams the source offers ({names}); give it as "
+            "namespace.name. Nothing was changed."
+        )
+    return found
 
 
 def clear_streams(session: Session, conn: Connection, streams: list[Key] | None) -> Clearing:
@@ -116,4 +126,6 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
             descriptor["namespace"] = route.dest_namespace
         messages += [_status(descriptor, "STARTED"), _status(descriptor, "COMPLETE")]
     labels = {(route.name, route.namespace): route.dest_label for route in smap.routes}
+    if session.cancel.is_set():  # stopped just after the discover: nothing changed yet
+        raise Cancelled(session.cancel_signal)
     return Clearing(session, labels, catalog_path, b"".join(messages))

@@ -12,6 +12,7 @@ clear never leaves emptied tables under a remembered cursor.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -19,6 +20,7 @@ from typing import Protocol
 import orjson
 
 from pgbyte.connection import Connection
+from pgbyte.protocol import ConnectorError
 from pgbyte.state import StateFileError, StateStore, read_history, state_lock, stream_label
 from pgbyte.state_view import format_states, state_views
 
@@ -34,12 +36,12 @@ def _matches(selector: str, name: str | None, namespace: str | None) -> bool:
 
 
 def resolve_streams(
-    selectors: list[str], saved: list[Key], conn: Connection, *, any_stream: bool = False
+    selectors: list[str], saved: list[Key], conn: Connection, *, clearing: bool = False
 ) -> tuple[list[Key], list[str]]:
     """(saved streams to forget, selectors naming a configured stream that has no state).
 
-    `any_stream`: a selector matching no saved or listed stream is taken as stateless too (a
-    --clear of a connection syncing every stream: the discovered catalog decides)."""
+    `clearing` (--clear, where the discovered catalog then decides): a stream listed by bare
+    name is also named as namespace.name, and with no `streams:` list any selector is taken."""
     chosen: list[Key] = []
     stateless: list[str] = []
     for selector in selectors:
@@ -54,7 +56,7 @@ def resolve_streams(
             )
         if found:
             chosen += [k for k in found if k not in chosen]
-        elif any_stream or _listed_key(selector, conn) is not None:
+        elif (clearing and conn.streams is None) or _listed_key(selector, conn, clearing):
             stateless.append(selector)
         else:
             known = ", ".join(stream_label(*k) for k in saved) or "none"
@@ -115,7 +117,7 @@ def cmd_state_show(conn: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-class Clearing(Protocol):
+class ClearPlan(Protocol):
     """What a ClearFn prepared (pgbyte.clear.Clearing): the source streams it will empty, by
     destination label, and the call that empties them."""
 
@@ -124,13 +126,15 @@ class Clearing(Protocol):
     def empty(self) -> None: ...
 
 
-ClearFn = Callable[[list[Key] | None], Clearing]
+ClearFn = Callable[[list[Key] | None], ClearPlan]
 
 
 def cmd_state_reset(
     conn: Connection, args: argparse.Namespace, clear: ClearFn | None = None
 ) -> int:
-    """Forget (part of) the state; `clear(keys)` empties the destination tables first."""
+    """Forget (part of) the state. With `clear`: `clear(keys)` prepares the emptying of the
+    destination tables (discover: a failure there changes nothing), the state is forgotten,
+    then the plan empties them."""
     selectors: list[str] = args.stream or []
     with state_lock(conn.state_path, "reset the state"):
         try:
@@ -146,26 +150,25 @@ def cmd_state_reset(
         saved = store.stream_keys()
         had_state = bool(store.states())
         kinds = {view.label: view.kind for view in state_views(store.states(), [])}
-        any_stream = clear is not None and conn.streams is None
         if selectors:
             try:
-                keys, stateless = resolve_streams(selectors, saved, conn, any_stream=any_stream)
+                keys, stateless = resolve_streams(selectors, saved, conn, clearing=bool(clear))
             except StreamSelectionError as exc:
                 print(f"pgbyte: {exc}", file=sys.stderr)
                 return 2
         else:
             keys, stateless = list(dict.fromkeys(saved)), []
         cleared: dict[Key, str] = {}
-        plan: Clearing | None = None
+        plan: ClearPlan | None = None
         if clear is not None:
             targets = keys + [_key_of(s, conn) for s in stateless] if selectors else None
             plan = clear(targets)  # discovers; raises before anything changed
             cleared = plan.labels
             unknown = [s for s in stateless if not any(_matches(s, *k) for k in cleared)]
-            if any_stream and unknown:
+            if unknown:
                 print(f"pgbyte: --stream {unknown[0]}: no such stream in the saved state of "
-                      f"{conn.name} nor among the streams the source offers; nothing was "
-                      "changed", file=sys.stderr)  # fmt: skip
+                      f"{conn.name} nor among the streams the source offers to it; nothing "
+                      "was changed", file=sys.stderr)  # fmt: skip
                 return 2
         # The state goes before the tables are emptied: emptied tables under a remembered
         # cursor would lose rows for good, the reverse at worst reads them again.
@@ -177,13 +180,10 @@ def cmd_state_reset(
         if plan is not None:
             try:
                 plan.empty()
-            except BaseException:  # a failed write, Ctrl-C or SIGTERM: say what stands
-                again = " ".join(f"--stream {s}" for s in selectors)
-                print(f"pgbyte: the state was reset, but the destination tables may not have "
-                      f"been emptied: run `pgbyte state reset {args.connection} "
-                      f"{again + ' ' if again else ''}--clear` again before the next sync "
-                      "(an append stream would otherwise get its rows a second time)",
-                      file=sys.stderr)  # fmt: skip
+            except ConnectorError as exc:  # the destination's write failed
+                raise ConnectorError(f"{exc}\n{_rerun_hint(args, plan, bool(selectors))}") from exc
+            except BaseException:  # Ctrl-C, SIGTERM
+                print(f"pgbyte: {_rerun_hint(args, plan, bool(selectors))}", file=sys.stderr)
                 raise
     for label in cleared.values():
         print(f"cleared destination stream {label} (its tables are now empty)")
@@ -210,16 +210,32 @@ def cmd_state_reset(
     return 0
 
 
-def _listed_key(selector: str, conn: Connection) -> Key | None:
-    """The (name, namespace) a selector names among the connection file's `streams:`. A stream
-    listed without a namespace is that name in whichever schema: `ns.name` names it too."""
+def _rerun_hint(args: argparse.Namespace, plan: ClearPlan, selected: bool) -> str:
+    """What to do after a clear that did not finish: the state is reset already. The rerun
+    names the streams as namespace.name (a bare name could match more streams once their
+    state is gone)."""
+    command = ["pgbyte", "state", "reset", args.connection]
+    if selected:
+        for name, namespace in plan.labels:
+            command += ["--stream", f"{namespace}.{name}" if namespace else str(name)]
+    return ("the state was reset, but the destination tables may not have been emptied: run "
+            f"`{shlex.join([*command, '--clear'])}` again before the next sync (an append "
+            "stream would otherwise get its rows a second time)")  # fmt: skip
+
+
+def _listed_key(selector: str, conn: Connection, qualified: bool = False) -> Key | None:
+    """The (name, namespace) a selector names among the connection file's `streams:`.
+    `qualified`: a stream listed without a namespace (that name in whichever schema) is named
+    by `ns.name` too — for --clear only, where the discovered catalog then says whether such a
+    stream exists (a plain reset would take a mistyped namespace for a stream)."""
     for choice in conn.streams or ():
         if _matches(selector, choice.name, choice.namespace):
             return choice.name, choice.namespace
-        if choice.namespace is None and selector.endswith(f".{choice.name}"):
+        if qualified and choice.namespace is None and selector.endswith(f".{choice.name}"):
             return choice.name, selector[: -len(choice.name) - 1]
     return None
 
 
 def _key_of(selector: str, conn: Connection) -> Key:
-    return _listed_key(selector, conn) or (selector, None)
+    """The (name, namespace) to clear for a stateless selector (resolved with --clear)."""
+    return _listed_key(selector, conn, qualified=True) or (selector, None)

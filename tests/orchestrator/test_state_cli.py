@@ -6,6 +6,7 @@ GLOBAL, Airbyte's legacy dict) are data files under tests/fixtures/orchestrator/
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import signal
 import subprocess
@@ -241,6 +242,16 @@ def test_reset_unknown_stream_is_an_error_and_changes_nothing(tmp_path) -> None:
     assert (tmp_path / "state.json").read_bytes() == before
 
 
+def test_reset_of_a_mistyped_namespace_is_an_error(tmp_path) -> None:
+    """A connection listing `users` by bare name: `--stream pubic.users` (a typo) names no
+    stream; exit 2 and the state stays, not "had no saved state" with exit 0."""
+    conn = offline_connection(tmp_path, "stream_kinds.json", streams=[{"name": "users"}])
+    before = (tmp_path / "state.json").read_bytes()
+    run = pgbyte("state", "reset", str(conn), "--stream", "pubic.users", password="")
+    assert (run.returncode, "--stream pubic.users: no such stream" in run.stderr) == (2, True)
+    assert (tmp_path / "state.json").read_bytes() == before
+
+
 def test_reset_ambiguous_name_asks_for_the_namespace(tmp_path) -> None:
     """A bare name with state in two namespaces is refused, listing both."""
     conn = offline_connection(tmp_path, "stream_kinds.json")
@@ -363,24 +374,34 @@ def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
         proc = subprocess.Popen(command, env=pgbyte_env(pg_server.password), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         try:
-            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")  # fmt: skip
             deadline = time.monotonic() + 60
             while not dest_conn.execute(waiting).fetchone()[0]:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                assert proc.poll() is None, proc.communicate(timeout=60)
+                assert time.monotonic() < deadline, "the clear never waited on the lock"
                 time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
+            # A later Ctrl-C: the first signal says why. Apart, as two signals pending at
+            # once are handled in signal-number order (SIGINT first).
             time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)  # a later Ctrl-C: the first signal says why
+            proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:
             proc.kill()
             reader.rollback()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert f"run `pgbyte state reset {conn} --stream {selector} --clear` again" in err, err
+    # The advice names the stream as namespace.name (once its state is gone, a bare name
+    # could match more streams); it is the command run next.
+    advised = f"pgbyte state reset {conn} --stream public.items --clear"
+    assert f"run `{advised}` again" in err, err
     assert [s["stream"]["stream_descriptor"]["name"] for s in saved(tmp_path)] == ["other"]
     assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 200
-    again = subprocess.run(command, env=pgbyte_env(pg_server.password), capture_output=True,
-                           text=True, timeout=180, check=False)  # fmt: skip
+    again = subprocess.run(
+        [console_script("pgbyte"), *shlex.split(advised)[1:]],
+        env=pgbyte_env(pg_server.password), capture_output=True, text=True, timeout=180,
+        check=False,
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "cleared destination stream public.items" in again.stdout, again.stdout
     assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 0
