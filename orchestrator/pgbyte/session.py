@@ -81,10 +81,11 @@ class Session:
     def track(self, proc: ConnectorProcess) -> None:
         with self._lock:
             self.live.add(proc)
-        if self.cancel.is_set():
+        if self.cancel.is_set() and proc.poll() is None:
             # Started by a thread while the cancel stopped the live ones (it missed this one):
-            # its caller's read of the output ends at once, instead of waiting on it.
-            stop_process(proc, grace=5)
+            # asked to stop, so its caller's read of the output ends instead of waiting on it
+            # (the usual stop paths do the waiting).
+            proc.terminate()
 
     def call(self, runner: ConnectorRunner, verb: str, config: Path | None) -> CallResult:
         return call(runner, verb, self.masker, config=config, log=self._quiet_log, track=self.track)

@@ -70,6 +70,7 @@ class SyncRun:
         self.progress: SyncProgress | None = None
         self.store: StateStore | None = None
         self.reader: DestinationReader | None = None  # the running pipe's (_pipe)
+        self._dest_output: tuple[threading.Thread, ...] = ()  # its stdout and stderr readers
         self.status = "failed"
         self.reason: str | None = None
         self.prepare_seconds: float | None = None  # spec + discover + catalogs, before any data
@@ -205,6 +206,7 @@ class SyncRun:
         ]
         threads[0].start()
         threads[1].start()
+        self._dest_output = (threads[1], threads[3])
         self.reporter.start(self._rows)
         try:
             self._supervise(source, dest, pump, threads[0], source_tail, dest_tail)
@@ -288,6 +290,10 @@ class SyncRun:
             self.reader.save_due()
 
     def _dest_reason(self, dest_rc: int | None, dest_tail: list[str]) -> str:
+        # The destination has exited; its last lines (the TRACE ERROR saying why) may still be
+        # in the pipes its reader threads drain.
+        for thread in self._dest_output:
+            thread.join(5)
         progress = self.progress
         return failure_reason(
             "destination", "write", dest_rc, progress.dest_errors, progress.dest_log_errors,
