@@ -12,10 +12,11 @@ start: until `install()`, a signal is only noted. Python's default would end the
 silently mid-import (no TRACE ERROR: the caller cannot tell a stop from a crash), and a
 container's PID 1 does not even get the signal; `install()` then acts on a noted one at once.
 
-At the end, `settle()` (the verb's answer is out: later signals change nothing) and
-`exit_now()`: Python's own shutdown puts each handled signal's default action back first, so
-a SIGTERM in its last milliseconds (a caller stopping a connector that has just answered)
-would turn the exit status into "killed", or a Ctrl-C print a traceback from atexit.
+At the end come `settle()` (the verb's answer is computed: a signal no longer cuts it short,
+for a few seconds at most) and `exit_now()`: Python's own shutdown puts each handled signal's
+default action back first, so a SIGTERM in its last milliseconds (a caller stopping a
+connector that has just answered) would turn the exit status into "killed", or a Ctrl-C
+print a traceback from atexit.
 
 `deferred()` holds that KeyboardInterrupt back over a short stretch that must not stop half way:
 a destination's commit and the STATE echo that reports it (a signal between the two would leave
@@ -29,6 +30,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -41,6 +43,7 @@ SIGNALS = tuple(
 _deferring = 0  # nesting depth of deferred() blocks (main thread)
 _held: list[int] = []  # the signal that came during one, raised at its end
 _early: list[int] = []  # signals noted before install(), while the program was importing
+_finishing: threading.Timer | None = None  # after settle(): the deadline a signal started
 
 
 class Interrupts:
@@ -83,15 +86,31 @@ def handle(handler: Callable[[int, Any], None]) -> None:
             signal.signal(signum, handler)
 
 
+# After settle(), how long a signal lets the answer finish going out before the process ends
+# anyway (a reader that stopped reading would otherwise hold it until SIGKILL).
+FINISH_SECONDS = 2.0
+
+
 def settle() -> None:
-    """The verb's answer is out: later signals change nothing (main thread)."""
-    handle(_ignore)
+    """The verb's answer is computed: a signal from now on no longer stops it from going out
+    whole, nor changes the exit status — unless writing it takes longer than FINISH_SECONDS
+    more, when the process ends with 128 + the signal (main thread)."""
+    handle(_finish_soon)
+
+
+def _finish_soon(signum: int, frame: Any) -> None:
+    global _finishing
+    if _finishing is None:
+        _finishing = threading.Timer(FINISH_SECONDS, os._exit, (128 + signum,))
+        _finishing.daemon = True
+        _finishing.start()
 
 
 def exit_now(code: int) -> NoReturn:
     """End the process with `code`: exit functions run, stdout and stderr flushed, without
     Python's shutdown (see the module's docstring). For the console scripts only, once
-    nothing else is to run."""
+    nothing else is to run: what other streams buffer is lost, other threads are not waited
+    for (the connectors write their messages to sys.stdout and run daemon threads only)."""
     settle()
     # The exit functions still run (the inline SSL certificates' temporary files go), with no
     # signal able to cut them short any more.

@@ -5,6 +5,9 @@ Airbyte's platform) runs `spec` and `discover` before every sync. The connectors
 still serve these verbs in-process (the CDK standard suites drive them); both envelopes call the
 same check/discover functions, and the configs are validated against the same spec first, as
 the CDK's entrypoint does.
+
+These are console entry points: they take over SIGTERM/SIGINT/SIGHUP (pgbyte_common.interrupts)
+for the rest of the process; in-process callers call check/discover themselves.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def lean_discover(
 
 
 def _interrupted(writer: MessageWriter, verb: str) -> None:
+    """The TRACE ERROR of a check or discover stopped by a signal before its answer."""
     with contextlib.suppress(BrokenPipeError):
         writer.error(f"The {verb} was interrupted before it finished.",
                      failure_type="transient_error")  # fmt: skip

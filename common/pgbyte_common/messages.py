@@ -8,6 +8,7 @@ and RECORD lines are written as they are.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 import traceback
@@ -18,6 +19,21 @@ import orjson
 from pgbyte_common.errors import PgbyteError, SystemError_
 from pgbyte_common.lines import escape_line_separators
 from pgbyte_common.secrets import Masker
+
+
+def buffer_stdout() -> None:
+    """Give sys.stdout a buffered binary layer even under PYTHONUNBUFFERED (or `python -u`).
+
+    Unbuffered, that layer is the raw file, whose write() returns after writing part of the
+    bytes when a handled signal interrupts a write to a full pipe; MessageWriter, like every
+    caller of a buffered stream, takes a write as whole, so the rest of a message would be lost
+    without a word. A BufferedWriter writes everything or raises. Console scripts only."""
+    if isinstance(sys.stdout.buffer, io.RawIOBase):
+        sys.stdout.flush()
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(sys.stdout.buffer), encoding=sys.stdout.encoding,
+            errors=sys.stdout.errors,
+        )  # fmt: skip
 
 
 def now_ms() -> int:

@@ -36,18 +36,25 @@ def main(argv: list[str]) -> int:
         out.exception(exc)
         return 1
     except KeyboardInterrupt:
-        with contextlib.suppress(BrokenPipeError):
-            out.error("The write was interrupted before it read any message; nothing was "
-                      "written.", failure_type="transient_error")  # fmt: skip
-        return interrupts.exit_code
-    fd = sys.stdin.fileno()
-    with conn:
-        code = Writer(
-            conn, targets, out, drop_cascade=config.drop_cascade,
-            connect=config.settings.connect, input_waiting=input_waiting(fd),
-        ).run(read_lines(fd, lambda: interrupts.signum is not None))  # fmt: skip
-    settle()  # the write is over (closing the connection included)
+        return _stopped_before_writing(out, interrupts)
+    try:
+        fd = sys.stdin.fileno()
+        with conn:
+            code = Writer(
+                conn, targets, out, drop_cascade=config.drop_cascade,
+                connect=config.settings.connect, input_waiting=input_waiting(fd),
+            ).run(read_lines(fd, lambda: interrupts.signum is not None))  # fmt: skip
+            settle()  # the write is over: what it reported stands
+    except KeyboardInterrupt:  # before the Writer took over (it handles its own)
+        return _stopped_before_writing(out, interrupts)
     return interrupts.exit_code if code == 130 else code
+
+
+def _stopped_before_writing(out: MessageWriter, interrupts: Interrupts) -> int:
+    with contextlib.suppress(BrokenPipeError):
+        out.error("The write was interrupted before it read any message; nothing was written.",
+                  failure_type="transient_error")  # fmt: skip
+    return interrupts.exit_code
 
 
 def write_lines(config_dict: dict[str, Any], catalog: dict[str, Any], lines, out_stream) -> int:

@@ -19,6 +19,9 @@ def run() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] in ("check", "write"):
         note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently
+        from pgbyte_common.messages import buffer_stdout
+
+        buffer_stdout()
     if argv and argv[0] == "spec":
         import orjson
 

@@ -29,6 +29,9 @@ def run() -> None:
         from pgbyte_common.interrupts import exit_now, note_early
 
         note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently
+        from pgbyte_common.messages import buffer_stdout
+
+        buffer_stdout()
         # Imported here so that these verbs never pay for importing airbyte_cdk.
         from source_postgres import lean
 

@@ -97,6 +97,8 @@ def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
     try:
         yield listener.getsockname()[1], accepted
     finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         listener.close()
         for sock in accepted:
             sock.close()
@@ -138,7 +140,8 @@ def test_sigterm_while_connecting_ends_the_verb_with_a_trace(
     try:
         deadline = time.monotonic() + 20
         while not accepted:  # the connector is connecting, past its imports
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            assert proc.poll() is None, proc.communicate(timeout=20)
+            assert time.monotonic() < deadline, "the connector never connected"
             time.sleep(0.02)
         started = time.monotonic()
         # One SIGTERM, then more until it exits (a stopping caller may repeat itself): the
@@ -177,7 +180,7 @@ def test_signals_after_the_answer_change_nothing(
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
+        first = proc.stdout.readline()  # check and discover end within their connect_timeout
         deadline = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < deadline:
             with contextlib.suppress(ProcessLookupError):
@@ -192,3 +195,38 @@ def test_signals_after_the_answer_change_nothing(
         assert answer["connectionStatus"]["status"] == "SUCCEEDED", answer
     else:
         assert answer["type"] == "CATALOG", answer
+
+
+def test_a_signal_while_the_answer_waits_on_a_full_pipe_ends_it_soon(
+    source_conn, source_config, tmp_path
+) -> None:  # fmt: skip
+    """discover's catalog is larger than a pipe holds and nobody reads it: a SIGTERM while it
+    waits no longer cuts the answer short at once (settle), but does not leave the connector
+    waiting for SIGKILL either: it exits 143 a few seconds later. Under PYTHONUNBUFFERED too,
+    where stdout's raw file returned from the interrupted write having written part of the
+    catalog, and the connector exited 0 with the rest lost."""
+    source_conn.execute(
+        "DO $$ BEGIN FOR i IN 1..300 LOOP EXECUTE format('CREATE TABLE wide_%s (' || "
+        "(SELECT string_agg('column_number_' || c || ' text', ', ') "
+        "FROM generate_series(1, 20) c) || ')', i); END LOOP; END $$"
+    )
+    (tmp_path / "config.json").write_text(json.dumps(source_config))
+    proc = subprocess.Popen(
+        [str(BIN / "source-postgres"), "discover", "--config", str(tmp_path / "config.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        wchan = Path(f"/proc/{proc.pid}/wchan")
+        while "pipe" not in wchan.read_text():  # blocked writing the catalog into the pipe
+            assert proc.poll() is None and time.monotonic() < deadline, "never blocked"
+            time.sleep(0.05)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.communicate(timeout=20)
+    assert code == 143
+    assert 1.0 < elapsed < 10, elapsed
