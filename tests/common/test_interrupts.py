@@ -104,6 +104,16 @@ def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
             sock.close()
 
 
+def _terminate_repeatedly(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """SIGTERM every 2 ms until the process exits (10 s at most); its remaining output."""
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        time.sleep(0.002)
+    return proc.communicate(timeout=20)
+
+
 SOURCE_CATALOG = {"streams": [{
     "stream": {"name": "t", "namespace": "public", "supported_sync_modes": ["full_refresh"],
                "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}}}},
@@ -144,14 +154,10 @@ def test_sigterm_while_connecting_ends_the_verb_with_a_trace(
             assert time.monotonic() < deadline, "the connector never connected"
             time.sleep(0.02)
         started = time.monotonic()
-        # One SIGTERM, then more until it exits (a stopping caller may repeat itself): the
-        # later ones change nothing, also during Python's shutdown (which puts the default
-        # action back: "killed by SIGTERM", -15, with the old sys.exit).
-        while proc.poll() is None and time.monotonic() - started < 10:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            time.sleep(0.002)
-        out, err = proc.communicate(timeout=20)
+        # More SIGTERMs after the first (a stopping caller may repeat itself) change nothing,
+        # also during Python's shutdown (which puts the default action back: "killed by
+        # SIGTERM", -15, with the old sys.exit).
+        out, err = _terminate_repeatedly(proc)
     finally:
         proc.kill()
     assert time.monotonic() - started < 10
@@ -181,12 +187,7 @@ def test_signals_after_the_answer_change_nothing(
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # check and discover end within their connect_timeout
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            time.sleep(0.002)
-        rest, err = proc.communicate(timeout=20)
+        rest, err = _terminate_repeatedly(proc)
     finally:
         proc.kill()
     assert (proc.returncode, rest, b"Traceback" in err) == (0, b"", False), (first, rest, err)
