@@ -116,6 +116,8 @@ class SyncRun:
         self.reporter.info(f"sync {self.conn.name}: {names}")
         self._say_where_streams_start(states, source_catalog)
         self.prepare_seconds = round(time.monotonic() - self.t0, 3)
+        if session.cancel.is_set():  # stopped since the discover: no connector started yet
+            raise Cancelled(session.cancel_signal)
         dest = session.destination.run("write", config=dest_config, catalog=dest_catalog_path,
                                        stdin=True)  # fmt: skip
         session.track(dest)
@@ -249,6 +251,9 @@ class SyncRun:
                 break
             self._tick()
             pump_thread.join(0.2)
+        # A cancel comes first: the connectors it stopped end as failures would (a source
+        # terminated while starting: "killed by SIGTERM").
+        self._check_cancel(source, dest)
         if progress.pump_error is not None:
             stop_process(source, grace=5)
             stop_process(dest, grace=10)
@@ -272,6 +277,8 @@ class SyncRun:
         grace = DEST_FAILURE_GRACE if source_failed else None
         dest_rc = self._wait(dest, grace, source, dest)
         dest_failed = dest_rc != 0 or bool(progress.dest_errors)
+        if source_failed or dest_failed:  # failures of connectors a cancel stopped are its own
+            self._check_cancel(source, dest)
         if source_failed:
             code = None if source_rc == 0 else source_rc
             self.reason = failure_reason(

@@ -342,3 +342,27 @@ def test_a_state_that_cannot_be_saved_fails_the_sync(tmp_path, pg_server, source
         assert dest_conn.execute('SELECT count(*) FROM public."full_inc"').fetchone()[0] == 150
     finally:
         subprocess.run(["umount", "-l", str(full)], check=False)
+
+
+def test_a_cancel_as_the_connectors_start_is_reported_as_cancelled(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """SIGTERM to pgbyte as the connectors start (here sent by the destination as it starts):
+    the source, stopped before its handlers are in place, dies killed by SIGTERM. The sync is
+    cancelled (exit 143, status "cancelled"), not failed with the reason "The source read
+    ended killed by SIGTERM": the cancel stopped it. No state is saved."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    dest = tmp_path / "signalling-destination"
+    dest.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" != write ]; then exec {console_script("destination-postgres")} "$@"; fi\n'
+        'kill -TERM "$PPID"\n'  # pgbyte, its parent
+        f'exec {console_script("destination-postgres")} "$@"\n'
+    )
+    dest.chmod(0o755)
+    conn = write_connection(tmp_path, source_config, dest_config)
+    conn.write_text(conn.read_text().replace(console_script("destination-postgres"), str(dest)))
+    for _ in range(5):  # each run has its own timing: every one must say "cancelled"
+        run, summary = sync_json(conn, pg_server.password)
+        assert (run.returncode, summary["status"]) == (143, "cancelled"), summary
+    assert not (tmp_path / ".pgbyte" / "state" / "conn.json").exists()
