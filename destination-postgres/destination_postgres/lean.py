@@ -45,6 +45,10 @@ def main(argv: list[str]) -> int:
                 connect=config.settings.connect, input_waiting=input_waiting(fd),
             ).run(read_lines(fd, lambda: interrupts.signum is not None))  # fmt: skip
             settle()  # the write is over: what it reported stands
+            if code == 130:
+                # Interrupted, maybe mid-statement: leaving the block must not commit (nor try
+                # to, on a connection still busy with it); the server rolls back on close.
+                conn.close()
     except KeyboardInterrupt:  # before the Writer took over (it handles its own)
         return _stopped_before_writing(out, interrupts)
     return interrupts.exit_code if code == 130 else code
