@@ -242,7 +242,7 @@ def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(raw)
@@ -287,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # The reader of our output went away (`pgbyte state show | head`): no traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
-    sys.exit(code)
+    # Not sys.exit: Python's shutdown would put the default signal actions back, and a second
+    # signal then (SIGTERM, then Ctrl-C) would turn the exit status into "killed by SIGINT".
+    interrupts.exit_now(code)
 
 
 def _failed(args: argparse.Namespace, text: str, code: int) -> int:

@@ -6,6 +6,7 @@ GLOBAL, Airbyte's legacy dict) are data files under tests/fixtures/orchestrator/
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import signal
@@ -382,10 +383,16 @@ def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
                 assert time.monotonic() < deadline, "the clear never waited on the lock"
                 time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
-            # A later Ctrl-C: the first signal says why. Apart, as two signals pending at
-            # once are handled in signal-number order (SIGINT first).
+            # Then Ctrl-Cs until it exits: the first signal says why, also when a later one
+            # comes during Python's shutdown (which put the default actions back: killed by
+            # SIGINT). Apart, as two signals pending at once are handled in signal-number
+            # order (SIGINT first).
             time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)
+            stop = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < stop:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGINT)
+                time.sleep(0.005)
             _, err = proc.communicate(timeout=60)
         finally:
             proc.kill()
