@@ -52,7 +52,7 @@ def lean_check(
         settle()  # the check is done: its answer goes out whole, whatever signal comes now
         writer.connection_status(ok, message)
     except KeyboardInterrupt:  # stopped (SIGTERM, Ctrl-C): no status, the check did not finish
-        _interrupted(writer, "check")
+        writer.stopped("The check was interrupted before it finished.")
         return interrupts.exit_code
     except PgbyteError as exc:
         writer.connection_status(False, exc.message)
@@ -85,7 +85,7 @@ def lean_discover(
         settle()
         writer.message({"type": "CATALOG", "catalog": catalog})
     except KeyboardInterrupt:
-        _interrupted(writer, "discover")
+        writer.stopped("The discover was interrupted before it finished.")
         return interrupts.exit_code
     except Exception as exc:  # PgbyteError keeps its failure_type; others are system_error
         writer.exception(exc)
@@ -95,10 +95,3 @@ def lean_discover(
         with contextlib.suppress(BrokenPipeError):
             writer.flush()
     return 0
-
-
-def _interrupted(writer: MessageWriter, verb: str) -> None:
-    """The TRACE ERROR of a check or discover stopped by a signal before its answer."""
-    with contextlib.suppress(BrokenPipeError):
-        writer.error(f"The {verb} was interrupted before it finished.",
-                     failure_type="transient_error")  # fmt: skip

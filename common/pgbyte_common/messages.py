@@ -8,6 +8,7 @@ and RECORD lines are written as they are.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import time
@@ -146,6 +147,12 @@ class MessageWriter:
         self.message({"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": now_ms(),
                                                  "error": error}})  # fmt: skip
         self.flush()
+
+    def stopped(self, text: str) -> None:
+        """The transient TRACE ERROR of a verb a signal stopped (a reader already gone is
+        nobody to tell)."""
+        with contextlib.suppress(BrokenPipeError):
+            self.error(text, failure_type="transient_error")
 
     def exception(
         self, exc: BaseException, *, stream: tuple[str, str | None] | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Any
 
@@ -55,9 +54,7 @@ def main(argv: list[str]) -> int:
 
 
 def _stopped_before_writing(out: MessageWriter, interrupts: Interrupts) -> int:
-    with contextlib.suppress(BrokenPipeError):
-        out.error("The write was interrupted before it read any message; nothing was written.",
-                  failure_type="transient_error")  # fmt: skip
+    out.stopped("The write was interrupted before it read any message; nothing was written.")
     return interrupts.exit_code
 
 

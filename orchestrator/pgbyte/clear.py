@@ -30,7 +30,7 @@ from pgbyte.catalog import build_catalogs
 from pgbyte.connection import Connection, StreamChoice
 from pgbyte.protocol import ConnectorError, call
 from pgbyte.session import Cancelled, Session
-from pgbyte.state import read_history
+from pgbyte.state import read_history, stream_label
 from pgbyte.state_cli import Key
 
 
@@ -84,7 +84,7 @@ def _offered(key: Key, offered: list[Key]) -> list[Key]:
         if namespace in (None, ns) and (name == n or (ns is not None and name == f"{ns}.{n}"))
     ]  # fmt: skip
     if len(found) > 1:
-        names = ", ".join(f"{ns}.{n}" for n, ns in found)
+        names = ", ".join(stream_label(n, ns) for n, ns in found)
         raise ConnectorError(
             f"--stream {name} names several streams the source offers ({names}); give it as "
             "namespace.name. Nothing was changed."

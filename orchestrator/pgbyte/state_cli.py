@@ -217,7 +217,7 @@ def _rerun_hint(args: argparse.Namespace, plan: ClearPlan, selected: bool) -> st
     command = ["pgbyte", "state", "reset", args.connection]
     if selected:
         for name, namespace in plan.labels:
-            command += ["--stream", f"{namespace}.{name}" if namespace else str(name)]
+            command += ["--stream", stream_label(name, namespace)]
     return ("the state was reset, but the destination tables may not have been emptied: run "
             f"`{shlex.join([*command, '--clear'])}` again before the next sync (an append "
             "stream would otherwise get its rows a second time)")  # fmt: skip
