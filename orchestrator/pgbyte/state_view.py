@@ -69,6 +69,12 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
         return "other", f"no cursor position (the stream state of a CDC read?): {reread}"
     if kind == "ctid" and not stream_state.get("incremental_state"):
         return "other", f"a first-load position with no incremental position after it: {reread}"
+    if kind == "cursor_based" and stream_state.get("cursor") is None:
+        # The source's first loads note no maximum when no row has a cursor value yet.
+        return kind, (
+            f"cursor {_field(stream_state.get('cursor_field'))}: no value yet; "
+            "the next sync reads the whole stream again"
+        )
     if kind == "cursor_based":
         detail = (
             f"cursor {_field(stream_state.get('cursor_field'))} = "

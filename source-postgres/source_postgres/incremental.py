@@ -18,8 +18,9 @@ two sources either way, and Postgres reads that form back to the same microsecon
 cursor_record_count is kept as Airbyte does: when more rows hold the saved cursor value than
 the state counted (rows inserted later with an equal cursor, e.g. a coarse timestamp), the next
 read starts at `c >= cursor`, re-emitting that value's rows rather than losing the new ones.
-Rows whose cursor is NULL can never be ordered after a checkpoint: they are counted and named
-in a LOG WARN, not synced.
+Rows whose cursor is NULL can never be ordered after a checkpoint: the first load copies them
+(all rows, when none has a value yet: the state then notes no value, and the next sync loads
+again); later syncs count them in a LOG WARN and do not sync them.
 """
 
 from __future__ import annotations
@@ -225,8 +226,10 @@ def read_by_cursor(
                 "(SELECT {c} AS top FROM {rel} r WHERE {c} IS NOT NULL ORDER BY 1 DESC LIMIT 1) s"
             ).format(top=saved_text(sql.SQL("s.top"), column), rel=relation, c=c)
         ).fetchone()
-        if top is not None:
-            resume_ctid = CtidState(0, filenode(conn, table), CursorState(field, top[0], top[1]))
+        # No cursor value at all (an updated_at column just added): the load copies the rows
+        # all the same, and notes no maximum, so the next sync loads them again until one has.
+        noted = CursorState(field, *top) if top is not None else CursorState(field, None, 0)
+        resume_ctid = CtidState(0, filenode(conn, table), noted)
     elif (
         last is None
         and table.kind in ("r", "m", "p")
@@ -241,18 +244,31 @@ def read_by_cursor(
         )
     nulls = _scalar(conn, sql.SQL("SELECT count(*) FROM {} r WHERE {} IS NULL").format(relation, c))
     if nulls:
-        first = resume_ctid is not None and (last is None or resumed_load)
-        out.log(
-            "WARN",
-            f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name})"
-            + ("; the first load copies them (a resumed one, those in the blocks it has left), "
-               "but later syncs cannot see their changes." if first
-               else " and are not synced incrementally."),
-        )  # fmt: skip
+        first = last is None or resumed_load
+        valued = sql.SQL("SELECT EXISTS (SELECT FROM {} r WHERE {} IS NOT NULL)")
+        if first and not _scalar(conn, valued.format(relation, c)):
+            says = ("; no row has a cursor value yet, so every sync copies them all again until "
+                    "one has.")  # fmt: skip
+        elif first:
+            says = ("; the first load copies them (a resumed one, those in the blocks it has "
+                    "left), but later syncs cannot see their changes.")  # fmt: skip
+        else:
+            says = " and are not synced incrementally."
+        out.log("WARN", f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name}){says}")
     yield lines.take()
+    if last is None and resume_ctid is None and nulls:
+        # A first load by cursor (a view, a partitioned or inherited table, a user with
+        # column-level SELECT): the rows no cursor chunk can reach are copied once, up front,
+        # as a first load of a plain table copies them.
+        carried = yield from stream_records(
+            conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
+            where=sql.SQL("{} IS NULL").format(c),
+        )  # fmt: skip
+    else:
+        carried = 0
 
     limit, adaptive = chunk_rows()
-    total = 0
+    total = carried
     emitted_state = False
     if resume_ctid is not None:
         noted = resume_ctid.incremental
@@ -262,7 +278,9 @@ def read_by_cursor(
         )
         # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
         # syncs read by cursor only, so a row left out now would never arrive.
-        bound = sql.SQL("({c} <= {v} OR {c} IS NULL)").format(c=c, v=sql.Literal(noted.cursor))
+        bound = sql.SQL("{} IS NULL").format(c)
+        if noted.cursor is not None:
+            bound = sql.SQL("({} <= {} OR {})").format(c, sql.Literal(noted.cursor), bound)
         snapshot = read_snapshot(conn)
         caught_up = resumed_load and resume_ctid.block > 0 and resume_ctid.load_xmin is not None
         if caught_up:
@@ -307,6 +325,7 @@ def read_by_cursor(
         )  # fmt: skip
         count_at_upper = _rows_at(conn, relation, c, upper)
         total += count
+        count, carried = count + carried, 0  # this STATE's sourceStats.recordCount: NULLs too
         if adaptive:
             limit = next_chunk_rows(limit, time.monotonic() - started)
         last, inclusive = upper, False
@@ -331,7 +350,7 @@ def read_by_cursor(
             stream.name,
             stream.namespace,
             cursor_state(stream.name, stream.namespace, field, last, count_at_upper),
-            record_count=0,
+            record_count=carried,
         )
         yield lines.take()
     return total

@@ -526,6 +526,10 @@ def test_reset_dedup_stream_rereads_it_into_one_row_per_key(
                  "from xmin 9 on"),
         ({"state_type": "cursor_based", "cursor_field": ["u"], "cursor": "5",
           "cursor_record_count": 0}, "cursor_based", "not counted); the next sync reads rows from"),
+        # A first load that found no cursor value (every row NULL): read whole again next time
+        ({"state_type": "cursor_based", "cursor_field": ["u"], "cursor": None,
+          "cursor_record_count": 0}, "cursor_based",
+         "cursor u: no value yet; the next sync reads the whole stream again"),
         # Airbyte 3.x CDC GLOBAL state's streams: no cursor; a snapshot's ctid with nothing after
         ({"stream_name": "t", "cursor_field": []}, "other", "no cursor position"),
         ({"state_type": "ctid", "ctid": "(0,3)", "relation_filenode": 7}, "other",

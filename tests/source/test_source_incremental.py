@@ -173,6 +173,69 @@ def test_null_cursors_counted_in_a_warning(source_conn, read_inc) -> None:
 
 
 @pytest.mark.parametrize(
+    "make",
+    [
+        "CREATE VIEW nv AS SELECT * FROM nv_base",
+        "CREATE MATERIALIZED VIEW nv AS SELECT * FROM nv_base",
+        "CREATE TABLE nv (id int, c int) PARTITION BY RANGE (id); "
+        "CREATE TABLE nv_p PARTITION OF nv DEFAULT; INSERT INTO nv SELECT * FROM nv_base",
+        "CREATE TABLE nv (id int, c int); CREATE TABLE nv_child () INHERITS (nv); "
+        "INSERT INTO nv_child SELECT * FROM nv_base",
+    ],
+    ids=["view", "materialized-view", "partitioned", "inheritance-parent"],
+)
+def test_a_first_load_by_cursor_copies_null_cursors(source_conn, read_inc, make) -> None:
+    """Relations read by cursor from the start (no ctid chunks) copy their NULL-cursor rows in
+    the first load too, as a plain table's does (they were lost for good), and count them in a
+    STATE's sourceStats; later syncs read by cursor only."""
+    source_conn.execute(
+        "CREATE TABLE nv_base (id int, c int); "
+        "INSERT INTO nv_base VALUES (1, 1), (2, NULL), (3, NULL), (4, 2)"
+    )
+    source_conn.execute(make)
+    first = read_inc("nv", "c", ["id", "c"], chunk=1)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    assert sorted(r["id"] for r in first.data("nv")) == [1, 2, 3, 4]
+    assert sum(s["sourceStats"]["recordCount"] for s in states(first)) == 4
+    assert any("2 row(s) have a NULL cursor (c); the first load copies them" in m
+               for m in logs(first, "WARN"))  # fmt: skip
+    source_conn.execute("INSERT INTO nv_base VALUES (5, NULL), (6, 3)")
+    if "MATERIALIZED" in make:
+        source_conn.execute("REFRESH MATERIALIZED VIEW nv")
+    elif "VIEW" not in make:
+        source_conn.execute("INSERT INTO nv VALUES (5, NULL), (6, 3)")
+    later = read_inc("nv", "c", ["id", "c"], state=final_state(first))
+    assert [r["id"] for r in later.data("nv")] == [6]
+
+
+@pytest.mark.parametrize("where", ["", " WHERE false"], ids=["all-null", "empty"])
+def test_a_cursor_without_values_copies_every_row_until_it_has_one(
+    source_conn, read_inc, where
+) -> None:
+    """A table whose cursor column is NULL in every row (an updated_at just added) is copied
+    whole by its first load (it copied nothing, and every later sync nothing); its state notes
+    no value, so the next sync copies the rows again, until one has a value."""
+    source_conn.execute(
+        f"CREATE TABLE nn (id int PRIMARY KEY, c timestamptz); "
+        f"INSERT INTO nn SELECT g, NULL FROM generate_series(1, 5) g{where}"
+    )
+    first = read_inc("nn", "c", ["id", "c"])
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    expected = [] if where else [1, 2, 3, 4, 5]
+    assert sorted(r["id"] for r in first.data("nn")) == expected
+    (state,) = final_state(first)
+    assert state["stream"]["stream_state"]["cursor"] is None
+    assert sum(s["sourceStats"]["recordCount"] for s in states(first)) == len(expected)
+    if not where:
+        assert any("no row has a cursor value yet" in m for m in logs(first, "WARN"))
+    source_conn.execute("INSERT INTO nn VALUES (6, NULL), (7, '2024-01-01T00:00:00Z')")
+    second = read_inc("nn", "c", ["id", "c"], state=final_state(first))
+    assert sorted(r["id"] for r in second.data("nn")) == expected + [6, 7]
+    third = read_inc("nn", "c", ["id", "c"], state=final_state(second))
+    assert [r["id"] for r in third.data("nn")] == []
+
+
+@pytest.mark.parametrize(
     ("coltype", "values", "later"),
     [
         ("timestamptz", ["2024-01-01 10:00:00.123456+00", "2024-01-02 00:00:00+05"],
