@@ -102,9 +102,16 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice, conn: Connection)
         if s["name"] == choice.name
         and (choice.namespace is None or s.get("namespace") == choice.namespace)
     ]  # fmt: skip
-    if not matches and choice.namespace is None:
+    if choice.namespace is None:
         # `streams: [public.users]`: the shorthand written as discover and pgbyte print streams.
-        matches = [s for s in streams if _label(s) == choice.name]
+        dotted = [s for s in streams if _label(s) == choice.name and s not in matches]
+        if matches and dotted:  # a table named "s2.users" beside s2's users
+            raise ConnectionFileError(
+                f"{conn.path}: stream {choice.name!r} may be the stream named so (in "
+                f"{_spaces(matches)}) or {_label(dotted[0])!r}: write it as "
+                "{name: ..., namespace: ...}"
+            )
+        matches = matches or dotted
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -115,11 +122,14 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice, conn: Connection)
             "table renamed or dropped, or its privileges revoked? Fix or remove it in the "
             "connection file's streams:"
         )
-    spaces = ", ".join(sorted(str(s.get("namespace")) for s in matches))
     raise ConnectionFileError(
-        f"{conn.path}: stream {choice.name!r} exists in several namespaces ({spaces}): add "
-        "namespace: to it"
+        f"{conn.path}: stream {choice.name!r} exists in several namespaces "
+        f"({_spaces(matches)}): add namespace: to it"
     )
+
+
+def _spaces(streams: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted(str(s.get("namespace")) for s in streams))
 
 
 _KNOWN_SHOWN = 20  # the discovered streams an error lists (a database may have thousands)

@@ -117,6 +117,23 @@ def test_streams_may_be_named_namespace_dot_name() -> None:
     assert [s["stream"]["namespace"] for s in source["streams"]] == ["sales"]
 
 
+def test_a_dotted_entry_that_is_also_a_table_name_is_refused() -> None:
+    """`streams: [sales.users]` beside a table named "sales.users" in public is ambiguous: it
+    was taken as that table, and sales.users was never synced; the braced form picks either."""
+    dotted = {**CATALOG["streams"][0], "name": "sales.users"}
+    catalog = {"streams": [*CATALOG["streams"], dotted]}
+    with pytest.raises(ConnectionFileError, match=r"stream 'sales.users' may be the stream named "
+                       r"so \(in public\) or 'sales.users': write it as \{name"):  # fmt: skip
+        build_catalogs(connection(streams=(StreamChoice(name="sales.users"),)), catalog, {})
+    for choice, namespace, name in [
+        (StreamChoice(name="users", namespace="sales"), "sales", "users"),
+        (StreamChoice(name="sales.users", namespace="public"), "public", "sales.users"),
+    ]:
+        source, _, _ = build_catalogs(connection(streams=(choice,)), catalog, {})
+        picked = [(s["stream"]["namespace"], s["stream"]["name"]) for s in source["streams"]]
+        assert picked == [(namespace, name)]
+
+
 def test_a_missing_stream_lists_the_closest_names_first_and_not_all() -> None:
     """A stream the source no longer has (renamed table): the error says what may have
     happened and lists the nearest names first, at most 20 of a large database's streams."""

@@ -230,7 +230,7 @@ def test_a_cursor_without_values_copies_every_row_until_it_has_one(
         assert any("no row has a cursor value yet" in m for m in logs(first, "WARN"))
     source_conn.execute("INSERT INTO nn VALUES (6, NULL), (7, '2024-01-01T00:00:00Z')")
     second = read_inc("nn", "c", ["id", "c"], state=final_state(first))
-    assert sorted(r["id"] for r in second.data("nn")) == expected + [6, 7]
+    assert sorted(r["id"] for r in second.data("nn")) == [*expected, 6, 7]
     third = read_inc("nn", "c", ["id", "c"], state=final_state(second))
     assert [r["id"] for r in third.data("nn")] == []
 
