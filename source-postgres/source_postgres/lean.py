@@ -27,7 +27,7 @@ from pgbyte_common.secrets import collect_secrets
 
 from source_postgres.catalog import parse_catalog
 from source_postgres.check import check
-from source_postgres.config import SourceConfig
+from source_postgres.config import SourceConfig, require_supported_method
 from source_postgres.discovery import catalog_dict, discover_tables
 from source_postgres.reader import ReadOutcome, read_messages
 from source_postgres.spec import connection_specification
@@ -38,6 +38,9 @@ VERBS = ("spec", "check", "discover", "read")
 def discover_catalog(raw_config: Any) -> dict[str, Any]:
     """The AirbyteCatalog dict for a raw config (PgbyteError on failure)."""
     settings = SourceConfig.from_config(raw_config)
+    # As check and read do: a CDC config can read nothing, and a catalog would only lead a
+    # client (pgbyte asks for cursors) elsewhere than the reason.
+    require_supported_method(settings)
     with settings.connection.connect(autocommit=True) as conn:
         return catalog_dict(discover_tables(conn, settings.schemas), settings.replication_method)
 

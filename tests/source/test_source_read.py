@@ -446,7 +446,8 @@ def test_incremental_without_cursor_or_key_reads_whole(
 
 
 def test_unsupported_method_fails_read(source_conn, source_config, write_json) -> None:
-    """replication_method CDC makes read fail with a config_error saying not supported yet."""
+    """replication_method CDC makes read fail with a config_error saying not supported yet,
+    and discover too (it gave a catalog, and pgbyte then asked for cursors instead)."""
     source_conn.execute("CREATE TABLE t (id int)")
     method = {"method": "CDC", "replication_slot": "s", "publication": "p"}
     config = {**source_config, "replication_method": method}
@@ -454,6 +455,15 @@ def test_unsupported_method_fails_read(source_conn, source_config, write_json) -
     assert result.returncode != 0
     (error,) = result.errors()
     assert error["failure_type"] == "config_error" and "CDC" in error["message"]
+    proc = subprocess.run(
+        [SOURCE, "discover", "--config", write_json("cdc.json", config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = Run(proc.returncode, proc.stdout, proc.stderr)
+    assert found.returncode == 1 and not found.of_type("CATALOG")
+    (error,) = found.errors()
+    assert error["failure_type"] == "config_error"
+    assert "replication_method CDC is not supported by pgbyte yet" in error["message"]
 
 
 def test_bad_credentials_fail_read_without_leaking(source_config, write_json) -> None:
