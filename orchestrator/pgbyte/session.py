@@ -97,12 +97,15 @@ class Session:
     def wait_all(self, futures: list[Future[Any]]) -> list[Any]:
         """Results of parallel calls; a cancel stops every connector still running."""
         pending = set(futures)
-        while pending:
+        while True:
+            # Checked after the last call ends too: the signal that set it stops the
+            # connectors, and the calls it ended would otherwise pass for failures of their own.
             if self.cancel.is_set():
                 self._stop_live()
                 raise Cancelled(self.cancel_signal)
+            if not pending:
+                return [f.result() for f in futures]
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-        return [f.result() for f in futures]
 
     def _stop_live(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import orjson
 import pytest
@@ -241,6 +242,32 @@ def test_files_for_connectors_are_private_and_removed(tmp_path) -> None:
     directory = (stat.S_IMODE(session.dir.stat().st_mode), session.dir)
     session.close()
     assert (modes, directory[0], directory[1].exists()) == ({0o600}, 0o700, False)
+
+
+def test_a_cancel_that_ended_the_last_call_is_a_cancel(tmp_path) -> None:
+    """The signal that cancels stops the connectors, so the call it ended finishes as a
+    failure; waiting sees the cancel even then (a Ctrl-C during `state reset --clear` exited 1,
+    "the destination write ended killed by SIGTERM", now and then, instead of 130)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pgbyte.session import Cancelled, Session
+
+    ref = ConnectorRef("source", {}, command=("true",))
+    conn = Connection(name="c", path=tmp_path / "c.yaml", source=ref, destination=ref)
+    with Session(conn, lambda level, text: None) as session, ThreadPoolExecutor(1) as pool:
+
+        def ended_by_the_signal() -> str:
+            time.sleep(0.3)  # the wait has looked at the cancel once and waits for the call
+            session.cancel_signal = 15
+            session.cancel.set()  # as the handler does, before the stopped call returns
+            return "killed by SIGTERM"
+
+        future = pool.submit(ended_by_the_signal)
+        with pytest.raises(Cancelled) as caught:
+            session.wait_all([future])
+        assert caught.value.signum == 15
+        session.cancel.clear()
+        assert session.wait_all([future]) == ["killed by SIGTERM"]
 
 
 def test_image_on_the_default_network_with_a_loopback_host_is_warned() -> None:
