@@ -96,7 +96,9 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
     """Prepare to replace the destination tables of `streams` (source names; None: every stream
     the connection syncs) with empty ones. A stream the source no longer offers (its table
     dropped) is left out: the destination needs its schema to name its tables."""
-    discovered, dest_spec = session.discover()
+    # The destination is checked before the state is forgotten: a clear that cannot reach it
+    # (a wrong password) would otherwise leave the state gone and the tables full.
+    discovered, dest_spec = session.discover(check_destination=True)
     if streams is None:
         choices = list(conn.streams) if conn.streams is not None else None
     else:

@@ -178,21 +178,28 @@ class Session:
                 pool, source_config, dest_config,
                 (self.source, "check", source_config), (self.destination, "check", dest_config),
             )  # fmt: skip
-        outcomes = []
-        for runner, result in zip((self.source, self.destination), results, strict=True):
-            status = (result.first("CONNECTION_STATUS") or {}).get("connectionStatus") or {}
-            ok = status.get("status") == "SUCCEEDED" and result.exit_code == 0
-            text = str(status.get("message") or "")
-            if not status:
-                text = result.failure(self.masker)
-            outcomes.append((runner.label, ok, self.masker.mask(text)))
-        return outcomes
+        runners = (self.source, self.destination)
+        return [(r.label, *self._checked(res)) for r, res in zip(runners, results, strict=True)]
 
-    def discover(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(discovered catalog, destination spec) — specs checked, configs validated."""
+    def _checked(self, result: CallResult) -> tuple[bool, str]:
+        """Whether a `check` call succeeded, and its message (masked)."""
+        status = (result.first("CONNECTION_STATUS") or {}).get("connectionStatus") or {}
+        ok = status.get("status") == "SUCCEEDED" and result.exit_code == 0
+        text = str(status.get("message") or "") if status else result.failure(self.masker)
+        return ok, self.masker.mask(text)
+
+    def discover(self, check_destination: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(discovered catalog, destination spec) — specs checked, configs validated; with
+        `check_destination`, the destination's check too (in parallel): ConnectorError when
+        it fails."""
         source_config, dest_config = self.configs()
-        with ThreadPoolExecutor(3) as pool:
-            _, dest_spec, results = self.validated_specs(
-                pool, source_config, dest_config, (self.source, "discover", source_config)
-            )
+        extra = [(self.source, "discover", source_config)]
+        if check_destination:
+            extra.append((self.destination, "check", dest_config))
+        with ThreadPoolExecutor(4) as pool:
+            _, dest_spec, results = self.validated_specs(pool, source_config, dest_config, *extra)
+        if check_destination:
+            ok, text = self._checked(results[1])
+            if not ok:
+                raise ConnectorError(f"the destination's check failed: {text}")
         return self.discovered(results[0]), dest_spec

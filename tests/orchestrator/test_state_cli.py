@@ -61,12 +61,14 @@ def make_tables(source_conn, rows: int = 200) -> None:
         )
 
 
-def two_streams(tmp_path, source_config, dest_config, mode: str = "append") -> Path:
+def two_streams(
+    tmp_path, source_config, dest_config, mode: str = "append", dest_password: str | None = None
+) -> Path:
     streams = [
         {"name": t, "sync_mode": "incremental", "cursor_field": "id"} for t in ("items", "other")
     ]
     return write_connection(tmp_path, source_config, dest_config, streams=streams,
-                            destination_sync_mode=mode)  # fmt: skip
+                            destination_sync_mode=mode, dest_password=dest_password)  # fmt: skip
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -351,6 +353,27 @@ def test_reset_clear_empties_the_destination_tables(
     assert sync_json(conn, pg_server.password)[0].returncode == 0  # incremental again
     synced = dest_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
     assert synced == source_conn.execute("SELECT id, val FROM items ORDER BY id").fetchall()
+
+
+@pytest.mark.slow
+def test_reset_clear_that_cannot_reach_the_destination_changes_nothing(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """A clear whose destination refuses the login fails before the state is forgotten: the
+    state and the tables stay (the state was gone and the tables full), and no secret shows."""
+    make_tables(source_conn)
+    conn = two_streams(tmp_path, source_config, dest_config)
+    assert sync_json(conn, pg_server.password)[0].returncode == 0
+    state = tmp_path / ".pgbyte" / "state" / "conn.json"
+    before = state.read_bytes()
+    two_streams(tmp_path, source_config, dest_config, dest_password="Wrong-pw-4321")
+    clear = pgbyte("state", "reset", str(conn), "--stream", "items", "--clear",
+                   password=pg_server.password)  # fmt: skip
+    assert clear.returncode == 1, clear.stdout + clear.stderr
+    assert "the destination's check failed" in clear.stderr, clear.stderr
+    assert "Wrong-pw-4321" not in clear.stdout + clear.stderr
+    assert state.read_bytes() == before
+    assert dest_conn.execute("SELECT count(*) FROM items").fetchone()[0] == 200
 
 
 @pytest.mark.slow
