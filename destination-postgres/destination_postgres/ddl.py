@@ -138,6 +138,24 @@ def drop(conn: psycopg.Connection[Any], schema: str, table: str, *, cascade: boo
     )
 
 
+# The advisory-lock key space of table preparation ("pgbp"); a key per schema and per table.
+_PREPARE_LOCK = 0x70676270
+
+
+def lock_for_prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """Wait, until this transaction ends, for any other write preparing the same schemas or
+    tables. Two first writes of one stream ran CREATE ... IF NOT EXISTS at once, which
+    PostgreSQL does not make safe: one failed on pg_type's unique index (so can a new column
+    both add, or a key index both build). In sorted order: no two writes wait on each other."""
+    keys = [sql.Identifier(target.raw_schema), sql.Identifier(target.schema)]
+    keys += [ident(*pair) for pair in (target.load_raw, target.load_norm) if pair is not None]
+    names = sorted({k.as_string(conn) for k in keys})  # unnest keeps this order: one round trip
+    conn.execute(
+        "SELECT count(pg_advisory_xact_lock(%s, hashtext(k))) FROM unnest(%s::text[]) k",
+        (_PREPARE_LOCK, names),
+    )
+
+
 def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     """Create what the stream loads into; returns the names of columns added to an old table.
 

@@ -145,6 +145,7 @@ class Writer(Intake, Loading, Commits):
 
     def _prepare(self, t: StreamTarget) -> None:
         """Make a stream's tables ready: notes, temporaries, columns, dedup's index and stage."""
+        ddl.lock_for_prepare(self.conn, t)
         for note in (t.merged_note, t.typed_note):
             if note:
                 self.log("WARN", f"Stream {t.label}: {note}.")
