@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -104,8 +105,10 @@ def _key(state: dict[str, Any]) -> tuple[str, str | None, str | None]:
 class StateStore:
     """The latest committed state per stream, merged from echoed STATE messages."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, connection: Path | None = None) -> None:
         self.path = path
+        # The connection file, for the reset command an error suggests.
+        self._reset_command = shlex.join(["pgbyte", "state", "reset", str(connection or "CONN")])
         self._lock = threading.Lock()
         self._states: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
         self.dirty = False
@@ -120,13 +123,14 @@ class StateStore:
         except (OSError, orjson.JSONDecodeError) as exc:
             raise StateFileError(
                 f"state file {self.path} is unreadable ({exc}); fix it or run "
-                "`pgbyte state reset` to start over"
+                f"`{self._reset_command}` to start over"
             ) from None
         if isinstance(data, dict):  # a single (legacy) state object
             data = [data if "type" in data else {"type": "LEGACY", "data": data}]
         if not isinstance(data, list) or not all(isinstance(s, dict) for s in data):
             raise StateFileError(
-                f"state file {self.path} is not a list of Airbyte states; `pgbyte state reset`"
+                f"state file {self.path} is not a list of Airbyte states; fix it or run "
+                f"`{self._reset_command}` to start over"
             )
         return data
 

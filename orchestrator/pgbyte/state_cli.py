@@ -105,7 +105,7 @@ def consequence(mode: str, cleared: bool, kind: str = "") -> str:
 
 
 def cmd_state_show(conn: Connection, args: argparse.Namespace) -> int:
-    store = StateStore(conn.state_path)
+    store = StateStore(conn.state_path, conn.path)
     states = store.states()
     if args.json:
         sys.stdout.write(orjson.dumps(states, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -138,7 +138,7 @@ def cmd_state_reset(
     selectors: list[str] = args.stream or []
     with state_lock(conn.state_path, "reset the state"):
         try:
-            store = StateStore(conn.state_path)
+            store = StateStore(conn.state_path, conn.path)
         except StateFileError:
             if selectors or clear is not None:
                 raise  # per-stream surgery needs a readable file; the message says what to do

@@ -22,6 +22,7 @@ not a sync: it raises ConnectionFileError before `read` and `write` start, and a
 from __future__ import annotations
 
 import contextlib
+import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ class SyncRun:
             # One sync per connection at a time: two would each save their own view of the
             # state, and the last writer would silently undo the other's progress.
             with state_lock(self.conn.state_path, "sync"):
-                self.store = StateStore(self.conn.state_path)
+                self.store = StateStore(self.conn.state_path, self.conn.path)
                 self._run()
         except Cancelled as exc:
             self.status, self.reason = "cancelled", _cancel_reason(exc.signum)
@@ -164,8 +165,8 @@ class SyncRun:
                     "WARN",
                     f"pgbyte: WARN sync {self.conn.name}: {label} has a saved state but the "
                     "source no longer offers it (its table dropped or renamed?), so it is not "
-                    "synced; its destination tables stay as they are (`pgbyte state reset "
-                    f"--stream {label}` forgets its state)",
+                    "synced; its destination tables stay as they are "
+                    f"(`{self._reset_command(label)}` forgets its state)",
                 )
 
     def _warn_if_moved(self, route: Route, before: _Written | None) -> None:
@@ -188,9 +189,13 @@ class SyncRun:
             f"pgbyte: WARN sync {self.conn.name}: {route.label} resumes from the state its last "
             f"sync saved while writing {old}, but now writes {new}: that table gets only the "
             "records changed since. Connection files that share a `name:` share its state; "
-            "give this one its own name, or `pgbyte state reset --stream "
-            f"{route.label}` to read the stream again from the start",
+            f"give this one its own name, or `{self._reset_command(route.label)}` to read the "
+            "stream again from the start",
         )
+
+    def _reset_command(self, label: str) -> str:
+        """The `pgbyte state reset` that forgets one stream's state, ready to paste."""
+        return shlex.join(["pgbyte", "state", "reset", str(self.conn.path), "--stream", label])
 
     # -- the pipe --------------------------------------------------------------------------------
     def _pipe(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:
