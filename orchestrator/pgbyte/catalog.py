@@ -241,6 +241,35 @@ def _may_hold_fields(schema: Any) -> bool:
     return "object" in types
 
 
+def namespace_notes(conn: Connection, dest_catalog: dict[str, Any]) -> list[str]:
+    """WARNs for a namespace choice that is likely not what the file's author meant: a keyword
+    mistyped into a custom format (a schema of that name), or the destination's `schema:` left
+    unused because no `namespace:` was written (the default mirrors the source's schemas,
+    where Airbyte's platform now defaults to the destination's)."""
+    notes = []
+    written = conn.namespace
+    keywords = ("source", "destination")
+    if written not in keywords and "${" not in written:
+        close = difflib.get_close_matches(written.lower(), keywords, n=1, cutoff=0.8)
+        if close:
+            notes.append(
+                f"namespace: {written} is taken as a custom format: the streams go to a schema "
+                f"named {written!r}. If you meant the keyword, write namespace: {close[0]}"
+            )
+    config = conn.destination.config
+    schema = config.get("schema") if isinstance(config, dict) else None
+    if not conn.namespace_given and isinstance(schema, str) and schema:
+        used = {entry["stream"].get("namespace") for entry in dest_catalog.get("streams") or []}
+        if used and None not in used and schema not in used:
+            spaces = ", ".join(sorted(str(ns) for ns in used))
+            notes.append(
+                f"the destination's schema: {schema} is not used: with no namespace: in the "
+                f"connection file the streams keep their source schema ({spaces}), as namespace: "
+                f"source does. Add namespace: destination to write them to {schema}"
+            )
+    return notes
+
+
 def build_catalogs(
     conn: Connection,
     discovered: dict[str, Any],

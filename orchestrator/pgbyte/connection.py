@@ -94,6 +94,7 @@ class Connection:
     destination: ConnectorRef
     prefix: str = ""
     namespace: str = "source"
+    namespace_given: bool = False  # the file says namespace: (else the default, source)
     streams: tuple[StreamChoice, ...] | None = None
     sync_mode: str = "full_refresh"
     destination_sync_mode: str | None = None
@@ -259,6 +260,7 @@ def load_connection(
         destination=_connector(data.get("destination"), "destination", path),
         prefix=prefix,
         namespace=namespace.strip(),
+        namespace_given="namespace" in data,
         streams=streams,
         sync_mode=sync_mode,
         destination_sync_mode=dest_mode,

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from pgbyte.catalog import Route, StreamMap, build_catalogs
+from pgbyte.catalog import Route, StreamMap, build_catalogs, namespace_notes
 from pgbyte.protocol import ConnectorError, drain_stderr, failure_reason, stop_process
 from pgbyte.pump import DestinationReader, SourcePump, StreamProgress, SyncProgress
 from pgbyte.report import Reporter
@@ -106,6 +106,8 @@ class SyncRun:
         source_catalog, dest_catalog, self.smap = build_catalogs(
             self.conn, discovered, dest_spec, sync_id=sync_id
         )
+        for note in namespace_notes(self.conn, dest_catalog):
+            self.reporter.log("WARN", f"pgbyte: WARN sync {self.conn.name}: {note}")
         self.rewriter = RecordRewriter(self.smap)
         self.progress = SyncProgress(streams=[StreamProgress() for _ in self.smap.routes])
         source_config, dest_config = session.configs()

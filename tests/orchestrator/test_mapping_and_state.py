@@ -118,6 +118,43 @@ def test_streams_may_be_named_namespace_dot_name() -> None:
     assert [s["stream"]["namespace"] for s in source["streams"]] == ["sales"]
 
 
+@pytest.mark.parametrize(
+    ("namespace", "given", "schema", "warned"),
+    [
+        ("source", False, "analytics", "the destination's schema: analytics is not used"),
+        ("source", True, "analytics", None),  # namespace: source written: meant
+        ("source", False, "public", None),  # the source's schema is the configured one
+        ("source", False, None, None),  # no schema: configured
+        ("destination", True, "analytics", None),
+        ("Destination", True, "analytics", "If you meant the keyword, write namespace: "
+                                           "destination"),
+        ("sorce", True, None, "If you meant the keyword, write namespace: source"),
+        ("raw_${SOURCE_NAMESPACE}", True, None, None),
+        ("staging", True, None, None),
+    ],
+)  # fmt: skip
+def test_a_namespace_likely_not_meant_is_warned(namespace, given, schema, warned) -> None:
+    """A sync without namespace: keeps the source's schemas, leaving a configured destination
+    schema: unused (Airbyte's platform now defaults to the destination's): a WARN says so, as
+    it does for a keyword mistyped into a custom format."""
+    from pgbyte.catalog import namespace_notes
+
+    config = {"host": "h"} if schema is None else {"host": "h", "schema": schema}
+    conn = Connection(
+        name="c", path=__import__("pathlib").Path("c.yaml"),
+        source=ConnectorRef("source", {}, command=("x",)),
+        destination=ConnectorRef("destination", config, command=("x",)),
+        namespace=namespace, namespace_given=given,
+        streams=(StreamChoice(name="users", namespace="public"),),
+    )  # fmt: skip
+    _, dest, _ = build_catalogs(conn, CATALOG, {})
+    notes = namespace_notes(conn, dest)
+    if warned is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and warned in notes[0], notes
+
+
 def test_a_dotted_entry_that_is_also_a_table_name_is_refused() -> None:
     """`streams: [sales.users]` beside a table named "sales.users" in public is ambiguous: it
     was taken as that table, and sales.users was never synced; the braced form picks either."""
