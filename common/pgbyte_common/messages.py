@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import time
 import traceback
@@ -66,6 +67,13 @@ class MessageWriter:
 
     def flush(self) -> None:
         self.out.flush()
+
+    def reader_gone(self) -> None:
+        """The reader of our output went away (a closed pipe): what is still buffered, and the
+        interpreter's flush at exit, go to /dev/null instead of raising again."""
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+            self.out.flush()
 
     def log(self, level: str, text: str) -> None:
         self.message({"type": "LOG", "log": {"level": level, "message": self.masker.mask(text)}})

@@ -14,6 +14,7 @@ lost and no overwrite is swapped by a broken run.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -208,6 +209,13 @@ class Writer(Intake, Loading, Commits):
                 self.out.error(f"The write was interrupted. {self._uncommitted()}",
                                failure_type="transient_error")  # fmt: skip
                 return 130
+            if isinstance(exc, BrokenPipeError):  # stdout closed: nobody is left to tell there
+                self.out.reader_gone()
+                print("destination-postgres: stopped: the reader of its output (its STATE "
+                      "messages) went away. What was committed stays; the STATEs it did not "
+                      "get were lost with it, so their records may be sent again.",
+                      file=sys.stderr)  # fmt: skip
+                return 1
             if isinstance(exc, psycopg.Error):
                 exc = classify_error(exc, context="Writing to the destination failed")
             self.out.exception(exc)

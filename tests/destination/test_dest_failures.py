@@ -432,3 +432,38 @@ def test_a_role_that_cannot_create_gets_the_fix_in_the_write(
                "no-create": "GRANT USAGE, CREATE ON SCHEMA locked",
                "no-schema": "GRANT CREATE ON DATABASE"}[setup]  # fmt: skip
         assert fix in error["message"], error["message"]
+
+
+def test_a_reader_that_goes_away_stops_the_write_with_one_line(tmp_path, dest_config, dest_conn):
+    """The reader of the echoed STATEs closes its end (`... | head -1`, a client that
+    crashed): the write stops with one line on stderr and exit 1 (it printed three chained
+    BrokenPipeError tracebacks and exited 120), and what it committed stays."""
+    import subprocess
+
+    from dest_helpers import SCRIPT
+
+    lines = []
+    for i in range(20_000):
+        lines.append(record("gone", {"id": i}))
+        if i % 10 == 9:  # 2,000 echoes: more than a pipe holds, so it cannot finish unread
+            lines.append(state("gone", {"i": i}))
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "config.json").write_text(json.dumps(dest_config))
+    catalog = catalog_for([("gone", {"id": {"type": "integer"}})], "append")
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    with (tmp_path / "in.jsonl").open("rb") as stdin:
+        proc = subprocess.Popen(
+            [SCRIPT, "write", "--config", str(tmp_path / "config.json"),
+             "--catalog", str(tmp_path / "catalog.json")],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        first = json.loads(proc.stdout.readline())
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        code = proc.wait(timeout=120)
+    assert first["type"] == "STATE"
+    assert code == 1, stderr
+    assert "the reader of its output (its STATE messages) went away" in stderr, stderr
+    assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
+    echoed = first["state"]["destinationStats"]["recordCount"]
+    assert echoed <= count(dest_conn, "gone") <= 20_000
