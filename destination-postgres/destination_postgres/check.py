@@ -40,10 +40,19 @@ def _probe(conn: psycopg.Connection[Any], schema: str, username: str) -> None:
         )
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
     except pg_errors.InsufficientPrivilege:
+        exists = conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        if exists is None:  # CREATE SCHEMA refused: a GRANT on the schema cannot help
+            database = conn.info.dbname
+            raise ConfigError(
+                f"User {username!r} may not create schema {schema!r} in database {database!r}: "
+                f"create it for the user (CREATE SCHEMA {quoted(schema)} AUTHORIZATION "
+                f"{quoted(username)}), or grant it CREATE ON DATABASE {quoted(database)}, or "
+                "choose an existing schema."
+            ) from None
         raise ConfigError(
             f"User {username!r} may not create tables in schema {schema!r}: grant it with "
-            f"GRANT CREATE ON SCHEMA {schema} TO {username} (or CREATE ON DATABASE when the "
-            "schema does not exist yet), or choose another schema."
+            f"GRANT USAGE, CREATE ON SCHEMA {quoted(schema)} TO {quoted(username)}, or choose "
+            "another schema."
         ) from None
     except pg_errors.ReadOnlySqlTransaction:
         conn.rollback()

@@ -72,9 +72,10 @@ def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tup
         if not row or not row[0]:
             # As Airbyte's check: a source may be set up before its tables exist.
             return True, f"Connected to {where}; no table or view in {scope} yet."
+        named = ", ".join(map(quoted, config.schemas)) if config.schemas else "<schema>"
         return False, (
             f"User {user!r} can SELECT none of the {row[0]} table(s) and view(s) in {scope} at "
-            f"{where}: grant it, e.g. GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO "
+            f"{where}: grant it, e.g. GRANT SELECT ON ALL TABLES IN SCHEMA {named} TO "
             f"{quoted(user)};"
         )
     first = tables[0]

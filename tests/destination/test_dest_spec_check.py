@@ -94,7 +94,14 @@ def test_check_without_create_privilege(tmp_path, dest_config, dest_conn) -> Non
                   "schema": "locked"}  # fmt: skip
         status, _ = _check(tmp_path, config)
         assert status["status"] == "FAILED"
-        assert "GRANT CREATE ON SCHEMA locked" in status["message"]
+        assert "GRANT USAGE, CREATE ON SCHEMA locked TO pgbyte_reader" in status["message"]
+        # A schema that does not exist: the GRANT on it could not run (it was suggested).
+        status, _ = _check(tmp_path, {**config, "schema": "not_yet"})
+        database = dest_config["database"]
+        assert status["status"] == "FAILED"
+        assert (f"User 'pgbyte_reader' may not create schema 'not_yet' in database '{database}': "
+                "create it for the user (CREATE SCHEMA not_yet AUTHORIZATION pgbyte_reader), "
+                f"or grant it CREATE ON DATABASE") in status["message"], status  # fmt: skip
 
 
 def test_check_read_only_role_names_the_setting(tmp_path, dest_config, dest_conn) -> None:

@@ -123,6 +123,10 @@ def test_no_selectable_table_fails(source_conn, source_config, make_role, write_
     status = check(write_json, config).connection_status
     assert status["status"] == "FAILED"
     assert "SELECT" in status["message"]
+    # With the schemas configured, the GRANT names them (it said <schema>).
+    status = check(write_json, {**config, "schemas": ["public"]}).connection_status
+    assert status["status"] == "FAILED"
+    assert f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};" in status["message"], status
 
 
 def test_column_privilege_is_enough(source_conn, source_config, make_role, write_json) -> None:
