@@ -213,6 +213,9 @@ def load_connection(
     if not isinstance(raw, dict):
         raise ConnectionFileError(f"{path}: expected a mapping with source: and destination:")
     raw = _join_surrogates(raw)
+    # `x-...` keys are the file's own (Docker Compose's convention): a place for the anchors
+    # its merge keys use (`x-pg: &pg {host: ...}`, then `config: {<<: *pg, ...}`).
+    raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise ConnectionFileError(

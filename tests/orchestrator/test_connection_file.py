@@ -240,6 +240,20 @@ destination:
 """
     conn = load_connection(write(tmp_path, merged), env=env)
     assert conn.destination.config == {"host": "db.example", "password": "d"}
+    # Anchors may sit under a top-level x- key (as in Docker Compose files); others stay refused.
+    shared = """
+x-pg: &pg {host: db.example, port: 5432}
+source:
+  command: source-postgres
+  config: {<<: *pg, password: "${SRC_PW}"}
+destination:
+  command: destination-postgres
+  config: {<<: *pg, password: "${DST_PW}"}
+"""
+    conn = load_connection(write(tmp_path, shared), env=env)
+    assert conn.source.config == {"host": "db.example", "port": 5432, "password": "s"}
+    with pytest.raises(ConnectionFileError, match=r"unknown key\(s\) pg;"):
+        load_connection(write(tmp_path, shared.replace("x-pg:", "pg:")), env=env)
 
 
 @pytest.mark.parametrize("name", ["../../elsewhere", "a/b", ".."])
