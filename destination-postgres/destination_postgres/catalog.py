@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgbyte_common.catalog_shape import catalog_shape_problem
 from pgbyte_common.errors import ConfigError
 
 from destination_postgres import naming
@@ -124,8 +125,9 @@ def _merged_note(json_schema: Any) -> str | None:
 
 
 def parse_catalog(catalog: Any, config: DestinationConfig) -> list[StreamTarget]:
-    if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
-        raise ConfigError('The configured catalog must be a JSON object with a "streams" list.')
+    problem = catalog_shape_problem(catalog, "The configured catalog")
+    if problem:
+        raise ConfigError(problem)
     targets: list[StreamTarget] = []
     seen: dict[tuple[str, str], tuple[str, str]] = {}  # (schema, relation) → (stream, role)
     problems: list[str] = []

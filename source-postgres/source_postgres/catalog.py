@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pgbyte_common.catalog_shape import catalog_shape_problem
 from pgbyte_common.errors import ConfigError
 
 SYNC_MODES = ("full_refresh", "incremental")
@@ -32,8 +33,9 @@ class ConfiguredStream:
 
 
 def parse_catalog(raw: Any) -> list[ConfiguredStream]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
-        raise ConfigError('The catalog must be a JSON object with a "streams" list.')
+    problem = catalog_shape_problem(raw, "The catalog")
+    if problem:
+        raise ConfigError(problem)
     streams: list[ConfiguredStream] = []
     seen: set[tuple[str, str | None]] = set()
     for index, entry in enumerate(raw["streams"]):
