@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import console_script
+
+
+def console_script(name: str) -> str:
+    return str(Path(sys.executable).parent / name)  # the venv's, as the other tests here run
 
 
 @pytest.mark.parametrize("script", ["source-postgres", "destination-postgres"])
