@@ -83,6 +83,10 @@ def _leaves(value: Any) -> list[str]:
 
 MASK = "****"
 _MIN_LINE = 8  # shorter lines of a multi-line secret are too common to mask ("-----" etc.)
+# A secret this short is masked only where it stands apart from letters and digits (as a
+# config value appears: "password=x&", "\"x\"", ":x@"): inside words it is no secret, and
+# masking it there made every message unreadable ("une****pected", "inde****").
+_SHORT = 4
 
 
 class Masker:
@@ -111,11 +115,17 @@ class Masker:
                 if len(line.strip()) >= _MIN_LINE:
                     variants.add(line.strip())
         self._variants = sorted(variants, key=len, reverse=True)
+        self._short = {
+            v: re.compile(rf"(?<![A-Za-z0-9_]){re.escape(v)}(?![A-Za-z0-9_])")
+            for v in self._variants
+            if len(v) < _SHORT
+        }
 
     def mask(self, text: str) -> str:
         for variant in self._variants:
             if variant in text:
-                text = text.replace(variant, MASK)
+                short = self._short.get(variant)
+                text = short.sub(MASK, text) if short else text.replace(variant, MASK)
         return text
 
     def mask_bytes(self, data: bytes) -> bytes:
