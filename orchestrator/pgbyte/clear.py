@@ -96,9 +96,7 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
     """Prepare to replace the destination tables of `streams` (source names; None: every stream
     the connection syncs) with empty ones. A stream the source no longer offers (its table
     dropped) is left out: the destination needs its schema to name its tables."""
-    # The destination is checked before the state is forgotten: a clear that cannot reach it
-    # (a wrong password) would otherwise leave the state gone and the tables full.
-    discovered, dest_spec = session.discover(check_destination=True)
+    discovered, dest_spec = session.discover()
     if streams is None:
         choices = list(conn.streams) if conn.streams is not None else None
     else:
@@ -128,6 +126,10 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
             descriptor["namespace"] = route.dest_namespace
         messages += [_status(descriptor, "STARTED"), _status(descriptor, "COMPLETE")]
     labels = {(route.name, route.namespace): route.dest_label for route in smap.routes}
+    # The destination is checked, where the clear writes, before the state is forgotten: a
+    # clear that cannot reach it (a wrong password) would leave the state gone, tables full.
+    schemas = sorted({route.dest_namespace for route in smap.routes if route.dest_namespace})
+    session.check_destination(schemas[0] if schemas else None)
     if session.cancel.is_set():  # stopped just after the discover: nothing changed yet
         raise Cancelled(session.cancel_signal)
     return Clearing(session, labels, catalog_path, b"".join(messages))

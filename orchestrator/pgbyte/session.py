@@ -188,18 +188,25 @@ class Session:
         text = str(status.get("message") or "") if status else result.failure(self.masker)
         return ok, self.masker.mask(text)
 
-    def discover(self, check_destination: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(discovered catalog, destination spec) — specs checked, configs validated; with
-        `check_destination`, the destination's check too (in parallel): ConnectorError when
-        it fails."""
+    def discover(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(discovered catalog, destination spec) — specs checked, configs validated."""
         source_config, dest_config = self.configs()
-        extra = [(self.source, "discover", source_config)]
-        if check_destination:
-            extra.append((self.destination, "check", dest_config))
-        with ThreadPoolExecutor(4) as pool:
-            _, dest_spec, results = self.validated_specs(pool, source_config, dest_config, *extra)
-        if check_destination:
-            ok, text = self._checked(results[1])
-            if not ok:
-                raise ConnectorError(f"the destination's check failed: {text}")
+        with ThreadPoolExecutor(3) as pool:
+            _, dest_spec, results = self.validated_specs(
+                pool, source_config, dest_config, (self.source, "discover", source_config)
+            )
         return self.discovered(results[0]), dest_spec
+
+    def check_destination(self, schema: str | None = None) -> None:
+        """The destination's check; ConnectorError when it fails. `schema`: the schema a
+        command writes to, probed instead of the config's `schema:` (which it may not use)."""
+        config = self.conn.destination.config
+        if schema is not None and isinstance(config, dict):
+            path = self.private_file("check-config.json", {**config, "schema": schema})
+        else:
+            path = self.configs()[1]
+        with ThreadPoolExecutor(1) as pool:
+            [result] = self.wait_all([pool.submit(self.call, self.destination, "check", path)])
+        ok, text = self._checked(result)
+        if not ok:
+            raise ConnectorError(f"the destination's check failed: {text}")

@@ -378,6 +378,31 @@ def test_reset_clear_that_cannot_reach_the_destination_changes_nothing(
 
 
 @pytest.mark.slow
+def test_reset_clear_checks_the_destination_where_it_writes(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """A destination user that may write only its own schema, the streams mapped there by
+    namespace: while the config's schema: (public) is not writable: the clear's check probes
+    where the clear writes, and it succeeds (a check of schema: refused the clear)."""
+    from db_roles import throwaway_role
+
+    with throwaway_role(dest_conn, "clear_writer", "Clear-pw-7788"):
+        dest_conn.execute("CREATE SCHEMA app AUTHORIZATION clear_writer")
+        make_tables(source_conn)
+        streams = [{"name": "items", "sync_mode": "incremental", "cursor_field": "id"}]
+        conn = write_connection(
+            tmp_path, source_config, {**dest_config, "username": "clear_writer"},
+            dest_password="Clear-pw-7788", streams=streams, namespace="app",
+            destination_sync_mode="append",
+        )  # fmt: skip
+        assert sync_json(conn, pg_server.password)[0].returncode == 0
+        clear = pgbyte("state", "reset", str(conn), "--stream", "items", "--clear",
+                       password=pg_server.password)  # fmt: skip
+        assert clear.returncode == 0, clear.stdout + clear.stderr
+        assert dest_conn.execute("SELECT count(*) FROM app.items").fetchone()[0] == 0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("selector", ["items", "public.items"])
 def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
     selector, tmp_path, pg_server, dest_db, source_conn, dest_conn, source_config, dest_config
