@@ -95,6 +95,8 @@ def describe_stream_state(stream_state: Any) -> tuple[str, str]:
         inner_kind = inner.get("state_type") if isinstance(inner, dict) else None
         if inner_kind == "xmin":
             detail += f", then rows changed after xmin {inner.get('xmin_xid_value')}"
+        elif isinstance(inner, dict) and inner and inner.get("cursor") is None:
+            detail += f", then cursor {_field(inner.get('cursor_field'))} (no value noted yet)"
         elif isinstance(inner, dict) and inner:
             after = "after {}" if _count(inner) > 0 else "from {} on"
             detail += f", then cursor {_field(inner.get('cursor_field'))} " + after.format(

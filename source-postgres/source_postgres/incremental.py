@@ -208,12 +208,14 @@ def read_by_cursor(
         )
         saved = resume_ctid = None
     last = saved.cursor if saved is not None else None
-    # A first load an earlier sync began (one with no cursor noted starts afresh below).
-    resumed_load = resume_ctid is not None and last is not None
+    # A first load an earlier sync began, resumed at its saved block (the cursor maximum it
+    # noted may be none: no row had a value when it began).
+    resumed_load = resume_ctid is not None
     inclusive = False
     if saved is not None and not resumed_load:
         inclusive = _boundary_again(conn, out, label, relation, c, saved)
-    if last is None and table.ctid_chunkable:
+    fresh = last is None and not resumed_load  # no position at all: a first load begins
+    if fresh and table.ctid_chunkable:
         # First load: ctid chunks up to the cursor's maximum as of now, indexed or not (as
         # Airbyte's source does). A sequential read of block ranges; reading the whole table
         # in index order would visit a random heap page per row, and an unindexed cursor
@@ -231,7 +233,7 @@ def read_by_cursor(
         noted = CursorState(field, *top) if top is not None else CursorState(field, None, 0)
         resume_ctid = CtidState(0, filenode(conn, table), noted)
     elif (
-        last is None
+        fresh
         and table.kind in ("r", "m", "p")
         and not _scalar(conn, INDEXED_QUERY, {"oid": table.oid, "column": column.name})
     ):
@@ -246,7 +248,8 @@ def read_by_cursor(
     if nulls:
         first = last is None or resumed_load
         valued = sql.SQL("SELECT EXISTS (SELECT FROM {} r WHERE {} IS NOT NULL)")
-        if first and not _scalar(conn, valued.format(relation, c)):
+        # (a resumed load that noted a maximum ends its state there, whatever the rows hold now)
+        if last is None and not _scalar(conn, valued.format(relation, c)):
             says = ("; no row has a cursor value yet, so every sync copies them all again until "
                     "one has.")  # fmt: skip
         elif first:

@@ -373,6 +373,28 @@ def test_interrupted_ctid_load_resumes_then_continues_by_cursor(source_conn, rea
     assert [r["id"] for r in resumed.data("big")] == [*ids[done:], 1000]
 
 
+def test_an_interrupted_load_without_cursor_values_resumes_at_its_block(
+    source_conn, read_inc
+) -> None:
+    """A first load that noted no cursor maximum (every row NULL) resumes from its saved block
+    (it started over at block 0, so a table interrupted each time never got past its first
+    blocks), then reads the rows that got a value since, by cursor."""
+    source_conn.execute(UNINDEXED.replace("g % 50", "NULL"))
+    full = read_inc("big", "c", ["id", "c"], chunk=60)
+    middle = states(full)[1]
+    assert middle["stream"]["stream_state"]["state_type"] == "ctid"
+    assert middle["stream"]["stream_state"]["incremental_state"]["cursor"] is None
+    done = int(sum(s["sourceStats"]["recordCount"] for s in states(full)[:2]))
+    source_conn.execute("INSERT INTO big VALUES (1000, 77, 'new')")
+    resumed = read_inc("big", "c", ["id", "c"], state=[middle], chunk=60)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
+    ids = [r["id"] for r in full.data("big")]
+    assert 0 < done < len(ids) == 600
+    assert [r["id"] for r in resumed.data("big")] == [*ids[done:], 1000]
+    assert not any("no row has a cursor value yet" in m for m in logs(resumed, "WARN"))
+    assert final_state(resumed)[0]["stream"]["stream_state"]["cursor"] == "77"
+
+
 def test_a_resumed_first_load_finds_a_row_moved_into_blocks_it_had_read(
     source_conn, read_inc
 ) -> None:
