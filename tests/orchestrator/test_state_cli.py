@@ -583,6 +583,9 @@ def test_reset_dedup_stream_rereads_it_into_one_row_per_key(
          "cursor u: no value yet; the next sync reads the whole stream again"),
         # Airbyte 3.x CDC GLOBAL state's streams: no cursor; a snapshot's ctid with nothing after
         ({"stream_name": "t", "cursor_field": []}, "other", "no cursor position"),
+        ({"state_type": "ctid", "ctid": "(4,0)", "relation_filenode": 7, "incremental_state": {
+            "state_type": "cursor_based", "cursor_field": ["u"], "cursor": None}}, "ctid",
+         "resumes at ctid (4,0) (relation filenode 7), then cursor u (no value noted yet)"),
         ({"state_type": "ctid", "ctid": "(0,3)", "relation_filenode": 7}, "other",
          "no incremental position after it"),
     ],
