@@ -143,12 +143,27 @@ _PREPARE_LOCK = 0x70676270
 
 
 def lock_for_prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
-    """Wait, until this transaction ends, for any other write preparing the same schemas or
-    tables. Two first writes of one stream ran CREATE ... IF NOT EXISTS at once, which
-    PostgreSQL does not make safe: one failed on pg_type's unique index (so can a new column
-    both add, or a key index both build). In sorted order: no two writes wait on each other."""
-    keys = [sql.Identifier(target.raw_schema), sql.Identifier(target.schema)]
-    keys += [ident(*pair) for pair in (target.load_raw, target.load_norm) if pair is not None]
+    """Wait for any other write preparing the same tables, until this transaction ends. Two
+    first writes of one stream ran CREATE ... IF NOT EXISTS at once, which PostgreSQL does not
+    make safe: one failed on pg_type's unique index (so could a new column both add, or a key
+    index both build). A missing schema is made first, in a transaction of its own under a
+    lock of the schema's: held that briefly, a slow preparation (a column retyped, a refill,
+    a table lock a reader holds) delays only writes of the same tables. Keys in sorted order:
+    no two writes wait on each other."""
+    missing = [
+        name for name in sorted({target.raw_schema, target.schema})
+        if not conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (name,)).fetchone()
+    ]  # fmt: skip
+    if missing:
+        _advisory_xact_locks(conn, [sql.Identifier(name) for name in missing])
+        for name in missing:
+            ensure_schema(conn, name)
+        conn.commit()
+    pairs = [pair for pair in (target.load_raw, target.load_norm) if pair is not None]
+    _advisory_xact_locks(conn, [ident(*pair) for pair in pairs])
+
+
+def _advisory_xact_locks(conn: psycopg.Connection[Any], keys: list[sql.Composable]) -> None:
     names = sorted({k.as_string(conn) for k in keys})  # unnest keeps this order: one round trip
     conn.execute(
         "SELECT count(pg_advisory_xact_lock(%s, hashtext(k))) FROM unnest(%s::text[]) k",
