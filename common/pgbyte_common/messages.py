@@ -72,7 +72,11 @@ class MessageWriter:
         """The reader of our output went away (a closed pipe): what is still buffered, and the
         interpreter's flush at exit, go to /dev/null instead of raising again."""
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self.out.fileno())
+            finally:
+                os.close(null)
             self.out.flush()
 
     def log(self, level: str, text: str) -> None:

@@ -205,21 +205,30 @@ class Writer(Intake, Loading, Commits):
             if isinstance(exc, InputError):  # a bad line: what came before its STATEs stays
                 self._salvage()
             self.abort()
-            if isinstance(exc, KeyboardInterrupt):
-                self.out.error(f"The write was interrupted. {self._uncommitted()}",
-                               failure_type="transient_error")  # fmt: skip
-                return 130
-            if isinstance(exc, BrokenPipeError):  # stdout closed: nobody is left to tell there
-                self.out.reader_gone()
-                print("destination-postgres: stopped: the reader of its output (its STATE "
-                      "messages) went away. What was committed stays; the STATEs it did not "
-                      "get were lost with it, so their records may be sent again.",
-                      file=sys.stderr)  # fmt: skip
-                return 1
+            code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+            try:
+                self._report(exc)
+            except BrokenPipeError:  # the reader left while the failure was being reported
+                self._reader_gone()
+            return code
+
+    def _report(self, exc: BaseException) -> None:
+        """The TRACE ERROR of a failed write (on stderr when stdout's reader is gone)."""
+        if isinstance(exc, KeyboardInterrupt):
+            self.out.error(f"The write was interrupted. {self._uncommitted()}",
+                           failure_type="transient_error")  # fmt: skip
+        elif isinstance(exc, BrokenPipeError):  # stdout closed: nobody is left to tell there
+            self._reader_gone()
+        else:
             if isinstance(exc, psycopg.Error):
                 exc = classify_error(exc, context="Writing to the destination failed")
             self.out.exception(exc)
-            return 1
+
+    def _reader_gone(self) -> None:
+        self.out.reader_gone()
+        print("destination-postgres: stopped: the reader of its output (its STATE messages) "
+              "went away. What was committed stays; a STATE it did not get is lost with it, "
+              "and its records may be sent again.", file=sys.stderr)  # fmt: skip
 
     def abort(self) -> None:
         """Roll back what is not committed and drop the overwrite temporaries."""

@@ -464,6 +464,7 @@ def test_a_reader_that_goes_away_stops_the_write_with_one_line(tmp_path, dest_co
     assert first["type"] == "STATE"
     assert code == 1, stderr
     assert "the reader of its output (its STATE messages) went away" in stderr, stderr
+    assert "a STATE it did not get is lost with it" in stderr
     assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
     echoed = first["state"]["destinationStats"]["recordCount"]
     assert echoed <= count(dest_conn, "gone") <= 20_000
