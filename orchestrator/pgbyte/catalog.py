@@ -106,10 +106,11 @@ def _find(streams: list[dict[str, Any]], choice: StreamChoice, conn: Connection)
         # `streams: [public.users]`: the shorthand written as discover and pgbyte print streams.
         dotted = [s for s in streams if _label(s) == choice.name and s not in matches]
         if matches and dotted:  # a table named "s2.users" beside s2's users
+            other = dotted[0]
             raise ConnectionFileError(
-                f"{conn.path}: stream {choice.name!r} may be the stream named so (in "
-                f"{_spaces(matches)}) or {_label(dotted[0])!r}: write it as "
-                "{name: ..., namespace: ...}"
+                f"{conn.path}: stream {choice.name!r} may be the stream of that name (in "
+                f"{_spaces(matches)}) or stream {other['name']!r} in namespace "
+                f"{other.get('namespace')!r}: write it as {{name: ..., namespace: ...}}"
             )
         matches = matches or dotted
     if len(matches) == 1:
@@ -250,8 +251,10 @@ def namespace_notes(conn: Connection, dest_catalog: dict[str, Any]) -> list[str]
     written = conn.namespace
     keywords = ("source", "destination")
     if written not in keywords and "${" not in written:
+        # A keyword in other case, or one letter off; not a name built on one (sources,
+        # resource, destinations), which is a schema's name as likely as not.
         close = difflib.get_close_matches(written.lower(), keywords, n=1, cutoff=0.8)
-        if close:
+        if close and (written.lower() == close[0] or close[0] not in written.lower()):
             notes.append(
                 f"namespace: {written} is taken as a custom format: the streams go to a schema "
                 f"named {written!r}. If you meant the keyword, write namespace: {close[0]}"
@@ -265,7 +268,8 @@ def namespace_notes(conn: Connection, dest_catalog: dict[str, Any]) -> list[str]
             notes.append(
                 f"the destination's schema: {schema} is not used: with no namespace: in the "
                 f"connection file the streams keep their source schema ({spaces}), as namespace: "
-                f"source does. Add namespace: destination to write them to {schema}"
+                f"source does. Add namespace: destination to write them to {schema} (or "
+                "namespace: source to keep them where they are, which silences this WARN)"
             )
     return notes
 

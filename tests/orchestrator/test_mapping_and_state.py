@@ -129,6 +129,9 @@ def test_streams_may_be_named_namespace_dot_name() -> None:
         ("Destination", True, "analytics", "If you meant the keyword, write namespace: "
                                            "destination"),
         ("sorce", True, None, "If you meant the keyword, write namespace: source"),
+        ("sources", True, None, None),  # names built on a keyword are schema names
+        ("resource", True, None, None),
+        ("destinations", True, None, None),
         ("raw_${SOURCE_NAMESPACE}", True, None, None),
         ("staging", True, None, None),
     ],
@@ -160,8 +163,9 @@ def test_a_dotted_entry_that_is_also_a_table_name_is_refused() -> None:
     was taken as that table, and sales.users was never synced; the braced form picks either."""
     dotted = {**CATALOG["streams"][0], "name": "sales.users"}
     catalog = {"streams": [*CATALOG["streams"], dotted]}
-    with pytest.raises(ConnectionFileError, match=r"stream 'sales.users' may be the stream named "
-                       r"so \(in public\) or 'sales.users': write it as \{name"):  # fmt: skip
+    with pytest.raises(ConnectionFileError, match=r"stream 'sales.users' may be the stream of "
+                       r"that name \(in public\) or stream 'users' in namespace 'sales': write "
+                       r"it as \{name"):  # fmt: skip
         build_catalogs(connection(streams=(StreamChoice(name="sales.users"),)), catalog, {})
     for choice, namespace, name in [
         (StreamChoice(name="users", namespace="sales"), "sales", "users"),
