@@ -46,8 +46,8 @@ def _probe(conn: psycopg.Connection[Any], schema: str, username: str) -> None:
             raise ConfigError(
                 f"User {username!r} may not create schema {schema!r} in database {database!r}: "
                 f"create it for the user (CREATE SCHEMA {quoted(schema)} AUTHORIZATION "
-                f"{quoted(username)}), or grant it CREATE ON DATABASE {quoted(database)}, or "
-                "choose an existing schema."
+                f"{quoted(username)}), or let it create schemas (GRANT CREATE ON DATABASE "
+                f"{quoted(database)} TO {quoted(username)}), or choose an existing schema."
             ) from None
         raise ConfigError(
             f"User {username!r} may not create tables in schema {schema!r}: grant it with "
