@@ -93,6 +93,35 @@ def _refuse_airbyte_v2_layout(
     )
 
 
+def _refuse_crossed_tables(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
+    """A stream whose raw table is another stream's typed table, or whose typed table is
+    another's raw table: a stream named `_airbyte_raw_z` beside z (a source replicating a
+    database Airbyte writes to). Written as usual, the overwrite swapped z's raw records away
+    or the append added typed columns to them; a catalog naming both streams is refused when
+    read, two connections are caught here, before anything is changed."""
+    raw = existing_columns(conn, target.raw_schema, target.raw_table)
+    if raw is not None and "_airbyte_data" not in raw:
+        raise ConfigError(
+            f"Stream {target.label}: {target.raw_schema}.{target.raw_table}, where its raw "
+            "records go, exists and is no raw table (it has no _airbyte_data column: the typed "
+            f"table of a stream named {target.raw_table}?). Sync this stream with a prefix or "
+            "into another schema, set raw_data_schema to keep raw tables apart, or rename the "
+            "table; nothing was changed."
+        )
+    if target.norm_table is None:
+        return
+    typed = existing_columns(conn, target.schema, target.norm_table)
+    if typed is not None and "_airbyte_data" in typed and "_airbyte_normalized_at" not in typed:
+        change = "replace" if target.overwrite else "add typed columns to"
+        raise ConfigError(
+            f"Stream {target.label}: its typed table {target.schema}.{target.norm_table} exists "
+            "and is a raw table (_airbyte_ab_id, _airbyte_data, _airbyte_emitted_at: another "
+            f"stream's raw records?), which this {target.mode} would {change}. Sync this "
+            "stream with a prefix or into another schema, set raw_data_schema to keep raw "
+            "tables apart, or rename the table; nothing was changed."
+        )
+
+
 def create_normalized(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -181,6 +210,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     types pgbyte does not create are left as the user made them. New and retyped columns are
     then typed again from the rows' raw records (target.refill: refill.py).
     """
+    _refuse_crossed_tables(conn, target)
     ensure_schema(conn, target.raw_schema)
     raw_schema, raw_table = target.load_raw
     if target.overwrite:

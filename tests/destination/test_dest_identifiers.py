@@ -102,6 +102,38 @@ def test_streams_sharing_a_helper_name_are_refused(run_write, dest_conn) -> None
     assert table_names(dest_conn) == []
 
 
+def test_a_stream_named_like_another_streams_raw_table_is_refused(run_write, dest_conn) -> None:
+    """Stream `_airbyte_raw_z` (a source replicating a database Airbyte writes to) in one
+    connection, z in another: their typed and raw tables share a name. Each write is refused
+    before changing anything (an overwrite swapped z's raw records away, an append added typed
+    columns to them, and z's next write failed with a system_error)."""
+    props = {"id": {"type": "integer"}, "v": {"type": "string"}}
+    z = catalog_for([("z", props)], mode="append")
+    assert run_write(z, record("z", {"id": 1, "v": "from z"}) + b"\n").returncode == 0
+    for mode in ("overwrite", "append"):
+        other = catalog_for([("_airbyte_raw_z", props)], mode=mode)
+        result = run_write(other, record("_airbyte_raw_z", {"id": 2}) + b"\n")
+        (error,) = result.errors
+        assert (result.returncode, error["failure_type"]) == (1, "config_error"), error
+        assert "its typed table public._airbyte_raw_z exists and is a raw table" in (
+            error["message"]), error  # fmt: skip
+    assert column_types(dest_conn, "_airbyte_raw_z") == {
+        "_airbyte_ab_id": "uuid", "_airbyte_data": "jsonb",
+        "_airbyte_emitted_at": "timestamp with time zone",
+    }  # fmt: skip
+    assert run_write(z, record("z", {"id": 3, "v": "z again"}) + b"\n").returncode == 0
+    assert count(dest_conn, "_airbyte_raw_z") == 2
+    # The other way round: the typed table of `_airbyte_raw_y` is there first, then y comes.
+    named = catalog_for([("_airbyte_raw_y", props)], mode="append")
+    assert run_write(named, record("_airbyte_raw_y", {"id": 1}) + b"\n").returncode == 0
+    result = run_write(catalog_for([("y", props)], mode="append"), record("y", {"id": 2}) + b"\n")
+    (error,) = result.errors
+    assert (result.returncode, error["failure_type"]) == (1, "config_error"), error
+    assert "public._airbyte_raw_y, where its raw records go, exists and is no raw table" in (
+        error["message"]), error  # fmt: skip
+    assert count(dest_conn, "_airbyte_raw_y") == 1
+
+
 def test_a_users_relation_named_like_the_key_index_is_refused(run_write, dest_conn) -> None:
     """append_dedup's key index name taken by a table of the user's: a config_error naming it
     (was a system_error 'relation already exists' on every sync)."""
