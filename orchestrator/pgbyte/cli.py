@@ -255,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C just after the imports (entry.py), while parsing
         sys.exit(cancelled_early(raw, signal.SIGINT))
+    except Cancelled as exc:  # entry.py's handler, before a command put its own in
+        sys.exit(cancelled_early(raw, exc.signum))
     try:
         verbose = getattr(args, "verbose", False)
         tty = False if getattr(args, "plain", False) else None

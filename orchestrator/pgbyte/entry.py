@@ -5,8 +5,11 @@ the first tenth of a second that is inside module imports, where it prints a tra
 no JSON object for --json), or inside a C extension's initialisation, which is not written to
 be interrupted (orjson's crashed the process with a segfault about one try in three). Here
 SIGINT and SIGTERM are only noted until the imports are done; then the command is cancelled as
-one cancelled later is: exit 130 or 143, with --json its one JSON object. A signal the parent
-made us ignore (SIG_IGN: a background job's Ctrl-C) stays ignored.
+one cancelled later is: exit 130 or 143, with --json its one JSON object. From then on, until
+a command puts its own handler in, either one cancels at once (Cancelled is raised where the
+program is: reading the connection file, say); with the default action SIGTERM ended pgbyte
+in that gap, with no answer. A signal the parent made us ignore (SIG_IGN: a background job's
+Ctrl-C) stays ignored.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ def main() -> None:
             previous[signum] = signal.signal(signum, note)
     from pgbyte import cli  # the imports: everything the commands need
 
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
+    def cancel(signum: int, _frame: Any) -> None:
+        raise cli.Cancelled(signum)
+
+    for signum in previous:
+        signal.signal(signum, cancel)
     if noted:
         sys.exit(cli.cancelled_early(sys.argv[1:], noted[0]))
     cli.main()

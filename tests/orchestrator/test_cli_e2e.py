@@ -155,6 +155,37 @@ def test_ctrl_c_while_the_arguments_are_parsed_is_a_clean_cancel(tmp_path) -> No
     assert json.loads(proc.stdout)["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("command", ["sync", "state-show"])
+def test_a_sigterm_while_the_connection_file_is_read_is_a_clean_cancel(tmp_path, command) -> None:
+    """SIGTERM after the imports, before a sync's own handler is in (while the connection file
+    is read): exit 143 with --json's one JSON object; it ended pgbyte by the default action
+    (exit -15, nothing printed). A command without a session (state show) too."""
+    (tmp_path / "conn.yaml").write_text(
+        "source: {command: source-postgres, config: {}}\n"
+        "destination: {command: destination-postgres, config: {}}\n"
+    )
+    argv = ["sync", str(tmp_path / "conn.yaml"), "--json"]
+    if command == "state-show":
+        argv = ["state", "show", str(tmp_path / "conn.yaml"), "--json"]
+    driver = (
+        "import os, signal, sys\n"
+        f"sys.argv = ['pgbyte', *{argv!r}]\n"
+        "import pgbyte.cli as cli\n"
+        "real = cli.load_connection\n"
+        "def load(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*args, **kwargs)\n"
+        "cli.load_connection = load\n"
+        "from pgbyte.entry import main\n"
+        "main()\n"
+    )
+    python = Path(console_script("pgbyte")).parent / "python"
+    proc = subprocess.run([str(python), "-c", driver], capture_output=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert b"Traceback" not in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "cancelled"
+
+
 def test_a_killed_commands_private_files_go_with_the_next_command(
     tmp_path, pg_server, source_config, dest_config
 ) -> None:
