@@ -252,9 +252,11 @@ def read_by_cursor(
         if last is None and not _scalar(conn, valued.format(relation, c)):
             says = ("; no row has a cursor value yet, so every sync copies them all again until "
                     "one has.")  # fmt: skip
-        elif first:
+        elif first and table.ctid_chunkable:
             says = ("; the first load copies them (a resumed one, those in the blocks it has "
                     "left), but later syncs cannot see their changes.")  # fmt: skip
+        elif first:
+            says = "; the first load copies them, but later syncs cannot see their changes."
         else:
             says = " and are not synced incrementally."
         out.log("WARN", f"Stream {label}: {nulls} row(s) have a NULL cursor ({column.name}){says}")

@@ -32,6 +32,8 @@ from collections.abc import Generator
 from typing import Any
 
 import psycopg
+from pgbyte_common.errors import ConfigError
+from pgbyte_common.sql_names import qualified, quoted
 from psycopg import sql
 
 from source_postgres.catalog import ConfiguredStream
@@ -65,6 +67,7 @@ def read_by_xmin(
     """Yield the RECORD and STATE lines of one Xmin stream; return the record count."""
     out = lines.writer
     assert table.kind in XMIN_KINDS  # the reader reads the others by cursor, or whole
+    _require_xmin_privilege(conn, table, label)
     inner = saved.incremental if isinstance(saved, CtidState) else saved
     if saved is not None and isinstance(inner, CursorState):
         # Switching from Standard to Xmin: a cursor value says nothing about xids. Reading
@@ -135,6 +138,26 @@ def read_by_xmin(
         conn, copy_out, stream, table, columns, changed, final, lines, emitted_at
     )
     return total
+
+
+def _require_xmin_privilege(conn: psycopg.Connection[Any], table: Table, label: str) -> None:
+    """A role that may read only some columns reads no xmin unless granted that column too.
+    The first sync (a whole read, no xmin needed) succeeded and every later one failed; now
+    the first says so."""
+    if table.table_select:
+        return
+    row = conn.execute(
+        "SELECT pg_catalog.has_column_privilege(%s, 'xmin', 'SELECT')", (table.oid,)
+    ).fetchone()
+    if row and row[0]:
+        return
+    user, name = quoted(conn.info.user), qualified(table.schema, table.name)
+    raise ConfigError(
+        f"Stream {label}: user {conn.info.user!r} may read only some columns of it, and an "
+        "Xmin read (Xmin replication, or incremental without a cursor column) needs its xmin "
+        f"system column: GRANT SELECT (xmin) ON {name} TO {user}; (or GRANT SELECT ON {name} "
+        f"TO {user};), or read it by a cursor_field (Standard replication)."
+    )
 
 
 def _read_where(
