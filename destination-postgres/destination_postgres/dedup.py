@@ -318,7 +318,8 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
     final = ddl.ident(target.schema, str(target.norm_table))
     if any(name == own for name, _ in found):  # ours, on another key: the key changed
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(target.schema, own)))
-        _warn_keyless_rows(conn, target, final, log)
+        changed = f"the primary key changed to ({', '.join(target.key_names)})"
+        _warn_keyless_rows(conn, target, final, log, changed)
     else:
         if ddl.relation(conn, target.schema, own) is not None:
             raise ConfigError(
@@ -326,6 +327,8 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
                 f"named {target.schema}.{own}, and a relation of that name exists that is not "
                 "that index. Rename or drop it (or give the stream a prefix); nothing was written."
             )
+        if not target.typed_created:  # rows of earlier append syncs
+            _warn_keyless_rows(conn, target, final, log, "it was synced with append before")
     removed = _remove_duplicates(conn, target)
     if removed:
         log(
@@ -344,18 +347,22 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
 
 
 def _warn_keyless_rows(
-    conn: psycopg.Connection[Any], target: StreamTarget, final: sql.Composable, log: Log
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    final: sql.Composable,
+    log: Log,
+    why: str,
 ) -> None:
-    """The primary key changed (a key column renamed or replaced at the source): rows typed
-    before hold no value in a new key column, so no new record ever replaces them. Say so."""
+    """Rows typed before that hold no value in a key column (the key changed: a key column
+    renamed or replaced at the source; or an append sync kept records with a NULL key, which
+    append_dedup keeps in the raw table only): no record ever replaces them. Say so."""
     stale = _count_keyless(conn, target, final)
     if stale:
-        keys = ", ".join(target.key_names)
-        log("WARN", f"Stream {target.label}: the primary key changed to ({keys}); {stale} row(s) "
-                    f"of {target.schema}.{target.norm_table} typed before have no value for it, "
-                    "so no record replaces them: they stay beside the current rows. Delete "
-                    f"them (rows where a key column is NULL), or sync once with overwrite to "
-                    "rebuild the table.")  # fmt: skip
+        log("WARN", f"Stream {target.label}: {why}; {stale} row(s) of "
+                    f"{target.schema}.{target.norm_table} typed before have no value for its "
+                    "primary key, so no record replaces them: they stay beside the current rows. "
+                    "Delete them (rows where a key column is NULL), or sync once with overwrite "
+                    "to rebuild the table.")  # fmt: skip
 
 
 def _count_keyless(

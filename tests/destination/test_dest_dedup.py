@@ -703,6 +703,26 @@ def test_a_renamed_key_column_warns_of_the_rows_it_leaves(run_write, dest_conn) 
 # -- tables from earlier syncs ----------------------------------------------------------------
 
 
+def test_keyless_rows_an_append_left_are_named_when_dedup_begins(run_write, dest_conn) -> None:
+    """Rows an append sync typed with a NULL key (append_dedup keeps such records in the raw
+    table only) stay in the typed table when the stream switches to append_dedup: a WARN says
+    how many and what to do (nothing was said)."""
+    append = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode="append")
+    first = run_write(append, lines(rec("s", {"id": None, "name": "a", "seq": 1}),
+                                    rec("s", {"id": None, "name": "b", "seq": 2}),
+                                    rec("s", {"id": 1, "name": "c", "seq": 1})))  # fmt: skip
+    assert first.returncode == 0, first.messages
+    result = run_write(dedup_catalog("s", PROPS, [["id"]], ["seq"]),
+                       lines(rec("s", {"id": 2, "name": "d", "seq": 1})))  # fmt: skip
+    assert result.returncode == 0, result.messages
+    assert count(dest_conn, "s") == 4
+    assert any("it was synced with append before; 2 row(s) of public.s" in m
+               and "Delete them" in m for m in result.logs), result.logs  # fmt: skip
+    again = run_write(dedup_catalog("s", PROPS, [["id"]], ["seq"]),
+                      lines(rec("s", {"id": 3, "name": "e", "seq": 1})))  # fmt: skip
+    assert not any("row(s) of public.s typed before" in m for m in again.logs), again.logs
+
+
 def test_existing_append_table_is_deduplicated(run_write, dest_conn) -> None:
     """A typed table an append sync filled with duplicates: the first dedup sync keeps the
     latest row per key and adds the unique index."""
