@@ -255,3 +255,15 @@ def test_a_reordered_schema_keeps_every_property_in_its_column(run_write, dest_c
         assert run_write(catalog, data).returncode == 0
     rows = dest_conn.execute('SELECT id, "_", "__1" FROM ord ORDER BY id').fetchall()
     assert rows == [(0, "text 0", 100), (1, "text 1", 101)]
+
+
+def test_a_view_named_like_the_stream_is_a_config_error(run_write, dest_conn) -> None:
+    """An overwrite whose typed table's name is a view's: a config_error saying what to do
+    (it was a system_error, '"vx" is not a table'), and the view stays."""
+    dest_conn.execute("CREATE VIEW vx AS SELECT 1 AS id")
+    catalog = catalog_for([("vx", {"id": {"type": "integer"}})])
+    result = run_write(catalog, record("vx", {"id": 7}) + b"\n")
+    (error,) = result.errors
+    assert (result.returncode, error["failure_type"]) == (1, "config_error"), error
+    assert "a view say: rename it, or sync the stream with a prefix" in error["message"], error
+    assert dest_conn.execute("SELECT id FROM vx").fetchall() == [(1,)]
