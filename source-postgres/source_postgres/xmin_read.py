@@ -107,6 +107,7 @@ def read_by_xmin(
             "changed ones; re-reading the whole stream.",
         )
         resume = since = None
+    _warn_of_foreign_parts(conn, table, label, out)
     yield lines.take()
 
     final = xmin_state(snapshot.xmin)
@@ -138,6 +139,35 @@ def read_by_xmin(
         conn, copy_out, stream, table, columns, changed, final, lines, emitted_at
     )
     return total
+
+
+FOREIGN_PARTS = """
+WITH RECURSIVE part(oid) AS (
+    SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = %(oid)s
+    UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN part p ON i.inhparent = p.oid
+)
+SELECT c.oid::regclass::text FROM part JOIN pg_catalog.pg_class c ON c.oid = part.oid
+WHERE c.relkind = 'f' ORDER BY 1
+"""
+
+
+def _warn_of_foreign_parts(
+    conn: psycopg.Connection[Any], table: Table, label: str, out: Any
+) -> None:
+    """Foreign tables among a table's partitions or INHERITS children: their rows have no
+    xmin (0), so an Xmin read never sees them change. Said on every sync."""
+    if table.kind != "p" and not table.has_children:
+        return
+    parts = [row[0] for row in conn.execute(FOREIGN_PARTS, {"oid": table.oid}).fetchall()]
+    if parts:
+        what = "is a foreign table" if len(parts) == 1 else "are foreign tables"
+        out.log(
+            "WARN",
+            f"Stream {label}: {', '.join(parts)} {what} (a partition or child of it), whose "
+            "rows have no xmin: an Xmin read copies them "
+            "on the first sync only and never sees them change. Read this stream by a "
+            "cursor_field (Standard replication) or with full refresh.",
+        )
 
 
 def _require_xmin_privilege(conn: psycopg.Connection[Any], table: Table, label: str) -> None:

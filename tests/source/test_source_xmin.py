@@ -183,6 +183,26 @@ def test_a_column_privileged_user_needs_xmin_granted_from_the_first_sync(
         assert second.returncode == 0 and ids(second, "t") == [3], second.stdout
 
 
+def test_a_foreign_partition_is_named_in_a_warning(conn, config, tmp_path) -> None:
+    """A partitioned table with a foreign-table partition (rows without xmin): an Xmin read
+    says on every sync that changes there are never seen (it lost them without a word)."""
+    conn.execute("CREATE EXTENSION IF NOT EXISTS file_fdw")
+    conn.execute("CREATE SERVER IF NOT EXISTS files FOREIGN DATA WRAPPER file_fdw")
+    conn.execute("CREATE TABLE t (id int, v text) PARTITION BY RANGE (id);"
+                 "CREATE TABLE t1 PARTITION OF t FOR VALUES FROM (0) TO (100);"
+                 "INSERT INTO t VALUES (1, 'a')")  # fmt: skip
+    conn.execute(
+        "CREATE FOREIGN TABLE t2 PARTITION OF t FOR VALUES FROM (100) TO (200) SERVER files "
+        "OPTIONS (program 'echo 150,remote', format 'csv')"
+    )
+    first = read(tmp_path / "1", config, T)
+    assert first.returncode == 0 and ids(first, "t") == [1, 150], first.stdout
+    (warned,) = [w for w in warnings(first) if "foreign table" in w]
+    assert "t2 is a foreign table (a partition or child of it), whose rows have no xmin" in warned
+    second = read(tmp_path / "2", config, T, state=last_state(first))
+    assert any("t2 is a foreign table" in w for w in warnings(second))
+
+
 def test_partitioned_table_reads_changes_by_xmin(conn, config, tmp_path) -> None:
     """A partitioned table (rows in partitions) syncs by xmin like a plain table."""
     conn.execute("CREATE TABLE t (id int, v text) PARTITION BY RANGE (id);"
