@@ -128,8 +128,11 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
     labels = {(route.name, route.namespace): route.dest_label for route in smap.routes}
     # The destination is checked, where the clear writes, before the state is forgotten: a
     # clear that cannot reach it (a wrong password) would leave the state gone, tables full.
+    # Where the clear writes: a stream namespace, given to a destination that has a `schema`
+    # setting (destination-postgres; another destination is checked with its own config).
     schemas = sorted({route.dest_namespace for route in smap.routes if route.dest_namespace})
-    session.check_destination(schemas[0] if schemas else None)
+    settings = (dest_spec.get("connectionSpecification") or {}).get("properties") or {}
+    session.check_destination(schemas[0] if schemas and "schema" in settings else None)
     if session.cancel.is_set():  # stopped just after the discover: nothing changed yet
         raise Cancelled(session.cancel_signal)
     return Clearing(session, labels, catalog_path, b"".join(messages))
