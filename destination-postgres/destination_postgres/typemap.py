@@ -285,30 +285,28 @@ def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
         return []
     from destination_postgres.naming import fit
 
-    kinds: dict[str, str] = {}
-    for raw_key, schema in props.items():
-        # "a\u0000b" beside "ab": one key of the stored data once NULs go, holding whichever
-        # comes later in each record; one column for it (nul_merged_keys warns).
-        kinds.setdefault(stored_key(raw_key), kind_of(schema))
-    # Who gets which name does not hang on the properties' order (JSON has none to keep, and a
-    # reordered schema moved values between columns): a property whose column would be its
-    # own name takes it first; the others ("" is "_", a meta column's namesake, a name
-    # another property has) get `_1`, `_2`, ... in the order of their keys.
     taken = set(reserved)
-    names: dict[str, str] = {}
-    for key in kinds:
-        if key and fit(key) == key and key not in taken:
-            names[key] = key
-            taken.add(key)
-    for key in sorted(k for k in kinds if k not in names):
+    keys: set[str] = set()
+    out: list[Column] = []
+    for raw_key, schema in props.items():
+        # "" cannot be an identifier, so that property's column is called "_".
+        key = stored_key(raw_key)
+        if key in keys:
+            # "a\u0000b" beside "ab": one key of the stored data once NULs go, holding whichever
+            # comes later in each record; one column for it (nul_merged_keys warns).
+            continue
+        keys.add(key)
         base = key or "_"
-        name, n = fit(base), 0
-        while name in taken:
-            n += 1
-            name = fit(base, suffix=f"_{n}")
-        names[key] = name
+        name = fit(base)
+        if name in taken:  # e.g. a property called _airbyte_ab_id
+            name = fit(base, suffix="_1")
+            n = 1
+            while name in taken:
+                n += 1
+                name = fit(base, suffix=f"_{n}")
         taken.add(name)
-    return [Column(key=key, name=names[key], kind=kind) for key, kind in kinds.items()]
+        out.append(Column(key=key, name=name, kind=kind_of(schema)))
+    return out
 
 
 def nul_merged_keys(json_schema: Any) -> list[str]:

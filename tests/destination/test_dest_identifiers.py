@@ -226,37 +226,6 @@ def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, d
     assert rows == [(1, "c", 3), (2, "b", 2)]
 
 
-def test_a_reordered_schema_keeps_every_property_in_its_column(run_write, dest_conn) -> None:
-    """Which property gets a suffixed column does not hang on the order of `properties` (JSON
-    keeps none, and a catalog stored as jsonb comes back reordered): the same properties in
-    another order land in the same columns, and the rows already there keep their values
-    (the suffixes followed the order, so values moved between columns)."""
-    import itertools
-
-    from destination_postgres.typemap import columns_for
-
-    props = {"id": {"type": "integer"}, "_": {"type": "string"}, "": {"type": "integer"},
-             "_airbyte_ab_id": {"type": "string"}, "_airbyte_ab_id_1": {"type": "string"},
-             "xmin": {"type": "integer"}}  # fmt: skip
-    reserved = {"_airbyte_ab_id", "xmin"}
-    layouts = {
-        frozenset((c.key, c.name) for c in columns_for({"properties": dict(order)}, reserved))
-        for order in itertools.permutations(props.items())
-    }
-    assert layouts == {frozenset({
-        ("id", "id"), ("_", "_"), ("", "__1"), ("_airbyte_ab_id", "_airbyte_ab_id_2"),
-        ("_airbyte_ab_id_1", "_airbyte_ab_id_1"), ("xmin", "xmin_1"),
-    })}  # fmt: skip
-    first = {"id": {"type": "integer"}, "": {"type": "integer"}, "_": {"type": "string"}}
-    again = {"id": {"type": "integer"}, "_": {"type": "string"}, "": {"type": "integer"}}
-    for n, schema in enumerate((first, again)):
-        catalog = catalog_for([("ord", schema)], mode="append")
-        data = record("ord", {"id": n, "_": f"text {n}", "": 100 + n}) + b"\n"
-        assert run_write(catalog, data).returncode == 0
-    rows = dest_conn.execute('SELECT id, "_", "__1" FROM ord ORDER BY id').fetchall()
-    assert rows == [(0, "text 0", 100), (1, "text 1", 101)]
-
-
 def test_a_view_named_like_the_stream_is_a_config_error(run_write, dest_conn) -> None:
     """An overwrite whose typed table's name is a view's: a config_error saying what to do
     (it was a system_error, '"vx" is not a table'), and the view stays."""
