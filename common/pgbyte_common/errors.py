@@ -193,11 +193,6 @@ def _classify(exc: BaseException, *, context: str) -> PgbyteError:
             )
         if sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
             return TransientError(f"{context}: {text}")
-        if isinstance(exc, pg_errors.WrongObjectType):  # a view where a table should be
-            return ConfigError(
-                f"{context}: {text} (a relation of the name a table needs is of another kind, "
-                "a view say: rename it, or sync the stream with a prefix or into another schema)"
-            )
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             return ConfigError(
                 f"{context}: {text} (the session is read-only: default_transaction_read_only "

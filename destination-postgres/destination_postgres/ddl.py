@@ -93,12 +93,36 @@ def _refuse_airbyte_v2_layout(
     )
 
 
+_KINDS = {
+    "v": "a view",
+    "m": "a materialized view",
+    "f": "a foreign table",
+    "S": "a sequence",
+    "i": "an index",
+    "I": "an index",
+    "c": "a composite type",
+}
+
+
 def _refuse_crossed_tables(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
-    """A stream whose raw table is another stream's typed table, or whose typed table is
-    another's raw table: a stream named `_airbyte_raw_z` beside z (a source replicating a
-    database Airbyte writes to). Written as usual, the overwrite swapped z's raw records away
-    or the append added typed columns to them; a catalog naming both streams is refused when
-    read, two connections are caught here, before anything is changed."""
+    """A stream table's name taken by a relation of another kind (a view), or a stream whose
+    raw table is another stream's typed table, or whose typed table is another's raw table: a
+    stream named `_airbyte_raw_z` beside z (a source replicating a database Airbyte writes
+    to). Written as usual, the overwrite swapped z's raw records away or the append added
+    typed columns to them; a catalog naming both streams is refused when read, two
+    connections are caught here, before anything is changed."""
+    finals = [(target.raw_schema, target.raw_table)]
+    if target.norm_table is not None:
+        finals.append((target.schema, target.norm_table))
+    for schema, name in finals:
+        found = relation(conn, schema, name)
+        if found is not None and found[0] not in ("r", "p"):
+            kind = _KINDS.get(found[0], "not a table")
+            raise ConfigError(
+                f"Stream {target.label}: {schema}.{name}, a table of this stream, exists and is "
+                f"{kind}. Rename or drop it, or sync the stream with a prefix or into another "
+                "schema; nothing was changed."
+            )
     raw = existing_columns(conn, target.raw_schema, target.raw_table)
     if raw is not None and "_airbyte_data" not in raw:
         raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
 from destination_postgres import naming
 
@@ -226,13 +227,17 @@ def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, d
     assert rows == [(1, "c", 3), (2, "b", 2)]
 
 
-def test_a_view_named_like_the_stream_is_a_config_error(run_write, dest_conn) -> None:
-    """An overwrite whose typed table's name is a view's: a config_error saying what to do
-    (it was a system_error, '"vx" is not a table'), and the view stays."""
+@pytest.mark.parametrize("mode", ["overwrite", "append", "append_dedup"])
+def test_a_view_named_like_the_stream_is_a_config_error(run_write, dest_conn, mode) -> None:
+    """A view where the stream's typed table goes: a config_error naming it, before anything
+    changes (it was a system_error: '"vx" is not a table', or for append a missing column),
+    and the view stays."""
     dest_conn.execute("CREATE VIEW vx AS SELECT 1 AS id")
-    catalog = catalog_for([("vx", {"id": {"type": "integer"}})])
+    catalog = catalog_for([("vx", {"id": {"type": "integer"}})], mode=mode)
+    catalog["streams"][0]["primary_key"] = [["id"]]
     result = run_write(catalog, record("vx", {"id": 7}) + b"\n")
     (error,) = result.errors
     assert (result.returncode, error["failure_type"]) == (1, "config_error"), error
-    assert "a view say: rename it, or sync the stream with a prefix" in error["message"], error
+    assert "public.vx, a table of this stream, exists and is a view" in error["message"], error
     assert dest_conn.execute("SELECT id FROM vx").fetchall() == [(1,)]
+    assert "_airbyte_raw_vx" not in table_names(dest_conn)
