@@ -132,7 +132,7 @@ def clear_streams(session: Session, conn: Connection, streams: list[Key] | None)
     # setting (destination-postgres; another destination is checked with its own config).
     schemas = sorted({route.dest_namespace for route in smap.routes if route.dest_namespace})
     settings = (dest_spec.get("connectionSpecification") or {}).get("properties") or {}
-    session.check_destination(schemas[0] if schemas and "schema" in settings else None)
+    session.check_destination(schemas if "schema" in settings else ())
     if session.cancel.is_set():  # stopped just after the discover: nothing changed yet
         raise Cancelled(session.cancel_signal)
     return Clearing(session, labels, catalog_path, b"".join(messages))

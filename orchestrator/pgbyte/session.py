@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -197,16 +198,22 @@ class Session:
             )
         return self.discovered(results[0]), dest_spec
 
-    def check_destination(self, schema: str | None = None) -> None:
-        """The destination's check; ConnectorError when it fails. `schema`: the schema a
-        command writes to, probed instead of the config's `schema:` (which it may not use)."""
+    def check_destination(self, schemas: Sequence[str] = ()) -> None:
+        """The destination's check; ConnectorError when it fails. `schemas`: the schemas a
+        command writes to, each probed (in parallel) instead of the config's `schema:`, which
+        it may not use."""
         config = self.conn.destination.config
-        if schema is not None and isinstance(config, dict):
-            path = self.private_file("check-config.json", {**config, "schema": schema})
+        if schemas and isinstance(config, dict):
+            paths = [
+                self.private_file(f"check-config-{i}.json", {**config, "schema": schema})
+                for i, schema in enumerate(schemas)
+            ]
         else:
-            path = self.configs()[1]
-        with ThreadPoolExecutor(1) as pool:
-            [result] = self.wait_all([pool.submit(self.call, self.destination, "check", path)])
-        ok, text = self._checked(result)
-        if not ok:
-            raise ConnectorError(f"the destination's check failed: {text}")
+            paths = [self.configs()[1]]
+        with ThreadPoolExecutor(min(len(paths), 4)) as pool:
+            calls = [pool.submit(self.call, self.destination, "check", path) for path in paths]
+            results = self.wait_all(calls)
+        for result in results:
+            ok, text = self._checked(result)
+            if not ok:
+                raise ConnectorError(f"the destination's check failed: {text}")

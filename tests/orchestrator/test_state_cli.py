@@ -403,6 +403,43 @@ def test_reset_clear_checks_the_destination_where_it_writes(
 
 
 @pytest.mark.slow
+def test_reset_clear_checks_every_schema_it_writes(
+    tmp_path, pg_server, source_conn, dest_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """Streams of two source schemas mapped to two destination schemas, the user allowed to
+    write only the first: the clear is refused before the state is forgotten (a check of the
+    first schema alone let it forget the state, then fail to empty the tables)."""
+    from db_roles import throwaway_role
+
+    with throwaway_role(dest_conn, "clear_half", "Clear-pw-6644"):
+        dest_conn.execute("CREATE SCHEMA w_public AUTHORIZATION clear_half")
+        source_conn.execute("CREATE SCHEMA s2")
+        for table in ("public.items", "s2.more"):
+            source_conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, val text)")
+            source_conn.execute(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')")
+        conn = write_connection(
+            tmp_path, {**source_config, "schemas": ["public", "s2"]},
+            {**dest_config, "username": "clear_half"}, dest_password="Clear-pw-6644",
+            namespace="w_${SOURCE_NAMESPACE}", sync_mode="incremental",
+            destination_sync_mode="append",
+            streams=[{"name": "items", "cursor_field": "id"}],
+        )  # fmt: skip
+        assert sync_json(conn, pg_server.password)[0].returncode == 0
+        state = tmp_path / ".pgbyte" / "state" / "conn.json"
+        before = state.read_bytes()
+        body = yaml.safe_load(conn.read_text())
+        body["streams"] = [{"name": "items", "cursor_field": "id"},
+                           {"name": "more", "cursor_field": "id"}]  # fmt: skip
+        conn.write_text(yaml.safe_dump(body, sort_keys=False))
+        clear = pgbyte("state", "reset", str(conn), "--clear", password=pg_server.password)
+        assert clear.returncode == 1, clear.stdout + clear.stderr
+        assert "the destination's check failed" in clear.stderr, clear.stderr
+        assert "w_s2" in clear.stderr, clear.stderr
+        assert state.read_bytes() == before
+        assert dest_conn.execute("SELECT count(*) FROM w_public.items").fetchone()[0] == 2
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("selector", ["items", "public.items"])
 def test_reset_clear_stopped_while_emptying_keeps_no_cursor_over_emptied_tables(
     selector, tmp_path, pg_server, dest_db, source_conn, dest_conn, source_config, dest_config
