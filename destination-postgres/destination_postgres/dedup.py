@@ -328,7 +328,7 @@ def _ensure_index(conn: psycopg.Connection[Any], target: StreamTarget, log: Log)
                 "that index. Rename or drop it (or give the stream a prefix); nothing was written."
             )
         if not target.typed_created:  # rows of earlier append syncs
-            _warn_keyless_rows(conn, target, final, log, "it was synced with append before")
+            _warn_keyless_rows(conn, target, final, log, "its typed table gets its key now")
     removed = _remove_duplicates(conn, target)
     if removed:
         log(

@@ -32,6 +32,8 @@ def main() -> None:
     from pgbyte import cli  # the imports: everything the commands need
 
     def cancel(signum: int, _frame: Any) -> None:
+        for other in previous:  # once: a second signal must not cut the cancel's answer short
+            signal.signal(other, note)
         raise cli.Cancelled(signum)
 
     for signum in previous:

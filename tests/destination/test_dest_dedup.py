@@ -716,7 +716,7 @@ def test_keyless_rows_an_append_left_are_named_when_dedup_begins(run_write, dest
                        lines(rec("s", {"id": 2, "name": "d", "seq": 1})))  # fmt: skip
     assert result.returncode == 0, result.messages
     assert count(dest_conn, "s") == 4
-    assert any("it was synced with append before; 2 row(s) of public.s" in m
+    assert any("its typed table gets its key now; 2 row(s) of public.s" in m
                and "Delete them" in m for m in result.logs), result.logs  # fmt: skip
     again = run_write(dedup_catalog("s", PROPS, [["id"]], ["seq"]),
                       lines(rec("s", {"id": 3, "name": "e", "seq": 1})))  # fmt: skip
