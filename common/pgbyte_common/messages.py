@@ -38,6 +38,17 @@ def buffer_stdout() -> None:
         )  # fmt: skip
 
 
+def to_devnull(*fds: int) -> None:
+    """Point each descriptor at /dev/null: what is still written there (a buffer's flush at
+    exit, say) goes nowhere instead of failing or blocking on a reader that is gone."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -72,11 +83,7 @@ class MessageWriter:
         """The reader of our output went away (a closed pipe): what is still buffered, and the
         interpreter's flush at exit, go to /dev/null instead of raising again."""
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-            null = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(null, self.out.fileno())
-            finally:
-                os.close(null)
+            to_devnull(self.out.fileno())
             self.out.flush()
 
     def log(self, level: str, text: str) -> None:

@@ -36,10 +36,14 @@ def ident(schema: str, table: str) -> sql.Composed:
     return sql.Identifier(schema, table)
 
 
+def schema_exists(conn: psycopg.Connection[Any], schema: str) -> bool:
+    row = conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    return row is not None
+
+
 def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> None:
     """CREATE SCHEMA only when missing: needing no CREATE-on-database right when it exists."""
-    exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
-    if not exists:
+    if not schema_exists(conn, schema):
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
@@ -93,6 +97,11 @@ def _refuse_airbyte_v2_layout(
     )
 
 
+# What the refusals of a stream's taken table names advise.
+_ELSEWHERE = (
+    "Sync this stream with a prefix or into another schema, set raw_data_schema to keep raw "
+    "tables apart, or rename the table; nothing was changed."
+)
 _KINDS = {
     "v": "a view",
     "m": "a materialized view",
@@ -128,9 +137,7 @@ def _refuse_crossed_tables(conn: psycopg.Connection[Any], target: StreamTarget) 
         raise ConfigError(
             f"Stream {target.label}: {target.raw_schema}.{target.raw_table}, where its raw "
             "records go, exists and is no raw table (it has no _airbyte_data column: the typed "
-            f"table of a stream named {target.raw_table}?). Sync this stream with a prefix or "
-            "into another schema, set raw_data_schema to keep raw tables apart, or rename the "
-            "table; nothing was changed."
+            f"table of a stream named {target.raw_table}?). {_ELSEWHERE}"
         )
     if target.norm_table is None:
         return
@@ -140,9 +147,7 @@ def _refuse_crossed_tables(conn: psycopg.Connection[Any], target: StreamTarget) 
         raise ConfigError(
             f"Stream {target.label}: its typed table {target.schema}.{target.norm_table} exists "
             "and is a raw table (_airbyte_ab_id, _airbyte_data, _airbyte_emitted_at: another "
-            f"stream's raw records?), which this {target.mode} would {change}. Sync this "
-            "stream with a prefix or into another schema, set raw_data_schema to keep raw "
-            "tables apart, or rename the table; nothing was changed."
+            f"stream's raw records?), which this {target.mode} would {change}. {_ELSEWHERE}"
         )
 
 
@@ -203,10 +208,7 @@ def lock_for_prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> Non
     lock of the schema's: held that briefly, a slow preparation (a column retyped, a refill,
     a table lock a reader holds) delays only writes of the same tables. Keys in sorted order:
     no two writes wait on each other."""
-    missing = [
-        name for name in sorted({target.raw_schema, target.schema})
-        if not conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (name,)).fetchone()
-    ]  # fmt: skip
+    missing = [s for s in sorted({target.raw_schema, target.schema}) if not schema_exists(conn, s)]
     if missing:
         _advisory_xact_locks(conn, [sql.Identifier(name) for name in missing])
         for name in missing:

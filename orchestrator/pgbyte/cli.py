@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import orjson
 from pgbyte_common import interrupts
+from pgbyte_common.messages import to_devnull
 
 from pgbyte.clear import clear_streams
 from pgbyte.connection import Connection, ConnectionFileError, load_connection
@@ -128,11 +129,9 @@ def _install_signals(session: Session) -> None:
             # clean-up short. What pgbyte still prints to it goes nowhere instead (output
             # redirected to a file or a pipe still gets the summary).
             with contextlib.suppress(OSError):
-                null = os.open(os.devnull, os.O_WRONLY)
-                for stream in (sys.stdout, sys.stderr):
-                    # A terminal is a character device (isatty fails once it hung up).
-                    if stat.S_ISCHR(os.fstat(stream.fileno()).st_mode):
-                        os.dup2(null, stream.fileno())
+                # A terminal is a character device (isatty fails once it hung up).
+                to_devnull(*(stream.fileno() for stream in (sys.stdout, sys.stderr)
+                             if stat.S_ISCHR(os.fstat(stream.fileno()).st_mode)))  # fmt: skip
         if not session.cancel.is_set():  # the first signal says why (SIGTERM, then Ctrl-C: 143)
             session.cancel_signal = signum
         session.cancel.set()
@@ -287,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = _cancelled(getattr(args, "json", False), signal.SIGINT)
     except BrokenPipeError:
         # The reader of our output went away (`pgbyte state show | head`): no traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        to_devnull(sys.stdout.fileno())
         code = 1
     # Not sys.exit: Python's shutdown would put the default signal actions back, and a second
     # signal then (SIGTERM, then Ctrl-C) would turn the exit status into "killed by SIGINT".

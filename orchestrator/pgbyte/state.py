@@ -102,13 +102,18 @@ def _key(state: dict[str, Any]) -> tuple[str, str | None, str | None]:
     return kind, None, None
 
 
+def reset_command(connection: Path | str, *options: str) -> str:
+    """A `pgbyte state reset` command line to paste (shell-quoted)."""
+    return shlex.join(["pgbyte", "state", "reset", str(connection), *options])
+
+
 class StateStore:
     """The latest committed state per stream, merged from echoed STATE messages."""
 
     def __init__(self, path: Path, connection: Path | None = None) -> None:
         self.path = path
         # The connection file, for the reset command an error suggests.
-        self._reset_command = shlex.join(["pgbyte", "state", "reset", str(connection or "CONN")])
+        self._reset_command = reset_command(connection or "CONN")
         self._lock = threading.Lock()
         self._states: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
         self.dirty = False

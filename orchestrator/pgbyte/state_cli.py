@@ -12,7 +12,6 @@ clear never leaves emptied tables under a remembered cursor.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -21,7 +20,14 @@ import orjson
 
 from pgbyte.connection import Connection
 from pgbyte.protocol import ConnectorError
-from pgbyte.state import StateFileError, StateStore, read_history, state_lock, stream_label
+from pgbyte.state import (
+    StateFileError,
+    StateStore,
+    read_history,
+    reset_command,
+    state_lock,
+    stream_label,
+)
 from pgbyte.state_view import format_states, state_views
 
 Key = tuple[str | None, str | None]
@@ -214,13 +220,14 @@ def _rerun_hint(args: argparse.Namespace, plan: ClearPlan, selected: bool) -> st
     """What to do after a clear that did not finish: the state is reset already. The rerun
     names the streams as namespace.name (a bare name could match more streams once their
     state is gone)."""
-    command = ["pgbyte", "state", "reset", args.connection]
+    options = []
     if selected:
         for name, namespace in plan.labels:
-            command += ["--stream", stream_label(name, namespace)]
+            options += ["--stream", stream_label(name, namespace)]
+    rerun = reset_command(args.connection, *options, "--clear")
     return ("the state was reset, but the destination tables may not have been emptied: run "
-            f"`{shlex.join([*command, '--clear'])}` again before the next sync (an append "
-            "stream would otherwise get its rows a second time)")  # fmt: skip
+            f"`{rerun}` again before the next sync (an append stream would otherwise get its "
+            "rows a second time)")  # fmt: skip
 
 
 def _listed_key(selector: str, conn: Connection, qualified: bool = False) -> Key | None:

@@ -22,7 +22,6 @@ not a sync: it raises ConnectionFileError before `read` and `write` start, and a
 from __future__ import annotations
 
 import contextlib
-import shlex
 import threading
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from pgbyte.state import (
     StateStore,
     append_history,
     read_history,
+    reset_command,
     state_lock,
     stream_label,
 )
@@ -197,7 +197,7 @@ class SyncRun:
 
     def _reset_command(self, label: str) -> str:
         """The `pgbyte state reset` that forgets one stream's state, ready to paste."""
-        return shlex.join(["pgbyte", "state", "reset", str(self.conn.path), "--stream", label])
+        return reset_command(self.conn.path, "--stream", label)
 
     # -- the pipe --------------------------------------------------------------------------------
     def _pipe(self, source: ConnectorProcess, dest: ConnectorProcess) -> None:

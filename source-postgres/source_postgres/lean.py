@@ -22,7 +22,7 @@ from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import PgbyteError, classify_error
 from pgbyte_common.interrupts import Interrupts, settle
 from pgbyte_common.lean import lean_check, lean_discover
-from pgbyte_common.messages import MessageWriter
+from pgbyte_common.messages import MessageWriter, to_devnull
 from pgbyte_common.secrets import collect_secrets
 
 from source_postgres.catalog import parse_catalog
@@ -107,7 +107,7 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
                 if stuck:
                     # What did not fit stays buffered, and the interpreter's exit would block
                     # flushing it into the full pipe: let that flush go nowhere instead.
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), unblocked)
+                    to_devnull(unblocked)
         return interrupts.exit_code if interrupts is not None else 130
     except PgbyteError as exc:
         writer.exception(exc)
