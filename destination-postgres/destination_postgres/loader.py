@@ -310,6 +310,20 @@ def normalize_split(
 
 
 _DATA = sql.SQL("s._airbyte_data")
+# The hashid: a 64-bit hash of the record's data, computed on the binary jsonb (md5 of its text
+# form costs a jsonb→text conversion per row, a large share of the whole load).
+HASHID_COLUMN = "_pgbyte_hashid"
+
+
+def hashid_expr(data: sql.Composable) -> sql.Composable:
+    """The hashid of the record whose data is `data` (16 hex digits)."""
+    return sql.SQL("lpad(to_hex(jsonb_hash_extended({}, 0)), 16, '0')").format(data)
+
+
+class Prehashed(sql.Composed):
+    """A table of raw-layout rows whose HASHID_COLUMN already holds each row's hashid (a shared
+    stage computes it as the second connection COPYs the batch: stages.fill), so the INSERT of
+    the typed rows, on the first connection, reads it instead of hashing every row again."""
 
 
 def _norm_statement(
@@ -337,14 +351,10 @@ def _norm_statement(
         for c, expr in zip(target.columns, exprs, strict=True)
         if c.name in required
     ]
-    # The hashid: a 64-bit hash of the record's data, computed on the binary jsonb (md5 of its
-    # text form costs a jsonb→text conversion per row, a large share of the whole load).
-    exprs.append(
-        sql.SQL(
-            "s._airbyte_ab_id, s._airbyte_emitted_at, now(), "
-            "lpad(to_hex(jsonb_hash_extended(s._airbyte_data, 0)), 16, '0')"
-        )
+    hashid = (
+        sql.Identifier("s", HASHID_COLUMN) if isinstance(source, Prehashed) else hashid_expr(_DATA)
     )
+    exprs.append(sql.SQL("s._airbyte_ab_id, s._airbyte_emitted_at, now(), {}").format(hashid))
     if position:
         exprs.append(sql.SQL("s._pgbyte_pos, s.ctid"))
     return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{}").format(

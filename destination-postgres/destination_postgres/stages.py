@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from destination_postgres import ddl
+from destination_postgres import ddl, loader
 from destination_postgres.loader import DATA_STAGE, REFUSED, FastPathRefused, copy_fast_rows
 
 PREFIX = "_pgbyte_stage_"
@@ -47,14 +47,24 @@ def name(token: int, seq: int) -> str:
     return f"{PREFIX}{token}_{seq}"
 
 
-def fill(conn: psycopg.Connection[Any], batch: Any, stage: Stage) -> sql.Composed:
+def fill(conn: psycopg.Connection[Any], batch: Any, stage: Stage) -> sql.Composable:
     """On the second connection: a new unlogged stage holding the batch's canonical rows,
     committed. Raises FastPathRefused (nothing left behind) when Postgres refuses a row."""
-    table = ddl.ident(*stage)
+    table: sql.Composable = ddl.ident(*stage)
+    # The columns of the session's data stage (loader.setup_session), and from PostgreSQL 12
+    # on (generated columns) each row's hashid, computed here: the first connection, which
+    # moves the batch into the tables, is the write's bottleneck; this one waits for it.
+    hashid = sql.SQL("")
+    if conn.info.server_version >= 120000:
+        table = loader.Prehashed([table])
+        hashid = sql.SQL(", {} text GENERATED ALWAYS AS ({}) STORED").format(
+            sql.Identifier(loader.HASHID_COLUMN),
+            loader.hashid_expr(sql.Identifier("_airbyte_data")),
+        )
     try:
-        conn.execute(  # the columns of the session's data stage (loader.setup_session)
-            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {}) WITH (autovacuum_enabled = off)").format(
-                table, DATA_STAGE
+        conn.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {}{}) WITH (autovacuum_enabled = off)").format(
+                table, DATA_STAGE, hashid
             )
         )
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(COMMENT)))

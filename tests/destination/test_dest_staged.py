@@ -147,6 +147,40 @@ def test_dedup_across_staged_batches_keeps_the_latest_per_key(dest_config, dest_
     assert _stages(dest_conn) == []
 
 
+def _hashid_mismatches(conn: Any) -> int:
+    """Typed rows of p whose hashid is not the hash of their raw record's data."""
+    return conn.execute(
+        "SELECT count(*) FROM p JOIN _airbyte_raw_p r USING (_airbyte_ab_id) "
+        "WHERE p._airbyte_p_hashid IS DISTINCT FROM "
+        "lpad(to_hex(jsonb_hash_extended(r._airbyte_data, 0)), 16, '0')"
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_staged_batches_carry_the_hashid_of_their_data(dest_config, dest_conn, mode) -> None:
+    """A stage computes its rows' hashids as the second connection fills it: every typed row,
+    of an append, of a first dedup load (plain INSERTs) and of a dedup merge (second write),
+    holds the hash of its raw record's data, as a row loaded without a stage does."""
+    catalog = (
+        dedup_catalog("p", PROPS, [["id"]], ["seq"])
+        if mode == "append_dedup"
+        else catalog_for([("p", PROPS)], "append")
+    )
+    for round_ in range(2):
+        lines = [
+            rec("p", {"id": i, "name": f"r{round_}-{i} " + "z" * 30, "seq": round_}, compact=True)
+            for i in range(800)
+        ]
+        lines.append(state("p", round_))
+        writer = _writer(dest_config, catalog, io.BytesIO())
+        assert writer.run(_chunks(lines)) == 0
+        assert writer._stage_seq >= 5
+        typed = dest_conn.execute("SELECT count(*) FROM p").fetchone()[0]
+        assert typed == (800 if mode == "append_dedup" else 800 * (round_ + 1))
+        assert _hashid_mismatches(dest_conn) == 0
+    assert _stages(dest_conn) == []
+
+
 def test_a_bad_line_after_staged_batches_keeps_the_last_state(dest_config, dest_conn) -> None:
     """A canonical-looking line whose data is not JSON, in a staged batch after a STATE: the
     write fails naming that line, the tables hold exactly what the STATE covered, and every
