@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-
-import psycopg
-from psycopg import errors as pg_errors
+from typing import TYPE_CHECKING
 
 from pgbyte_common.sql_names import quoted
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class PgbyteError(Exception):
@@ -62,6 +63,8 @@ def describe_connect_error(
     exc: psycopg.Error, *, host: str, port: int, database: str, username: str
 ) -> PgbyteError:
     """Turn a psycopg connection error into an actionable PgbyteError, never quoting a secret."""
+    from psycopg import errors as pg_errors  # imported here: see _classify
+
     where = _where(host, port, database)
     text = str(exc).strip()
     lowered = text.lower()
@@ -169,6 +172,11 @@ def classify_error(exc: BaseException, *, context: str) -> PgbyteError:
 
 def _classify(exc: BaseException, *, context: str) -> PgbyteError:
     text = _first_line(str(exc)) or type(exc).__name__
+    # psycopg is imported here, not with the module: pgbyte imports this module but talks to no
+    # database, and psycopg's import is a tenth of a second of every sync's start.
+    import psycopg
+    from psycopg import errors as pg_errors
+
     if isinstance(exc, psycopg.Error):
         sqlstate = getattr(exc, "sqlstate", None) or ""
         if isinstance(exc, psycopg.OperationalError) and not sqlstate:

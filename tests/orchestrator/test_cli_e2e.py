@@ -285,3 +285,18 @@ def test_version_and_a_negative_history_limit() -> None:
     limit = pgbyte("history", "conn.yaml", "--limit", "-1", password="")
     assert limit.returncode == 2
     assert "--limit: a whole number of 0 or more is needed, not '-1'" in limit.stderr
+
+
+def test_pgbyte_does_not_import_psycopg_to_start() -> None:
+    """pgbyte talks to no database itself: its start, on the way to every sync's first
+    connector, does not pay psycopg's import (a tenth of a second), which the shared error
+    module imports only to classify a database error."""
+    driver = (
+        "import sys\n"
+        "import pgbyte.cli, pgbyte.sync, pgbyte.clear, pgbyte_common.errors\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('psycopg')))\n"
+    )
+    python = Path(console_script("pgbyte")).parent / "python"
+    proc = subprocess.run([str(python), "-c", driver], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
