@@ -40,8 +40,7 @@ def _probe(conn: psycopg.Connection[Any], schema: str, username: str) -> None:
         )
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, table)))
     except pg_errors.InsufficientPrivilege:
-        exists = conn.execute("SELECT FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
-        if exists is None:  # CREATE SCHEMA refused: a GRANT on the schema cannot help
+        if not ddl.schema_exists(conn, schema):  # CREATE SCHEMA refused: a schema GRANT can't help
             database = conn.info.dbname
             raise ConfigError(
                 f"User {username!r} may not create schema {schema!r} in database {database!r}: "

@@ -22,8 +22,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from destination_postgres import ddl, loader
-from destination_postgres.loader import DATA_STAGE, REFUSED, FastPathRefused, copy_fast_rows
+from destination_postgres import ddl
+from destination_postgres.loader import (
+    DATA_STAGE,
+    HASHID_COLUMN,
+    REFUSED,
+    FastPathRefused,
+    Prehashed,
+    copy_fast_rows,
+    hashid_expr,
+)
 
 PREFIX = "_pgbyte_stage_"
 COMMENT = "pgbyte: one batch of a running write (dropped once loaded)"
@@ -56,10 +64,9 @@ def fill(conn: psycopg.Connection[Any], batch: Any, stage: Stage) -> sql.Composa
     # moves the batch into the tables, is the write's bottleneck; this one waits for it.
     hashid = sql.SQL("")
     if conn.info.server_version >= 120000:
-        table = loader.Prehashed([table])
+        table = Prehashed([table])
         hashid = sql.SQL(", {} text GENERATED ALWAYS AS ({}) STORED").format(
-            sql.Identifier(loader.HASHID_COLUMN),
-            loader.hashid_expr(sql.Identifier("_airbyte_data")),
+            sql.Identifier(HASHID_COLUMN), hashid_expr(sql.Identifier("_airbyte_data"))
         )
     try:
         conn.execute(
