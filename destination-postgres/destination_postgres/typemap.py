@@ -279,34 +279,41 @@ def stored_key(raw_key: str) -> str:
 
 
 def columns_for(json_schema: Any, reserved: set[str]) -> list[Column]:
-    """One Column per property, names made unique against each other and the meta columns."""
+    """One Column per property, names made unique against each other and the meta columns.
+
+    A property keeps its column whatever the order of the schema's properties (a later sync's
+    schema may list them in another order, and the typed table is matched by column name): every
+    property whose own name is free claims it first; then the ones that cannot have theirs
+    ("" is no identifier, so its column is `_`; a meta or system column's namesake, like `xmin`)
+    take that name if still free, else the first free `_1`, `_2`…, in property-name order. So
+    `xmin` beside a property `xmin_1` is always `xmin_2`."""
     props = json_schema.get("properties") if isinstance(json_schema, dict) else None
     if not isinstance(props, dict):
         return []
     from destination_postgres.naming import fit
 
-    taken = set(reserved)
-    keys: set[str] = set()
-    out: list[Column] = []
+    kinds: dict[str, str] = {}
     for raw_key, schema in props.items():
-        # "" cannot be an identifier, so that property's column is called "_".
         key = stored_key(raw_key)
-        if key in keys:
-            # "a\u0000b" beside "ab": one key of the stored data once NULs go, holding whichever
-            # comes later in each record; one column for it (nul_merged_keys warns).
-            continue
-        keys.add(key)
+        # "a\u0000b" beside "ab": one key of the stored data once NULs go, holding whichever
+        # comes later in each record; one column for it (nul_merged_keys warns).
+        kinds.setdefault(key, kind_of(schema))
+    taken = set(reserved)
+    names: dict[str, str] = {}
+    for key in kinds:
+        name = fit(key)
+        if key and name not in taken:
+            names[key] = name
+            taken.add(name)
+    for key in sorted(k for k in kinds if k not in names):
         base = key or "_"
-        name = fit(base)
-        if name in taken:  # e.g. a property called _airbyte_ab_id
-            name = fit(base, suffix="_1")
-            n = 1
-            while name in taken:
-                n += 1
-                name = fit(base, suffix=f"_{n}")
+        name, n = fit(base), 0
+        while name in taken:  # e.g. a property called _airbyte_ab_id
+            n += 1
+            name = fit(base, suffix=f"_{n}")
+        names[key] = name
         taken.add(name)
-        out.append(Column(key=key, name=name, kind=kind_of(schema)))
-    return out
+    return [Column(key=key, name=names[key], kind=kind) for key, kind in kinds.items()]
 
 
 def nul_merged_keys(json_schema: Any) -> list[str]:

@@ -8,6 +8,7 @@ import json
 import pytest
 from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
 from destination_postgres import naming
+from psycopg import sql
 
 CATALOG = FIXTURES / "identifiers_catalog.json"
 RECORDS = FIXTURES / "identifiers_records.jsonl"
@@ -225,6 +226,37 @@ def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, d
     assert second.returncode == 0, second.errors
     rows = dest_conn.execute('SELECT id, "_pgbyte_rn", xmin_1 FROM rn ORDER BY id').fetchall()
     assert rows == [(1, "c", 3), (2, "b", 2)]
+
+
+@pytest.mark.parametrize(
+    ("renamed", "namesake", "column"),
+    [("xmin", "xmin_1", "xmin_2"), ("", "_", "__1"),
+     ("_airbyte_ab_id", "_airbyte_ab_id_1", "_airbyte_ab_id_2")],
+)  # fmt: skip
+def test_a_renamed_property_keeps_its_column_whatever_the_property_order(
+    run_write, dest_conn, renamed: str, namesake: str, column: str
+) -> None:
+    """A property that cannot have its own name (a system or meta column's namesake, or "")
+    beside a property already called what its column would be: a later sync listing the two
+    in the other order writes each into the same column as before, not into the other's."""
+    table = f"ord_{len(renamed)}"
+    for n, names in enumerate([(renamed, namesake), (namesake, renamed)]):
+        props = {name: {"type": "string"} for name in names}
+        data = {renamed: f"renamed {n}", namesake: f"namesake {n}"}
+        result = run_write(catalog_for([(table, props)], "append"), record(table, data))
+        assert result.returncode == 0, result.errors
+    rows = dest_conn.execute(
+        sql.SQL("SELECT {}, {} FROM {} ORDER BY 1").format(
+            sql.Identifier(namesake), sql.Identifier(column), sql.Identifier(table)
+        )
+    ).fetchall()
+    assert rows == [("namesake 0", "renamed 0"), ("namesake 1", "renamed 1")]
+    columns = {r[0] for r in dest_conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,)
+    )}  # fmt: skip
+    meta = {"_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_normalized_at",
+            f"_airbyte_{table}_hashid"}  # fmt: skip
+    assert columns - meta == {namesake, column}
 
 
 @pytest.mark.parametrize("mode", ["overwrite", "append", "append_dedup"])
