@@ -80,6 +80,10 @@ def _describe(error: Any, secret_keys: set[str]) -> str:
     return f"{where}: {text}"
 
 
+# The tunnel_method values of Airbyte's Postgres connector specs.
+_TUNNEL_METHODS = ("NO_TUNNEL", "SSH_KEY_AUTH", "SSH_PASSWORD_AUTH")
+
+
 def unsupported_problem(config: Any) -> str | None:
     """What an Airbyte config asks for that pgbyte cannot do (an SSH tunnel, Entra ID sign-in),
     worded as the fix; None when nothing. Checked before the config's other fields, whose
@@ -88,6 +92,11 @@ def unsupported_problem(config: Any) -> str | None:
         return None
     tunnel = config.get("tunnel_method")
     method = tunnel.get("tunnel_method", "NO_TUNNEL") if isinstance(tunnel, dict) else tunnel
+    if tunnel and method not in _TUNNEL_METHODS:
+        return (
+            f"tunnel_method {method!r} is not a tunnel method: use NO_TUNNEL (or one of "
+            "Airbyte's SSH_KEY_AUTH, SSH_PASSWORD_AUTH, which pgbyte does not open yet)."
+        )
     if tunnel and method != "NO_TUNNEL":
         return (
             f"tunnel_method {method} is not supported by pgbyte yet: open the SSH tunnel "

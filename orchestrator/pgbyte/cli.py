@@ -71,6 +71,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (else argparse's usage error, with this message)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, is needed, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pgbyte",
@@ -90,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     command("discover", "list the source's streams: sync modes, keys, column counts")
     p = command("sync", "run the connection once (Sync Now)")
     p.add_argument(
-        "--progress-every", type=float, default=10.0, metavar="SECONDS",
+        "--progress-every", type=_seconds, default=10.0, metavar="SECONDS",
         help="interval of plain progress lines when stderr is not a terminal (default 10)",
     )  # fmt: skip
     p.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
@@ -187,15 +198,29 @@ def cmd_sync(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> 
     with Session(conn, reporter.log) as session:
         _install_signals(session)
         summary = sync(session, reporter)
-    if args.json:
-        _print_json(summary)
-    else:
-        print(format_summary(summary), flush=True)
+    try:
+        if args.json:
+            _print_json(summary)
+        else:
+            print(format_summary(summary))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of the summary went away (`pgbyte sync c.yaml | head -1`): the sync's
+        # outcome stands (its state and history are saved either way); only the summary is lost.
+        _output_lost()
     if summary["status"] == "succeeded":
         return 0
     if summary["status"] == "cancelled":
         return 128 + session.cancel_signal
     return 1
+
+
+def _output_lost() -> None:
+    """Standard output's reader is gone: later writes go nowhere, and stderr says so."""
+    to_devnull(sys.stdout.fileno())
+    with contextlib.suppress(OSError):
+        print("pgbyte: standard output was closed by its reader; the rest of the output "
+              "was not printed", file=sys.stderr)  # fmt: skip
 
 
 def cmd_state(conn: Connection, args: argparse.Namespace, reporter: Reporter) -> int:
@@ -209,11 +234,14 @@ def cmd_state(conn: Connection, args: argparse.Namespace, reporter: Reporter) ->
 
 
 def cmd_history(conn: Connection, args: argparse.Namespace) -> int:
-    entries = read_history(conn.history_path)[-args.limit :] if args.limit else []
+    # The file is in the order syncs ended (a refused concurrent sync ends before the one it
+    # waited on); shown in the order they started, as their first column reads.
+    started = sorted(read_history(conn.history_path), key=lambda e: str(e.get("started_at") or ""))
+    entries = started[-args.limit :] if args.limit else []
     if args.json:
         _print_json(entries)
         return 0
-    if not entries and not read_history(conn.history_path):
+    if not started:
         print(f"no syncs yet ({conn.history_path})")
     for entry in entries:
         total = entry.get("total") or {}
@@ -285,8 +313,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:  # Ctrl-C before the command's own handler was installed
         code = _cancelled(getattr(args, "json", False), signal.SIGINT)
     except BrokenPipeError:
-        # The reader of our output went away (`pgbyte state show | head`): no traceback.
-        to_devnull(sys.stdout.fileno())
+        # The reader of our output went away (`pgbyte state show | head`): no traceback; the
+        # output the command exists for was cut short, so it failed.
+        _output_lost()
         code = 1
     # Not sys.exit: Python's shutdown would put the default signal actions back, and a second
     # signal then (SIGTERM, then Ctrl-C) would turn the exit status into "killed by SIGINT".

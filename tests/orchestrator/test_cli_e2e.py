@@ -17,7 +17,14 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from orchestrator_helpers import REPO_ROOT, console_script, pgbyte, sync_json, write_connection
+from orchestrator_helpers import (
+    REPO_ROOT,
+    console_script,
+    pgbyte,
+    pgbyte_env,
+    sync_json,
+    write_connection,
+)
 
 
 def test_check_succeeds_for_good_configs(
@@ -285,6 +292,37 @@ def test_version_and_a_negative_history_limit() -> None:
     limit = pgbyte("history", "conn.yaml", "--limit", "-1", password="")
     assert limit.returncode == 2
     assert "--limit: a whole number of 0 or more is needed, not '-1'" in limit.stderr
+
+
+def test_a_negative_progress_interval_is_a_usage_error() -> None:
+    """`sync --progress-every -5` is refused as `--limit -1` is (it was taken silently)."""
+    run = pgbyte("sync", "conn.yaml", "--progress-every", "-5", password="")
+    assert run.returncode == 2
+    assert "--progress-every: a number of seconds, 0 or more, is needed, not '-5'" in run.stderr
+
+
+def test_a_closed_stdout_keeps_the_syncs_exit_status(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:
+    """`pgbyte sync c.yaml | true`: the reader left before the summary; the sync succeeded
+    all the same (state and history saved), so it exits 0 and says on stderr what was lost.
+    `state show | true`, whose output is the point, exits 1, saying the same."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    source_conn.execute("INSERT INTO t VALUES (1), (2)")
+    conn = write_connection(tmp_path, source_config, dest_config)
+    script = '"$0" "$@" | true; echo "exit ${PIPESTATUS[0]}"'
+    for args, status in ((["sync", str(conn)], 0), (["sync", str(conn), "--json"], 0),
+                         (["state", "show", str(conn)], 1)):  # fmt: skip
+        run = subprocess.run(
+            ["bash", "-c", script, console_script("pgbyte"), *args],
+            env=pgbyte_env(pg_server.password), capture_output=True, text=True, timeout=180,
+            check=False,
+        )  # fmt: skip
+        assert run.stdout == f"exit {status}\n", (args, run.stdout, run.stderr)
+        assert "standard output was closed by its reader" in run.stderr, (args, run.stderr)
+        assert "Traceback" not in run.stderr
+    history = pgbyte("history", str(conn), "--json", password="")
+    assert [e["status"] for e in orjson.loads(history.stdout)] == ["succeeded", "succeeded"]
 
 
 def test_pgbyte_does_not_import_psycopg_to_start() -> None:

@@ -201,6 +201,24 @@ def test_a_damaged_history_is_read_around_and_appended_to_cleanly(tmp_path) -> N
     assert "2026-01-01" in history.stdout and "2026-01-02" in history.stdout
 
 
+def test_history_lists_syncs_in_the_order_they_started(tmp_path) -> None:
+    """Entries are appended as syncs end: a sync refused while another ran ends first. The
+    history lists them by their start, which its first column shows; --limit keeps the
+    newest starts."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    ended = [history_entry("2026-01-01T10:00:05.000Z", "failed", 0),
+             history_entry("2026-01-01T10:00:00.000Z", "succeeded", 5),
+             history_entry("2026-01-01T10:00:09.000Z", "succeeded", 1)]  # fmt: skip
+    (tmp_path / "state.history.jsonl").write_bytes(
+        b"".join(orjson.dumps(entry) + b"\n" for entry in ended)
+    )
+    listed = orjson.loads(pgbyte("history", str(conn), "--json", password="").stdout)
+    assert [e["started_at"][11:19] for e in listed] == ["10:00:00", "10:00:05", "10:00:09"]
+    text = pgbyte("history", str(conn), "--limit", "2", password="").stdout
+    starts = [line.split()[0][11:19] for line in text.splitlines() if line.startswith("2026")]
+    assert starts == ["10:00:05", "10:00:09"], text
+
+
 @pytest.mark.slow
 def test_show_names_the_newest_sync_even_when_it_committed_nothing(
     tmp_path, pg_server, source_conn, source_config, dest_config

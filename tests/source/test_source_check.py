@@ -246,6 +246,8 @@ def test_airbyte_jdbc_params_are_accepted(source_conn, source_config, write_json
         # Refused as unsupported before its missing fields are listed one by one.
         ({"tunnel_method": {"tunnel_method": "SSH_KEY_AUTH", "tunnel_host": "bastion"}},
          "tunnel_method SSH_KEY_AUTH is not supported"),
+        ({"tunnel_method": {"tunnel_method": "SSH_PASSWORD_AUTHX", "tunnel_host": "bastion"}},
+         "tunnel_method 'SSH_PASSWORD_AUTHX' is not a tunnel method: use NO_TUNNEL"),
         ({"ssl_mode": {"mode": "verify-ca"}}, "ca_certificate"),
         ({"ssl_mode": {"mode": "require", "client_certificate": "PEM"}},
          "client_certificate needs ssl_mode.client_key"),
