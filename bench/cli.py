@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     parent = str(args.workdir) if args.workdir else None
+    if parent:  # made when missing: mkdtemp needs its parent
+        Path(parent).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="pgbyte-bench-", dir=parent))
     servers = Servers(source_dsn=args.source_dsn, dest_dsn=args.dest_dsn)
     try:

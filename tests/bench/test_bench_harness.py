@@ -232,12 +232,15 @@ def test_ctrl_c_ends_children_and_removes_temp_files(tmp_path):
 
 def test_destination_without_source_loads_sql_generated_messages(tmp_path):
     """With the source a stub, the destination benchmark still runs on messages generated in
-    SQL, loads N rows, and the report says where its input came from."""
+    SQL, loads N rows, and the report says where its input came from. (Its --workdir does not
+    exist yet: the harness makes it, and leaves it empty.)"""
+    workdir = tmp_path / "not" / "yet"
     result, report = run_bench(
-        tmp_path, "--repeat", "1", "--only", "destination",
+        tmp_path, "--repeat", "1", "--only", "destination", "--workdir", str(workdir),
         "--source-cmd", fake("stub.py"), "--dest-cmd", fake("fake_destination.py"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list(workdir.iterdir()) == []
     assert report["steps"]["destination"]["verified"]["raw_rows"] == ROWS
     assert any("generated in SQL" in note for note in report["notes"])
 
