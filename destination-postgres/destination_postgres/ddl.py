@@ -400,9 +400,12 @@ def _replace(conn: psycopg.Connection[Any], schema: str, final: str, *, cascade:
     try:
         drop(conn, schema, final, cascade=cascade)
     except pg_errors.DependentObjectsStillExist as exc:
+        # The DETAIL names them ("view v depends on table t", one line each); the error's
+        # last line is only PostgreSQL's HINT to use CASCADE.
+        detail = "; ".join((exc.diag.message_detail or "").split("\n")).strip()
         raise ConfigError(
-            f"Cannot replace {schema}.{final}: other objects (views?) depend on it "
-            f"({str(exc).strip().splitlines()[-1]}). Drop them, or set drop_cascade: true "
+            f"Cannot replace {schema}.{final}: other objects depend on it"
+            f"{f' ({detail})' if detail else ''}. Drop them, or set drop_cascade: true "
             "to have overwrite syncs drop them too. The previous tables are unchanged."
         ) from None
     conn.execute(
