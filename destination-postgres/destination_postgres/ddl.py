@@ -160,8 +160,10 @@ def create_normalized(
     *,
     autovacuum: bool = True,
     extra: tuple[tuple[str, str], ...] = (),
+    ab_id_type: str = "uuid",
 ) -> None:
-    """The typed table; `extra`: (name, SQL type) of columns after the meta columns."""
+    """The typed table; `extra`: (name, SQL type) of columns after the meta columns;
+    `ab_id_type`: of `_airbyte_ab_id` (ab_id_type() of the table its ids come from)."""
     # A user's narrower type (typemap.Column.narrow, from format_type()) holds on dedup's
     # typed stage too, so that its guarded INSERT NULLs what the table would refuse.
     parts = [
@@ -171,7 +173,7 @@ def create_normalized(
         for c in columns
     ]
     parts += [
-        sql.SQL("_airbyte_ab_id uuid"),
+        sql.SQL("_airbyte_ab_id {}").format(sql.SQL(ab_id_type)),
         sql.SQL("_airbyte_emitted_at timestamp with time zone"),
         sql.SQL("_airbyte_normalized_at timestamp with time zone DEFAULT now()"),
         sql.SQL("{} text").format(sql.Identifier(hashid)),
@@ -182,6 +184,14 @@ def create_normalized(
             ident(schema, table), sql.SQL(", ").join(parts), _storage(autovacuum)
         )
     )
+
+
+def ab_id_type(columns: dict[str, str] | None) -> str:
+    """The type of a table's `_airbyte_ab_id` (existing_columns), for a typed table or stage
+    filled from it: uuid (ours), or the character type of a table Airbyte's normalization
+    made (its ids are text: PostgreSQL casts a uuid to text on INSERT, never text to uuid)."""
+    typ = (columns or {}).get("_airbyte_ab_id", "uuid")
+    return typ if typ == "text" or typ.startswith("character varying") else "uuid"
 
 
 def _storage(autovacuum: bool) -> sql.Composable:
@@ -255,8 +265,11 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     if existing is not None:
         _refuse_airbyte_v2_layout(target, schema, table, existing)
     if existing is None:
+        # A raw table Airbyte's normalization made keeps text ids: its typed rows, rebuilt
+        # from it below, take them as they are.
+        ids = "uuid" if target.overwrite else ab_id_type(existing_columns(conn, *target.load_raw))
         create_normalized(conn, schema, table, target.columns, target.hashid,
-                          autovacuum=not target.overwrite)  # fmt: skip
+                          autovacuum=not target.overwrite, ab_id_type=ids)  # fmt: skip
         if target.overwrite:
             _mark_temporary(conn, schema, table)
         else:

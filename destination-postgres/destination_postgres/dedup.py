@@ -87,8 +87,9 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget, log: Log) -> No
     stage = f"_pgbyte_dedup_{digest}"
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("pg_temp", stage)))
     position = tuple(zip(STAGE_POSITION, ("bigint", "tid"), strict=True))
-    ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid, extra=position)
     existing = ddl.existing_columns(conn, target.schema, target.norm_table) or {}
+    ddl.create_normalized(conn, "pg_temp", stage, target.columns, target.hashid, extra=position,
+                          ab_id_type=ddl.ab_id_type(existing))  # fmt: skip
     deleted = next((c.name for c in target.columns if c.key == CDC_DELETED_AT), None)
     deleted = None if target.soft_delete else deleted
     row = conn.execute(

@@ -908,3 +908,33 @@ def test_a_dropped_typed_table_is_rebuilt_from_the_raw_one(run_write, dest_conn,
     else:
         expected = latest([*sent, later], ["id"], "seq")
         assert names == sorted(d["name"] for d in expected.values())
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_a_legacy_raw_table_without_its_typed_one_is_typed_again(run_write, dest_conn, mode):
+    """A raw table Airbyte's normalization made (text ids), its typed table gone (never made:
+    normalization was off; or dropped): the typed table is rebuilt with text ids, as the raw
+    table's are, and new records go into both (it failed on every write: text is no uuid)."""
+    dest_conn.execute(
+        "CREATE TABLE _airbyte_raw_s (_airbyte_ab_id varchar PRIMARY KEY, _airbyte_data jsonb, "
+        "_airbyte_emitted_at timestamptz DEFAULT current_timestamp)"
+    )
+    dest_conn.execute(
+        "INSERT INTO _airbyte_raw_s VALUES ('0b0c7a2e-4b8e-4a55-9c3e-1c2d3e4f5a6b', "
+        """'{"id": 1, "name": "old", "seq": 1}', '2020-01-01'), ('legacy-2', """
+        """'{"id": 2, "name": "two", "seq": 1}', '2020-01-01')"""
+    )
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode=mode)
+    result = run_write(catalog, lines(rec("s", {"id": 1, "name": "new", "seq": 2}), state("s", 1)))
+    assert result.returncode == 0, result.messages
+    assert any("rebuilt from the 2 record(s)" in m for m in result.logs), result.logs
+    expected = [(1, "new"), (2, "two")] if mode == "append_dedup" else [
+        (1, "new"), (1, "old"), (2, "two")]  # fmt: skip
+    assert typed(dest_conn, "s", "id, name", order="id, name") == expected
+    assert dest_conn.execute(
+        "SELECT count(*) FROM s JOIN _airbyte_raw_s r USING (_airbyte_ab_id)"
+    ).fetchone() == (len(expected),)
+    assert dest_conn.execute(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 's' AND column_name = '_airbyte_ab_id'"
+    ).fetchone() == ("character varying",)
