@@ -382,13 +382,19 @@ def _drop_own_temporary(
 _CASCADES = "drop cascades to "
 
 
-def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) -> list[str]:
-    """Replace the final tables by the loaded temporaries (call inside one transaction);
-    returns what drop_cascade dropped with them (PostgreSQL's notices: "drop cascades to view
-    v"), for the log."""
+def final_tables(target: StreamTarget) -> list[tuple[str, str]]:
+    """(schema, table) of the tables an overwrite swap replaces: the raw one, the typed one."""
     pairs = [(target.raw_schema, target.raw_table)]
     if target.norm_table is not None:
         pairs.append((target.schema, target.norm_table))
+    return pairs
+
+
+def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) -> list[str]:
+    """Replace the final tables by the loaded temporaries (call inside one transaction);
+    returns what drop_cascade dropped with them (PostgreSQL's notices: "drop cascades to view
+    v"), for the log. A lock another session holds on them: LockNotAvailable (lock_wait)."""
+    pairs = final_tables(target)
     cascaded: list[str] = []
 
     def notice(diag: psycopg.errors.Diagnostic) -> None:

@@ -20,7 +20,7 @@ from pgbyte_common.errors import PgbyteError
 from pgbyte_common.json_lines import stdlib_loads
 from psycopg import sql
 
-from destination_postgres import ddl, dedup, loader, rawonly, stages
+from destination_postgres import ddl, dedup, loader, lock_wait, rawonly, stages
 from destination_postgres.batches import Batch, count_changes
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.intake import InputError
@@ -346,7 +346,10 @@ class Loading:
         except rawonly.RowsTooWide as exc:  # rolled back: the raw table alone is swapped in
             rawonly.keep_raw_only(self.conn, t, exc.reason)
             self._warn_refused(t)
-        t.cascaded = ddl.swap(self.conn, t, cascade=self.drop_cascade)
+        t.cascaded = lock_wait.retrying(
+            self.conn, lambda: ddl.swap(self.conn, t, cascade=self.drop_cascade),
+            ddl.final_tables(t), self.log, t.label,
+        )  # fmt: skip
         t.swapped = True
         self._unlogged_swaps.append(t)
         # A RECORD of it after this is a protocol error: the fast path no longer routes it,

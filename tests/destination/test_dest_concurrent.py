@@ -5,9 +5,14 @@ Through the console script, as two syncs of two connections sharing a destinatio
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
+import threading
+import time
 import uuid
 
+import psycopg
 import pytest
 from dest_helpers import SCRIPT, catalog_for, count, record, state
 
@@ -55,3 +60,87 @@ def test_two_first_writes_into_a_new_schema_both_succeed(
         for table in ("a", "b"):
             assert count(dest_conn, table, schema) == expected
             assert count(dest_conn, f"_airbyte_raw_{table}", schema) == 200
+
+
+def _overwrite_users(tmp_path, dest_config, rows: int, env: dict[str, str] | None = None):
+    """Start an overwrite write of `users` with `rows` records (its input closed)."""
+    (tmp_path / "ow-config.json").write_text(json.dumps(dest_config))
+    (tmp_path / "ow-catalog.json").write_text(json.dumps(catalog_for([("users", PROPS)],
+                                                                     "overwrite")))  # fmt: skip
+    proc = subprocess.Popen(
+        [SCRIPT, "write", "--config", str(tmp_path / "ow-config.json"), "--catalog",
+         str(tmp_path / "ow-catalog.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    lines = [record("users", {"id": i, "name": f"n{i}"}) for i in range(rows)]
+    proc.stdin.write(b"\n".join([*lines, state("users", {"upto": rows})]) + b"\n")
+    proc.stdin.close()
+    return proc
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: bytes, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if needle in line:
+                return line
+            if not line:
+                break
+    pytest.fail(f"no line with {needle!r}; exit {proc.poll()}, stderr {proc.stderr.read()!r}")
+
+
+def test_an_overwrite_waits_for_a_reader_without_blocking_the_others(
+    tmp_path, dest_config, dest_conn, pg_server, dest_db
+) -> None:
+    """A reader's transaction left open on the table: the swap steps aside between short waits
+    (its DROP queued behind that reader blocked every later reader of the table for as long
+    as it lasted) with a WARN naming the session, another reader gets its answer meanwhile,
+    and the swap happens as soon as the transaction ends."""
+    first = _overwrite_users(tmp_path, dest_config, 2)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    with psycopg.connect(pg_server.conninfo(dest_db)) as reader:
+        assert reader.execute("SELECT count(*) FROM users").fetchone() == (2,)  # and stays open
+        write = _overwrite_users(tmp_path, dest_config, 3)
+        try:
+            warn = _wait_for_line(write, b"waiting to swap in its new tables")
+            assert f"session {reader.info.backend_pid} (idle in transaction".encode() in warn
+            with psycopg.connect(pg_server.conninfo(dest_db), autocommit=True) as other:
+                other.execute("SET statement_timeout = '5s'")
+                assert other.execute("SELECT count(*) FROM users").fetchone() == (2,)
+            reader.commit()
+            assert write.wait(timeout=60) == 0, write.stderr.read()
+        finally:
+            if write.poll() is None:
+                write.kill()
+                write.wait()
+    assert count(dest_conn, "users") == 3
+
+
+def test_an_overwrite_gives_up_on_a_reader_that_never_ends(
+    tmp_path, dest_config, dest_conn, pg_server, dest_db
+) -> None:
+    """PGBYTE_SWAP_TIMEOUT seconds of a reader's open transaction: the write fails with a
+    transient_error naming the session, and the previous tables are unchanged."""
+    first = _overwrite_users(tmp_path, dest_config, 2)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    with psycopg.connect(pg_server.conninfo(dest_db)) as reader:
+        reader.execute("SELECT count(*) FROM users")
+        pid = reader.info.backend_pid
+        write = _overwrite_users(tmp_path, dest_config, 3, {"PGBYTE_SWAP_TIMEOUT": "1"})
+        killer = threading.Timer(120, write.kill)  # a swap that waits for good fails, not hangs
+        killer.start()
+        out = write.stdout.read()  # to its end: the write's exit
+        write.wait(timeout=60)
+        killer.cancel()
+        reader.rollback()
+    assert write.returncode != 0
+    errors = [m["trace"]["error"] for m in map(json.loads, out.splitlines())
+              if m.get("type") == "TRACE" and m["trace"].get("type") == "ERROR"]  # fmt: skip
+    assert len(errors) == 1 and errors[0]["failure_type"] == "transient_error", errors
+    message = errors[0]["message"]
+    assert f"session {pid} (idle in transaction" in message, message
+    assert "previous tables are unchanged" in message and "PGBYTE_SWAP_TIMEOUT" in message
+    assert count(dest_conn, "users") == 2 and count(dest_conn, "_airbyte_raw_users") == 2
