@@ -26,6 +26,8 @@ class ConfiguredStream:
     cursor_field: tuple[str, ...] = ()
     # The configured primary_key, else the stream's source_defined_primary_key.
     has_primary_key: bool = False
+    # destination_sync_mode overwrite: the client replaces the stream's rows with this read's.
+    replaced: bool = False
 
     @property
     def descriptor(self) -> tuple[str, str | None]:
@@ -68,6 +70,7 @@ def parse_catalog(raw: Any) -> list[ConfiguredStream]:
                 has_primary_key=bool(
                     entry.get("primary_key") or stream.get("source_defined_primary_key")
                 ),
+                replaced=entry.get("destination_sync_mode") == "overwrite",
             )
         )
     return streams

@@ -324,6 +324,21 @@ def _read_stream(
                 "cursor_field to read only new rows.",
             )
             incremental, saved = False, None
+    if (
+        incremental and stream.replaced and not stream.cursor_field
+        and not (stream.has_primary_key or table.primary_key)
+    ):  # fmt: skip
+        # incremental | overwrite, by xmin (Xmin replication) or by the default cursor of a
+        # view: PyAirbyte asks so for every stream, and replaces one with neither key nor
+        # cursor by what the read sends (its cache, and a destination it writes to). The
+        # changes alone would leave it only them.
+        out.log(
+            "WARN",
+            f"Stream {label}: sync_mode incremental with destination_sync_mode overwrite, "
+            "and no primary key or cursor_field to merge changes by: every sync reads all of "
+            "its rows (the destination replaces the stream with them).",
+        )
+        incremental, saved, snapshot = False, None, None
     emitted_at = now_ms()
     query = record_query(
         schema=table.schema,

@@ -336,6 +336,26 @@ def test_xmin_replication_second_read_gets_only_changes(
     )
 
 
+def test_xmin_replication_keeps_every_row_of_a_keyless_table(
+    pyairbyte: PyAirbyteDriver,
+    source_config: dict,
+    source_conn: psycopg.Connection,
+    cache_dir: str,
+) -> None:
+    """Under {"method": "Xmin"}, a table with neither primary key nor cursor read twice: PyAirbyte
+    replaces its cache table on each read, so the second read sends every row (it sent the
+    new one only, and the cache was left with just that row)."""
+    keyless_table(source_conn)
+    config = {**source_config, "replication_method": {"method": "Xmin"}}
+    request = {"source": local_connector("source-postgres", config), "cache_dir": cache_dir,
+               "streams": ["notes"]}  # fmt: skip
+    ok(pyairbyte.call("read", **request))
+    source_conn.execute("INSERT INTO notes VALUES (3, 'three')")
+    second = ok(pyairbyte.call("read", **request))
+    rows = sorted((row["a"], row["b"]) for row in second["rows"]["notes"])
+    assert rows == [(1, "one"), (2, "two"), (3, "three")]
+
+
 def test_many_rows_read_exactly_once(
     pyairbyte: PyAirbyteDriver,
     source: dict,

@@ -155,6 +155,35 @@ def test_a_view_asked_incrementally_under_xmin_is_read_as_standard_does(
     assert ids(second, "vw") == [1, 2, 3] and ids(second, "vc") == [3]
 
 
+@pytest.mark.parametrize(("mode", "expected"), [("overwrite", [1, 2, 3]), ("append", [3])])
+def test_a_keyless_stream_the_client_replaces_is_read_whole_under_xmin(
+    conn, config, tmp_path, mode, expected
+) -> None:
+    """incremental | overwrite — PyAirbyte's catalog for every stream — of a table without a
+    primary key (read by xmin) and of a view with an updated_at column (by that cursor): the
+    client replaces such a stream by what the read sends, so every read sends all its rows
+    (it sent only the changes, and the rows before them were gone from PyAirbyte's cache and
+    destination). incremental | append still reads the changes."""
+    conn.execute(
+        "CREATE TABLE notes (id int, b text); INSERT INTO notes VALUES (1, 'one'), (2, 'two');"
+        "CREATE TABLE ev (id int PRIMARY KEY, updated_at timestamp);"
+        "INSERT INTO ev VALUES (1, '2024-01-01'), (2, '2024-01-02');"
+        "CREATE VIEW ev_v AS SELECT * FROM ev"
+    )
+    streams = [stream_entry("notes", ["id", "b"]), stream_entry("ev_v", ["id", "updated_at"])]
+    for entry in streams:
+        entry["destination_sync_mode"] = mode
+    first = read(tmp_path / "1", config, streams)
+    assert first.returncode == 0, first.stdout[-2000:]
+    assert ids(first, "notes") == [1, 2] and ids(first, "ev_v") == [1, 2]
+    conn.execute("INSERT INTO notes VALUES (3, 'three'); INSERT INTO ev VALUES (3, '2024-01-03')")
+    second = read(tmp_path / "2", config, streams, state=states(first))
+    assert second.returncode == 0, second.stdout[-2000:]
+    assert ids(second, "notes") == expected and ids(second, "ev_v") == expected
+    whole = [w for w in warnings(second) if "destination_sync_mode overwrite" in w]
+    assert len(whole) == (2 if mode == "overwrite" else 0), warnings(second)
+
+
 def test_a_column_privileged_user_needs_xmin_granted_from_the_first_sync(
     conn, config, tmp_path
 ) -> None:
