@@ -14,6 +14,9 @@ How a run goes:
   for `write` — and only then started, so no output is lost.
 - a reader thread demultiplexes the attach stream (8-byte frame headers: stream id, size) into the
   stdout and stderr pipes; protocol lines reach `stdout` byte for byte, diagnostics `stderr`.
+  Once the connector is being stopped (terminate/kill/close), what a full pipe cannot take is
+  dropped: the engine holds a connector's writes, and the end of its container, until the attach
+  stream is read, and a cancelled sync no longer reads it.
 - for `write`, a feeder thread copies our stdin pipe into the socket and half-closes it at EOF,
   which closes the container's stdin (stdin_once), so the connector sees end of input.
 - a waiter thread collects the exit code once; `poll`/`wait` read it.
@@ -35,6 +38,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+import select
 import shutil
 import socket
 import struct
@@ -127,9 +131,17 @@ def _pipe() -> tuple[int, int]:
     return read_fd, write_fd
 
 
-def _write_all(fd: int, data: memoryview) -> None:
+def _write_all(fd: int, data: memoryview, stopping: threading.Event) -> None:
+    """Write `data` to our non-blocking pipe end `fd`. Once the connector is being stopped,
+    a pipe that stays full (its reader has stopped reading) raises BrokenPipeError."""
     while data:
-        written = os.write(fd, data)
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            if stopping.is_set():
+                raise BrokenPipeError(f"fd {fd}: full, and its connector stopping") from None
+            select.select([], [fd], [], 0.2)
+            continue
         data = data[written:]
 
 
@@ -267,6 +279,8 @@ class DockerConnector:
         self._closed = False
         self._exit_code: int | None = None
         self._exited = threading.Event()
+        # Set by terminate/kill/close: from then on output nobody reads is dropped (_demux).
+        self._stopping = threading.Event()
         self._fds: set[int] = set()  # pipe ends our threads own (closed once, under the lock)
         self._fd_lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -325,6 +339,8 @@ class DockerConnector:
         err_r, err_w = _pipe()
         self._fds.add(err_w)
         self.stderr = os.fdopen(err_r, "rb", buffering=0)
+        for fd in (out_w, err_w):  # the demux thread's ends: it must see a full pipe (_write_all)
+            os.set_blocking(fd, False)
         in_r = -1
         if stdin:
             in_r, in_w = _pipe()
@@ -377,8 +393,11 @@ class DockerConnector:
                         fd = targets.get(kind, err_fd)
                         if fd not in broken:
                             try:
-                                _write_all(fd, view[start : start + size])
+                                _write_all(fd, view[start : start + size], self._stopping)
                             except OSError:
+                                # Its reader is gone, or stopped reading a connector being
+                                # stopped (a cancelled sync): the engine would hold the
+                                # connector's writes, and its exit, until we read on.
                                 broken.add(fd)
                         pos = start + size
                 del buf[:pos]
@@ -448,6 +467,7 @@ class DockerConnector:
         return self._exit_code if self._exit_code is not None else -1
 
     def _signal(self, signal: str) -> None:
+        self._stopping.set()
         if self.container is None or self._exited.is_set():
             return
         with contextlib.suppress(Exception):  # already stopped, or removed: nothing to signal
@@ -464,6 +484,7 @@ class DockerConnector:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         with _live_lock:
             _live.discard(self)
         if self.container is not None:

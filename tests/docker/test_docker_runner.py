@@ -147,6 +147,24 @@ def test_terminate_stops_a_running_container(runner, tmp_path: Path) -> None:
         proc.close()
 
 
+def test_terminate_ends_a_container_whose_output_nobody_reads(runner, tmp_path: Path) -> None:
+    """A connector stopped while its output is no longer read (a cancelled sync: the pump
+    stopped reading): the attach stream is drained from then on, so the connector's last
+    writes, its exit and the engine's end of the container do not wait on a full pipe (a
+    cancelled `pgbyte sync` of images took up to 330 s to end)."""
+    config = {"lines": 5_000_000, "exit_on_sigterm": True}
+    proc = runner.run("read", config=private_config(tmp_path, config))
+    try:
+        assert proc.stdout.readline().startswith(b'{"type": "RECORD"')
+        time.sleep(2)  # the pipes and the engine's buffers fill: nobody reads on
+        started = time.monotonic()
+        proc.terminate()
+        assert proc.wait(60) == 143
+        assert time.monotonic() - started < 15
+    finally:
+        proc.close()
+
+
 def test_close_removes_a_running_container(runner, tmp_path: Path) -> None:
     """close() on a still-running container removes it (the Ctrl-C path)."""
     proc = runner.run("read", config=private_config(tmp_path, {"lines": 1, "sleep": 300}))

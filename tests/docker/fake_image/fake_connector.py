@@ -3,12 +3,15 @@
 spec                      one SPEC line
 check --config F          CONNECTION_STATUS saying whether F is readable and writable; exits with
                           config["exit"] (default 0); writes config["stderr"] to stderr
-read --config F ...       config["lines"] RECORD lines, then sleeps config["sleep"] seconds
+read --config F ...       config["lines"] RECORD lines, then sleeps config["sleep"] seconds;
+                          with config["exit_on_sigterm"], SIGTERM exits 143 the way a Python
+                          connector does, flushing what stdout still holds
 write --config F ...      copies stdin to stdout byte for byte; at EOF prints the byte count to
                           stderr and exits with config["exit"]
 """
 
 import json
+import signal
 import sys
 import time
 
@@ -50,6 +53,8 @@ def main():
         )
         return int(config.get("exit", 0))
     if verb == "read":
+        if config.get("exit_on_sigterm"):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         for n in range(int(config.get("lines", 0))):
             emit({"type": "RECORD", "record": {"stream": "s", "data": {"n": n}, "emitted_at": 0}})
         time.sleep(float(config.get("sleep", 0)))
