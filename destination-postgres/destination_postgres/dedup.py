@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
-from pgbyte_common.errors import ConfigError
+from pgbyte_common.errors import ConfigError, TransientError
 from psycopg import sql
 
 from destination_postgres import ddl, loader, naming
@@ -153,7 +153,17 @@ def merge(
         if col.kind != kind:  # widened on the stage: widen the normalized table too
             ddl.widen_to_numeric(conn, target, col)
     target.skipped_keys += _count_keyless(conn, target, stage)
-    conn.execute(merge_statement(target, plan, order))
+    try:
+        conn.execute(merge_statement(target, plan, order))
+    except psycopg.errors.InvalidColumnReference:
+        # "no unique or exclusion constraint matching the ON CONFLICT specification": the key
+        # index prepare() found or made is gone since — another sync overwrote the table
+        # meanwhile (its new table has no key index), or someone dropped the index.
+        raise TransientError(
+            f"Stream {target.label}: the unique index on the primary key of "
+            f"{target.schema}.{target.norm_table} is gone since this write began (did another "
+            "sync overwrite the table meanwhile?). Run the sync again: it makes the index anew."
+        ) from None
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 

@@ -818,6 +818,31 @@ def test_state_echoed_only_after_merge_committed(tmp_path, dest_config, dest_con
     ]
 
 
+def test_a_key_index_gone_mid_write_is_a_clear_transient_error(
+    tmp_path, dest_config, dest_conn
+) -> None:
+    """The key index dropped while a dedup write runs (another sync overwrote the table: its
+    new table has none): a transient_error saying so (it was PostgreSQL's system_error about
+    ON CONFLICT); what was committed stays, and the next write makes the index anew."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    with live_write(tmp_path, dest_config, catalog) as write:
+        write.send_until_state(lines(rec("s", {"id": 1, "name": "a", "seq": 1}), state("s", 1)))
+        write.send_until_state(lines(rec("s", {"id": 1, "name": "b", "seq": 2}), state("s", 2)))
+        dest_conn.execute("DROP INDEX _airbyte_pk_s")
+        assert write.finish(lines(rec("s", {"id": 1, "name": "c", "seq": 3}), state("s", 3))) != 0
+        out = write.proc.stdout.read()
+    errors = [m["trace"]["error"] for m in map(json.loads, out.splitlines())
+              if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+    assert len(errors) == 1 and errors[0]["failure_type"] == "transient_error", errors
+    assert "the unique index on the primary key of public.s is gone" in errors[0]["message"]
+    assert typed(dest_conn, "s", "id, name") == [(1, "b")]
+    (tmp_path / "again").mkdir()
+    with live_write(tmp_path / "again", dest_config, catalog) as write:
+        write.send_until_state(lines(rec("s", {"id": 1, "name": "c", "seq": 3}), state("s", 3)))
+        assert write.finish() == 0
+    assert typed(dest_conn, "s", "id, name") == [(1, "c")]
+
+
 def test_failed_batch_leaves_last_committed_rows(run_write, dest_conn) -> None:
     """Bad input after a STATE: the typed rows are those committed at that STATE."""
     catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
