@@ -44,11 +44,12 @@ SELECT DISTINCT l.pid, coalesce(a.state, '?'),
 
 
 def timeout_seconds() -> float:
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    """PGBYTE_SWAP_TIMEOUT: seconds, 0 or more (`inf`: no end); else the default."""
     try:
-        return max(float(raw), 0.0) if raw else DEFAULT_TIMEOUT
+        value = float(os.environ.get(TIMEOUT_ENV, "").strip() or DEFAULT_TIMEOUT)
     except ValueError:
         return DEFAULT_TIMEOUT
+    return value if value >= 0 else DEFAULT_TIMEOUT  # (NaN is not >= 0 either)
 
 
 def retrying(
