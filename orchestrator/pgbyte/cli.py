@@ -17,7 +17,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import orjson
@@ -60,26 +60,24 @@ def _version() -> str:
         return "unknown"
 
 
-def _count(text: str) -> int:
-    """A whole number of 0 or more (else argparse's usage error, with this message)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a whole number of 0 or more is needed, not {text!r}")
-    return value
+def _not_negative(convert: Callable[[str], Any], wanted: str) -> Callable[[str], Any]:
+    """An argparse type: `convert(text)`, 0 or more and finite, else argparse's usage error
+    saying `wanted`."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = -1
+        if not 0 <= value < float("inf"):  # (NaN is not either)
+            raise argparse.ArgumentTypeError(f"{wanted} is needed, not {text!r}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    """A number of seconds, 0 or more (else argparse's usage error, with this message)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, is needed, not {text!r}")
-    return value
+_count = _not_negative(int, "a whole number of 0 or more")
+_seconds = _not_negative(float, "a number of seconds, 0 or more,")
 
 
 def _parser() -> argparse.ArgumentParser:
