@@ -9,8 +9,11 @@ Each chunk is two statements inside the read's REPEATABLE READ snapshot:
 then a STATE with cursor = $upper. Every row at $upper is in the chunk, so a checkpoint always
 falls between two distinct cursor values: resuming with `c > cursor` loses no row and repeats
 none, however many rows share a value (a chunk grows past n rows to take all ties). The saved
-text is compared as an untyped SQL literal, so Postgres casts it to the column's type: numbers,
-timestamps, dates, text (in the column's collation), uuid... compare as that type. Timestamps and
+text is compared as a literal of the column's type (a domain's base type): numbers, timestamps,
+dates, text (in the column's collation), uuid, composites... compare as that type. A type whose
+comparison operators live in a schema off the search_path (an extension's: citext, ltree
+installed in `extensions`) has that schema appended to the session's search_path: PostgreSQL
+finds operators by the search_path, and would otherwise compare citext as text. Timestamps and
 times are saved as the records render them (`2023-01-01T13:00:00.000000`, `...Z` in UTC for
 timestamptz), the form Airbyte's source-postgres saves and parses back: a state moves between the
 two sources either way, and Postgres reads that form back to the same microsecond.
@@ -31,7 +34,7 @@ import os
 import re
 import time
 from collections.abc import Generator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -80,6 +83,66 @@ def next_chunk_rows(rows: int, elapsed: float) -> int:
         return min(rows * 4, MAX_CHUNK_ROWS)
     wanted = int(rows * min(CHECKPOINT_SECONDS / elapsed, 4.0))
     return max(MIN_CHUNK_ROWS, min(wanted, MAX_CHUNK_ROWS))
+
+
+# The cursor column's type for its literals: a domain's base type, without modifiers (a saved
+# value is never cut to fit: `bit` alone would mean bit(1), so bit reads as bit varying), and
+# the schema of its default btree comparison operators when the search_path does not show it.
+CURSOR_TYPE_QUERY = """
+WITH RECURSIVE b(oid, depth) AS (
+    SELECT a.atttypid, 0 FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = %(oid)s AND a.attname = %(column)s
+    UNION ALL
+    SELECT t.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type t ON t.oid = b.oid
+    WHERE t.typtype = 'd'
+)
+SELECT CASE b.oid WHEN 'pg_catalog.bit'::pg_catalog.regtype THEN 'bit varying'
+                  WHEN 'pg_catalog.bit[]'::pg_catalog.regtype THEN 'bit varying[]'
+                  ELSE pg_catalog.format_type(b.oid, NULL) END,
+    (SELECT n.nspname FROM pg_catalog.pg_opclass oc
+     JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+     JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 1
+          AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
+     JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+     JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+     WHERE oc.opcdefault AND oc.opcintype = b.oid
+       AND n.nspname <> ALL (pg_catalog.current_schemas(true))
+     LIMIT 1)
+FROM b ORDER BY b.depth DESC LIMIT 1
+"""
+
+APPEND_TO_SEARCH_PATH = """
+SELECT pg_catalog.set_config('search_path', CASE pg_catalog.current_setting('search_path')
+    WHEN '' THEN pg_catalog.quote_ident(%(schema)s)
+    ELSE pg_catalog.current_setting('search_path') || ', ' || pg_catalog.quote_ident(%(schema)s)
+    END, false)
+"""
+
+
+@dataclass(frozen=True)
+class CursorSQL:
+    """The cursor column in the read's SQL: `ref` over the alias `r`, and saved values as
+    literals of its type. An untyped literal would take whatever type PostgreSQL's operator
+    resolution prefers: a regclass cursor compares as oid, so `'t'` fails as an oid."""
+
+    ref: sql.Composable
+    type_name: str  # as format_type spells it, quoted and qualified as needed
+
+    def literal(self, value: str) -> sql.Composable:
+        return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(self.type_name))
+
+
+def cursor_sql(conn: psycopg.Connection[Any], table: Table, column: Column) -> CursorSQL:
+    """The cursor's CursorSQL; appends the schema of its type's comparison operators to the
+    session's search_path when it is not on it (see the module docstring)."""
+    row = conn.execute(CURSOR_TYPE_QUERY, {"oid": table.oid, "column": column.name}).fetchone()
+    if row is None:  # the column is gone since discovery: the read's own query says so
+        type_name = "text"
+    else:
+        type_name, operators = row
+        if operators is not None:
+            conn.execute(APPEND_TO_SEARCH_PATH, {"schema": operators})
+    return CursorSQL(sql.SQL("r.{}").format(sql.Identifier(column.name)), type_name)
 
 
 def cursor_column(stream: ConfiguredStream, table: Table, label: str) -> Column:
@@ -134,7 +197,8 @@ def read_by_cursor(
             f"updated-at column {column.name!r} (discover's default_cursor_field).",
         )
     relation = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
-    c = sql.SQL("r.{}").format(sql.Identifier(column.name))
+    cursor = cursor_sql(conn, table, column)
+    c = cursor.ref
 
     if saved is not None and isinstance(
         saved.incremental if isinstance(saved, CtidState) else saved, XminState
@@ -188,7 +252,7 @@ def read_by_cursor(
         )
         saved = resume_ctid = None
     stale = saved is not None and saved.cursor is not None
-    if stale and not _fits(conn, c, relation, saved.cursor):  # type: ignore[union-attr]
+    if stale and not _fits(conn, cursor, relation, saved.cursor):  # type: ignore[union-attr]
         out.log(
             "WARN",
             f"Stream {label}: the saved cursor value {saved.cursor!r} is not a valid value of "
@@ -213,7 +277,7 @@ def read_by_cursor(
     resumed_load = resume_ctid is not None
     inclusive = False
     if saved is not None and not resumed_load:
-        inclusive = _boundary_again(conn, out, label, relation, c, saved)
+        inclusive = _boundary_again(conn, out, label, relation, cursor, saved)
     fresh = last is None and not resumed_load  # no position at all: a first load begins
     if fresh and table.ctid_chunkable:
         # First load: ctid chunks up to the cursor's maximum as of now, indexed or not (as
@@ -285,7 +349,7 @@ def read_by_cursor(
         # syncs read by cursor only, so a row left out now would never arrive.
         bound = sql.SQL("{} IS NULL").format(c)
         if noted.cursor is not None:
-            bound = sql.SQL("({} <= {} OR {})").format(c, sql.Literal(noted.cursor), bound)
+            bound = sql.SQL("({} <= {} OR {})").format(c, cursor.literal(noted.cursor), bound)
         snapshot = read_snapshot(conn)
         caught_up = resumed_load and resume_ctid.block > 0 and resume_ctid.load_xmin is not None
         if caught_up:
@@ -303,7 +367,7 @@ def read_by_cursor(
         # passed, are only found by reading that value again — unless the catch-up found them.
         inclusive = (
             resumed_load and not caught_up
-            and _boundary_again(conn, out, label, relation, c, noted)
+            and _boundary_again(conn, out, label, relation, cursor, noted)
         )  # fmt: skip
         emitted_state = True
     count_at_upper = saved.cursor_record_count if saved is not None else 0
@@ -313,7 +377,7 @@ def read_by_cursor(
             lower = sql.SQL("{} IS NOT NULL").format(c)
         else:
             op = sql.SQL(">=") if inclusive else sql.SQL(">")
-            lower = sql.SQL("{} {} {}").format(c, op, sql.Literal(last))
+            lower = sql.SQL("{} {} {}").format(c, op, cursor.literal(last))
         upper = _scalar(
             conn,
             sql.SQL(
@@ -323,12 +387,12 @@ def read_by_cursor(
         )
         if upper is None:
             break
-        upper_literal = sql.Literal(upper)
+        upper_literal = cursor.literal(upper)
         count = yield from stream_records(
             conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
             where=sql.SQL("{} AND {} <= {}").format(lower, c, upper_literal), order_by=c,
         )  # fmt: skip
-        count_at_upper = _rows_at(conn, relation, c, upper)
+        count_at_upper = _rows_at(conn, relation, cursor, upper)
         total += count
         count, carried = count + carried, 0  # this STATE's sourceStats.recordCount: NULLs too
         if adaptive:
@@ -430,7 +494,7 @@ def _boundary_again(
     out: Any,
     label: str,
     relation: sql.Composable,
-    c: sql.Composable,
+    cursor: CursorSQL,
     saved: CursorState,
 ) -> bool:
     """Whether the next chunk starts at the saved value itself (>=, at least once): when more
@@ -445,7 +509,7 @@ def _boundary_again(
             f"value {saved.cursor!r}; re-reading that value's rows.",
         )
         return True
-    at_last = _rows_at(conn, relation, c, saved.cursor)
+    at_last = _rows_at(conn, relation, cursor, saved.cursor)
     if at_last <= saved.cursor_record_count:
         return False
     out.log(
@@ -457,27 +521,27 @@ def _boundary_again(
 
 
 def _rows_at(
-    conn: psycopg.Connection[Any], relation: sql.Composable, c: sql.Composable, value: str
+    conn: psycopg.Connection[Any], relation: sql.Composable, cursor: CursorSQL, value: str
 ) -> int:
     """How many rows hold cursor `value` (a checkpoint's cursor_record_count)."""
     return int(
         _scalar(
             conn,
             sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
-                relation, c, sql.Literal(value)
+                relation, cursor.ref, cursor.literal(value)
             ),
         )
     )
 
 
-def _fits(conn: psycopg.Connection[Any], c: sql.Composable, relation: Any, value: str) -> bool:
+def _fits(conn: psycopg.Connection[Any], cursor: CursorSQL, relation: Any, value: str) -> bool:
     """Whether a saved cursor text still casts to the cursor column's type (under a savepoint,
     so a failed cast leaves the read's snapshot usable)."""
     conn.execute("SAVEPOINT pgbyte_cursor_probe")
     try:
         conn.execute(
             sql.SQL("SELECT FROM {} r WHERE {} > {} LIMIT 0").format(
-                relation, c, sql.Literal(value)
+                relation, cursor.ref, cursor.literal(value)
             )
         )
     except psycopg.errors.DataError:

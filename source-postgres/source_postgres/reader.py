@@ -491,18 +491,18 @@ def _stream_error(
             f"Stream {label}: the table or one of its columns no longer exists "
             f"({str(exc).strip().splitlines()[0]}). Run discover again and update the catalog."
         )
-    if isinstance(exc, pg_errors.FeatureNotSupported) and "composite" in str(exc):
-        # pgbyte compares a composite cursor with an untyped literal, which PostgreSQL takes
-        # for an anonymous record: a limit of pgbyte's, not of the type.
+    if isinstance(exc, pg_errors.ObjectNotInPrerequisiteState) and table.kind == "m":
+        # "materialized view ... has not been populated" (made WITH NO DATA)
         return ConfigError(
-            f"Stream {label}: pgbyte does not support a cursor column of a composite type "
-            f"({str(exc).strip().splitlines()[0]}). Choose a cursor_field of a scalar type "
-            "(numbers, timestamps, dates, text, uuid...)."
+            f"Stream {label}: {str(exc).strip().splitlines()[0]}. Fill it with REFRESH "
+            f"MATERIALIZED VIEW {qualified(table.schema, table.name)}; or remove the stream "
+            "from the catalog."
         )
-    # No ordering of the cursor's type (json, point), or no comparison with a saved value of
-    # it (hstore: "operator does not exist").
-    if isinstance(exc, pg_errors.UndefinedFunction) and (
-        "ordering operator" in str(exc) or "operator does not exist" in str(exc)
+    # No ordering of the cursor's type (json, point; a composite with a point in it: "could
+    # not identify a comparison function"), or no comparison with a saved value of it.
+    if isinstance(exc, pg_errors.UndefinedFunction) and any(
+        says in str(exc)
+        for says in ("ordering operator", "operator does not exist", "comparison function")
     ):
         return ConfigError(
             f"Stream {label}: the cursor column's type cannot be ordered "
