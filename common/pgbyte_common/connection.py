@@ -115,6 +115,55 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
     return params
 
 
+# libpq keywords jdbc_url_params may not set: they would silently connect somewhere else than
+# the config names (and a check would report the config's target). pgjdbc takes none of them
+# from URL parameters either.
+_TARGET_KEYWORDS = {"host": "host", "hostaddr": "host", "port": "port", "dbname": "database",
+                    "user": "username", "service": "host, port and database",
+                    "servicefile": "host, port and database"}  # fmt: skip
+# The config's ssl_mode fields each of these would replace.
+_SSL_FILE_KEYWORDS = {"sslrootcert": "ca_certificate", "sslcert": "client_certificate",
+                      "sslkey": "client_key", "sslpassword": "client_key_password"}  # fmt: skip
+
+
+def _refuse_overrides(
+    params: dict[str, str], config: dict[str, Any], ssl_mode: str, ssl: dict[str, str]
+) -> None:
+    """A ConfigError when jdbc_url_params would override what the config itself sets: the
+    server, database or user; the password; an ssl_mode certificate; or the ssl_mode itself
+    with a weaker sslmode (encryption turned off behind a verify-full config). Airbyte's JDBC
+    connectors refuse any such override ("Cannot overwrite default JDBC parameter")."""
+    for keyword, field_name in _TARGET_KEYWORDS.items():
+        if keyword in params:
+            raise ConfigError(
+                f"jdbc_url_params: {keyword} would override the config's {field_name}; set "
+                f"{field_name} in the config instead and remove {keyword} from jdbc_url_params."
+            )
+    if "password" in params and config.get("password"):
+        raise ConfigError(
+            "jdbc_url_params: password would override the config's password; keep one of them."
+        )
+    for keyword, field_name in _SSL_FILE_KEYWORDS.items():
+        if keyword in params and field_name in ssl:
+            raise ConfigError(
+                f"jdbc_url_params: {keyword} would override ssl_mode.{field_name}; keep one "
+                "of them."
+            )
+    wanted = params.get("sslmode")
+    if wanted is None:
+        return
+    if wanted not in SSL_MODES:
+        raise ConfigError(
+            f"jdbc_url_params: sslmode must be one of {', '.join(SSL_MODES)}; got {wanted!r}."
+        )
+    configured = config.get("ssl_mode") is not None or config.get("ssl") is True
+    if configured and SSL_MODES.index(wanted) < SSL_MODES.index(ssl_mode):
+        raise ConfigError(
+            f"jdbc_url_params: sslmode={wanted} would weaken the config's ssl_mode "
+            f"{ssl_mode}; set ssl_mode instead and remove sslmode from jdbc_url_params."
+        )
+
+
 def _is_libpq_keyword(key: str) -> bool:
     try:
         psycopg.conninfo.conninfo_to_dict(make_conninfo(**{key: "x"}))
@@ -155,6 +204,9 @@ class ConnectionSettings:
             raise ConfigError(problem)
         ssl_mode, ssl = _ssl_settings(config, default_ssl_mode)
         params = parse_jdbc_url_params(config.get("jdbc_url_params"))
+        _refuse_overrides(params, config, ssl_mode, ssl)
+        if "sslmode" in params:  # stronger than ssl_mode (_refuse_overrides): it rules
+            ssl_mode = params.pop("sslmode")
         # pgjdbc's ssl=true: encrypt (at least require; a verify mode of ssl_mode stays).
         if params.pop("ssl", "0") == "1" and ssl_mode in ("disable", "allow", "prefer"):
             ssl_mode = "require"

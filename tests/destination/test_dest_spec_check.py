@@ -117,3 +117,11 @@ def test_check_read_only_role_names_the_setting(tmp_path, dest_config, dest_conn
         assert status["status"] == "FAILED"
         assert "default_transaction_read_only" in status["message"], status
         assert "standby" not in status["message"]
+
+
+def test_jdbc_params_may_not_move_the_write_elsewhere(tmp_path, dest_config) -> None:
+    """jdbc_url_params naming another database is refused: the write went to that database
+    while the config named another."""
+    status, out = _check(tmp_path, {**dest_config, "jdbc_url_params": "dbname=postgres"})
+    assert status["status"] == "FAILED", out
+    assert "dbname would override the config's database" in status["message"], out

@@ -279,3 +279,43 @@ def test_missing_password_names_the_field(source_config, write_json) -> None:
     status = check(write_json, config).connection_status
     assert status["status"] == "FAILED"
     assert "requires a password" in status["message"] and "lost" not in status["message"]
+
+
+@pytest.mark.parametrize(
+    "params,says",
+    [
+        ("dbname=postgres", "dbname would override the config's database"),
+        ("user=postgres&password=x", "user would override the config's username"),
+        ("host=localhost", "host would override the config's host"),
+        ("port=5433", "port would override the config's port"),
+        ("password=other", "password would override the config's password"),
+        ("sslmode=disable", "sslmode=disable would weaken the config's ssl_mode verify-full"),
+        ("sslrootcert=/etc/ssl/certs/ca-certificates.crt",
+         "sslrootcert would override ssl_mode.ca_certificate"),
+    ],
+)  # fmt: skip
+def test_jdbc_params_may_not_override_the_config(
+    source_conn, source_config, write_json, params: str, says: str
+) -> None:
+    """jdbc_url_params naming another database, user, server or a weaker sslmode than ssl_mode
+    (encryption turned off behind a verify-full config) is refused before connecting, as
+    Airbyte's connectors refuse to overwrite their own JDBC parameters; the check reported the
+    config's database while connected to another."""
+    config = {**source_config, "jdbc_url_params": params}
+    if "ssl" in params:
+        pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        config["ssl_mode"] = {"mode": "verify-full", "ca_certificate": pem}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED", status
+    assert says in status["message"], status
+    assert "other" not in status["message"] and "password=x" not in status["message"]
+
+
+def test_jdbc_sslmode_may_strengthen_ssl_mode(source_conn, source_config, write_json) -> None:
+    """sslmode=require in jdbc_url_params beside ssl_mode disable asks for more, as the user
+    meant: this server (no SSL) then refuses, naming ssl_mode."""
+    config = {**source_config, "jdbc_url_params": "sslmode=require"}
+    status = check(write_json, config).connection_status
+    assert status["status"] == "FAILED" and "ssl_mode" in status["message"], status
+    config = {**source_config, "jdbc_url_params": "sslmode=prefer"}
+    assert check(write_json, config).connection_status["status"] == "SUCCEEDED"
