@@ -133,11 +133,15 @@ def _refuse_crossed_tables(conn: psycopg.Connection[Any], target: StreamTarget) 
                 "schema; nothing was changed."
             )
     raw = existing_columns(conn, target.raw_schema, target.raw_table)
-    if raw is not None and "_airbyte_data" not in raw:
+    # A typed table has _airbyte_normalized_at, and _airbyte_data too when its stream has a
+    # property of that name (a stream copied from Airbyte's own raw table).
+    if raw is not None and ("_airbyte_data" not in raw or "_airbyte_normalized_at" in raw):
+        why = "it has no _airbyte_data column" if "_airbyte_data" not in raw else (
+            "it has _airbyte_normalized_at, a typed table's column")  # fmt: skip
         raise ConfigError(
             f"Stream {target.label}: {target.raw_schema}.{target.raw_table}, where its raw "
-            "records go, exists and is no raw table (it has no _airbyte_data column: the typed "
-            f"table of a stream named {target.raw_table}?). {_ELSEWHERE}"
+            f"records go, exists and is no raw table ({why}: the typed table of a stream "
+            f"named {target.raw_table}?). {_ELSEWHERE}"
         )
     if target.norm_table is None:
         return

@@ -136,6 +136,32 @@ def test_a_stream_named_like_another_streams_raw_table_is_refused(run_write, des
     assert count(dest_conn, "_airbyte_raw_y") == 1
 
 
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_a_typed_table_with_an_airbyte_data_column_is_no_raw_table(
+    run_write, dest_conn, mode: str
+) -> None:
+    """Stream `_airbyte_raw_x` copied from Airbyte's own raw table has the properties
+    _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at: its typed table has an _airbyte_data
+    column too. Stream x of another connection is still refused (an append wrote x's raw
+    records into it, an overwrite replaced it), and the table keeps its row."""
+    props = {"_airbyte_ab_id": {"type": "string"}, "_airbyte_data": {"type": "object"},
+             "_airbyte_emitted_at": {"type": "string", "format": "date-time"}}  # fmt: skip
+    copied = catalog_for([("_airbyte_raw_x", props)], mode="append")
+    row = {"_airbyte_ab_id": "abc", "_airbyte_data": {"q": 1},
+           "_airbyte_emitted_at": "2021-01-01T00:00:00Z"}  # fmt: skip
+    assert run_write(copied, record("_airbyte_raw_x", row) + b"\n").returncode == 0
+    x = catalog_for([("x", {"id": {"type": "integer"}})], mode=mode)
+    result = run_write(x, record("x", {"id": 1}) + b"\n")
+    (error,) = result.errors
+    assert (result.returncode, error["failure_type"]) == (1, "config_error"), error
+    assert "_airbyte_raw_x, where its raw records go, exists and is no raw table (it has " \
+        "_airbyte_normalized_at" in error["message"], error  # fmt: skip
+    assert dest_conn.execute(
+        "SELECT _airbyte_ab_id_1, _airbyte_data FROM public._airbyte_raw_x"
+    ).fetchall() == [("abc", {"q": 1})]  # fmt: skip
+    assert run_write(copied, record("_airbyte_raw_x", row) + b"\n").returncode == 0
+
+
 def test_a_users_relation_named_like_the_key_index_is_refused(run_write, dest_conn) -> None:
     """append_dedup's key index name taken by a table of the user's: a config_error naming it
     (was a system_error 'relation already exists' on every sync)."""
