@@ -72,7 +72,7 @@ def lean_discover(
     prog: str,
     verbs: tuple[str, ...],
     specification: dict[str, Any],
-    discover: Callable[[dict[str, Any]], dict[str, Any]],
+    discover: Callable[[dict[str, Any], Callable[[str, str], None]], dict[str, Any]],
 ) -> int:
     """Print one CATALOG, or one TRACE ERROR and exit 1."""
     args = build_parser(prog, verbs).parse_args(argv)
@@ -81,7 +81,7 @@ def lean_discover(
     try:
         interrupts.install()
         config = _load_config(args, writer, specification)
-        catalog = discover(config)
+        catalog = discover(config, writer.log)
         settle()
         writer.message({"type": "CATALOG", "catalog": catalog})
     except KeyboardInterrupt:

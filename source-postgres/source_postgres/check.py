@@ -45,25 +45,37 @@ def check(raw_config: Any) -> tuple[bool, str]:
         return False, classify_error(exc, context="Checking the connection").message
 
 
+def schemas_problem(conn: psycopg.Connection[Any], config: SourceConfig) -> str | None:
+    """What is wrong with the configured `schemas`: some do not exist, or the user lacks USAGE
+    on some; None when nothing is (or no schema is configured: every schema is read)."""
+    if not config.schemas:
+        return None
+    user = config.connection.username
+    where = f"{config.connection.host}:{config.connection.port}/{config.connection.database}"
+    rows = conn.execute(SCHEMAS_QUERY, {"schemas": list(config.schemas)}).fetchall()
+    missing = [name for name, present, _ in rows if not present]
+    if missing:
+        return (
+            f"Schema(s) {', '.join(missing)} do not exist in database "
+            f"{config.connection.database!r}: check `schemas` in the config "
+            "(names are case sensitive)."
+        )
+    unusable = [name for name, _, usable in rows if not usable]
+    if unusable:
+        return (
+            f"User {user!r} lacks USAGE on schema(s) {', '.join(unusable)} at {where}: run "
+            f"GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} TO {quoted(user)}; "
+            "or remove them from `schemas`."
+        )
+    return None
+
+
 def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tuple[bool, str]:
     user = config.connection.username
     where = f"{config.connection.host}:{config.connection.port}/{config.connection.database}"
-    if config.schemas:
-        rows = conn.execute(SCHEMAS_QUERY, {"schemas": list(config.schemas)}).fetchall()
-        missing = [name for name, present, _ in rows if not present]
-        if missing:
-            return False, (
-                f"Schema(s) {', '.join(missing)} do not exist in database "
-                f"{config.connection.database!r}: check `schemas` in the config "
-                "(names are case sensitive)."
-            )
-        unusable = [name for name, _, usable in rows if not usable]
-        if unusable:
-            return False, (
-                f"User {user!r} lacks USAGE on schema(s) {', '.join(unusable)} at {where}: run "
-                f"GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} TO {quoted(user)}; "
-                "or remove them from `schemas`."
-            )
+    problem = schemas_problem(conn, config)
+    if problem is not None:
+        return False, problem
     tables = discover_tables(conn, config.schemas)
     scope = ", ".join(config.schemas) if config.schemas else "any schema"
     if not tables:

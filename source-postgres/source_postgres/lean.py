@@ -15,6 +15,7 @@ import select
 import stat
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import psycopg
@@ -26,7 +27,7 @@ from pgbyte_common.messages import MessageWriter, to_devnull
 from pgbyte_common.secrets import collect_secrets
 
 from source_postgres.catalog import parse_catalog
-from source_postgres.check import check
+from source_postgres.check import check, schemas_problem
 from source_postgres.config import SourceConfig, require_supported_method
 from source_postgres.discovery import catalog_dict, discover_tables
 from source_postgres.reader import ReadOutcome, read_messages
@@ -35,13 +36,17 @@ from source_postgres.spec import connection_specification
 VERBS = ("spec", "check", "discover", "read")
 
 
-def discover_catalog(raw_config: Any) -> dict[str, Any]:
-    """The AirbyteCatalog dict for a raw config (PgbyteError on failure)."""
+def discover_catalog(raw_config: Any, log: Callable[[str, str], None]) -> dict[str, Any]:
+    """The AirbyteCatalog dict for a raw config (PgbyteError on failure). Configured schemas
+    that do not exist or are not usable are WARNed about: their tables are simply absent."""
     settings = SourceConfig.from_config(raw_config)
     # As check and read do: a CDC config can read nothing, and a catalog would only lead a
     # client (pgbyte asks for cursors) elsewhere than the reason.
     require_supported_method(settings)
     with settings.connection.connect(autocommit=True) as conn:
+        problem = schemas_problem(conn, settings)
+        if problem is not None:
+            log("WARN", f"{problem} The catalog lists no table of them.")
         return catalog_dict(discover_tables(conn, settings.schemas), settings.replication_method)
 
 

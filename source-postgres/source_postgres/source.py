@@ -59,7 +59,8 @@ class SourcePostgres(Source):
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
         try:
-            catalog = discover_catalog(dict(config))
+            catalog = discover_catalog(dict(config), lambda level, text: logger.log(
+                logging.WARNING if level == "WARN" else logging.INFO, text))  # fmt: skip
         except PgbyteError as exc:
             raise traced(exc) from None
         # The CDK exports no AirbyteCatalog serializer; the message one parses the catalog.

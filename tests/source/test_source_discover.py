@@ -164,3 +164,17 @@ def test_thousand_tables_in_one_discover(source_conn, source_config, write_json)
     streams = discover(write_json, source_config).catalog["streams"]
     assert len(streams) == 1000
     assert all(s["source_defined_primary_key"] == [["id"]] for s in streams)
+
+
+def test_a_configured_schema_that_does_not_exist_is_warned_about(
+    source_conn, source_config, write_json
+) -> None:
+    """discover with a misspelled schema beside a real one lists the real one's tables and says
+    in a WARN which schema does not exist (it printed an empty catalog, silently)."""
+    source_conn.execute("CREATE TABLE t (id int)")
+    result = discover(write_json, {**source_config, "schemas": ["public", "Public"]})
+    names = [s["name"] for s in result.messages[-1]["catalog"]["streams"]]
+    assert names == ["t"]
+    warns = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert len(warns) == 1 and "Schema(s) Public do not exist" in warns[0], warns
+    assert not [m for m in discover(write_json, source_config).of_type("LOG")]
