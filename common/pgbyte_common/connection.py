@@ -247,6 +247,7 @@ class ConnectionSettings:
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """Open a connection; failures become actionable ConfigError/TransientError."""
+        forget_libpq_environment()
         try:
             return psycopg.connect(self.conninfo(), **kwargs)
         except psycopg.Error as exc:
@@ -257,6 +258,30 @@ class ConnectionSettings:
                 database=self.database,
                 username=self.username,
             ) from None
+
+
+# What libpq takes from the environment for whatever a connection string leaves unset: a
+# password (PGPASSWORD), session settings (PGOPTIONS: a statement_timeout of 1 ms), a service
+# file, certificates, a required authentication method... Only the config decides how a
+# connector connects, as with Airbyte's JDBC connectors (the settings a connection string always
+# gives — host, port, database, user, sslmode — are listed too: no surprise either way).
+LIBPQ_ENVIRONMENT = (
+    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE",
+    "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGOPTIONS", "PGAPPNAME", "PGSSLMODE",
+    "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGSSLCERT", "PGSSLKEY", "PGSSLCERTMODE",
+    "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI", "PGREQUIREPEER",
+    "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION", "PGGSSENCMODE", "PGKRBSRVNAME",
+    "PGGSSLIB", "PGGSSDELEGATION", "PGCHANNELBINDING", "PGREQUIREAUTH", "PGCONNECT_TIMEOUT",
+    "PGCLIENTENCODING", "PGTARGETSESSIONATTRS", "PGLOADBALANCEHOSTS", "PGDATESTYLE", "PGTZ",
+    "PGGEQO",
+)  # fmt: skip
+
+
+def forget_libpq_environment() -> None:
+    """Remove LIBPQ_ENVIRONMENT from this process's environment (a connector's own process:
+    nothing else in it connects by the environment)."""
+    for name in LIBPQ_ENVIRONMENT:
+        os.environ.pop(name, None)
 
 
 def _system_ca_bundle() -> str:

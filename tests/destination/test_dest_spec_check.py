@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import jsonschema
@@ -125,3 +126,18 @@ def test_jdbc_params_may_not_move_the_write_elsewhere(tmp_path, dest_config) -> 
     status, out = _check(tmp_path, {**dest_config, "jdbc_url_params": "dbname=postgres"})
     assert status["status"] == "FAILED", out
     assert "dbname would override the config's database" in status["message"], out
+
+
+def test_libpq_environment_variables_do_not_change_the_connection(tmp_path, dest_config) -> None:
+    """Only the config decides how the connector connects, as with Airbyte's JDBC connectors:
+    PGOPTIONS (here a read-only session) and a PGSERVICE naming a missing service file, set
+    where the connector runs, change nothing (check failed on both before)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dest_config))
+    env = {**os.environ, "PGOPTIONS": "-c default_transaction_read_only=on",
+           "PGSERVICEFILE": str(tmp_path / "missing.conf"), "PGSERVICE": "nowhere"}  # fmt: skip
+    proc = subprocess.run([SCRIPT, "check", "--config", str(path)], capture_output=True,
+                          timeout=60, check=False, env=env)  # fmt: skip
+    (status,) = [json.loads(x)["connectionStatus"] for x in proc.stdout.splitlines()
+                 if b"CONNECTION_STATUS" in x]  # fmt: skip
+    assert status["status"] == "SUCCEEDED", status
