@@ -29,16 +29,20 @@ ATTEMPT_WAIT = "2s"
 PAUSE = 3.0
 WARN_EVERY = 60.0
 
+# Each session holding a lock on one of the tables, with the ones it locks.
 _HOLDERS = """
-SELECT DISTINCT l.pid, coalesce(a.state, '?'),
-       coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'), '?')
+SELECT l.pid, coalesce(min(a.state), '?'),
+       coalesce(to_char(min(a.xact_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+                '?'),
+       string_agg(DISTINCT t.name, ', ')
   FROM pg_catalog.pg_locks l
+  JOIN (SELECT c.oid, n.nspname || '.' || c.relname AS name FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+       ) t ON t.oid = l.relation
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
  WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
-   AND l.relation IN (
-       SELECT c.oid FROM pg_catalog.pg_class c
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[])))
+ GROUP BY l.pid
  ORDER BY 1
 """
 
@@ -71,20 +75,20 @@ def retrying(
         except pg_errors.LockNotAvailable:
             conn.execute("ROLLBACK TO SAVEPOINT pgbyte_lock_wait")
             conn.execute("RELEASE SAVEPOINT pgbyte_lock_wait")
-            holders = _holders(conn, tables) or "another session"
             now = time.monotonic()
             names = ", ".join(f"{s}.{t}" for s, t in tables)
+            holders = _holders(conn, tables) or f"another session holds a lock on {names}"
             if now >= give_up:
                 raise TransientError(
-                    f"Stream {label}: could not swap in its new tables: {holders} kept a lock "
-                    f"on {names} for {timeout_seconds():.0f} s ({TIMEOUT_ENV}). The previous "
+                    f"Stream {label}: could not swap in its new tables ({names}) for "
+                    f"{timeout_seconds():.0f} s ({TIMEOUT_ENV}): {holders}. The previous "
                     "tables are unchanged; end those transactions (pg_terminate_backend) and "
                     "run the sync again."
                 ) from None
             if warned is None or now - warned >= WARN_EVERY:
                 warned = now
-                log("WARN", f"Stream {label}: waiting to swap in its new tables: {holders} "
-                            f"holds a lock on {names}; retrying every {PAUSE:.0f} s for up to "
+                log("WARN", f"Stream {label}: waiting to swap in its new tables ({names}): "
+                            f"{holders}; retrying every {PAUSE:.0f} s for up to "
                             f"{timeout_seconds():.0f} s ({TIMEOUT_ENV}).")  # fmt: skip
             time.sleep(PAUSE)
             continue
@@ -95,9 +99,11 @@ def retrying(
 
 
 def _holders(conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]]) -> str:
-    """The sessions holding a lock on `tables` now, as `session 123 (idle in transaction since
-    2026-…)`, …; empty when they are gone (pg_stat_activity shows a role without
-    pg_read_all_stats no state of other roles' sessions: `?`)."""
+    """The sessions holding a lock on `tables` now, each with the tables it locks: `session 123
+    (idle in transaction since 2026-…) holds a lock on public.users`; …; empty when they are
+    gone (pg_stat_activity shows a role without pg_read_all_stats no state of other roles'
+    sessions: `?`)."""
     schemas, names = [s for s, _ in tables], [t for _, t in tables]
     rows = conn.execute(_HOLDERS, (schemas, names)).fetchall()
-    return ", ".join(f"session {pid} ({state} since {since})" for pid, state, since in rows)
+    return "; ".join(f"session {pid} ({state} since {since}) holds a lock on {locked}"
+                     for pid, state, since, locked in rows)  # fmt: skip

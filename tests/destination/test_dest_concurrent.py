@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import threading
@@ -107,6 +108,8 @@ def test_an_overwrite_waits_for_a_reader_without_blocking_the_others(
         try:
             warn = _wait_for_line(write, b"waiting to swap in its new tables")
             assert f"session {reader.info.backend_pid} (idle in transaction".encode() in warn
+            # the one table the reader locks, not the raw table beside it
+            assert re.search(rb"\) holds a lock on public\.users; retrying", warn), warn
             with psycopg.connect(pg_server.conninfo(dest_db), autocommit=True) as other:
                 other.execute("SET statement_timeout = '5s'")
                 assert other.execute("SELECT count(*) FROM users").fetchone() == (2,)
