@@ -232,7 +232,9 @@ def load_connection(
     name = str(data.get("name") or path.stem)
     if "/" in name or "\\" in name or name in (".", ".."):
         # The name makes the default state file's name: it must stay in .pgbyte/state.
-        raise ConnectionFileError(f"{path}: name must not contain / or \\ (got {name!r})")
+        raise ConnectionFileError(
+            f"{path}: name must be usable as a file name: no / or \\, not . or .. (got {name!r})"
+        )
     base = path.resolve().parent
     state = Path(str(data.get("state") or f".pgbyte/state/{name}.json")).expanduser()
     sync_mode = _choice(data.get("sync_mode", "full_refresh"), SYNC_MODES, path, "sync_mode")

@@ -259,6 +259,6 @@ destination:
 @pytest.mark.parametrize("name", ["../../elsewhere", "a/b", ".."])
 def test_a_name_that_would_leave_the_state_folder_is_refused(tmp_path, name: str) -> None:
     """name: makes the default state file's name, so it cannot hold a path separator."""
-    with pytest.raises(ConnectionFileError, match="name must not contain"):
+    with pytest.raises(ConnectionFileError, match="name must be usable as a file name"):
         text = BASE + f'name: "{name}"\n'
         load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})

@@ -242,6 +242,33 @@ def test_show_names_the_newest_sync_even_when_it_committed_nothing(
     assert lines[items + 1].strip() == f"last sync {when} UTC committed 0 record(s)", lines
 
 
+@pytest.mark.slow
+def test_a_switch_from_xmin_to_standard_says_the_stream_is_read_again(
+    tmp_path, pg_server, source_conn, source_config, dest_config
+) -> None:  # fmt: skip
+    """The connection switched from Xmin to Standard replication: the sync says the saved xmin
+    state cannot serve and the stream is read from the start (it said "resumes from its saved
+    state", and then the source WARNed that it re-reads everything)."""
+    make_tables(source_conn)
+    xmin = write_connection(
+        tmp_path, {**source_config, "replication_method": {"method": "Xmin"}}, dest_config,
+        streams=[{"name": "items", "sync_mode": "incremental"}], destination_sync_mode="append",
+    )  # fmt: skip
+    assert sync_json(xmin, pg_server.password)[0].returncode == 0
+    standard = write_connection(
+        tmp_path, source_config, dest_config, destination_sync_mode="append",
+        streams=[{"name": "items", "sync_mode": "incremental", "cursor_field": "id"}],
+    )  # fmt: skip
+    assert standard == xmin  # the same connection file, so the same saved state
+    run, _ = sync_json(standard, pg_server.password)
+    assert run.returncode == 0, run.stderr
+    assert (
+        "public.items has a saved Xmin state, and the source is configured for Standard "
+        "replication: the source reads it again from the start"
+    ) in run.stderr, run.stderr
+    assert "resumes from its saved state" not in run.stderr
+
+
 # -- reset ------------------------------------------------------------------------------------
 def test_reset_one_stream_keeps_the_others_exactly(tmp_path) -> None:
     """--stream namespace.name drops that stream's state only; the rest is kept as it was."""
