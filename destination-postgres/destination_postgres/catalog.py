@@ -51,6 +51,7 @@ class StreamTarget:
     soft_delete: bool = False
     dedup_plan: Any = None  # dedup.DedupPlan, set by dedup.prepare at the start of write
     skipped_keys: int = 0  # records with a NULL (or uncastable) key: raw only
+    hard_deletes: int = 0  # dedup winners with _ab_cdc_deleted_at set: their keys deleted
     typed_note: str | None = None  # why a stream has no typed table (logged when decided)
     # Columns of an existing typed table this write added or retyped (ddl.prepare): typed again
     # from the rows' raw records (refill.py).

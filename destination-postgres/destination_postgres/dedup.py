@@ -164,6 +164,14 @@ def merge(
             f"{target.schema}.{target.norm_table} is gone since this write began (did another "
             "sync overwrite the table meanwhile?). Run the sync again: it makes the index anew."
         ) from None
+    if plan.deleted is not None:  # said at the end of the write: a column of that name is
+        # a CDC source's, or a table's own (then its rows vanish from the typed table)
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL").format(
+                stage, sql.Identifier(plan.deleted)
+            )
+        ).fetchone()
+        target.hard_deletes += int(row[0]) if row else 0
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 

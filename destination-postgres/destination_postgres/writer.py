@@ -424,6 +424,12 @@ class Writer(Intake, Loading, Commits):
                     f"{sum(t.source_changes.values())} value(s) the source could not send as "
                     f"they were, per its RECORDs' meta.changes (nulled, truncated...) [{detail}]"
                 )
+            if t.hard_deletes:
+                parts.append(
+                    f"{t.hard_deletes} record(s) had _ab_cdc_deleted_at set: each deleted its "
+                    f"primary key's row from {typed} unless a newer one was there "
+                    "(cdc_deletion_mode Hard delete; Soft delete keeps the rows)"
+                )
             if t.skipped_keys:
                 parts.append(
                     f"{t.skipped_keys} record(s) with a NULL or uncastable primary key are in "

@@ -545,6 +545,7 @@ def _cdc(run_write, dest_config, mode: str | None, *batches: list[dict[str, Any]
     for n, batch in enumerate(batches):
         result = run_write(catalog, lines(*(rec("s", d) for d in batch), state("s", n)), config)
         assert result.returncode == 0, result.messages
+    return result
 
 
 def _base() -> list[dict[str, Any]]:
@@ -554,9 +555,12 @@ def _base() -> list[dict[str, Any]]:
 def test_hard_delete_is_the_default(run_write, dest_conn, dest_config) -> None:
     """No cdc_deletion_mode: a record with _ab_cdc_deleted_at set deletes its key's row."""
     delete = {"id": 2, "name": None, "_ab_cdc_lsn": 20, "_ab_cdc_deleted_at": DELETED}
-    _cdc(run_write, dest_config, None, _base(), [delete])
+    result = _cdc(run_write, dest_config, None, _base(), [delete])
     assert typed(dest_conn, "s", "id") == [(1,), (3,)]
     assert count(dest_conn, "_airbyte_raw_s") == 4
+    # The end-of-write LOG says so: a table's own column of that name deletes rows too.
+    assert any("1 record(s) had _ab_cdc_deleted_at set: each deleted its primary key's row "
+               "from s" in m for m in result.logs), result.logs  # fmt: skip
 
 
 def test_hard_delete_older_than_row_keeps_it(run_write, dest_conn, dest_config) -> None:
