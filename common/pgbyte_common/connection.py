@@ -39,7 +39,6 @@ _JDBC_TO_LIBPQ = {
     "gssencmode": "gssencmode",
     "targetservertype": "target_session_attrs",
     "tcpkeepalive": "keepalives",
-    "currentschema": "options",
     "channelbinding": "channel_binding",
     "kerberosservername": "krbsrvname",
     "ssl": "ssl",  # not a libpq keyword: ConnectionSettings.from_config turns it into a mode
@@ -78,6 +77,7 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
     if not raw or not raw.strip():
         return params
     unknown: list[str] = []
+    search_path: str | None = None
     for part in raw.strip().lstrip("?").split("&"):
         if not part.strip():
             continue
@@ -90,21 +90,29 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
         lowered = key.lower()
         if lowered in _JDBC_IGNORED:
             continue
+        if lowered == "currentschema":  # joined to whatever options say, wherever it comes
+            search_path = value
+            continue
+        if lowered == "requiressl":  # libpq's old spelling of sslmode require/prefer
+            key, lowered = "sslmode", "sslmode"
+            value = "require" if value.lower() in ("1", "true", "yes") else "prefer"
         libpq_key = _JDBC_TO_LIBPQ.get(lowered)
         if libpq_key is None and _is_libpq_keyword(key):
             libpq_key = key
         if libpq_key is None:
             unknown.append(key)
             continue
-        if lowered == "currentschema":
-            value = f"-c search_path={value}"
-            if "options" in params:
-                value = f"{params['options']} {value}"
+        if lowered == "sslmode":  # pgjdbc takes any case; libpq only lower case
+            value = value.lower()
         elif lowered in ("tcpkeepalive", "ssl"):
             value = "1" if value.lower() in ("true", "1", "yes") else "0"
         elif lowered == "targetservertype":
             value = _TARGET_SERVER_TYPES.get(value.lower(), value)
         params[libpq_key] = value
+    if search_path is not None:
+        # libpq splits options at spaces; a backslash keeps one in the value
+        escaped = search_path.replace("\\", "\\\\").replace(" ", "\\ ")
+        params["options"] = f"{params.get('options', '')} -c search_path={escaped}".strip()
     if unknown:
         raise ConfigError(
             f"jdbc_url_params: unsupported parameter(s) {', '.join(sorted(unknown))}. "
@@ -247,7 +255,6 @@ class ConnectionSettings:
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """Open a connection; failures become actionable ConfigError/TransientError."""
-        forget_libpq_environment()
         try:
             return psycopg.connect(self.conninfo(), **kwargs)
         except psycopg.Error as exc:
@@ -258,30 +265,6 @@ class ConnectionSettings:
                 database=self.database,
                 username=self.username,
             ) from None
-
-
-# What libpq takes from the environment for whatever a connection string leaves unset: a
-# password (PGPASSWORD), session settings (PGOPTIONS: a statement_timeout of 1 ms), a service
-# file, certificates, a required authentication method... Only the config decides how a
-# connector connects, as with Airbyte's JDBC connectors (the settings a connection string always
-# gives — host, port, database, user, sslmode — are listed too: no surprise either way).
-LIBPQ_ENVIRONMENT = (
-    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE",
-    "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGOPTIONS", "PGAPPNAME", "PGSSLMODE",
-    "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGSSLCERT", "PGSSLKEY", "PGSSLCERTMODE",
-    "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI", "PGREQUIREPEER",
-    "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION", "PGGSSENCMODE", "PGKRBSRVNAME",
-    "PGGSSLIB", "PGGSSDELEGATION", "PGCHANNELBINDING", "PGREQUIREAUTH", "PGCONNECT_TIMEOUT",
-    "PGCLIENTENCODING", "PGTARGETSESSIONATTRS", "PGLOADBALANCEHOSTS", "PGDATESTYLE", "PGTZ",
-    "PGGEQO",
-)  # fmt: skip
-
-
-def forget_libpq_environment() -> None:
-    """Remove LIBPQ_ENVIRONMENT from this process's environment (a connector's own process:
-    nothing else in it connects by the environment)."""
-    for name in LIBPQ_ENVIRONMENT:
-        os.environ.pop(name, None)
 
 
 def _system_ca_bundle() -> str:

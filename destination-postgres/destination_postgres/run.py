@@ -15,7 +15,9 @@ VERBS = ("spec", "check", "write")
 
 def run() -> None:
     from pgbyte_common.interrupts import exit_now, note_early
+    from pgbyte_common.libpq_env import forget_libpq_environment
 
+    forget_libpq_environment()  # only the config decides how to connect
     argv = sys.argv[1:]
     if argv and argv[0] in ("check", "write"):
         note_early()  # a SIGTERM during the imports below ends the verb cleanly, not silently

@@ -54,20 +54,21 @@ def schemas_problem(conn: psycopg.Connection[Any], config: SourceConfig) -> str 
     where = f"{config.connection.host}:{config.connection.port}/{config.connection.database}"
     rows = conn.execute(SCHEMAS_QUERY, {"schemas": list(config.schemas)}).fetchall()
     missing = [name for name, present, _ in rows if not present]
+    unusable = [name for name, present, usable in rows if present and not usable]
+    problems = []
     if missing:
-        return (
-            f"Schema(s) {', '.join(missing)} do not exist in database "
+        problems.append(
+            f"Schema(s) {', '.join(map(repr, missing))} do not exist in database "
             f"{config.connection.database!r}: check `schemas` in the config "
             "(names are case sensitive)."
         )
-    unusable = [name for name, _, usable in rows if not usable]
     if unusable:
-        return (
-            f"User {user!r} lacks USAGE on schema(s) {', '.join(unusable)} at {where}: run "
-            f"GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} TO {quoted(user)}; "
-            "or remove them from `schemas`."
+        problems.append(
+            f"User {user!r} lacks USAGE on schema(s) {', '.join(map(repr, unusable))} at "
+            f"{where}: run GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} TO "
+            f"{quoted(user)}; or remove them from `schemas`."
         )
-    return None
+    return " ".join(problems) or None
 
 
 def _check_connected(conn: psycopg.Connection[Any], config: SourceConfig) -> tuple[bool, str]:

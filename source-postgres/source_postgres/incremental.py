@@ -9,11 +9,11 @@ Each chunk is two statements inside the read's REPEATABLE READ snapshot:
 then a STATE with cursor = $upper. Every row at $upper is in the chunk, so a checkpoint always
 falls between two distinct cursor values: resuming with `c > cursor` loses no row and repeats
 none, however many rows share a value (a chunk grows past n rows to take all ties). The saved
-text is compared as a literal of the column's type (a domain's base type): numbers, timestamps,
-dates, text (in the column's collation), uuid, composites... compare as that type. A type whose
-comparison operators live in a schema off the search_path (an extension's: citext, ltree
-installed in `extensions`) has that schema appended to the session's search_path: PostgreSQL
-finds operators by the search_path, and would otherwise compare citext as text. Timestamps and
+text is compared as a literal of the column's type (a domain's base type; a reg* type's oid):
+numbers, timestamps, dates, text (in the column's collation), uuid, composites... compare as that
+type. A type whose comparison operators live in a schema off the search_path (an extension's:
+citext, ltree installed in `extensions`) is compared with them by name, OPERATOR(ext.>):
+PostgreSQL finds a bare `>` by the search_path, and would compare citext as text. Timestamps and
 times are saved as the records render them (`2023-01-01T13:00:00.000000`, `...Z` in UTC for
 timestamptz), the form Airbyte's source-postgres saves and parses back: a state moves between the
 two sources either way, and Postgres reads that form back to the same microsecond.
@@ -86,8 +86,10 @@ def next_chunk_rows(rows: int, elapsed: float) -> int:
 
 
 # The cursor column's type for its literals: a domain's base type, without modifiers (a saved
-# value is never cut to fit: `bit` alone would mean bit(1), so bit reads as bit varying), and
-# the schema of its default btree comparison operators when the search_path does not show it.
+# value is never cut to fit: `bit` alone would mean bit(1), so bit reads as bit varying); a reg*
+# type as oid (its names need not cast back: `public.f1` of two overloads, a dropped table); the
+# schema of its default btree comparison operators when the search_path does not show it; and
+# the schemas of the type and the operators the user lacks USAGE on.
 CURSOR_TYPE_QUERY = """
 WITH RECURSIVE b(oid, depth) AS (
     SELECT a.atttypid, 0 FROM pg_catalog.pg_attribute a
@@ -95,54 +97,83 @@ WITH RECURSIVE b(oid, depth) AS (
     UNION ALL
     SELECT t.typbasetype, b.depth + 1 FROM b JOIN pg_catalog.pg_type t ON t.oid = b.oid
     WHERE t.typtype = 'd'
+), base AS (
+    SELECT b.oid, t.typname, t.typnamespace FROM b JOIN pg_catalog.pg_type t ON t.oid = b.oid
+    ORDER BY b.depth DESC LIMIT 1
+), ops AS (
+    SELECT o.oprnamespace FROM base
+    JOIN pg_catalog.pg_opclass oc ON oc.opcintype = base.oid AND oc.opcdefault
+    JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+    JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 1
+         AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
+    JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+    LIMIT 1
 )
-SELECT CASE b.oid WHEN 'pg_catalog.bit'::pg_catalog.regtype THEN 'bit varying'
-                  WHEN 'pg_catalog.bit[]'::pg_catalog.regtype THEN 'bit varying[]'
-                  ELSE pg_catalog.format_type(b.oid, NULL) END,
-    (SELECT n.nspname FROM pg_catalog.pg_opclass oc
-     JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
-     JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 1
-          AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
-     JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
-     JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-     WHERE oc.opcdefault AND oc.opcintype = b.oid
-       AND n.nspname <> ALL (pg_catalog.current_schemas(true))
-     LIMIT 1)
-FROM b ORDER BY b.depth DESC LIMIT 1
-"""
-
-APPEND_TO_SEARCH_PATH = """
-SELECT pg_catalog.set_config('search_path', CASE pg_catalog.current_setting('search_path')
-    WHEN '' THEN pg_catalog.quote_ident(%(schema)s)
-    ELSE pg_catalog.current_setting('search_path') || ', ' || pg_catalog.quote_ident(%(schema)s)
-    END, false)
+SELECT CASE WHEN base.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
+                 AND base.typname ~ '^reg' THEN 'oid'
+            WHEN base.oid = 'pg_catalog.bit'::pg_catalog.regtype THEN 'bit varying'
+            WHEN base.oid = 'pg_catalog.bit[]'::pg_catalog.regtype THEN 'bit varying[]'
+            ELSE pg_catalog.format_type(base.oid, NULL) END,
+       (SELECT n.nspname FROM ops JOIN pg_catalog.pg_namespace n ON n.oid = ops.oprnamespace
+         WHERE n.nspname <> ALL (pg_catalog.current_schemas(true))),
+       ARRAY(SELECT DISTINCT n.nspname FROM pg_catalog.pg_namespace n
+              WHERE n.oid IN (base.typnamespace, (SELECT oprnamespace FROM ops))
+                AND NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY 1)
+FROM base
 """
 
 
 @dataclass(frozen=True)
 class CursorSQL:
-    """The cursor column in the read's SQL: `ref` over the alias `r`, and saved values as
-    literals of its type. An untyped literal would take whatever type PostgreSQL's operator
-    resolution prefers: a regclass cursor compares as oid, so `'t'` fails as an oid."""
+    """The cursor column in the read's SQL: `ref` over the alias `r`, saved values as literals
+    of its type, and its comparison operators — qualified with their schema when the
+    search_path does not show it (citext installed in `extensions`: the plain `>` would compare
+    as text). An untyped literal would take whatever type PostgreSQL's operator resolution
+    prefers: a regclass cursor compares as oid, so `'t'` failed as an oid."""
 
     ref: sql.Composable
     type_name: str  # as format_type spells it, quoted and qualified as needed
+    operators: str | None = None  # the schema of the comparison operators, when not visible
 
     def literal(self, value: str) -> sql.Composable:
         return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(self.type_name))
 
+    def op(self, symbol: str) -> sql.Composable:
+        """`symbol` (<, <=, =, >=, >) as an operator of the cursor's type."""
+        if self.operators is None:
+            return sql.SQL(symbol)
+        return sql.SQL("OPERATOR({}.{})").format(sql.Identifier(self.operators), sql.SQL(symbol))
 
-def cursor_sql(conn: psycopg.Connection[Any], table: Table, column: Column) -> CursorSQL:
-    """The cursor's CursorSQL; appends the schema of its type's comparison operators to the
-    session's search_path when it is not on it (see the module docstring)."""
+    def compare(self, symbol: str, value: str) -> sql.Composable:
+        """`ref <symbol> value`, the value a saved cursor text."""
+        return sql.SQL("{} {} {}").format(self.ref, self.op(symbol), self.literal(value))
+
+    def text(self, ref: sql.Composable, column: Column) -> sql.Composable:
+        """SQL giving the text a state saves for cursor value `ref` (see saved_text)."""
+        if self.type_name == "oid":  # a reg* type: its oid (its name may not cast back)
+            return sql.SQL("{}::oid::text").format(ref)
+        return saved_text(ref, column)
+
+
+def cursor_sql(
+    conn: psycopg.Connection[Any], table: Table, column: Column, label: str
+) -> CursorSQL:
+    """The cursor's CursorSQL, or a ConfigError when the user may not use the schema of its
+    type or of its comparison operators (an extension's schema without USAGE)."""
     row = conn.execute(CURSOR_TYPE_QUERY, {"oid": table.oid, "column": column.name}).fetchone()
+    ref = sql.SQL("r.{}").format(sql.Identifier(column.name))
     if row is None:  # the column is gone since discovery: the read's own query says so
-        type_name = "text"
-    else:
-        type_name, operators = row
-        if operators is not None:
-            conn.execute(APPEND_TO_SEARCH_PATH, {"schema": operators})
-    return CursorSQL(sql.SQL("r.{}").format(sql.Identifier(column.name)), type_name)
+        return CursorSQL(ref, "text")
+    type_name, operators, unusable = row
+    if unusable:
+        user = conn.info.user
+        raise ConfigError(
+            f"Stream {label}: cursor column {column.name!r} is of type {type_name}, whose "
+            f"comparisons need schema(s) {', '.join(map(quoted, unusable))}, which user "
+            f"{user!r} may not use: GRANT USAGE ON SCHEMA {', '.join(map(quoted, unusable))} "
+            f"TO {quoted(user)}; or choose another cursor_field."
+        )
+    return CursorSQL(ref, type_name, operators)
 
 
 def cursor_column(stream: ConfiguredStream, table: Table, label: str) -> Column:
@@ -197,7 +228,7 @@ def read_by_cursor(
             f"updated-at column {column.name!r} (discover's default_cursor_field).",
         )
     relation = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
-    cursor = cursor_sql(conn, table, column)
+    cursor = cursor_sql(conn, table, column, label)
     c = cursor.ref
 
     if saved is not None and isinstance(
@@ -252,7 +283,7 @@ def read_by_cursor(
         )
         saved = resume_ctid = None
     stale = saved is not None and saved.cursor is not None
-    if stale and not _fits(conn, cursor, relation, saved.cursor):  # type: ignore[union-attr]
+    if stale and not _fits(conn, cursor, saved.cursor):  # type: ignore[union-attr]
         out.log(
             "WARN",
             f"Stream {label}: the saved cursor value {saved.cursor!r} is not a valid value of "
@@ -288,9 +319,11 @@ def read_by_cursor(
             sql.SQL(
                 # s.top, qualified: the table's own columns (one may be named `top`) are in
                 # scope inside the count's subquery.
-                "SELECT {top}, (SELECT count(*) FROM {rel} r WHERE {c} = s.top) FROM "
+                "SELECT {top}, (SELECT count(*) FROM {rel} r WHERE {c} {eq} s.top) FROM "
                 "(SELECT {c} AS top FROM {rel} r WHERE {c} IS NOT NULL ORDER BY 1 DESC LIMIT 1) s"
-            ).format(top=saved_text(sql.SQL("s.top"), column), rel=relation, c=c)
+            ).format(
+                top=cursor.text(sql.SQL("s.top"), column), rel=relation, c=c, eq=cursor.op("=")
+            )
         ).fetchone()
         # No cursor value at all (an updated_at column just added): the load copies the rows
         # all the same, and notes no maximum, so the next sync loads them again until one has.
@@ -349,7 +382,7 @@ def read_by_cursor(
         # syncs read by cursor only, so a row left out now would never arrive.
         bound = sql.SQL("{} IS NULL").format(c)
         if noted.cursor is not None:
-            bound = sql.SQL("({} <= {} OR {})").format(c, cursor.literal(noted.cursor), bound)
+            bound = sql.SQL("({} OR {})").format(cursor.compare("<=", noted.cursor), bound)
         snapshot = read_snapshot(conn)
         caught_up = resumed_load and resume_ctid.block > 0 and resume_ctid.load_xmin is not None
         if caught_up:
@@ -376,21 +409,19 @@ def read_by_cursor(
         if last is None:
             lower = sql.SQL("{} IS NOT NULL").format(c)
         else:
-            op = sql.SQL(">=") if inclusive else sql.SQL(">")
-            lower = sql.SQL("{} {} {}").format(c, op, cursor.literal(last))
+            lower = cursor.compare(">=" if inclusive else ">", last)
         upper = _scalar(
             conn,
             sql.SQL(
                 "SELECT {} FROM (SELECT {} AS c FROM {} r WHERE {} ORDER BY 1 LIMIT {}) s "
                 "ORDER BY s.c DESC LIMIT 1"
-            ).format(saved_text(sql.SQL("s.c"), column), c, relation, lower, sql.Literal(limit)),
+            ).format(cursor.text(sql.SQL("s.c"), column), c, relation, lower, sql.Literal(limit)),
         )
         if upper is None:
             break
-        upper_literal = cursor.literal(upper)
         count = yield from stream_records(
             conn, copy_out, table=table, columns=columns, stream=stream, emitted_at=emitted_at,
-            where=sql.SQL("{} AND {} <= {}").format(lower, c, upper_literal), order_by=c,
+            where=sql.SQL("{} AND {}").format(lower, cursor.compare("<=", upper)), order_by=c,
         )  # fmt: skip
         count_at_upper = _rows_at(conn, relation, cursor, upper)
         total += count
@@ -527,24 +558,25 @@ def _rows_at(
     return int(
         _scalar(
             conn,
-            sql.SQL("SELECT count(*) FROM {} r WHERE {} = {}").format(
-                relation, cursor.ref, cursor.literal(value)
+            sql.SQL("SELECT count(*) FROM {} r WHERE {}").format(
+                relation, cursor.compare("=", value)
             ),
         )
     )
 
 
-def _fits(conn: psycopg.Connection[Any], cursor: CursorSQL, relation: Any, value: str) -> bool:
+# What a saved cursor text that no longer casts to the column's type raises: a bad value, or a
+# type's own syntax error (ltree's input says 42601).
+_NO_LONGER_CASTS = (psycopg.errors.DataError, psycopg.errors.SyntaxError)
+
+
+def _fits(conn: psycopg.Connection[Any], cursor: CursorSQL, value: str) -> bool:
     """Whether a saved cursor text still casts to the cursor column's type (under a savepoint,
     so a failed cast leaves the read's snapshot usable)."""
     conn.execute("SAVEPOINT pgbyte_cursor_probe")
     try:
-        conn.execute(
-            sql.SQL("SELECT FROM {} r WHERE {} > {} LIMIT 0").format(
-                relation, cursor.ref, cursor.literal(value)
-            )
-        )
-    except psycopg.errors.DataError:
+        conn.execute(sql.SQL("SELECT {}").format(cursor.literal(value)))
+    except _NO_LONGER_CASTS:
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_cursor_probe")
         return False
     conn.execute("RELEASE SAVEPOINT pgbyte_cursor_probe")

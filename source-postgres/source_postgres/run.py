@@ -17,6 +17,9 @@ def _verb(argv: list[str]) -> str | None:
 
 
 def run() -> None:
+    from pgbyte_common.libpq_env import forget_libpq_environment
+
+    forget_libpq_environment()  # only the config decides how to connect
     argv = sys.argv[1:]
     if _verb(argv) == "spec":
         import orjson

@@ -113,6 +113,11 @@ def test_schema_without_usage_fails_with_grant_hint(
     assert "USAGE" in result.connection_status["message"]
     assert "GRANT USAGE ON SCHEMA hidden" in result.connection_status["message"]
     assert SECRET not in result.stdout + result.stderr
+    # beside a schema that does not exist: both said (the missing one hid the other)
+    result = check(write_json, {**config, "schemas": ["hidden", "My Nope"]})
+    message = result.connection_status["message"]
+    assert "Schema(s) 'My Nope' do not exist" in message, message
+    assert "GRANT USAGE ON SCHEMA hidden" in message, message
 
 
 def test_no_selectable_table_fails(source_conn, source_config, make_role, write_json) -> None:
@@ -290,6 +295,8 @@ def test_missing_password_names_the_field(source_config, write_json) -> None:
         ("port=5433", "port would override the config's port"),
         ("password=other", "password would override the config's password"),
         ("sslmode=disable", "sslmode=disable would weaken the config's ssl_mode verify-full"),
+        ("requiressl=0", "sslmode=prefer would weaken the config's ssl_mode verify-full"),
+        ("SSLMode=Allow", "sslmode=allow would weaken the config's ssl_mode verify-full"),
         ("sslrootcert=/etc/ssl/certs/ca-certificates.crt",
          "sslrootcert would override ssl_mode.ca_certificate"),
     ],
@@ -302,7 +309,7 @@ def test_jdbc_params_may_not_override_the_config(
     Airbyte's connectors refuse to overwrite their own JDBC parameters; the check reported the
     config's database while connected to another."""
     config = {**source_config, "jdbc_url_params": params}
-    if "ssl" in params:
+    if "ssl" in params.lower():
         pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
         config["ssl_mode"] = {"mode": "verify-full", "ca_certificate": pem}
     status = check(write_json, config).connection_status

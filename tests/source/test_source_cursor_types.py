@@ -6,6 +6,7 @@ yet (an unpopulated materialized view)."""
 from __future__ import annotations
 
 import pytest
+from db_roles import throwaway_role
 from xmin_helpers import ids, last_state, read, stream_entry, stream_state, warnings
 
 
@@ -40,6 +41,43 @@ def test_an_extension_type_off_the_search_path_compares_as_its_own_type(
     assert ids(second, "t") == [2]
     assert stream_state(second)["cursor"] == "HZ"
     assert not warnings(second)
+
+
+def test_an_extension_cursor_keeps_other_streams_records_as_they_were(
+    source_conn, source_config, tmp_path
+) -> None:
+    """The citext cursor's comparisons name their schema; the session's search_path stays as
+    it was, so a regclass value of another stream read after it still names its schema."""
+    source_conn.execute("CREATE SCHEMA ext; CREATE EXTENSION citext SCHEMA ext")
+    source_conn.execute("CREATE TABLE ext.other (id int)")
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, c ext.citext)")
+    source_conn.execute("INSERT INTO t VALUES (1, 'Hi')")
+    source_conn.execute("CREATE TABLE refs (id int PRIMARY KEY, r regclass)")
+    source_conn.execute("INSERT INTO refs VALUES (1, 'ext.other')")
+    streams = [standard(stream_entry("t", ["id", "c"]), "c"),
+               stream_entry("refs", ["id", "r"], sync_mode="full_refresh")]  # fmt: skip
+    run = read(tmp_path, source_config, streams)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert [r["r"] for r in run.data("refs")] == ["ext.other"]
+
+
+def test_an_extension_cursor_without_usage_on_its_schema_says_which_grant(
+    source_conn, source_config, tmp_path
+) -> None:
+    """A role that may SELECT the table but not use the extension's schema cannot compare its
+    cursor values: a config_error naming the GRANT USAGE it needs (was "GRANT SELECT", which
+    the role had)."""
+    source_conn.execute("CREATE SCHEMA ext; CREATE EXTENSION ltree SCHEMA ext")
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, p ext.ltree)")
+    source_conn.execute("INSERT INTO t VALUES (1, 'a.b')")
+    with throwaway_role(source_conn, "low", "low-Passw0rd-1"):
+        source_conn.execute("GRANT SELECT ON t TO low")
+        config = {**source_config, "username": "low", "password": "low-Passw0rd-1"}
+        run = read(tmp_path, config, [standard(stream_entry("t", ["id", "p"]), "p")])
+        assert run.returncode != 0
+        (error,) = run.errors()
+        assert error["failure_type"] == "config_error", error
+        assert "GRANT USAGE ON SCHEMA ext TO low" in error["message"], error
 
 
 def test_an_extension_type_whose_operators_are_off_the_search_path_is_a_cursor(
@@ -82,6 +120,41 @@ def test_a_reg_type_cursor_compares_by_oid(
         f"SELECT r > (SELECT max(r::oid)::{column} FROM t WHERE id < 3) FROM t WHERE id = 3"
     ).fetchone()[0]
     assert ids(second, "t") == ([3] if newer else [])
+
+
+def test_a_regproc_cursor_over_overloaded_functions_reads(
+    source_conn, source_config, tmp_path
+) -> None:
+    """Two overloads of f print as the same name, which does not cast back to one function:
+    a reg* cursor is saved and compared as its oid."""
+    source_conn.execute("CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    source_conn.execute("CREATE FUNCTION f(text) RETURNS int LANGUAGE sql AS 'SELECT 2'")
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, r regproc)")
+    source_conn.execute("INSERT INTO t VALUES (1, 'f(int)'::regprocedure), "
+                        "(2, 'f(text)'::regprocedure)")  # fmt: skip
+    first, second = _two_reads(source_conn, source_config, tmp_path, "r",
+                               "INSERT INTO t VALUES (3, 'pg_catalog.now'::regproc)")  # fmt: skip
+    assert ids(first, "t") == [1, 2]
+    top = source_conn.execute("SELECT max(r::oid)::text FROM t WHERE id < 3").fetchone()[0]
+    assert stream_state(first)["cursor"] == top
+    assert ids(second, "t") == []  # now() has a lower oid than functions made today
+
+
+def test_a_saved_reg_cursor_name_is_read_again_with_a_warning(
+    source_conn, source_config, tmp_path
+) -> None:
+    """A regclass cursor state that saved a name (or one gone since) is no oid: the stream is
+    read again whole, with a WARN, not failed."""
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, r regclass)")
+    source_conn.execute("INSERT INTO t VALUES (1, 't')")
+    entry = standard(stream_entry("t", ["id", "r"]), "r")
+    first = read(tmp_path / "1", source_config, [entry])
+    state = last_state(first)
+    state[0]["stream"]["stream_state"]["cursor"] = "gone_table"
+    second = read(tmp_path / "2", source_config, [entry], state=state)
+    assert second.returncode == 0, second.stdout[-2000:]
+    assert ids(second, "t") == [1]
+    assert any("'gone_table' is not a valid value" in w for w in warnings(second))
 
 
 def test_a_composite_cursor_compares_field_by_field(source_conn, source_config, tmp_path) -> None:

@@ -176,5 +176,5 @@ def test_a_configured_schema_that_does_not_exist_is_warned_about(
     names = [s["name"] for s in result.messages[-1]["catalog"]["streams"]]
     assert names == ["t"]
     warns = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
-    assert len(warns) == 1 and "Schema(s) Public do not exist" in warns[0], warns
+    assert len(warns) == 1 and "Schema(s) 'Public' do not exist" in warns[0], warns
     assert not [m for m in discover(write_json, source_config).of_type("LOG")]
