@@ -282,6 +282,14 @@ def read_by_cursor(
             "(its filenode changed, so saved row positions mean nothing); restarting it.",
         )
         saved = resume_ctid = None
+    if saved is not None and _retyped(conn, saved.cursor_type, cursor.type_name):
+        out.log(
+            "WARN",
+            f"Stream {label}: the saved cursor value {saved.cursor!r} was compared as "
+            f"{saved.cursor_type}, and column {column.name!r} is {cursor.type_name} now (its type "
+            "was changed); re-reading the whole stream.",
+        )
+        saved = resume_ctid = None
     stale = saved is not None and saved.cursor is not None
     if stale and not _fits(conn, cursor, saved.cursor):  # type: ignore[union-attr]
         out.log(
@@ -376,8 +384,9 @@ def read_by_cursor(
         noted = resume_ctid.incremental
         assert isinstance(noted, CursorState)  # xmin positions were set aside above
         inner = cursor_state(
-            stream.name, stream.namespace, field, noted.cursor, noted.cursor_record_count
-        )
+            stream.name, stream.namespace, field, noted.cursor, noted.cursor_record_count,
+            cursor.type_name,
+        )  # fmt: skip
         # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
         # syncs read by cursor only, so a row left out now would never arrive.
         bound = sql.SQL("{} IS NULL").format(c)
@@ -432,7 +441,9 @@ def read_by_cursor(
         out.stream_state(
             stream.name,
             stream.namespace,
-            cursor_state(stream.name, stream.namespace, field, last, count_at_upper),
+            cursor_state(
+                stream.name, stream.namespace, field, last, count_at_upper, cursor.type_name
+            ),
             record_count=count,
         )
         emitted_state = True
@@ -449,7 +460,9 @@ def read_by_cursor(
         out.stream_state(
             stream.name,
             stream.namespace,
-            cursor_state(stream.name, stream.namespace, field, last, count_at_upper),
+            cursor_state(
+                stream.name, stream.namespace, field, last, count_at_upper, cursor.type_name
+            ),
             record_count=carried,
         )
         yield lines.take()
@@ -549,6 +562,28 @@ def _boundary_again(
         f"value {saved.cursor!r}; re-reading that value's rows.",
     )
     return True
+
+
+def _retyped(conn: psycopg.Connection[Any], saved: str | None, now: str) -> bool:
+    """Whether a cursor saved as type `saved` may order otherwise as type `now`: any change but
+    one between two numeric types (integer to bigint or numeric) or two date/time types (date to
+    timestamp; a time zone gained or lost is _zone_form_changed's). A type gone counts."""
+    if saved is None or saved == now:
+        return False
+    conn.execute("SAVEPOINT pgbyte_cursor_type")  # a hand-edited type name may not parse
+    try:
+        row = conn.execute(
+            "SELECT (SELECT typcategory FROM pg_catalog.pg_type "
+            "        WHERE oid = pg_catalog.to_regtype(%s)), "
+            "(SELECT typcategory FROM pg_catalog.pg_type WHERE oid = pg_catalog.to_regtype(%s))",
+            (saved, now),
+        ).fetchone()
+    except _NO_LONGER_CASTS:  # a bad name: DataError, or SyntaxError
+        row = None
+        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_cursor_type")
+    conn.execute("RELEASE SAVEPOINT pgbyte_cursor_type")
+    before, after = row if row else (None, None)
+    return not (before == after and before in ("N", "D"))
 
 
 def _rows_at(

@@ -8,7 +8,12 @@ Cursor state has the shape of Airbyte source-postgres's cursor-based state, so a
 Airbyte's connector resumes here and the other way round:
 
     {"version": 2, "state_type": "cursor_based", "stream_name": "t", "stream_namespace": "public",
-     "cursor_field": ["updated_at"], "cursor": "<value as text>", "cursor_record_count": 3}
+     "cursor_field": ["updated_at"], "cursor": "<value as text>", "cursor_record_count": 3,
+     "cursor_type": "timestamp without time zone"}
+
+`cursor_type`, pgbyte's own (Airbyte's source ignores it; its states lack it), is the type the
+cursor was compared as: a column ALTERed to another type since (integer to text: '1000' sorts
+below '999') makes the next read start again from the whole stream, with a WARN.
 
 Airbyte's newer source-postgres (4.x, on the Bulk CDK) saves version 3 states instead: a
 cursor as `{"state_type": "cursor_based", "cursors": {"updated_at": <JSON value>}}`, a first
@@ -60,6 +65,7 @@ class CursorState:
     cursor_field: tuple[str, ...]
     cursor: str | None
     cursor_record_count: int  # rows at `cursor` read; 0: not counted (they are read again)
+    cursor_type: str | None = None  # the type the cursor was compared as (None: not saved)
     # Saved by Airbyte's 4.x source, which writes some types' values its own way (bytea as
     # base64).
     airbyte_v3: bool = False
@@ -135,10 +141,16 @@ def ctid_state(
 
 
 def cursor_state(
-    name: str, namespace: str | None, cursor_field: tuple[str, ...], cursor: str | None, count: int
+    name: str,
+    namespace: str | None,
+    cursor_field: tuple[str, ...],
+    cursor: str | None,
+    count: int,
+    cursor_type: str | None = None,
 ) -> dict[str, Any]:
-    """The stream_state of an incremental stream, in Airbyte source-postgres's shape."""
-    return {
+    """The stream_state of an incremental stream, in Airbyte source-postgres's shape (and
+    `cursor_type`, see the module docstring)."""
+    state: dict[str, Any] = {
         "version": 2,
         "state_type": CURSOR_STATE_TYPE,
         "stream_name": name,
@@ -147,6 +159,9 @@ def cursor_state(
         "cursor": cursor,
         "cursor_record_count": count,
     }
+    if cursor_type is not None:
+        state["cursor_type"] = cursor_type
+    return state
 
 
 def parse_input_state(raw: Any) -> dict[Descriptor, dict[str, Any]]:
@@ -261,10 +276,12 @@ def stream_cursor_state(
     if not field and cursor is None:  # the stream states of Airbyte's CDC states hold none
         return Unusable("the saved state holds no cursor position (the stream state of "
                         "Airbyte's CDC GLOBAL or legacy state?)")  # fmt: skip
+    cursor_type = stream_state.get("cursor_type")
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),
         cursor_record_count=int(count) if _is_int(count) or isinstance(count, float) else 0,
+        cursor_type=cursor_type if isinstance(cursor_type, str) else None,
     )
 
 

@@ -192,3 +192,43 @@ def test_an_unpopulated_materialized_view_is_a_config_error(
     (error,) = run.errors()
     assert error["failure_type"] == "config_error", error
     assert "REFRESH MATERIALIZED VIEW public.m" in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "rows", "later"),
+    [
+        ("int", "text", "(1, 999)", "(2, '1000')"),
+        ("timestamp", "text", "(1, '2030-01-01 00:00')", "(2, '2030-01-01 12:00:00')"),
+    ],
+)
+def test_a_cursor_retyped_to_text_reads_the_stream_again(
+    source_conn, source_config, tmp_path, before: str, after: str, rows: str, later: str
+) -> None:
+    """The cursor column ALTERed from a number or timestamp to text: compared as text, '1000'
+    sorts below the saved '999' (and '2030-01-01 12:00:00' below '2030-01-01T00:00:00'), so
+    the new row was skipped in silence. The state saved the type it compared as: the stream
+    is read again whole, with a WARN."""
+    source_conn.execute(f"CREATE TABLE t (id int PRIMARY KEY, c {before})")
+    source_conn.execute(f"INSERT INTO t VALUES {rows}")
+    first, second = _two_reads(
+        source_conn, source_config, tmp_path, "c",
+        f"ALTER TABLE t ALTER COLUMN c TYPE {after}; INSERT INTO t VALUES {later}",
+    )  # fmt: skip
+    assert ids(first, "t") == [1]
+    assert ids(second, "t") == [1, 2]
+    assert any("(its type was changed); re-reading the whole stream" in w
+               for w in warnings(second)), warnings(second)  # fmt: skip
+
+
+def test_a_cursor_widened_to_another_number_type_resumes(
+    source_conn, source_config, tmp_path
+) -> None:
+    """integer to numeric orders the same: the read resumes after the saved value."""
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, c int)")
+    source_conn.execute("INSERT INTO t VALUES (1, 5)")
+    _, second = _two_reads(
+        source_conn, source_config, tmp_path, "c",
+        "ALTER TABLE t ALTER COLUMN c TYPE numeric; INSERT INTO t VALUES (2, 5.5)",
+    )  # fmt: skip
+    assert ids(second, "t") == [2]
+    assert not warnings(second)
