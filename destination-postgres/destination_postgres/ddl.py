@@ -466,6 +466,41 @@ def claim_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> No
             )
 
 
+_ORPHAN_TEMPORARIES = """
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(%s) AND c.relkind = 'r' AND obj_description(c.oid, 'pg_class') = %s
+ORDER BY 1, 2
+"""
+
+
+def drop_orphan_temporaries(conn: psycopg.Connection[Any], schemas: set[str]) -> list[str]:
+    """DROP the overwrite temporaries in these schemas whose write is gone (nobody holds their
+    claim_temporaries lock: a killed write's, of a stream perhaps no longer synced, which its
+    own next write would have dropped); returns their names. Live writes' are kept, and so is
+    one another session is reading (left for a later write), each in a short transaction."""
+    rows = conn.execute(_ORPHAN_TEMPORARIES, (sorted(schemas), TEMPORARY_COMMENT)).fetchall()
+    conn.commit()
+    key = "%s, hashtext(format('%%I.%%I', %s::text, %s::text))"  # claim_temporaries' key
+    dropped = []
+    for schema, table in rows:
+        params = (_TEMPORARIES_LOCK, schema, table)
+        free = conn.execute(f"SELECT pg_try_advisory_lock({key})", params).fetchone()
+        if not (free and free[0]):
+            continue
+        try:
+            conn.execute("SET LOCAL lock_timeout = '200ms'")
+            drop(conn, schema, table, cascade=True)
+            conn.commit()
+            dropped.append(f"{schema}.{table}")
+        except psycopg.errors.LockNotAvailable:
+            conn.rollback()
+        finally:
+            conn.execute(f"SELECT pg_advisory_unlock({key})", params)
+            conn.commit()
+    return dropped
+
+
 def drop_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     """An overwrite's temporaries, after a failure: only relations pgbyte made (marked)."""
     if not target.overwrite:

@@ -136,6 +136,12 @@ class Writer(Intake, Loading, Commits):
             if orphans:
                 self.log("INFO", f"Dropped {len(orphans)} stage table(s) an interrupted write "
                                  "left behind.")  # fmt: skip
+        left = ddl.drop_orphan_temporaries(
+            self.conn, {t.raw_schema for t in self.targets} | {t.schema for t in self.targets}
+        )
+        if left:
+            self.log("INFO", f"Dropped {len(left)} temporary table(s) an interrupted overwrite "
+                             f"left behind: {', '.join(left)}.")  # fmt: skip
         # Each stream's tables made ready in a transaction of its own: one over every stream
         # held a lock per table until its end, which 2,000 streams' tables overflowed on a
         # server with the default max_locks_per_transaction.

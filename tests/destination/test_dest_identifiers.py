@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
-from destination_postgres import naming
+from destination_postgres import ddl, naming
 from psycopg import sql
 
 CATALOG = FIXTURES / "identifiers_catalog.json"
@@ -183,6 +184,34 @@ def test_an_unmarked_leftover_temporary_is_still_cleaned(run_write, dest_conn) -
     result = run_write(catalog, record("bar", {"id": 7}) + b"\n")
     assert result.returncode == 0, result.errors
     assert count(dest_conn, "bar") == 1 and "_airbyte_tmp_bar" not in table_names(dest_conn)
+
+
+def test_a_killed_overwrites_temporaries_go_even_when_its_stream_is_not_synced(
+    run_write, dest_conn, pg_server, dest_db
+) -> None:
+    """Temporaries a killed overwrite left, of a stream the next write does not sync (removed
+    from the connection), are dropped at that write's start; a live write's (its claim held)
+    and a user's table of the same form but without pgbyte's mark are kept."""
+    names = ["_airbyte_tmp_gone", "_airbyte_tmp__airbyte_raw_gone", "_airbyte_tmp_live"]
+    for name in names:
+        table = sql.Identifier("public", name)
+        dest_conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(table))
+        dest_conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            table, sql.Literal(ddl.TEMPORARY_COMMENT)))  # fmt: skip
+    dest_conn.execute('CREATE TABLE public."_airbyte_tmp_users_own" (id int)')
+    with psycopg.connect(pg_server.conninfo(dest_db), autocommit=True) as live:
+        live.execute(
+            "SELECT pg_advisory_lock(%s, hashtext(format('%%I.%%I', 'public', %s::text)))",
+            (ddl._TEMPORARIES_LOCK, "_airbyte_tmp_live"),
+        )
+        result = run_write(catalog_for([("other", {"id": {"type": "integer"}})]),
+                           record("other", {"id": 1}) + b"\n")  # fmt: skip
+        assert result.returncode == 0, result.errors
+    tables = table_names(dest_conn)
+    assert "_airbyte_tmp_gone" not in tables and "_airbyte_tmp__airbyte_raw_gone" not in tables
+    assert "_airbyte_tmp_live" in tables and "_airbyte_tmp_users_own" in tables
+    assert any("Dropped 2 temporary table(s) an interrupted overwrite left behind" in m
+               for m in result.logs), result.logs  # fmt: skip
 
 
 def test_long_namespaces_do_not_collide(run_write, dest_conn) -> None:
