@@ -196,8 +196,11 @@ class Commits:
         # stream's tables only once swapped in: its states wait for the swap, and so does a
         # later state of the same stream, or a GLOBAL state after it (per-stream order kept;
         # another stream's states go on). A failed swap echoes none of them, so no client
-        # counts or saves them.
-        waiting = [t for t in covers if t.overwrite and not t.swapped]
+        # counts or saves them. A GLOBAL or LEGACY state before any record of an overwrite
+        # stream says nothing of it: it waits for no swap of that stream (held, it was lost
+        # with the sync, and an append stream it covers got its records again next time).
+        waiting = [t for t in covers if t.overwrite and not t.swapped
+                   and (own is not None or t.stated > 0)]  # fmt: skip
         entry = (orjson.dumps(msg) + b"\n", waiting, own)
         self._marks[id(entry[0])] = [(t, t.stated) for t in covers]  # for _echo_ready
         return entry, bool(covers) and len(waiting) == len(covers)

@@ -8,7 +8,7 @@ import os
 import select
 import time
 
-from dest_helpers import catalog_for, live_write, record, state, status
+from dest_helpers import catalog_for, live_write, record, state, status, table_names
 from destination_postgres.framing import read_lines
 
 PROPS = {"id": {"type": "integer"}}
@@ -197,6 +197,26 @@ def test_a_global_state_held_for_a_swap_says_what_was_committed(run_write, dest_
     assert dest_conn.execute("SELECT count(*) FROM st").fetchone()[0] == 2
     (report,) = [m for m in result.logs if m.startswith("Stream ow:")]
     assert "1 record(s) received, not swapped in" in report, report
+
+
+def test_a_global_state_before_any_overwrite_record_waits_for_no_swap(run_write, dest_conn) -> None:
+    """A LEGACY state after an append stream's records and before any record of an overwrite
+    stream, the source failing after: the state is echoed (it was held for the overwrite's
+    swap, so the next sync sent the append records again and the append table got them
+    twice); the overwrite's records after it are not swapped in."""
+    catalog = catalog_for([("ap", PROPS)], "append")
+    catalog["streams"] += catalog_for([("ow", PROPS)], "overwrite")["streams"]
+    legacy = b'{"type":"STATE","state":{"type":"LEGACY","data":{"n":1}}}'
+    error = (b'{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,'
+             b'"error":{"message":"boom","failure_type":"system_error"}}}')  # fmt: skip
+    lines = [status("ap", "STARTED"), record("ap", {"id": 10}), legacy,
+             status("ap", "COMPLETE"), status("ow", "STARTED"), record("ow", {"id": 1}),
+             error]  # fmt: skip
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    assert [m["state"]["data"] for m in result.states] == [{"n": 1}]
+    assert dest_conn.execute("SELECT array_agg(id) FROM ap").fetchone() == ([10],)
+    assert "ow" not in table_names(dest_conn)
 
 
 def test_a_failed_source_keeps_the_states_pending_before_its_error(run_write, dest_conn) -> None:
