@@ -154,7 +154,7 @@ def check_numbers(outputs: list[str], dst: psycopg.Connection[Any]) -> None:
         "overwrite_full_refresh_demo": 3, "_airbyte_raw_overwrite_full_refresh_demo": 3,
         "append_full_refresh_demo": 5, "_airbyte_raw_append_full_refresh_demo": 5,
     }  # fmt: skip
-    step("What the tutorial says you should see")
+    step("What you should see (the tutorial's 3 records emitted; the rows this order gives)")
     problems = []
     for output in outputs:
         ok = "3 records emitted" in output
