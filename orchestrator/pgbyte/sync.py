@@ -162,7 +162,9 @@ class SyncRun:
                          f"configured {'.'.join(configured)}: the source reads it again from the "
                          "start")  # fmt: skip
             else:
-                where = f"resumes from its saved state: {view.detail}"
+                # (`state show`'s words, said of the sync now running)
+                detail = view.detail.replace("the next sync", "this sync")
+                where = f"resumes from its saved state: {detail}"
             self.reporter.info(f"sync {self.conn.name}: {route.label} {where}")
             if view is not None:
                 self._warn_if_moved(route, written.get((route.name, route.namespace)))
