@@ -25,21 +25,52 @@ def _two_reads(source_conn, source_config, tmp_path, cursor: str, later: str) ->
     return first, second
 
 
-def test_an_extension_type_off_the_search_path_compares_as_its_own_type(
-    source_conn, source_config, tmp_path
+# (setup SQL, the cursor column, rows at the first read, rows inserted before the second, the
+# first read's ids and saved cursor, the second read's ids)
+ORDERS = {
+    # citext in schema ext, off the search_path: case-insensitive, as the table orders it. As
+    # text, 'HZ' > 'Hi' is false and 'a2' > 'Hi' true: the second read took a2 and lost HZ.
+    "citext_off_the_search_path": (
+        "CREATE SCHEMA ext; CREATE EXTENSION citext SCHEMA ext; "
+        "CREATE TABLE t (id int PRIMARY KEY, c ext.citext)",
+        "c", "(1, 'Hi')", "(2, 'HZ'), (3, 'a2')", [1], "Hi", [2],
+    ),
+    # ltree in schema ext has no operator the search_path finds: it was refused as a type that
+    # "cannot be ordered". a.b.z and a.a sort below a.c, b above.
+    "ltree_off_the_search_path": (
+        "CREATE SCHEMA ext; CREATE EXTENSION ltree SCHEMA ext; "
+        "CREATE TABLE t (id int PRIMARY KEY, c ext.ltree)",
+        "c", "(1, 'a.b'), (2, 'a.c')", "(3, 'a.b.z'), (4, 'a.a'), (5, 'b')", [1, 2], "a.c", [5],
+    ),
+    # A composite compares field by field: (10,0) > (2,0) as numbers; (1,10) is below.
+    "composite": (
+        "CREATE TYPE version AS (major int, minor int); "
+        "CREATE TABLE t (id int PRIMARY KEY, c version)",
+        "c", "(1, ROW(1, 9)), (2, ROW(2, 0))", "(3, ROW(10, 0)), (4, ROW(1, 10))", [1, 2],
+        "(2,0)", [3],
+    ),
+    # A domain over bit(3) compares as bit varying (a literal typed as plain `bit` would be cut
+    # to one bit), and its CHECK does not judge the saved value.
+    "domain_over_bit": (
+        "CREATE DOMAIN flags AS bit(3) CHECK (VALUE <> B'111'); "
+        "CREATE TABLE t (id int PRIMARY KEY, c flags)",
+        "c", "(1, B'001'), (2, B'100')", "(3, B'101'), (4, B'011')", [1, 2], "100", [3],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ORDERS))
+def test_a_cursor_compares_as_its_table_orders(
+    source_conn, source_config, tmp_path, case: str
 ) -> None:
-    """citext installed in schema ext (not on the role's search_path): the cursor compares
-    case-insensitively, as the table orders it, not as text. As text, 'HZ' > 'Hi' is false and
-    'a2' > 'Hi' true: the read after the first would skip HZ and take a2."""
-    source_conn.execute("CREATE SCHEMA ext; CREATE EXTENSION citext SCHEMA ext")
-    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, c ext.citext)")
-    source_conn.execute("INSERT INTO t VALUES (1, 'Hi')")
-    first, second = _two_reads(source_conn, source_config, tmp_path, "c",
-                               "INSERT INTO t VALUES (2, 'HZ'), (3, 'a2')")  # fmt: skip
-    assert ids(first, "t") == [1]
-    assert stream_state(first)["cursor"] == "Hi"
-    assert ids(second, "t") == [2]
-    assert stream_state(second)["cursor"] == "HZ"
+    setup, column, rows, later, first_ids, cursor, second_ids = ORDERS[case]
+    source_conn.execute(setup)
+    source_conn.execute(f"INSERT INTO t VALUES {rows}")
+    first, second = _two_reads(source_conn, source_config, tmp_path, column,
+                               f"INSERT INTO t VALUES {later}")  # fmt: skip
+    assert ids(first, "t") == first_ids
+    assert stream_state(first)["cursor"] == cursor
+    assert ids(second, "t") == second_ids
     assert not warnings(second)
 
 
@@ -78,25 +109,6 @@ def test_an_extension_cursor_without_usage_on_its_schema_says_which_grant(
         (error,) = run.errors()
         assert error["failure_type"] == "config_error", error
         assert "GRANT USAGE ON SCHEMA ext TO low" in error["message"], error
-
-
-def test_an_extension_type_whose_operators_are_off_the_search_path_is_a_cursor(
-    source_conn, source_config, tmp_path
-) -> None:
-    """ltree in schema ext has no operator PostgreSQL finds by the search_path: it was refused
-    as a type that "cannot be ordered"."""
-    source_conn.execute("CREATE SCHEMA ext; CREATE EXTENSION ltree SCHEMA ext")
-    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, p ext.ltree)")
-    source_conn.execute("INSERT INTO t VALUES (1, 'a.b'), (2, 'a.c')")
-    first, second = _two_reads(source_conn, source_config, tmp_path, "p",
-                               "INSERT INTO t VALUES (3, 'a.b.z'), (4, 'a.a')")  # fmt: skip
-    assert ids(first, "t") == [1, 2]
-    assert stream_state(first)["cursor"] == "a.c"
-    assert ids(second, "t") == []  # a.b.z and a.a both sort below a.c
-    source_conn.execute("INSERT INTO t VALUES (5, 'b')")
-    third = read(tmp_path / "3", source_config, [standard(stream_entry("t", ["id", "p"]), "p")],
-                 state=last_state(second))  # fmt: skip
-    assert ids(third, "t") == [5]
 
 
 @pytest.mark.parametrize(
@@ -155,30 +167,6 @@ def test_a_saved_reg_cursor_name_is_read_again_with_a_warning(
     assert second.returncode == 0, second.stdout[-2000:]
     assert ids(second, "t") == [1]
     assert any("'gone_table' is not a valid value" in w for w in warnings(second))
-
-
-def test_a_composite_cursor_compares_field_by_field(source_conn, source_config, tmp_path) -> None:
-    """A composite cursor (version numbers as (major, minor)) orders as the table does."""
-    source_conn.execute("CREATE TYPE version AS (major int, minor int)")
-    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, v version)")
-    source_conn.execute("INSERT INTO t VALUES (1, ROW(1, 9)), (2, ROW(2, 0))")
-    first, second = _two_reads(source_conn, source_config, tmp_path, "v",
-                               "INSERT INTO t VALUES (3, ROW(10, 0)), (4, ROW(1, 10))")  # fmt: skip
-    assert ids(first, "t") == [1, 2]
-    assert stream_state(first)["cursor"] == "(2,0)"
-    assert ids(second, "t") == [3]  # (10,0) > (2,0) as numbers; (1,10) is below
-
-
-def test_a_domain_cursor_compares_as_its_base_type(source_conn, source_config, tmp_path) -> None:
-    """A domain over bit(3): the saved value is compared as bit varying (a literal typed as
-    plain `bit` would be cut to one bit), and its CHECK does not judge the saved value."""
-    source_conn.execute("CREATE DOMAIN flags AS bit(3) CHECK (VALUE <> B'111')")
-    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, f flags)")
-    source_conn.execute("INSERT INTO t VALUES (1, B'001'), (2, B'100')")
-    first, second = _two_reads(source_conn, source_config, tmp_path, "f",
-                               "INSERT INTO t VALUES (3, B'101'), (4, B'011')")  # fmt: skip
-    assert stream_state(first)["cursor"] == "100"
-    assert ids(second, "t") == [3]
 
 
 def test_an_unpopulated_materialized_view_is_a_config_error(
