@@ -477,8 +477,9 @@ ORDER BY 1, 2
 def drop_orphan_temporaries(conn: psycopg.Connection[Any], schemas: set[str]) -> list[str]:
     """DROP the overwrite temporaries in these schemas whose write is gone (nobody holds their
     claim_temporaries lock: a killed write's, of a stream perhaps no longer synced, which its
-    own next write would have dropped); returns their names. Live writes' are kept, and so is
-    one another session is reading (left for a later write), each in a short transaction."""
+    own next write would have dropped); returns their names. Live writes' are kept, and so are
+    one another session is reading and another role's (left for a later write), each dropped
+    in a short transaction."""
     rows = conn.execute(_ORPHAN_TEMPORARIES, (sorted(schemas), TEMPORARY_COMMENT)).fetchall()
     conn.commit()
     key = "%s, hashtext(format('%%I.%%I', %s::text, %s::text))"  # claim_temporaries' key
@@ -493,8 +494,8 @@ def drop_orphan_temporaries(conn: psycopg.Connection[Any], schemas: set[str]) ->
             drop(conn, schema, table, cascade=True)
             conn.commit()
             dropped.append(f"{schema}.{table}")
-        except psycopg.errors.LockNotAvailable:
-            conn.rollback()
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.InsufficientPrivilege):
+            conn.rollback()  # read by someone now, or another role's: left for later
         finally:
             conn.execute(f"SELECT pg_advisory_unlock({key})", params)
             conn.commit()

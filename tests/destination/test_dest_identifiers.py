@@ -7,6 +7,7 @@ import json
 
 import psycopg
 import pytest
+from db_roles import throwaway_role
 from dest_helpers import FIXTURES, catalog_for, column_types, count, record, table_names
 from destination_postgres import ddl, naming
 from psycopg import sql
@@ -212,6 +213,26 @@ def test_a_killed_overwrites_temporaries_go_even_when_its_stream_is_not_synced(
     assert "_airbyte_tmp_live" in tables and "_airbyte_tmp_users_own" in tables
     assert any("Dropped 2 temporary table(s) an interrupted overwrite left behind" in m
                for m in result.logs), result.logs  # fmt: skip
+
+
+def test_another_roles_leftover_temporary_is_left_to_it(run_write, dest_conn, dest_config) -> None:
+    """A marked temporary the writing role may not drop (another role's) is left alone: the
+    write goes on (it failed on "must be owner")."""
+    dest_conn.execute("CREATE SCHEMA shared")
+    table = sql.Identifier("shared", "_airbyte_tmp_theirs")
+    dest_conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(table))
+    dest_conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        table, sql.Literal(ddl.TEMPORARY_COMMENT)))  # fmt: skip
+    with throwaway_role(dest_conn, "writer_b", "writer-Passw0rd-2"):
+        dest_conn.execute("GRANT ALL ON SCHEMA shared TO writer_b")
+        config = {**dest_config, "username": "writer_b", "password": "writer-Passw0rd-2",
+                  "schema": "shared"}  # fmt: skip
+        catalog = catalog_for([("mine", {"id": {"type": "integer"}})])
+        result = run_write(catalog, record("mine", {"id": 1}) + b"\n", config)
+        assert result.returncode == 0, result.errors
+        assert "_airbyte_tmp_theirs" in table_names(dest_conn, "shared")
+        assert count(dest_conn, "mine", "shared") == 1
+        dest_conn.execute("DROP SCHEMA shared CASCADE")
 
 
 def test_long_namespaces_do_not_collide(run_write, dest_conn) -> None:
