@@ -11,7 +11,7 @@ Airbyte's connector resumes here and the other way round:
      "cursor_field": ["updated_at"], "cursor": "<value as text>", "cursor_record_count": 3,
      "cursor_type": "timestamp without time zone"}
 
-`cursor_type`, pgbyte's own (Airbyte's source ignores it; its states lack it), is the type the
+`cursor_type`, pgbyte's own (Airbyte's source does not write it), is the type the
 cursor was compared as: a column ALTERed to another type since (integer to text: '1000' sorts
 below '999') makes the next read start again from the whole stream, with a WARN.
 
