@@ -86,7 +86,8 @@ def next_chunk_rows(rows: int, elapsed: float) -> int:
 
 
 # The cursor column's type for its literals: a domain's base type, without modifiers (a saved
-# value is never cut to fit: `bit` alone would mean bit(1), so bit reads as bit varying); a reg*
+# value is never cut to fit: `bit` and `character` alone would mean bit(1) and char(1), so
+# they read as bit varying and bpchar, which have no length); a reg*
 # type as oid (its names need not cast back: `public.f1` of two overloads, a dropped table); the
 # schema of its default btree comparison operators when the search_path does not show it; and
 # the schemas of the type and the operators the user lacks USAGE on.
@@ -112,7 +113,9 @@ WITH RECURSIVE b(oid, depth) AS (
 SELECT CASE WHEN base.typnamespace = 'pg_catalog'::pg_catalog.regnamespace
                  AND base.typname ~ '^reg' THEN 'oid'
             WHEN base.oid = 'pg_catalog.bit'::pg_catalog.regtype THEN 'bit varying'
-            WHEN base.oid = 'pg_catalog.bit[]'::pg_catalog.regtype THEN 'bit varying[]'
+            WHEN base.oid = 'pg_catalog._bit'::pg_catalog.regtype THEN 'bit varying[]'
+            WHEN base.oid = 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'bpchar'
+            WHEN base.oid = 'pg_catalog._bpchar'::pg_catalog.regtype THEN 'bpchar[]'
             ELSE pg_catalog.format_type(base.oid, NULL) END,
        (SELECT n.nspname FROM ops JOIN pg_catalog.pg_namespace n ON n.oid = ops.oprnamespace
          WHERE n.nspname <> ALL (pg_catalog.current_schemas(true))),
@@ -564,26 +567,33 @@ def _boundary_again(
     return True
 
 
+# Two types whose values order alike: both numeric, both dates/times (a time zone gained or lost
+# is _zone_form_changed's), or both of text, varchar and char (a varchar ALTERed to text).
+_SAME_ORDER = """
+SELECT a.oid = b.oid
+    OR (a.typcategory = b.typcategory AND a.typcategory IN ('N', 'D'))
+    OR (a.oid = ANY (t.family) AND b.oid = ANY (t.family))
+FROM pg_catalog.pg_type a, pg_catalog.pg_type b,
+     (SELECT ARRAY['pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype,
+                   'pg_catalog.bpchar'::pg_catalog.regtype]::oid[] AS family) t
+WHERE a.oid = pg_catalog.to_regtype(%s) AND b.oid = pg_catalog.to_regtype(%s)
+"""
+
+
 def _retyped(conn: psycopg.Connection[Any], saved: str | None, now: str) -> bool:
-    """Whether a cursor saved as type `saved` may order otherwise as type `now`: any change but
-    one between two numeric types (integer to bigint or numeric) or two date/time types (date to
-    timestamp; a time zone gained or lost is _zone_form_changed's). A type gone counts."""
+    """Whether a cursor saved as type `saved` may order otherwise as type `now` (_SAME_ORDER;
+    one type under two spellings is one: `s2.mood` and `mood` once s2 is on the search_path).
+    A type gone counts."""
     if saved is None or saved == now:
         return False
     conn.execute("SAVEPOINT pgbyte_cursor_type")  # a hand-edited type name may not parse
     try:
-        row = conn.execute(
-            "SELECT (SELECT typcategory FROM pg_catalog.pg_type "
-            "        WHERE oid = pg_catalog.to_regtype(%s)), "
-            "(SELECT typcategory FROM pg_catalog.pg_type WHERE oid = pg_catalog.to_regtype(%s))",
-            (saved, now),
-        ).fetchone()
+        row = conn.execute(_SAME_ORDER, (saved, now)).fetchone()
     except _NO_LONGER_CASTS:  # a bad name: DataError, or SyntaxError
         row = None
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_cursor_type")
     conn.execute("RELEASE SAVEPOINT pgbyte_cursor_type")
-    before, after = row if row else (None, None)
-    return not (before == after and before in ("N", "D"))
+    return not (row and row[0])
 
 
 def _rows_at(

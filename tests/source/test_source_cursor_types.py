@@ -56,6 +56,12 @@ ORDERS = {
         "CREATE TABLE t (id int PRIMARY KEY, c flags)",
         "c", "(1, B'001'), (2, B'100')", "(3, B'101'), (4, B'011')", [1, 2], "100", [3],
     ),
+    # char(3): a literal typed as plain `character` is char(1) ('abd' read as 'a'): the read
+    # took the same chunk again for ever.
+    "char_n": (
+        "CREATE TABLE t (id int PRIMARY KEY, c char(3))",
+        "c", "(1, 'abc'), (2, 'abd')", "(3, 'abe'), (4, 'abb')", [1, 2], "abd", [3],
+    ),
 }  # fmt: skip
 
 
@@ -219,4 +225,30 @@ def test_a_cursor_widened_to_another_number_type_resumes(
         "ALTER TABLE t ALTER COLUMN c TYPE numeric; INSERT INTO t VALUES (2, 5.5)",
     )  # fmt: skip
     assert ids(second, "t") == [2]
+    assert not warnings(second)
+
+
+@pytest.mark.parametrize(
+    ("setup", "change"),
+    [
+        ("CREATE TABLE t (id int PRIMARY KEY, c varchar(10))", "ALTER TABLE t ALTER c TYPE text"),
+        # the enum's name is saved qualified (s2 is off the search_path), then read unqualified
+        ("CREATE SCHEMA s2; CREATE TYPE s2.mood AS ENUM ('sad', 'ok', 'happy'); "
+         "CREATE TABLE t (id int PRIMARY KEY, c s2.mood)",
+         "ALTER DATABASE {db} SET search_path = public, s2"),
+    ],
+    ids=["varchar_to_text", "enum_named_otherwise"],
+)  # fmt: skip
+def test_a_cursor_type_that_orders_alike_resumes(
+    source_conn, source_config, tmp_path, setup: str, change: str
+) -> None:
+    """varchar ALTERed to text, or an enum whose name prints otherwise once the search_path
+    changes: the same order, so the read resumes (it read the whole stream again, which an
+    append destination kept twice)."""
+    source_conn.execute(setup)
+    source_conn.execute("INSERT INTO t VALUES (1, 'sad'), (2, 'ok')")
+    database = source_config["database"]
+    _, second = _two_reads(source_conn, source_config, tmp_path, "c",
+                           change.format(db=f'"{database}"'))  # fmt: skip
+    assert ids(second, "t") == []
     assert not warnings(second)
