@@ -78,6 +78,7 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
         return params
     unknown: list[str] = []
     search_path: str | None = None
+    requiressl: str | None = None
     for part in raw.strip().lstrip("?").split("&"):
         if not part.strip():
             continue
@@ -94,8 +95,8 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
             search_path = value
             continue
         if lowered == "requiressl":  # libpq's old spelling of sslmode require/prefer
-            key, lowered = "sslmode", "sslmode"
-            value = "require" if value.lower() in ("1", "true", "yes") else "prefer"
+            requiressl = "require" if value.lower() in ("1", "true", "yes") else "prefer"
+            continue
         libpq_key = _JDBC_TO_LIBPQ.get(lowered)
         if libpq_key is None and _is_libpq_keyword(key):
             libpq_key = key
@@ -109,6 +110,8 @@ def parse_jdbc_url_params(raw: str | None) -> dict[str, str]:
         elif lowered == "targetservertype":
             value = _TARGET_SERVER_TYPES.get(value.lower(), value)
         params[libpq_key] = value
+    if requiressl is not None:  # an sslmode given too wins, as in pgjdbc
+        params.setdefault("sslmode", requiressl)
     if search_path is not None:
         # libpq splits options at spaces; a backslash keeps one in the value
         escaped = search_path.replace("\\", "\\\\").replace(" ", "\\ ")

@@ -4,7 +4,7 @@ order, and a quoted schema name with a space (libpq splits options at spaces).""
 from __future__ import annotations
 
 import pytest
-from pgbyte_common.connection import ConnectionSettings
+from pgbyte_common.connection import ConnectionSettings, parse_jdbc_url_params
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,17 @@ def test_current_schema_and_options_both_apply(source_conn, source_config, param
         assert conn.execute("SELECT current_schemas(false)").fetchone() == (
             ["My Schema", "public"],
         )
+
+
+@pytest.mark.parametrize(
+    ("params", "sslmode"),
+    [("requiressl=1", "require"), ("requiressl=0", "prefer"),
+     ("sslmode=verify-full&requiressl=0", "verify-full"),
+     ("requiressl=0&sslmode=verify-full", "verify-full"), ("SSLMODE=Require", "require")],
+)  # fmt: skip
+def test_requiressl_is_an_sslmode_that_an_sslmode_beside_it_overrides(
+    params: str, sslmode: str
+) -> None:
+    """libpq's old requiressl reads as sslmode require/prefer, in either order beside an sslmode
+    that wins (as in pgjdbc); any case of sslmode is lowered for libpq."""
+    assert parse_jdbc_url_params(params)["sslmode"] == sslmode
