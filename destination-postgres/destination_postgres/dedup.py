@@ -152,7 +152,11 @@ def merge(
     for kind, col in zip(kinds, target.columns, strict=True):
         if col.kind != kind:  # widened on the stage: widen the normalized table too
             ddl.widen_to_numeric(conn, target, col)
-    target.skipped_keys += _count_keyless(conn, target, stage)
+    keyless, deletes = _count_keyless(conn, target, stage, plan.deleted)
+    target.skipped_keys += keyless
+    # (hard_deletes: said at the end of the write — a column of that name is a CDC source's,
+    # or a table's own, whose rows then vanish from the typed table)
+    target.hard_deletes += deletes
     try:
         conn.execute(merge_statement(target, plan, order))
     except psycopg.errors.InvalidColumnReference:
@@ -164,14 +168,6 @@ def merge(
             f"{target.schema}.{target.norm_table} is gone since this write began (did another "
             "sync overwrite the table meanwhile?). Run the sync again: it makes the index anew."
         ) from None
-    if plan.deleted is not None:  # said at the end of the write: a column of that name is
-        # a CDC source's, or a table's own (then its rows vanish from the typed table)
-        row = conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL").format(
-                stage, sql.Identifier(plan.deleted)
-            )
-        ).fetchone()
-        target.hard_deletes += int(row[0]) if row else 0
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 
@@ -375,7 +371,7 @@ def _warn_keyless_rows(
     """Rows typed before that hold no value in a key column (the key changed: a key column
     renamed or replaced at the source; or an append sync kept records with a NULL key, which
     append_dedup keeps in the raw table only): no record ever replaces them. Say so."""
-    stale = _count_keyless(conn, target, final)
+    stale, _ = _count_keyless(conn, target, final)
     if stale:
         log("WARN", f"Stream {target.label}: {why}; {stale} row(s) of "
                     f"{target.schema}.{target.norm_table} typed before have no value for its "
@@ -385,14 +381,24 @@ def _warn_keyless_rows(
 
 
 def _count_keyless(
-    conn: psycopg.Connection[Any], target: StreamTarget, table: sql.Composable
-) -> int:
-    """Rows of `table` with no value in some primary-key column: no record can replace them."""
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    table: sql.Composable,
+    deleted: str | None = None,
+) -> tuple[int, int]:
+    """Rows of `table` with no value in some primary-key column (no record can replace them),
+    and, in the same scan, rows whose `deleted` column is set (0 without one)."""
     null_key = sql.SQL(" OR ").join(
         sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in target.key_names
     )
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, null_key))
-    return int((row.fetchone() or (0,))[0])
+    marked = sql.SQL("false") if deleted is None else sql.SQL("{} IS NOT NULL").format(
+        sql.Identifier(deleted))  # fmt: skip
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FILTER (WHERE {}), count(*) FILTER (WHERE {}) FROM {}").format(
+            null_key, marked, table
+        )
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _remove_duplicates(conn: psycopg.Connection[Any], target: StreamTarget) -> int:

@@ -86,11 +86,11 @@ def next_chunk_rows(rows: int, elapsed: float) -> int:
 
 
 # The cursor column's type for its literals: a domain's base type, without modifiers (a saved
-# value is never cut to fit: `bit` and `character` alone would mean bit(1) and char(1), so
-# they read as bit varying and bpchar, which have no length); a reg*
-# type as oid (its names need not cast back: `public.f1` of two overloads, a dropped table); the
-# schema of its default btree comparison operators when the search_path does not show it; and
-# the schemas of the type and the operators the user lacks USAGE on.
+# value is never cut to fit: `bit` and `character` alone would mean bit(1) and char(1), so they
+# read as bit varying and bpchar, which have no length); a reg* type as oid (its names need not
+# cast back: `public.f1` of two overloads, a dropped table); the schema of its default btree
+# comparison operators when the search_path does not show it; and the schemas of the type and
+# the operators the user lacks USAGE on.
 CURSOR_TYPE_QUERY = """
 WITH RECURSIVE b(oid, depth) AS (
     SELECT a.atttypid, 0 FROM pg_catalog.pg_attribute a
