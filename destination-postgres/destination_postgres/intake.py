@@ -31,7 +31,8 @@ from destination_postgres.framing import (
 
 class InputError(PgbyteError):
     """The input stream is broken at a given line (the message names it; `lineno` when known),
-    or somewhere from `lineno` to `last` (a record refused when its batch was typed)."""
+    or somewhere from `lineno` to `last` (a record refused when its batch was typed). The
+    writer's report adds what the failed write left committed, known only after its salvage."""
 
     failure_type = "system_error"
 
@@ -283,7 +284,7 @@ class Intake:
         return target
 
     def _bad(self, reason: str) -> InputError:
-        return InputError(f"Input line {self.lineno} {reason}. {self._uncommitted()}", self.lineno)
+        return InputError(f"Input line {self.lineno} {reason}.", self.lineno)
 
 
 def state_problem(state: Any) -> str | None:

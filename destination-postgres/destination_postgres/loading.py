@@ -253,7 +253,7 @@ class Loading:
                 except loader.BatchError as err:
                     where = f"Input line {err.lineno}" if err.lineno else "A line"
                     raise InputError(
-                        f"{where} was refused by PostgreSQL: {err.reason}. {self._uncommitted()}",
+                        f"{where} was refused by PostgreSQL: {err.reason}.",
                         err.lineno,
                     ) from None
             self._finish_batch(conn, job, typed, loader.DATA_STAGE)
@@ -287,8 +287,7 @@ class Loading:
                 )
             raise InputError(
                 f"A record of stream {job.target.label} on input lines {first}-{last} was "
-                f"refused by PostgreSQL when typed: {loader.first_line(exc)}{hint}. "
-                f"{self._uncommitted()}",
+                f"refused by PostgreSQL when typed: {loader.first_line(exc)}{hint}.",
                 first,
                 last,
             ) from None
@@ -307,7 +306,7 @@ class Loading:
         returns its record."""
 
         def bad(reason: str) -> InputError:
-            return InputError(f"Input line {lineno} {reason}. {self._uncommitted()}", lineno)
+            return InputError(f"Input line {lineno} {reason}.", lineno)
 
         try:
             msg = orjson.loads(line)

@@ -226,7 +226,9 @@ class Writer(Intake, Loading, Commits):
         elif isinstance(exc, BrokenPipeError):  # stdout closed: nobody is left to tell there
             self._reader_gone()
         else:
-            if isinstance(exc, psycopg.Error):
+            if isinstance(exc, InputError):  # what is committed now, after any salvage
+                exc.message = f"{exc.message} {self._uncommitted()}"
+            elif isinstance(exc, psycopg.Error):
                 exc = classify_error(exc, context="Writing to the destination failed")
             self.out.exception(exc)
 

@@ -199,6 +199,29 @@ def test_a_global_state_held_for_a_swap_says_what_was_committed(run_write, dest_
     assert "1 record(s) received, not swapped in" in report, report
 
 
+def test_a_bad_line_after_a_held_global_state_says_what_its_salvage_committed(
+    run_write, dest_conn
+) -> None:
+    """As above, but a bad line ends the write: the salvage commits the append stream's
+    records before the held GLOBAL STATE, and the error (composed after that commit) says so
+    instead of claiming nothing after the last echoed STATE was committed."""
+    catalog = catalog_for([("ow", PROPS)], "overwrite")
+    catalog["streams"] += catalog_for([("st", PROPS)], "append")["streams"]
+    global_state = (b'{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":'
+                    b'{"lsn":1},"stream_states":[]}}}')  # fmt: skip
+    lines = [status("ow", "STARTED"), record("ow", {"id": 90}), record("st", {"id": 90}),
+             global_state, b"this is no JSON"]  # fmt: skip
+    result = run_write(catalog, b"\n".join(lines) + b"\n")
+    assert result.returncode == 1
+    assert result.states == []
+    (error,) = result.errors
+    assert "Input line 5" in error["message"], error
+    assert "Records of stream(s) st after their last echoed STATE were committed" in (
+        error["message"]), error  # fmt: skip
+    assert "Nothing after the last echoed STATE was committed" not in error["message"]
+    assert dest_conn.execute("SELECT count(*) FROM st").fetchone()[0] == 1
+
+
 def test_a_global_state_before_any_overwrite_record_waits_for_no_swap(run_write, dest_conn) -> None:
     """A LEGACY state after an append stream's records and before any record of an overwrite
     stream, the source failing after: the state is echoed (it was held for the overwrite's
