@@ -31,6 +31,11 @@ def build_parser(prog: str, verbs: tuple[str, ...]) -> argparse.ArgumentParser:
     return parser
 
 
+def asks_help(argv: list[str]) -> bool:
+    """`-h`/`--help` anywhere: argparse's usage, not the verb (`spec --help` printed the spec)."""
+    return any(arg in ("-h", "--help") for arg in argv)
+
+
 def load_json_file(path: str | Path, what: str) -> Any:
     """Read a JSON file named on the command line; errors name the file and the problem."""
     try:

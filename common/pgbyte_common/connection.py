@@ -20,6 +20,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from pgbyte_common import debug
 from pgbyte_common.errors import ConfigError, describe_connect_error
 from pgbyte_common.validation import unsupported_problem
 
@@ -258,8 +259,11 @@ class ConnectionSettings:
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """Open a connection; failures become actionable ConfigError/TransientError."""
+        extras = f", with {', '.join(sorted(self.params))}" if self.params else ""
+        debug.connecting(self.host, self.port, self.database, self.username,
+                         f"{self.ssl_mode}{extras}")  # fmt: skip
         try:
-            return psycopg.connect(self.conninfo(), **kwargs)
+            conn = psycopg.connect(self.conninfo(), **kwargs)
         except psycopg.Error as exc:
             raise describe_connect_error(
                 exc,
@@ -268,6 +272,8 @@ class ConnectionSettings:
                 database=self.database,
                 username=self.username,
             ) from None
+        debug.connected(conn)
+        return conn
 
 
 def _system_ca_bundle() -> str:

@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from pgbyte_common import debug
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import ConfigError, PgbyteError
 from pgbyte_common.interrupts import Interrupts, settle
@@ -44,6 +45,8 @@ def lean_check(
     """Print one CONNECTION_STATUS; exit 0 whatever the status (as the CDK does)."""
     args = build_parser(prog, verbs).parse_args(argv)
     writer = MessageWriter()
+    if args.debug:
+        debug.enable(writer)
     interrupts = Interrupts()
     try:
         interrupts.install()
@@ -77,6 +80,8 @@ def lean_discover(
     """Print one CATALOG, or one TRACE ERROR and exit 1."""
     args = build_parser(prog, verbs).parse_args(argv)
     writer = MessageWriter()
+    if args.debug:
+        debug.enable(writer)
     interrupts = Interrupts()
     try:
         interrupts.install()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from pgbyte_common import debug
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import PgbyteError
 from pgbyte_common.interrupts import Interrupts, settle
@@ -21,6 +22,8 @@ from destination_postgres.writer import Writer, read_lines
 def main(argv: list[str]) -> int:
     out = MessageWriter()
     args = build_parser("destination-postgres", VERBS).parse_args(argv)
+    if args.debug:
+        debug.enable(out)
     interrupts = Interrupts()
     try:
         # From here a signal ends the write cleanly, also one noted during the imports or one

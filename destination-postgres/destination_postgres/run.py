@@ -14,6 +14,7 @@ VERBS = ("spec", "check", "write")
 
 
 def run() -> None:
+    from pgbyte_common.argv import asks_help
     from pgbyte_common.interrupts import exit_now, note_early
     from pgbyte_common.libpq_env import forget_libpq_environment
 
@@ -24,7 +25,7 @@ def run() -> None:
         from pgbyte_common.messages import buffer_stdout
 
         buffer_stdout()
-    if argv and argv[0] == "spec":
+    if argv and argv[0] == "spec" and not asks_help(argv):
         import orjson
 
         from destination_postgres.spec import spec_message_body

@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Pipe an Airbyte source into an Airbyte destination, per connection file.",
     )
     parser.add_argument("--version", action="version", version=f"pgbyte {_version()}")
+    # Also before the command (`pgbyte -v sync C`), as many CLIs take it; its own dest: a
+    # subcommand's default would overwrite it.
+    parser.add_argument("-v", "--verbose", dest="verbose_first", action="store_true",
+                        help="show DEBUG logs too (any command)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -283,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except Cancelled as exc:  # entry.py's handler, before a command put its own in
         sys.exit(cancelled_early(raw, exc.signum))
     try:
-        verbose = getattr(args, "verbose", False)
+        verbose = getattr(args, "verbose", False) or args.verbose_first
         tty = False if getattr(args, "plain", False) else None
         reporter = Reporter(
             tty=tty, progress_every=getattr(args, "progress_every", 10.0),

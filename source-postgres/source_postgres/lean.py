@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import psycopg
+from pgbyte_common import debug
 from pgbyte_common.argv import build_parser, load_json_file
 from pgbyte_common.errors import PgbyteError, classify_error
 from pgbyte_common.interrupts import Interrupts, settle
@@ -67,6 +68,8 @@ def main_discover(argv: list[str]) -> int:
 def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
     args = build_parser("source-postgres", VERBS).parse_args(argv)
     writer = MessageWriter(out if out is not None else sys.stdout.buffer)
+    if args.debug:
+        debug.enable(writer)
     outcome = ReadOutcome()
     writing = False  # a blob is being written (an interrupt may cut its line short)
     interrupts = Interrupts() if out is None else None

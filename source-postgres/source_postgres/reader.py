@@ -25,6 +25,7 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
+from pgbyte_common import debug
 from pgbyte_common.errors import (
     ConfigError,
     LockTableFull,
@@ -439,6 +440,7 @@ def copy_out(conn: psycopg.Connection[Any], query: sql.Composable) -> Generator[
     them all would cost a pass over the data); a chunk is held until the next one shows
     whether it was the last.
     """
+    debug.statement(conn, query)
     pgconn = conn.pgconn
     pgconn.send_query(query.as_bytes(conn))
     # Waited for in Python, not in libpq: a slow first row (a slow view, a lock) must not keep

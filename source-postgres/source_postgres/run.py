@@ -20,8 +20,10 @@ def run() -> None:
     from pgbyte_common.libpq_env import forget_libpq_environment
 
     forget_libpq_environment()  # only the config decides how to connect
+    from pgbyte_common.argv import asks_help
+
     argv = sys.argv[1:]
-    if _verb(argv) == "spec":
+    if _verb(argv) == "spec" and not asks_help(argv):
         import orjson
 
         from source_postgres.spec import spec_message

@@ -37,6 +37,17 @@ def test_check_succeeds_for_good_configs(
     assert (run.returncode, [c["ok"] for c in orjson.loads(run.stdout)]) == (0, [True, True])
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_goes_before_or_after_the_command(
+    tmp_path, pg_server, source_conn, source_config, dest_config, where
+) -> None:
+    """`pgbyte -v check CONN` is taken as `pgbyte check -v CONN` is (it was refused)."""
+    conn = write_connection(tmp_path, source_config, dest_config)
+    args = ["-v", "check", str(conn)] if where == "before" else ["check", "-v", str(conn)]
+    run = pgbyte(*args, "--json", password=pg_server.password)
+    assert (run.returncode, [c["ok"] for c in orjson.loads(run.stdout)]) == (0, [True, True])
+
+
 def test_check_fails_for_a_wrong_database(tmp_path, pg_server, source_config, dest_config):
     """`pgbyte check` exits 1 when a connector cannot connect, naming which one."""
     conn = write_connection(tmp_path, {**source_config, "database": "nope_db"}, dest_config)
