@@ -8,11 +8,11 @@ to the lean path and every other verb here.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-import orjson
 from airbyte_cdk.models import (
     AirbyteCatalog,
     AirbyteConnectionStatus,
@@ -85,7 +85,11 @@ class SourcePostgres(Source):
             for blob in read_messages(dict(config), streams, outcome, _raw_state(state)):
                 for line in blob.splitlines():
                     if line:
-                        yield AirbyteMessageSerializer.load(orjson.loads(line))
+                        # json, not orjson: orjson reads an integer beyond 64 bits (a
+                        # numeric(40,0)) as a float; json keeps it whole, and the CDK's
+                        # printing falls back to json for it. A fraction beyond a double's
+                        # digits still becomes a float here: the CDK's models carry no Decimal.
+                        yield AirbyteMessageSerializer.load(json.loads(line))
         except PgbyteError as exc:
             raise traced(exc) from None
         if outcome.failed:

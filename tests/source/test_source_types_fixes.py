@@ -147,3 +147,24 @@ def test_user_types_named_like_builtins_are_their_own(source_conn, discover_and_
     assert "string" in props["lvl"]["type"], props["lvl"]
     assert read.returncode == 0, read.stdout
     assert read.data("en") == [{"id": 1, "lvl": "high", "lvls": ["low", "high"]}]
+
+
+def test_in_process_read_keeps_integers_beyond_64_bits(source_conn, source_config) -> None:
+    """The CDK class's read (in-process, as the CDK's launch() and standard tests run it) and
+    the CDK's printing of its messages keep a numeric(40,0) value's every digit, as the console
+    script does (orjson had made it a float)."""
+    import logging
+
+    from airbyte_cdk.entrypoint import AirbyteEntrypoint
+    from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Type
+    from source_postgres.source import SourcePostgres
+
+    big = -1234567890123456789012345678901234567890
+    source_conn.execute("CREATE TABLE wide (id int PRIMARY KEY, n numeric(40,0))")
+    source_conn.execute("INSERT INTO wide VALUES (1, %s)", (big,))
+    entry = stream_entry("wide", ["id", "n"], sync_mode="full_refresh")
+    catalog = ConfiguredAirbyteCatalogSerializer.load({"streams": [entry]})
+    messages = list(SourcePostgres().read(logging.getLogger("t"), source_config, catalog))
+    (record,) = [m for m in messages if m.type == Type.RECORD]
+    assert record.record.data["n"] == big and isinstance(record.record.data["n"], int)
+    assert f'"n": {big}' in AirbyteEntrypoint.airbyte_message_to_string(record)
