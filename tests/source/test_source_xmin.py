@@ -377,3 +377,26 @@ def test_in_process_read_under_xmin_resumes_from_state(conn, config) -> None:
     conn.execute("UPDATE t SET v = 'c' WHERE id = 2")
     second = list(source.read(logger, config, catalog, [state]))
     assert [m.record.data["id"] for m in second if m.type == Type.RECORD] == [2]
+
+
+def test_a_column_added_with_a_default_since_the_last_sync_is_warned_of_once(
+    conn, config, tmp_path
+) -> None:
+    """ALTER TABLE ... ADD COLUMN ... DEFAULT gives the existing rows the value without writing
+    them (their xmin stays): the next sync cannot send them again, and WARNs naming the column
+    and how to backfill; a column added without a default (NULL in the old rows, right
+    downstream) is not named, nor is the column on the sync after."""
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                 "INSERT INTO t SELECT g, 'a' FROM generate_series(1, 5) g")  # fmt: skip
+    first = read(tmp_path / "1", config, T)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    conn.execute("ALTER TABLE t ADD COLUMN b int NOT NULL DEFAULT 42, ADD COLUMN c int")
+    streams = [stream_entry("t", ["id", "v", "b", "c"])]
+    second = read(tmp_path / "2", config, streams, last_state(first))
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr
+    assert ids(second, "t") == []
+    (warning,) = [w for w in warnings(second) if "added since the last sync" in w]
+    assert "column(s) 'b' were added" in warning and "'c'" not in warning, warning
+    assert "pgbyte state reset" in warning and "full refresh" in warning
+    third = read(tmp_path / "3", config, streams, last_state(second))
+    assert third.returncode == 0 and warnings(third) == [], warnings(third)
