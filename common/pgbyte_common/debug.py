@@ -48,8 +48,12 @@ def enabled() -> bool:
 
 def log(text: str) -> None:
     """One DEBUG message (nothing when --debug is off)."""
-    if _writer is not None:
+    if _writer is None:
+        return
+    try:
         _writer.log("DEBUG", text)
+    except (OSError, ValueError):  # the reader is gone (or stdout closed): the statement this
+        disable()  # line was about still runs, and the protocol's own output reports the pipe
 
 
 def _cut(text: str, limit: int) -> str:

@@ -63,6 +63,7 @@ def lean_check(
         writer.exception(exc)
         writer.connection_status(False, f"Unexpected error during check: {exc}")
     finally:
+        debug.disable()
         settle()  # the answer (or the error) is written: a signal now would only cut it off
         with contextlib.suppress(BrokenPipeError):
             writer.flush()
@@ -96,6 +97,7 @@ def lean_discover(
         writer.exception(exc)
         return 1
     finally:
+        debug.disable()
         settle()  # the answer (or the error) is written: a signal now would only cut it off
         with contextlib.suppress(BrokenPipeError):
             writer.flush()

@@ -228,6 +228,7 @@ class Writer(Intake, Loading, Commits):
         else:
             if isinstance(exc, InputError):  # what is committed now, after any salvage
                 exc.message = f"{exc.message} {self._uncommitted()}"
+                exc.args = (exc.message,)  # the stack trace's last line says it too
             elif isinstance(exc, psycopg.Error):
                 exc = classify_error(exc, context="Writing to the destination failed")
             self.out.exception(exc)

@@ -129,6 +129,7 @@ def main_read(argv: list[str], out: BinaryIO | None = None) -> int:
         writer.exception(exc)
         return 1
     finally:
+        debug.disable()  # an in-process caller's later connections log nothing here
         if interrupts is not None:
             settle()  # the read is over: a signal now would only cut its last lines off
         with contextlib.suppress(BrokenPipeError, BlockingIOError):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -107,3 +108,44 @@ def test_spec_help_prints_usage_not_the_spec(program, flag) -> None:
     assert proc.returncode == 0
     assert proc.stdout.startswith(f"usage: {program} spec"), proc.stdout
     assert '"SPEC"' not in proc.stdout
+
+
+def test_debug_lines_to_a_reader_that_left_do_not_break_the_write(
+    files, dest_conn, tmp_path
+) -> None:
+    """write --debug whose stdout reader is gone from the start: a DEBUG line that cannot be
+    written does not stop the statement it is about (the clean-up after the failure drops the
+    overwrite's temporaries), and the write ends as it does without --debug."""
+    streams = [
+        {
+            "stream": {
+                "name": f"s{i}",
+                "json_schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
+                "supported_sync_modes": ["full_refresh"],
+            },
+            "sync_mode": "full_refresh",
+            "destination_sync_mode": "overwrite",
+        }
+        for i in range(5)
+    ]
+    catalog = tmp_path / "many.json"
+    catalog.write_text(json.dumps({"streams": streams}))
+    records = b"".join(json.dumps({"type": "RECORD", "record": {
+        "stream": f"s{i}", "data": {"id": 1}, "emitted_at": 1}}).encode() + b"\n"
+        for i in range(5))  # fmt: skip
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [str(BIN / "destination-postgres"), "write", "--config", files["dest"], "--catalog",
+             str(catalog), "--debug"], input=records, stdout=write_end, stderr=subprocess.PIPE,
+            timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1, proc.stderr
+    assert b"the reader of its output" in proc.stderr and b"Traceback" not in proc.stderr
+    left = dest_conn.execute(
+        "SELECT count(*) FROM pg_class WHERE relname LIKE '%%airbyte_tmp%%'"
+    ).fetchone()[0]
+    assert left == 0
