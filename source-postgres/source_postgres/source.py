@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.sources import Source
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from pgbyte_common.errors import PgbyteError
+from pgbyte_common.errors import PgbyteError, SystemError_
 
 from source_postgres.catalog import parse_catalog
 from source_postgres.check import check as run_check
@@ -89,7 +90,9 @@ class SourcePostgres(Source):
                         # numeric(40,0)) as a float; json keeps it whole, and the CDK's
                         # printing falls back to json for it. A fraction beyond a double's
                         # digits still becomes a float here: the CDK's models carry no Decimal.
-                        yield AirbyteMessageSerializer.load(json.loads(line))
+                        yield AirbyteMessageSerializer.load(
+                            json.loads(line, parse_float=_finite_float)
+                        )
         except PgbyteError as exc:
             raise traced(exc) from None
         if outcome.failed:
@@ -98,6 +101,19 @@ class SourcePostgres(Source):
                 message=f"These streams did not sync successfully: {names}.",
                 failure_type=FailureType.config_error,
             )
+
+
+def _finite_float(text: str) -> float:
+    """A JSON fraction as the CDK's float; one beyond a double's range (a numeric of over 308
+    digits) is refused, not made infinite (the CDK would print it as null)."""
+    value = float(text)
+    if math.isinf(value):
+        raise traced(SystemError_(
+            f"A number of {len(text)} characters does not fit the float the CDK's in-process "
+            "messages hold; read with the console script (source-postgres read), which prints "
+            "it exactly."
+        ))  # fmt: skip
+    return value
 
 
 def _raw_state(state: Any) -> Any:

@@ -109,7 +109,7 @@ def read_by_xmin(
         resume = since = None
     _warn_of_foreign_parts(conn, table, label, out)
     if since is not None:
-        _warn_of_unwritten_defaults(conn, table, columns, since, snapshot.xmax, label, out)
+        _warn_of_unwritten_defaults(conn, table, since, snapshot.xmax, label, out)
     yield lines.take()
 
     final = xmin_state(snapshot.xmin)
@@ -172,50 +172,46 @@ def _warn_of_foreign_parts(
         )
 
 
-# The selected columns of a table (or of its partitions and children, which hold its rows)
-# whose catalog row some transaction in the window wrote (an ADD COLUMN then) and whose value in
-# the rows older than it PostgreSQL keeps aside instead of writing it (atthasmissing).
+# The columns of a table (or of its partitions and children, which hold its rows) whose value
+# in the rows older than the column PostgreSQL keeps aside instead of writing it (atthasmissing:
+# ADD COLUMN ... DEFAULT) and whose catalog row some transaction in the window wrote: an ADD
+# COLUMN then, or a later change of its definition (a rename, SET NOT NULL, a column GRANT).
+# Every column, selected or not: one selected later lacks the value in those rows all the same.
 UNWRITTEN_DEFAULTS = """
 WITH RECURSIVE part(oid) AS (
     SELECT %(oid)s::oid
     UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN part p ON i.inhparent = p.oid
 )
 SELECT DISTINCT a.attname FROM part JOIN pg_catalog.pg_attribute a ON a.attrelid = part.oid
-WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atthasmissing AND a.attname = ANY(%(names)s)
-  AND {written}
+WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atthasmissing AND {written}
 ORDER BY 1
 """
 
 
 def _warn_of_unwritten_defaults(
-    conn: psycopg.Connection[Any],
-    table: Table,
-    columns: tuple[Column, ...],
-    since: int,
-    until: int,
-    label: str,
-    out: Any,
+    conn: psycopg.Connection[Any], table: Table, since: int, until: int, label: str, out: Any
 ) -> None:
     """A column added since the last sync with a default (ADD COLUMN ... DEFAULT) gives the
     rows already there its value without writing them: their xmin is unchanged, so this read
-    does not send them again and downstream they lack it. Said once, by the first sync after
-    (the window moves past the ALTER)."""
+    does not send them again and downstream they lack it. Said by the first sync after (the
+    window then moves past the ALTER)."""
     if until - since >= XID_SPACE:
         return
     query = sql.SQL(UNWRITTEN_DEFAULTS).format(
         written=written_between(sql.SQL("a.xmin::text::int8"), since, until)
     )
-    names = [row[0] for row in conn.execute(
-        query, {"oid": table.oid, "names": [c.name for c in columns]}).fetchall()]  # fmt: skip
+    names = [row[0] for row in conn.execute(query, {"oid": table.oid}).fetchall()]
     if names:
         listed = ", ".join(repr(n) for n in names)
         out.log(
             "WARN",
-            f"Stream {label}: column(s) {listed} were added since the last sync with a default "
-            "(ALTER TABLE ... ADD COLUMN ... DEFAULT), which PostgreSQL gives the rows already "
-            "there without writing them: their xmin did not change, so this sync does not send "
-            "them again and downstream they lack the value. To backfill, reset this stream's "
-            "state (pgbyte state reset CONN --stream S) or sync it once with full refresh.",
+            f"Stream {label}: column(s) {listed} changed since the last sync and hold a "
+            "default PostgreSQL gives the rows older than the column without writing them. If "
+            "a column was added since (ALTER TABLE ... ADD COLUMN ... DEFAULT, not a rename or "
+            "other change), those rows kept their xmin, so no sync sends them again and "
+            "downstream they lack its value (it is synced only once selected). To backfill, "
+            "reset this stream's state (pgbyte state reset CONN --stream S) or sync it once "
+            "with full refresh.",
         )
 
 

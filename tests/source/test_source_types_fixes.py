@@ -168,3 +168,20 @@ def test_in_process_read_keeps_integers_beyond_64_bits(source_conn, source_confi
     (record,) = [m for m in messages if m.type == Type.RECORD]
     assert record.record.data["n"] == big and isinstance(record.record.data["n"], int)
     assert f'"n": {big}' in AirbyteEntrypoint.airbyte_message_to_string(record)
+
+
+def test_in_process_read_refuses_a_fraction_beyond_a_double(source_conn, source_config) -> None:
+    """A numeric with a fraction and over 308 digits cannot be the CDK's float: the in-process
+    read fails naming the console script, instead of printing null (float infinity)."""
+    import logging
+
+    from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+    from source_postgres.source import SourcePostgres
+
+    source_conn.execute("CREATE TABLE huge (id int PRIMARY KEY, n numeric)")
+    source_conn.execute("INSERT INTO huge VALUES (1, ('9' || repeat('0', 400) || '.5')::numeric)")
+    entry = stream_entry("huge", ["id", "n"], sync_mode="full_refresh")
+    catalog = ConfiguredAirbyteCatalogSerializer.load({"streams": [entry]})
+    with pytest.raises(AirbyteTracedException, match="source-postgres read"):
+        list(SourcePostgres().read(logging.getLogger("t"), source_config, catalog))
