@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import sys
 import time
 import traceback
@@ -78,6 +79,18 @@ class MessageWriter:
 
     def flush(self) -> None:
         self.out.flush()
+
+    def reader_left(self) -> bool:
+        """Whether our output is a pipe nobody reads any more (its read end closed: the
+        orchestrator was killed), found without writing. False for files, terminals and
+        streams without a descriptor."""
+        try:
+            poller = select.poll()
+            poller.register(self.out.fileno(), select.POLLOUT)
+            events = poller.poll(0)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return False
+        return any(mask & select.POLLERR for _, mask in events)
 
     def reader_gone(self) -> None:
         """The reader of our output went away (a closed pipe): what is still buffered, and the

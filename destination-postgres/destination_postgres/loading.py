@@ -347,7 +347,7 @@ class Loading:
             self._warn_refused(t)
         t.cascaded = lock_wait.retrying(
             self.conn, lambda: ddl.swap(self.conn, t, cascade=self.drop_cascade),
-            ddl.final_tables(t), self.log, t.label,
+            ddl.final_tables(t), self.log, t.label, self.out.reader_left,
         )  # fmt: skip
         t.swapped = True
         self._unlogged_swaps.append(t)

@@ -7,7 +7,9 @@ swap, for as long as that transaction lasts. So each attempt waits ATTEMPT_WAIT 
 savepoint, so that the work before it in the transaction stays), then steps aside for PAUSE
 seconds while the queued readers go on, and tries again; a WARN names the sessions in the way.
 After PGBYTE_SWAP_TIMEOUT seconds (default 900) of trying, the write fails with a
-transient_error and the previous tables stay as they were.
+transient_error and the previous tables stay as they were. It stops trying at once when the
+reader of its output is gone (the orchestrator was killed): nobody would get its STATEs, and a
+swap long after the sync ended could put older rows over a newer sync's.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def retrying(
     tables: Sequence[tuple[str, str]],
     log: Callable[[str, str], None],
     label: str,
+    reader_left: Callable[[], bool] = lambda: False,
 ) -> T:
-    """Run `attempt` (inside the open transaction) until it gets its locks; see the module."""
+    """Run `attempt` (inside the open transaction) until it gets its locks; see the module.
+    BrokenPipeError when `reader_left()` says the output's reader is gone."""
     give_up = time.monotonic() + timeout_seconds()
     warned: float | None = None
     while True:
@@ -90,6 +94,9 @@ def retrying(
                 log("WARN", f"Stream {label}: waiting to swap in its new tables ({names}): "
                             f"{holders}; retrying every {PAUSE:.0f} s for up to "
                             f"{timeout_seconds():.0f} s ({TIMEOUT_ENV}).")  # fmt: skip
+            if reader_left():
+                raise BrokenPipeError(f"the reader of the output left while stream {label} "
+                                      "waited to swap in its tables") from None  # fmt: skip
             time.sleep(PAUSE)
             continue
         # The caller's transaction goes on with its own lock_timeout.

@@ -147,3 +147,32 @@ def test_an_overwrite_gives_up_on_a_reader_that_never_ends(
     assert f"session {pid} (idle in transaction" in message, message
     assert "previous tables are unchanged" in message and "PGBYTE_SWAP_TIMEOUT" in message
     assert count(dest_conn, "users") == 2 and count(dest_conn, "_airbyte_raw_users") == 2
+
+
+def test_an_overwrite_waiting_to_swap_stops_when_its_reader_leaves(
+    tmp_path, dest_config, dest_conn, pg_server, dest_db
+) -> None:
+    """The orchestrator is killed while the write waits to swap (a reader's transaction in the
+    way): the write no longer waits out PGBYTE_SWAP_TIMEOUT to swap in rows a newer sync may
+    have replaced by then (and blocking it meanwhile); it rolls back within a few seconds,
+    dropping its temporaries, and the previous tables stay."""
+    first = _overwrite_users(tmp_path, dest_config, 2)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    with psycopg.connect(pg_server.conninfo(dest_db)) as reader:
+        reader.execute("SELECT count(*) FROM users")
+        write = _overwrite_users(tmp_path, dest_config, 3)
+        try:
+            _wait_for_line(write, b"waiting to swap in its new tables")
+            write.stdout.close()  # the orchestrator is gone
+            assert write.wait(timeout=30) == 1
+        finally:
+            if write.poll() is None:
+                write.kill()
+                write.wait()
+        reader.rollback()
+    assert b"the reader of its output" in write.stderr.read()
+    assert count(dest_conn, "users") == 2 and count(dest_conn, "_airbyte_raw_users") == 2
+    left = dest_conn.execute(
+        "SELECT count(*) FROM pg_class WHERE relname LIKE '%%airbyte_tmp%%'"
+    ).fetchone()[0]
+    assert left == 0
