@@ -41,10 +41,18 @@ class DestinationConfig:
             settings=ConnectionSettings.from_config(config, application_name=APPLICATION_NAME),
             schema=naming.schema(schema),  # over 63 bytes: shortened with a hash, not truncated
             raw_data_schema=naming.schema(raw_schema) if raw_schema else None,
-            disable_type_dedupe=_flag(config, "disable_type_dedupe"),
+            disable_type_dedupe=_raw_only(config),
             drop_cascade=_flag(config, "drop_cascade"),
             soft_delete=deletion == "Soft delete",
         )
+
+
+def _raw_only(config: dict[str, Any]) -> bool:
+    """disable_type_dedupe; absent, the legacy `basic_normalization: false` of Airbyte's early
+    destination configs (raw tables only, as that option asked) says the same."""
+    if config.get("disable_type_dedupe") is None and "basic_normalization" in config:
+        return not _flag(config, "basic_normalization")
+    return _flag(config, "disable_type_dedupe")
 
 
 def _flag(config: dict[str, Any], key: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from airbyte_cdk.models import AirbyteMessageSerializer, ConfiguredAirbyteCatalogSerializer
 from dest_helpers import FIXTURES, table_names
 
@@ -50,6 +51,24 @@ def test_disable_type_dedupe_writes_raw_only(run_write, dest_conn, dest_config) 
     result = run_write(CATALOG, SYNC1, config={**dest_config, "disable_type_dedupe": True})
     assert result.returncode == 0
     assert table_names(dest_conn) == [f"_airbyte_raw_{STREAM}"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "tables"),
+    [
+        ({"basic_normalization": False}, [f"_airbyte_raw_{STREAM}"]),
+        ({"basic_normalization": True}, [f"_airbyte_raw_{STREAM}", STREAM]),
+        ({"basic_normalization": False, "disable_type_dedupe": False},
+         [f"_airbyte_raw_{STREAM}", STREAM]),
+    ],
+    ids=["legacy-raw-only", "legacy-normalized", "disable_type_dedupe-wins"],
+)  # fmt: skip
+def test_legacy_basic_normalization(run_write, dest_conn, dest_config, extra, tables) -> None:
+    """Airbyte's early configs' `basic_normalization: false` asks for raw tables only, as
+    disable_type_dedupe does (which decides when both are given)."""
+    result = run_write(CATALOG, SYNC1, config={**dest_config, **extra})
+    assert result.returncode == 0, result.errors
+    assert table_names(dest_conn) == tables
 
 
 def test_raw_data_schema_and_namespace(run_write, dest_conn, dest_config) -> None:
