@@ -63,7 +63,8 @@ _JDBC_IGNORED = {name.lower() for name in (
     "logUnclosedConnections", "logServerErrorDetail", "groupStartupParameters",
     "jaasApplicationName", "jaasLogin", "gsslib", "sspiServiceClass", "useSpnego",
     "socketFactory", "socketFactoryArg", "xmlFactoryFactory", "localSocketAddress",
-    "authenticationPluginClassName", "protocolVersion",
+    "authenticationPluginClassName", "protocolVersion", "charSet", "sslNegotiation",
+    "gssResponseTimeout", "hideUnprivilegedObjects", "replication", "maxSendBufferSize",
 )}  # fmt: skip
 _TARGET_SERVER_TYPES = {
     "any": "any", "primary": "primary", "master": "primary", "secondary": "standby",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from pgbyte_common.connection import ConnectionSettings, parse_jdbc_url_params
+from pgbyte_common.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -38,3 +39,14 @@ def test_requiressl_is_an_sslmode_that_an_sslmode_beside_it_overrides(
     """libpq's old requiressl reads as sslmode require/prefer, in either order beside an sslmode
     that wins (as in pgjdbc); any case of sslmode is lowered for libpq."""
     assert parse_jdbc_url_params(params)["sslmode"] == sslmode
+
+
+def test_pgjdbc_tuning_parameters_are_taken_and_unknown_ones_named() -> None:
+    """pgjdbc's own knobs that Airbyte configs carry (prepareThreshold=0 for pgbouncer,
+    charSet, sslNegotiation, ...) mean nothing to libpq: taken and left out, never refused; a
+    key neither pgjdbc nor libpq knows is refused by name."""
+    taken = ("prepareThreshold=0&charSet=UTF8&sslNegotiation=postgres&socketTimeout=30"
+             "&hideUnprivilegedObjects=true&ApplicationName=etl")  # fmt: skip
+    assert parse_jdbc_url_params(taken) == {"application_name": "etl"}
+    with pytest.raises(ConfigError, match=r"unsupported parameter\(s\) fooBar\."):
+        parse_jdbc_url_params("fooBar=1&prepareThreshold=0")
