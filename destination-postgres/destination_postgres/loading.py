@@ -10,6 +10,7 @@ in (_complete).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from functools import partial
 from typing import Any
@@ -24,6 +25,11 @@ from destination_postgres import ddl, dedup, loader, lock_wait, rawonly, stages
 from destination_postgres.batches import Batch, count_changes
 from destination_postgres.catalog import StreamTarget
 from destination_postgres.intake import InputError
+
+# _check_keys parses one record of a stream's first batch: one of at most this size, among its
+# first lines.
+KEYS_LINE_BYTES = 1 << 20
+KEYS_PROBES = 100
 
 # A stage the first connection has read keeps a lock and its disk space until that connection
 # commits (with the next STATEs); past this many, batches skip the stage until then.
@@ -62,10 +68,16 @@ class Loading:
         properties: every typed column would be NULL (the raw table keeps the data). A client
         that renames the keys of records but not of their catalog (PyAirbyte's cache, writing a
         read result, lowercases them) sends such records, and nothing else would say so."""
-        t.keys_checked = True
-        line = t.fast_lines[0] if t.fast_lines else t.slow_lines[0] if t.slow_lines else None
-        if line is None or not t.columns or t.norm_table is None:
+        if not t.columns or t.norm_table is None:
+            t.keys_checked = True
             return
+        # A record small enough to parse whole: one of many MB (a big JSON object) would take
+        # ten times its size as Python objects. None among the batch's first: a later batch.
+        candidates = itertools.islice(itertools.chain(t.fast_lines, t.slow_lines), KEYS_PROBES)
+        line = next((line for line in candidates if len(line) <= KEYS_LINE_BYTES), None)
+        if line is None:
+            return
+        t.keys_checked = True
         try:
             data = orjson.loads(line)["record"]["data"]
         except (orjson.JSONDecodeError, KeyError, TypeError):

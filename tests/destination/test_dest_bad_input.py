@@ -134,6 +134,24 @@ def test_records_whose_keys_match_no_property_are_warned_about(run_write, dest_c
     assert count(dest_conn, "_airbyte_raw_orders") == 2
 
 
+def test_the_key_check_parses_no_record_of_megabytes(run_write, dest_conn) -> None:
+    """The key check parses one record whole: not a first one of megabytes (a JSON object of
+    millions of keys costs ten times its size as Python objects), but a small one after it,
+    whose keys still get the WARN; a stream of big records only is loaded without one."""
+    props = {"OrderID": {"type": "integer"}, "blob": {"type": "object"}}
+    catalog = catalog_for([("orders", props), ("big", props)], mode="append")
+    huge = {f"k{i}": i for i in range(120_000)}  # about 1.6 MB of JSON
+    result = run_write(catalog, b"\n".join([
+        record("orders", {"orderid": 1, "blob": huge}), record("orders", {"orderid": 2}),
+        record("big", {"OrderID": 1, "blob": huge}),
+    ]) + b"\n")  # fmt: skip
+    assert result.returncode == 0, result.errors
+    warns = [m["log"]["message"] for m in result.of_type("LOG") if m["log"]["level"] == "WARN"]
+    (warn,) = [w for w in warns if "match none of the stream's properties" in w]
+    assert warn.startswith("Stream orders: its first record's keys (orderid)"), warn
+    assert count(dest_conn, "_airbyte_raw_orders") == 2 and count(dest_conn, "big") == 1
+
+
 @pytest.mark.parametrize(("line", "says"), [
     (b'{"type":"STATE"}', "without a state object"),
     (b'{"type":"STATE","state":"x"}', "without a state object"),
