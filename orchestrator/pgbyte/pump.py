@@ -97,8 +97,10 @@ class SourcePump:
         filled = 1  # buf[:filled]: `\n` + the unfinished line
         try:
             while True:
-                if len(buf) < filled + CHUNK:  # a line longer than the buffer: a bigger one
-                    buf = buf + bytearray(max(len(buf), filled + CHUNK - len(buf)))
+                if len(buf) < filled + CHUNK:  # a line longer than the buffer: grown in
+                    # place by half (not copied into a new one twice its size: a 100 MB line
+                    # held three buffers at once)
+                    buf += bytes(max(len(buf) // 2, filled + CHUNK - len(buf)))
                 read = os.readv(fd, [memoryview(buf)[filled : filled + CHUNK]])
                 if not read:
                     break
