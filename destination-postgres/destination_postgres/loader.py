@@ -70,8 +70,11 @@ class FastPathRefused(Exception):
 
 
 # What Postgres raises when it refuses a row of a fast COPY (bad JSON, bad bytes, JSON nested
-# deeper than its stack takes).
-REFUSED = (psycopg.DataError, psycopg.errors.BadCopyFileFormat, psycopg.errors.StatementTooComplex)
+# deeper than its stack takes, a string or array past jsonb's 256 MB).
+REFUSED = (
+    psycopg.DataError, psycopg.errors.BadCopyFileFormat, psycopg.errors.StatementTooComplex,
+    psycopg.errors.ProgramLimitExceeded,
+)  # fmt: skip
 
 
 def setup_session(conn: psycopg.Connection[Any]) -> None:
@@ -163,7 +166,8 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
             sql.SQL("COPY {} (msg) FROM STDIN").format(LINE_STAGE),
             escape(b"\n".join(lines)) + b"\n",
         )
-    except (psycopg.DataError, psycopg.errors.StatementTooComplex) as exc:
+    except (psycopg.DataError, psycopg.errors.StatementTooComplex,
+            psycopg.errors.ProgramLimitExceeded) as exc:  # fmt: skip
         raise BatchError(_lineno(exc, linenos), first_line(exc)) from None
     # The line stage's scan order is its input order; the INSERT may not keep it (a row can
     # land in any page with room), so a data stage row carries its place (overwrite: no need).

@@ -134,6 +134,26 @@ def test_records_whose_keys_match_no_property_are_warned_about(run_write, dest_c
     assert count(dest_conn, "_airbyte_raw_orders") == 2
 
 
+@pytest.mark.parametrize("mode", ["overwrite", "append"])
+def test_a_string_past_jsonbs_limit_is_named_by_its_line(run_write, dest_conn, mode):
+    """A string of over 256 MB, more than jsonb holds: the write fails naming the input line
+    (the fast COPY's refusal is redone line by line), not with a bare server error about a
+    temporary table; the STATE before it is committed (append) and echoed."""
+    props = {"id": {"type": "integer"}, "t": {"type": "string"}}
+    big = b'{"type":"RECORD","record":{"stream":"s","data":{"id":2,"t":"'
+    big += b"x" * (1 << 28) + b'"},"emitted_at":1732550000000}}'
+    lines = [record("s", {"id": 1, "t": "a"}), state("s", {"n": 1}), big]
+    result = run_write(catalog_for([("s", props)], mode), b"\n".join(lines) + b"\n")
+    del big, lines
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "Input line 3 was refused by PostgreSQL" in error["message"], error["message"][:500]
+    assert "too long" in error["message"], error["message"][:500]
+    if mode == "append":
+        assert [m["state"]["stream"]["stream_state"] for m in result.states] == [{"n": 1}]
+        assert count(dest_conn, "s") == 1
+
+
 def test_the_key_check_parses_no_record_of_megabytes(run_write, dest_conn) -> None:
     """The key check parses one record whole: not a first one of megabytes (a JSON object of
     millions of keys costs ten times its size as Python objects), but a small one after it,
