@@ -249,7 +249,9 @@ def _ssl_reason(text: str) -> str:
             return f"{line}: check {field}."
     lowered = line.lower()
     if any(word in lowered for word in ("does not support ssl", "ssl was required", "no encrypt")):
-        return f"{line}: the server and ssl_mode disagree; change ssl_mode (or the server's SSL)."
+        return (f"{line}: the server and the config's SSL settings disagree (ssl_mode, "
+                "`ssl: true`, or an sslmode in jdbc_url_params); change them, or the server's "
+                "SSL.")  # fmt: skip
     return f"{line}: check ssl_mode and its certificates."
 
 

@@ -17,7 +17,7 @@ from pgbyte_common.errors import ConfigError, classify_error, describe_connect_e
          "ssl_mode.client_key_password"),
         ('could not load certificate file "/tmp/pgbyte-ssl-ab12/sslcert.pem": no start line',
          "ssl_mode.client_certificate"),
-        ("server does not support SSL, but SSL was required", "change ssl_mode"),
+        ("server does not support SSL, but SSL was required", "`ssl: true`, or an sslmode in"),
     ],
 )  # fmt: skip
 def test_ssl_failures_name_the_config_field(libpq_text: str, field: str) -> None:
