@@ -61,15 +61,18 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _statement(conn: psycopg.Connection[Any], query: Any, params: Any) -> str:
+    """The statement (and its parameters) masked, then cut: cut first, a secret at the cut
+    would show in part."""
+    mask = _writer.masker.mask if _writer is not None else str
     if isinstance(query, sql.Composable):
         text = query.as_string(conn)
     elif isinstance(query, bytes):
         text = query.decode("utf-8", "replace")
     else:
         text = str(query)
-    text = _cut(" ".join(text.split()), STATEMENT_CHARS)
+    text = _cut(" ".join(mask(text).split()), STATEMENT_CHARS)
     if params:
-        text += f" -- parameters: {_cut(repr(params), PARAMS_CHARS)}"
+        text += f" -- parameters: {_cut(mask(repr(params)), PARAMS_CHARS)}"
     return text
 
 

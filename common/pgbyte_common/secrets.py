@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -58,11 +59,7 @@ def collect_secrets(config: Any, keys: Iterable[str] = ()) -> list[str]:
                 if key in secret_keys and value not in (None, "", [], {}):
                     found.update(_leaves(value))
                 elif key == "jdbc_url_params" and isinstance(value, str):
-                    # Airbyte documents `&` between pairs; users also write JDBC's `;`.
-                    for part in re.split(r"[&;]", value):
-                        name, _, val = part.partition("=")
-                        if "password" in name.lower() and val:
-                            found.add(val)
+                    found.update(_jdbc_passwords(value))
                 else:
                     walk(value)
         elif isinstance(node, list):
@@ -71,6 +68,25 @@ def collect_secrets(config: Any, keys: Iterable[str] = ()) -> list[str]:
 
     walk(config)
     return sorted(found, key=len, reverse=True)
+
+
+# A password-like key's value in jdbc_url_params: up to the next `&` (where the connection
+# splits pairs) and up to the next `;` too (JDBC's other separator, which users write).
+_JDBC_PASSWORD = re.compile(r"(?i)(?:^|[&;?])[^&;=]*password[^&;=]*=([^&]*)")
+
+
+def _jdbc_passwords(params: str) -> set[str]:
+    """Passwords in jdbc_url_params in every form an error may quote them: as written and %XX
+    decoded (the connection decodes; a key may be encoded too), cut at a `;` or not, and lower
+    cased (an unknown `;` runs a password into another key's value, which sslmode lowers)."""
+    found: set[str] = set()
+    for text in (params, unquote(params)):
+        for match in _JDBC_PASSWORD.finditer(text):
+            for value in (match.group(1), match.group(1).split(";")[0]):
+                for form in (value, unquote(value)):
+                    if form:
+                        found.update((form, form.lower()))
+    return found
 
 
 def _leaves(value: Any) -> list[str]:
@@ -87,6 +103,12 @@ _MIN_LINE = 8  # shorter lines of a multi-line secret are too common to mask ("-
 # config value appears: "password=x&", "\"x\"", ":x@"): inside words it is no secret, and
 # masking it there made every message unreadable ("une****pected", "inde****").
 _SHORT = 4
+
+
+def _quoted_repr(text: str) -> str:
+    """`text` as a Python repr of a longer string holding both quote kinds writes it (`'` as
+    `\\'`): an error message quoting a value that contains the secret and a `"`."""
+    return repr(text + "'\"")[1:-4]
 
 
 class Masker:
@@ -108,9 +130,10 @@ class Masker:
         for secret in secrets:
             if not secret:
                 continue
-            variants.add(secret)
-            variants.add(orjson.dumps(secret).decode()[1:-1])
-            variants.add(repr(secret)[1:-1])
+            forms = {secret, orjson.dumps(secret).decode()[1:-1], repr(secret)[1:-1]}
+            forms.add(_quoted_repr(secret))
+            # quoted twice: a repr of a message holding a repr (a TRACE's internal_message)
+            variants.update(forms, (_quoted_repr(form) for form in forms))
             for line in secret.splitlines():
                 if len(line.strip()) >= _MIN_LINE:
                     variants.add(line.strip())

@@ -21,3 +21,52 @@ def test_a_short_secret_is_masked_where_it_stands_apart_not_inside_words() -> No
 def test_a_longer_secret_is_masked_everywhere_even_inside_words() -> None:
     masker = Masker(["s3cr3t-pw", "abcd"])
     assert masker.mask("xs3cr3t-pwx and abcdef") == f"x{MASK}x and {MASK}ef"
+
+
+def test_jdbc_passwords_are_masked_in_the_forms_errors_quote_them() -> None:
+    """A password in jdbc_url_params run into another key's value by JDBC's `;` (which the
+    connection does not split at), lower-cased by sslmode's reading, cut at a `;` of its own,
+    %XX-encoded, or under an encoded key: every form an error quotes is masked."""
+    from pgbyte_common.secrets import collect_secrets
+
+    cases = [
+        ("sslmode=require;password=HunterSecret42",
+         "sslmode must be one of disable, …; got 'require;password=huntersecret42'."),
+        ("connectTimeout=10;password=ab;cdSemiSecret",
+         "bad value for connect_timeout: '10;password=ab;cdSemiSecret'"),
+        ("targetServerType=primary;password=%68unter2secret",
+         'invalid target_session_attrs value: "primary;password=hunter2secret"'),
+        ("pass%77ord=Enc0dedKeySecret", "password=Enc0dedKeySecret was refused"),
+    ]  # fmt: skip
+    for params, message in cases:
+        masked = Masker(collect_secrets({"jdbc_url_params": params})).mask(message)
+        for secret in ("HunterSecret42", "huntersecret42", "cdSemiSecret", "hunter2secret",
+                       "Enc0dedKeySecret"):  # fmt: skip
+            assert secret not in masked, (params, masked)
+
+
+def test_a_secret_quoted_by_a_repr_escaping_its_quotes_once_or_twice_is_masked() -> None:
+    """A repr of a message holding a `"` writes a secret's `'` as `\\'`; a TRACE's
+    internal_message is a repr of a message that already holds a repr (backslashes twice)."""
+    masker = Masker(["it'sQuoteSecret", "back\\slashSecret"])
+    once = repr('password=it\'sQuoteSecret;x="y"')
+    assert "it\\'sQuoteSecret" in once and "QuoteSecret" not in masker.mask(once)
+    twice = repr(f'bad value: {"10;password=back" + chr(92) + "slashSecret"!r} "')
+    assert "slashSecret" in twice and "slashSecret" not in masker.mask(twice)
+
+
+def test_a_debug_statement_is_masked_before_it_is_cut() -> None:
+    """--debug cuts a long statement: masked first, a secret at the cut never shows in part."""
+    import io
+
+    from pgbyte_common import debug
+    from pgbyte_common.messages import MessageWriter
+
+    writer = MessageWriter(io.BytesIO(), Masker(["CutBoundarySecret99"]))
+    debug.enable(writer)
+    try:
+        query = "SELECT '" + "a" * (debug.STATEMENT_CHARS - 15) + "CutBoundarySecret99'"
+        text = debug._statement(None, query, ("x" * 290 + "CutBoundarySecret99",))  # type: ignore[arg-type]
+    finally:
+        debug.disable()
+    assert "CutBound" not in text and MASK in text

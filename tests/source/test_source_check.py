@@ -59,6 +59,25 @@ def test_wrong_password_fails_without_leaking_it(source_config, write_json) -> N
     assert SECRET not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "params",
+    ["sslmode=require;password=HunterSecret42", "connectTimeout=10;password=%48unterSecret42",
+     "targetServerType=primary;password=HunterSecret42;x=\"y\""],
+)  # fmt: skip
+def test_a_jdbc_password_run_into_another_value_is_never_shown(
+    source_config, write_json, params
+) -> None:
+    """jdbc_url_params with JDBC's `;` between pairs (the connection splits at `&` only): the
+    value it refuses, which holds the password (lower-cased, decoded or quoted), is masked
+    in the answer, with and without --debug."""
+    config = {**source_config, "jdbc_url_params": params}
+    for debug in ((), ("--debug",)):
+        result = run_source("check", "--config", write_json("config.json", config), *debug)
+        assert result.connection_status["status"] == "FAILED"
+        text = (result.stdout + result.stderr).lower()
+        assert "huntersecret42" not in text and "****" in text, text
+
+
 def test_unknown_host_fails_with_host_named(source_config, write_json) -> None:
     """An unknown host gives FAILED naming the host."""
     status = check(write_json, {**source_config, "host": "no-such-host.invalid"}).connection_status
