@@ -11,7 +11,6 @@ import atexit
 import os
 import shutil
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from pgbyte_common import debug
+from pgbyte_common import debug, private_dirs
 from pgbyte_common.errors import ConfigError, describe_connect_error
 from pgbyte_common.validation import unsupported_problem
 
@@ -329,6 +328,7 @@ def _encrypted_pem(pem: str) -> bool:
 
 
 _ssl_dir: Path | None = None
+SSL_DIR_PREFIX = "pgbyte-ssl-"
 
 
 def _materialize_ssl_files(ssl: dict[str, str]) -> dict[str, str]:
@@ -338,7 +338,9 @@ def _materialize_ssl_files(ssl: dict[str, str]) -> dict[str, str]:
         return {}
     if _ssl_dir is None:
         try:
-            _ssl_dir = Path(tempfile.mkdtemp(prefix="pgbyte-ssl-"))
+            # Named after this process: one a SIGKILL left (a private key in it) is removed
+            # by the next connector that writes certificates.
+            _ssl_dir = private_dirs.make(SSL_DIR_PREFIX)
         except OSError as exc:  # no writable temporary directory: a read-only filesystem
             raise ConfigError(
                 f"The certificates given inline in ssl_mode must be written to a temporary "

@@ -1,11 +1,12 @@
-"""The private directory of one pgbyte command, and the ones killed commands left behind.
+"""Private temporary directories holding secrets, and the ones killed processes left behind.
 
-Connectors get their config (passwords included), catalog and state as files: they live in a
-directory made by mkdtemp (0700), removed when the command ends. A command killed with SIGKILL
-(or a crash of the machine's Python) cannot remove it, so its name carries the command's pid,
-and the next command that starts connectors (check, discover, sync, a state reset that clears)
-removes the directories of pids no longer running. (Two machines, or containers with their own
-pid numbering, sharing one temp folder are not told apart.)
+pgbyte hands connectors their config (passwords included), catalog and state as files
+(`pgbyte-<pid>-…`); a connector writes the PEM certificates and keys given inline in ssl_mode
+for libpq (`pgbyte-ssl-<pid>-…`). Each lives in a directory made by mkdtemp (0700), removed when
+its process ends. A process killed with SIGKILL (or a crash of the machine's Python) cannot
+remove it, so its name carries the pid, and the next process making one of the same kind
+removes those of pids no longer running. (Two machines, or containers with their own pid
+numbering, sharing one temp folder are not told apart.)
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ import stat
 import tempfile
 from pathlib import Path
 
-PREFIX = "pgbyte-"
-# pgbyte-<pid>- and mkdtemp's 8 random characters, nothing else: not a user's pgbyte-2024-old.
-_NAME = re.compile(rf"^{PREFIX}([0-9]+)-[a-z0-9_]{{8}}$")
+
+def make(prefix: str, parent: Path | None = None) -> Path:
+    """A new private directory `<prefix><pid>-…` (stale ones of that prefix removed first)."""
+    remove_stale(prefix, parent)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
 
 
-def make(parent: Path | None = None) -> Path:
-    """A new private directory named after this process (stale ones are removed first)."""
-    remove_stale(parent)
-    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
-
-
-def remove_stale(parent: Path | None = None) -> list[Path]:
-    """Remove this user's pgbyte directories whose process is gone; returns them."""
+def remove_stale(prefix: str, parent: Path | None = None) -> list[Path]:
+    """Remove this user's `<prefix><pid>-…` directories whose process is gone; returns them."""
+    # <prefix><pid>- and mkdtemp's 8 random characters, nothing else: not a user's
+    # pgbyte-2024-old.
+    name = re.compile(rf"^{re.escape(prefix)}([0-9]+)-[a-z0-9_]{{8}}$")
     removed = []
     folder = parent or Path(tempfile.gettempdir())
     try:
@@ -37,7 +37,7 @@ def remove_stale(parent: Path | None = None) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        match = _NAME.match(entry.name)
+        match = name.match(entry.name)
         if match is None or running(int(match.group(1))):
             continue
         try:

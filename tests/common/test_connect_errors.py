@@ -86,3 +86,31 @@ def test_no_writable_temporary_directory_for_inline_certificates_says_tmpfs(monk
     with pytest.raises(ConfigError) as caught:
         connection._materialize_ssl_files({"ca_certificate": "-----BEGIN CERTIFICATE-----"})
     assert "--tmpfs /tmp" in caught.value.message and "Read-only" in caught.value.message
+
+
+def test_certificates_a_killed_connector_left_are_removed_by_the_next(tmp_path, monkeypatch):
+    """The inline PEMs are written to a private directory named after the process; one left by
+    a connector killed with SIGKILL (a private key in it) goes when the next connector writes
+    its own. Another user's, a running process's, or a look-alike name stay."""
+    import os
+    import subprocess
+    import tempfile
+
+    from pgbyte_common import connection
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f"pgbyte-ssl-{gone.pid}-abcd1234"
+    stale.mkdir(mode=0o700)
+    (stale / "sslkey.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    alive = tmp_path / f"pgbyte-ssl-{os.getppid()}-efgh5678"
+    alive.mkdir(mode=0o700)
+    other = tmp_path / f"pgbyte-{gone.pid}-ijkl9012"  # pgbyte's own kind: not this one's
+    other.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(connection, "_ssl_dir", None)
+    written = connection._materialize_ssl_files({"client_key": "-----BEGIN PRIVATE KEY-----"})
+    made = os.path.dirname(written["sslkey"])
+    assert os.path.basename(made).startswith(f"pgbyte-ssl-{os.getpid()}-")
+    assert oct(os.stat(made).st_mode & 0o777) == "0o700"
+    assert not stale.exists() and alive.is_dir() and other.is_dir()
