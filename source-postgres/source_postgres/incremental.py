@@ -56,6 +56,7 @@ DEFAULT_CHUNK_ROWS = 100_000
 # CHECKPOINT_SECONDS (an interrupted sync loses at most that much work), within these bounds.
 CHECKPOINT_SECONDS = 10.0
 MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 10_000, 2_000_000
+MAX_ENV_CHUNK_ROWS = 2**62  # PGBYTE_CURSOR_CHUNK_ROWS above this: this (a bigint LIMIT)
 
 INDEXED_QUERY = """
 SELECT EXISTS (
@@ -67,9 +68,9 @@ SELECT EXISTS (
 
 def chunk_rows() -> tuple[int, bool]:
     """Rows per checkpoint (ties at a chunk's last value all join it), and whether it adapts."""
-    raw = os.environ.get(CHUNK_ROWS_ENV, "")
-    if raw.strip().isdigit():
-        return max(int(raw), 1), False
+    raw = os.environ.get(CHUNK_ROWS_ENV, "").strip()
+    if raw.isascii() and raw.isdigit():  # within bigint, as the chunk queries' LIMIT takes it
+        return min(max(int(raw), 1), MAX_ENV_CHUNK_ROWS), False
     return DEFAULT_CHUNK_ROWS, True
 
 
@@ -313,6 +314,18 @@ def read_by_cursor(
             "stream.",
         )
         saved = resume_ctid = None
+    if (saved is not None and saved.cursor is not None and table.kind != "v"
+            and saved.relation not in (None, table.oid)):  # fmt: skip
+        # Not a view: CREATE OR REPLACE keeps its oid, a tool rebuilding one does not, and
+        # its rows are its tables' anyway.
+        out.log(
+            "WARN",
+            f"Stream {label}: the table is not the one the saved state was read from (dropped "
+            "and created again under its name, or restored from a dump, since the last sync): "
+            f"its rows with {column.name!r} at or below the saved {saved.cursor!r} are not read. "
+            "If it holds rows no sync read, reset this stream's state (pgbyte state reset CONN "
+            "--stream S) to read it whole.",
+        )
     last = saved.cursor if saved is not None else None
     # A first load an earlier sync began, resumed at its saved block (the cursor maximum it
     # noted may be none: no row had a value when it began).
@@ -388,7 +401,7 @@ def read_by_cursor(
         assert isinstance(noted, CursorState)  # xmin positions were set aside above
         inner = cursor_state(
             stream.name, stream.namespace, field, noted.cursor, noted.cursor_record_count,
-            cursor.type_name,
+            cursor.type_name, table.oid,
         )  # fmt: skip
         # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
         # syncs read by cursor only, so a row left out now would never arrive.
@@ -445,7 +458,13 @@ def read_by_cursor(
             stream.name,
             stream.namespace,
             cursor_state(
-                stream.name, stream.namespace, field, last, count_at_upper, cursor.type_name
+                stream.name,
+                stream.namespace,
+                field,
+                last,
+                count_at_upper,
+                cursor.type_name,
+                table.oid,
             ),
             record_count=count,
         )
@@ -464,7 +483,13 @@ def read_by_cursor(
             stream.name,
             stream.namespace,
             cursor_state(
-                stream.name, stream.namespace, field, last, count_at_upper, cursor.type_name
+                stream.name,
+                stream.namespace,
+                field,
+                last,
+                count_at_upper,
+                cursor.type_name,
+                table.oid,
             ),
             record_count=carried,
         )

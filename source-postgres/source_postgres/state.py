@@ -14,6 +14,9 @@ Airbyte's connector resumes here and the other way round:
 `cursor_type`, pgbyte's own (Airbyte's source does not write it), is the type the
 cursor was compared as: a column ALTERed to another type since (integer to text: '1000' sorts
 below '999') makes the next read start again from the whole stream, with a WARN.
+`pgbyte_relation_oid`, pgbyte's own too, is the oid of the table read: a table dropped and
+created again under its name since (a new oid) gets a WARN that its rows at or below the saved
+cursor are not read (it is not re-read: a table rebuilt with the same rows would come twice).
 
 Airbyte's newer source-postgres (4.x, on the Bulk CDK) saves version 3 states instead: a
 cursor as `{"state_type": "cursor_based", "cursors": {"updated_at": <JSON value>}}`, a first
@@ -66,6 +69,7 @@ class CursorState:
     cursor: str | None
     cursor_record_count: int  # rows at `cursor` read; 0: not counted (they are read again)
     cursor_type: str | None = None  # the type the cursor was compared as (None: not saved)
+    relation: int | None = None  # the oid of the table it was read from (None: not saved)
     # Saved by Airbyte's 4.x source, which writes some types' values its own way (bytea as
     # base64).
     airbyte_v3: bool = False
@@ -122,6 +126,8 @@ def xmin_state(raw: int) -> dict[str, Any]:
 
 # pgbyte's own key in a ctid state (Airbyte's source reads the others and ignores it).
 LOAD_XMIN_KEY = "pgbyte_load_xmin"
+# pgbyte's own key in a cursor state: the oid of the table read (module docstring).
+RELATION_KEY = "pgbyte_relation_oid"
 
 
 def ctid_state(
@@ -147,9 +153,10 @@ def cursor_state(
     cursor: str | None,
     count: int,
     cursor_type: str | None = None,
+    relation: int | None = None,
 ) -> dict[str, Any]:
     """The stream_state of an incremental stream, in Airbyte source-postgres's shape (and
-    `cursor_type`, see the module docstring)."""
+    `cursor_type` and RELATION_KEY, see the module docstring)."""
     state: dict[str, Any] = {
         "version": 2,
         "state_type": CURSOR_STATE_TYPE,
@@ -161,6 +168,8 @@ def cursor_state(
     }
     if cursor_type is not None:
         state["cursor_type"] = cursor_type
+    if relation is not None:
+        state[RELATION_KEY] = relation
     return state
 
 
@@ -277,11 +286,13 @@ def stream_cursor_state(
         return Unusable("the saved state holds no cursor position (the stream state of "
                         "Airbyte's CDC GLOBAL or legacy state?)")  # fmt: skip
     cursor_type = stream_state.get("cursor_type")
+    relation = stream_state.get(RELATION_KEY)
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),
         cursor_record_count=int(count) if _is_int(count) or isinstance(count, float) else 0,
         cursor_type=cursor_type if isinstance(cursor_type, str) else None,
+        relation=relation if _is_int(relation) else None,
     )
 
 
@@ -348,7 +359,9 @@ def _block_of(ctid: Any) -> int | None:
     """The block of a saved ctid text `(block,offset)`; None when it is not one (ASCII digits:
     str.isdigit takes '²' too)."""
     block = ctid.strip("()").split(",")[0] if isinstance(ctid, str) else ""
-    return int(block) if block.isascii() and block.isdigit() else None
+    if not (block.isascii() and block.isdigit()) or int(block) >= 2**32:
+        return None  # a block number is 32 bits: (4294967296,0) is no tid PostgreSQL takes
+    return int(block)
 
 
 def _is_int(value: Any) -> bool:

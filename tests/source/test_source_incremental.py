@@ -102,8 +102,8 @@ def test_second_read_gets_exactly_changed_and_new_rows(source_conn, read_inc) ->
 
 
 def test_state_has_airbyte_cursor_shape_and_record_counts(source_conn, read_inc) -> None:
-    """Every STATE is Airbyte's cursor_based shape (and pgbyte's cursor_type); recordCounts
-    add up to the records."""
+    """Every STATE is Airbyte's cursor_based shape (and pgbyte's cursor_type and the table's
+    oid); recordCounts add up to the records."""
     source_conn.execute(
         "CREATE TABLE s (id int, c int); CREATE INDEX ON s (c);"
         " INSERT INTO s SELECT g, g % 7 FROM generate_series(1, 70) g"
@@ -121,6 +121,7 @@ def test_state_has_airbyte_cursor_shape_and_record_counts(source_conn, read_inc)
         "cursor": "6",
         "cursor_record_count": 10,
         "cursor_type": "integer",
+        "pgbyte_relation_oid": source_conn.execute("SELECT 's'::regclass::oid::int8").fetchone()[0],
     }
     assert sum(s["sourceStats"]["recordCount"] for s in got) == len(run.records) == 70
 

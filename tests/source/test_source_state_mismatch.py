@@ -226,3 +226,47 @@ def test_a_cursor_of_a_type_that_cannot_be_compared_is_a_config_error(
     (error,) = run.errors()
     assert error["failure_type"] == "config_error", error
     assert "Choose a cursor_field of a" in error["message"], error
+
+
+def test_a_ctid_block_past_32_bits_is_a_malformed_state(table, source_config, tmp_path) -> None:
+    """A first-load state whose block number no tid can hold (hand-edited): a config_error
+    calling the state malformed, not a bare server error about tid syntax."""
+    state = state_file("ctid_cursor.json")
+    state[0]["stream"]["stream_state"]["ctid"] = "(4294967296,0)"
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], state=state)
+    assert run.returncode == 1 and run.records == []
+    (error,) = run.errors()
+    assert error["failure_type"] == "config_error" and "malformed" in error["message"], error
+
+
+def test_a_chunk_size_past_bigint_reads_as_the_largest(table, source_config, tmp_path) -> None:
+    """PGBYTE_CURSOR_CHUNK_ROWS beyond what a LIMIT takes: every row read, no bigint error."""
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    run = read(tmp_path, source_config, [entry], chunk=99999999999999999999)
+    assert rereads_all(run), run.stdout[-2000:] + run.stderr
+
+
+def test_a_table_created_again_under_its_name_is_warned_of(
+    table, source_conn, source_config, tmp_path
+) -> None:
+    """The saved cursor state notes the table's oid: a table dropped and created again since
+    (rows below the saved cursor in it) gets a WARN saying those rows are not read and how to
+    read them; the same table, read again, gets none."""
+    entry = standard(stream_entry("t", ["id", "v", "updated"]), "updated")
+    first = read(tmp_path / "1", source_config, [entry])
+    assert rereads_all(first), first.stdout[-2000:]
+    saved = stream_state(first)
+    assert saved["pgbyte_relation_oid"] == source_conn.execute(
+        "SELECT 'public.t'::regclass::oid::int8").fetchone()[0]  # fmt: skip
+    state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "t",
+              "namespace": "public"}, "stream_state": saved}}]  # fmt: skip
+    again = read(tmp_path / "2", source_config, [entry], state=state)
+    assert again.returncode == 0 and warnings(again) == []
+    source_conn.execute("DROP TABLE t; CREATE TABLE t (id int PRIMARY KEY, v text, updated int);"
+                        "INSERT INTO t SELECT g, 'b', g FROM generate_series(1, 3) g")  # fmt: skip
+    rebuilt = read(tmp_path / "3", source_config, [entry], state=state)
+    assert rebuilt.returncode == 0 and rebuilt.records == []
+    (warning,) = warnings(rebuilt)
+    assert "not the one the saved state was read from" in warning, warning
+    assert "pgbyte state reset" in warning
