@@ -48,10 +48,11 @@ def enabled() -> bool:
 
 def log(text: str) -> None:
     """One DEBUG message (nothing when --debug is off)."""
-    if _writer is None:
+    writer = _writer  # once: another thread may disable() meanwhile
+    if writer is None:
         return
     try:
-        _writer.log("DEBUG", text)
+        writer.log("DEBUG", text)
     except (OSError, ValueError):  # the reader is gone (or stdout closed): the statement this
         disable()  # line was about still runs, and the protocol's own output reports the pipe
 
@@ -63,7 +64,8 @@ def _cut(text: str, limit: int) -> str:
 def _statement(conn: psycopg.Connection[Any], query: Any, params: Any) -> str:
     """The statement (and its parameters) masked, then cut: cut first, a secret at the cut
     would show in part."""
-    mask = _writer.masker.mask if _writer is not None else str
+    writer = _writer  # once: another thread may disable() meanwhile
+    mask = writer.masker.mask if writer is not None else str
     if isinstance(query, sql.Composable):
         text = query.as_string(conn)
     elif isinstance(query, bytes):

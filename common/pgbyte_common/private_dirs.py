@@ -5,12 +5,14 @@ pgbyte hands connectors their config (passwords included), catalog and state as 
 for libpq (`pgbyte-ssl-<pid>-…`). Each lives in a directory made by mkdtemp (0700), removed when
 its process ends. A process killed with SIGKILL (or a crash of the machine's Python) cannot
 remove it, so its name carries the pid, and the next process making one of the same kind
-removes those of pids no longer running. (Two machines, or containers with their own pid
-numbering, sharing one temp folder are not told apart.)
+removes those of pids no longer running. A pid says nothing across pid namespaces (containers
+sharing a temp folder), so each directory also holds LOCK, locked (flock) for as long as its
+process lives: a directory whose lock another process holds is never removed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -18,11 +20,34 @@ import stat
 import tempfile
 from pathlib import Path
 
+LOCK = ".lock"
+_held: list[int] = []  # the lock files' descriptors, open (and locked) until the process ends
+
 
 def make(prefix: str, parent: Path | None = None) -> Path:
-    """A new private directory `<prefix><pid>-…` (stale ones of that prefix removed first)."""
+    """A new private directory `<prefix><pid>-…` (stale ones of that prefix removed first),
+    holding its LOCK for as long as this process lives."""
     remove_stale(prefix, parent)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    made = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    fd = os.open(made / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held.append(fd)
+    return made
+
+
+def _locked_by_another(directory: Path) -> bool:
+    """Whether a live process holds the directory's LOCK (none there: made before it was)."""
+    try:
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock taken, if it was
+    return False
 
 
 def remove_stale(prefix: str, parent: Path | None = None) -> list[Path]:
@@ -38,7 +63,7 @@ def remove_stale(prefix: str, parent: Path | None = None) -> list[Path]:
         return removed
     for entry in entries:
         match = name.match(entry.name)
-        if match is None or running(int(match.group(1))):
+        if match is None or running(int(match.group(1))) or _locked_by_another(entry):
             continue
         try:
             info = entry.lstat()

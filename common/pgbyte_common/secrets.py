@@ -70,22 +70,32 @@ def collect_secrets(config: Any, keys: Iterable[str] = ()) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-# A password-like key's value in jdbc_url_params: up to the next `&` (where the connection
-# splits pairs) and up to the next `;` too (JDBC's other separator, which users write).
-_JDBC_PASSWORD = re.compile(r"(?i)(?:^|[&;?])[^&;=]*password[^&;=]*=([^&]*)")
+# `;key=value` in jdbc_url_params (JDBC's other separator, which users write and the connection
+# does not split at): each one, overlapping, the value up to the next `&`.
+_SEMI_PAIR = re.compile(r"(?=;([^&;=]*)=([^&]*))")
+_MIN_FRAGMENT = 4  # a shorter piece of a `;`-cut password is too common a word to mask
 
 
 def _jdbc_passwords(params: str) -> set[str]:
-    """Passwords in jdbc_url_params in every form an error may quote them: as written and %XX
-    decoded (the connection decodes; a key may be encoded too), cut at a `;` or not, and lower
-    cased (an unknown `;` runs a password into another key's value, which sslmode lowers)."""
+    """Passwords in jdbc_url_params in every form an error may quote them: as the connection
+    reads them (pairs split at `&`, key and value %XX-decoded, spaces stripped), and, after a
+    `;` the connection does not split at, as run into the previous key's value (lower-cased
+    when that key is sslmode) or cut at the next `;`."""
     found: set[str] = set()
-    for text in (params, unquote(params)):
-        for match in _JDBC_PASSWORD.finditer(text):
-            for value in (match.group(1), match.group(1).split(";")[0]):
-                for form in (value, unquote(value)):
-                    if form:
-                        found.update((form, form.lower()))
+    for part in params.strip().lstrip("?").split("&"):
+        key, sep, value = part.partition("=")
+        if sep and "password" in unquote(key).lower():
+            found.update(f for f in (value, unquote(value).strip(), value.strip()) if f)
+    for match in _SEMI_PAIR.finditer(params):
+        if "password" not in unquote(match.group(1)).lower():
+            continue
+        whole = match.group(2)
+        for form in (whole, unquote(whole), whole.split(";")[0], unquote(whole.split(";")[0])):
+            form = form.strip()
+            if len(form) >= _MIN_FRAGMENT:
+                found.update((form, form.lower()))
+            elif form:
+                found.add(form)
     return found
 
 

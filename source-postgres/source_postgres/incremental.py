@@ -70,7 +70,7 @@ def chunk_rows() -> tuple[int, bool]:
     """Rows per checkpoint (ties at a chunk's last value all join it), and whether it adapts."""
     raw = os.environ.get(CHUNK_ROWS_ENV, "").strip()
     if raw.isascii() and raw.isdigit():  # within bigint, as the chunk queries' LIMIT takes it
-        return min(max(int(raw), 1), MAX_ENV_CHUNK_ROWS), False
+        return min(max(int(raw[:20]), 1), MAX_ENV_CHUNK_ROWS), False
     return DEFAULT_CHUNK_ROWS, True
 
 
@@ -314,10 +314,10 @@ def read_by_cursor(
             "stream.",
         )
         saved = resume_ctid = None
-    if (saved is not None and saved.cursor is not None and table.kind != "v"
+    if (saved is not None and saved.cursor is not None and table.kind not in ("v", "f")
             and saved.relation not in (None, table.oid)):  # fmt: skip
-        # Not a view: CREATE OR REPLACE keeps its oid, a tool rebuilding one does not, and
-        # its rows are its tables' anyway.
+        # Not a view or a foreign table: a tool rebuilding one (IMPORT FOREIGN SCHEMA again)
+        # gives it a new oid, and its rows live elsewhere anyway.
         out.log(
             "WARN",
             f"Stream {label}: the table is not the one the saved state was read from (dropped "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from db_roles import throwaway_role
@@ -114,3 +116,29 @@ def test_certificates_a_killed_connector_left_are_removed_by_the_next(tmp_path, 
     assert os.path.basename(made).startswith(f"pgbyte-ssl-{os.getpid()}-")
     assert oct(os.stat(made).st_mode & 0o777) == "0o700"
     assert not stale.exists() and alive.is_dir() and other.is_dir()
+
+
+def test_a_directory_whose_lock_a_live_process_holds_is_kept_whatever_its_pid(tmp_path):
+    """Across pid namespaces (containers sharing a temp folder) a pid says nothing: another
+    live process's certificate directory, named with a pid not running here, is kept while it
+    holds its lock, and removed once that process is gone."""
+    import subprocess
+    import sys
+
+    from pgbyte_common import private_dirs
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib; from pgbyte_common import private_dirs; "
+         "print(private_dirs.make('pgbyte-ssl-', pathlib.Path(sys.argv[1])), flush=True); "
+         "sys.stdin.read()", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    made = Path(holder.stdout.readline().strip())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    elsewhere = made.with_name(f"pgbyte-ssl-{gone.pid}-{made.name.split('-')[-1]}")
+    made.rename(elsewhere)  # as another namespace's pid would read here
+    assert private_dirs.remove_stale("pgbyte-ssl-", tmp_path) == [] and elsewhere.is_dir()
+    holder.stdin.close()
+    holder.wait(timeout=30)
+    assert private_dirs.remove_stale("pgbyte-ssl-", tmp_path) == [elsewhere]

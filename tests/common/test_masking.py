@@ -70,3 +70,15 @@ def test_a_debug_statement_is_masked_before_it_is_cut() -> None:
     finally:
         debug.disable()
     assert "CutBound" not in text and MASK in text
+
+
+def test_a_short_piece_of_a_jdbc_password_masks_no_common_word() -> None:
+    """A password holding a `;` or an encoded `&` is masked whole; its short pieces (`To`, `In`)
+    are no secret of their own and leave ordinary words alone."""
+    from pgbyte_common.secrets import collect_secrets
+
+    for params in ("sslpassword=To;kX9!vQ2m", "sslpassword=In%26kX9vQ2m"):
+        masker = Masker(collect_secrets({"jdbc_url_params": params}))
+        text = "reset this stream's state to read it whole; rows in public"
+        assert masker.mask(text) == text, params
+        assert "kX9" not in masker.mask(f"bad value: '{params.split('=', 1)[1]}'")
