@@ -393,16 +393,19 @@ def read_by_cursor(
     else:
         carried = 0
 
+    def position(value: str | None, count: int) -> dict[str, Any]:
+        """The stream's cursor state at `value` (`count` rows read there)."""
+        return cursor_state(
+            stream.name, stream.namespace, field, value, count, cursor.type_name, table.oid
+        )
+
     limit, adaptive = chunk_rows()
     total = carried
     emitted_state = False
     if resume_ctid is not None:
         noted = resume_ctid.incremental
         assert isinstance(noted, CursorState)  # xmin positions were set aside above
-        inner = cursor_state(
-            stream.name, stream.namespace, field, noted.cursor, noted.cursor_record_count,
-            cursor.type_name, table.oid,
-        )  # fmt: skip
+        inner = position(noted.cursor, noted.cursor_record_count)
         # Every row the first load finds, NULL cursors too (as Airbyte's ctid load): later
         # syncs read by cursor only, so a row left out now would never arrive.
         bound = sql.SQL("{} IS NULL").format(c)
@@ -457,15 +460,7 @@ def read_by_cursor(
         out.stream_state(
             stream.name,
             stream.namespace,
-            cursor_state(
-                stream.name,
-                stream.namespace,
-                field,
-                last,
-                count_at_upper,
-                cursor.type_name,
-                table.oid,
-            ),
+            position(last, count_at_upper),
             record_count=count,
         )
         emitted_state = True
@@ -482,15 +477,7 @@ def read_by_cursor(
         out.stream_state(
             stream.name,
             stream.namespace,
-            cursor_state(
-                stream.name,
-                stream.namespace,
-                field,
-                last,
-                count_at_upper,
-                cursor.type_name,
-                table.oid,
-            ),
+            position(last, count_at_upper),
             record_count=carried,
         )
         yield lines.take()
