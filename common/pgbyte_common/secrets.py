@@ -85,7 +85,10 @@ def _jdbc_passwords(params: str) -> set[str]:
     for part in params.strip().lstrip("?").split("&"):
         key, sep, value = part.partition("=")
         if sep and "password" in unquote(key).lower():
-            found.update(f for f in (value, unquote(value).strip(), value.strip()) if f)
+            # and cut at a `;`, as whoever wrote `password=a;sslpassword=b` meant it
+            first = value.split(";")[0]
+            forms = (value, unquote(value).strip(), value.strip(), first, unquote(first).strip())
+            found.update(f for f in forms if f)
     for match in _SEMI_PAIR.finditer(params):
         if "password" not in unquote(match.group(1)).lower():
             continue
