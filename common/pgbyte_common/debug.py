@@ -42,10 +42,6 @@ def disable() -> None:
     _writer = None
 
 
-def enabled() -> bool:
-    return _writer is not None
-
-
 def log(text: str) -> None:
     """One DEBUG message (nothing when --debug is off)."""
     writer = _writer  # once: another thread may disable() meanwhile

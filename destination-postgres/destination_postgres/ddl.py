@@ -442,8 +442,10 @@ def _replace(conn: psycopg.Connection[Any], schema: str, final: str, *, cascade:
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(ident(schema, final)))
 
 
-# The advisory-lock key space of overwrite temporaries ("pgbo"); a key per temporary table.
+# The advisory-lock key space of overwrite temporaries ("pgbo"); a key per temporary table,
+# the hash of its qualified name (parameters: _TEMPORARIES_LOCK, schema, table).
 _TEMPORARIES_LOCK = 0x7067626F
+_TEMPORARY_KEY = "%s, hashtext(format('%%I.%%I', %s::text, %s::text))"
 
 
 def claim_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
@@ -454,7 +456,7 @@ def claim_temporaries(conn: psycopg.Connection[Any], target: StreamTarget) -> No
         if pair is None:
             continue
         row = conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(format('%%I.%%I', %s::text, %s::text)))",
+            f"SELECT pg_try_advisory_lock({_TEMPORARY_KEY})",
             (_TEMPORARIES_LOCK, *pair),
         ).fetchone()
         if not (row and row[0]):
@@ -482,11 +484,10 @@ def drop_orphan_temporaries(conn: psycopg.Connection[Any], schemas: set[str]) ->
     in a short transaction."""
     rows = conn.execute(_ORPHAN_TEMPORARIES, (sorted(schemas), TEMPORARY_COMMENT)).fetchall()
     conn.commit()
-    key = "%s, hashtext(format('%%I.%%I', %s::text, %s::text))"  # claim_temporaries' key
     dropped = []
     for schema, table in rows:
         params = (_TEMPORARIES_LOCK, schema, table)
-        free = conn.execute(f"SELECT pg_try_advisory_lock({key})", params).fetchone()
+        free = conn.execute(f"SELECT pg_try_advisory_lock({_TEMPORARY_KEY})", params).fetchone()
         if not (free and free[0]):
             continue
         try:
@@ -497,7 +498,7 @@ def drop_orphan_temporaries(conn: psycopg.Connection[Any], schemas: set[str]) ->
         except (psycopg.errors.LockNotAvailable, psycopg.errors.InsufficientPrivilege):
             conn.rollback()  # read by someone now, or another role's: left for later
         finally:
-            conn.execute(f"SELECT pg_advisory_unlock({key})", params)
+            conn.execute(f"SELECT pg_advisory_unlock({_TEMPORARY_KEY})", params)
             conn.commit()
     return dropped
 

@@ -598,13 +598,7 @@ def _retyped(conn: psycopg.Connection[Any], saved: str | None, now: str) -> bool
     A type gone counts."""
     if saved is None or saved == now:
         return False
-    conn.execute("SAVEPOINT pgbyte_cursor_type")  # a hand-edited type name may not parse
-    try:
-        row = conn.execute(_SAME_ORDER, (saved, now)).fetchone()
-    except _NO_LONGER_CASTS:  # a bad name: DataError, or SyntaxError
-        row = None
-        conn.execute("ROLLBACK TO SAVEPOINT pgbyte_cursor_type")
-    conn.execute("RELEASE SAVEPOINT pgbyte_cursor_type")
+    row = _probe(conn, _SAME_ORDER, (saved, now))  # a hand-edited type name may not parse
     return not (row and row[0])
 
 
@@ -628,16 +622,23 @@ _NO_LONGER_CASTS = (psycopg.errors.DataError, psycopg.errors.SyntaxError)
 
 
 def _fits(conn: psycopg.Connection[Any], cursor: CursorSQL, value: str) -> bool:
-    """Whether a saved cursor text still casts to the cursor column's type (under a savepoint,
-    so a failed cast leaves the read's snapshot usable)."""
+    """Whether a saved cursor text still casts to the cursor column's type (the cast's value
+    is not fetched: `infinity` casts, and no Python datetime holds it)."""
+    query = sql.SQL("SELECT {} IS NULL").format(cursor.literal(value))
+    return _probe(conn, query) is not None
+
+
+def _probe(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> tuple[Any, ...] | None:
+    """The first row of a query that may refuse a saved text (_NO_LONGER_CASTS: None then),
+    under a savepoint, so a refusal leaves the read's snapshot usable."""
     conn.execute("SAVEPOINT pgbyte_cursor_probe")
     try:
-        conn.execute(sql.SQL("SELECT {}").format(cursor.literal(value)))
+        row = conn.execute(query, params).fetchone()
     except _NO_LONGER_CASTS:
         conn.execute("ROLLBACK TO SAVEPOINT pgbyte_cursor_probe")
-        return False
+        return None
     conn.execute("RELEASE SAVEPOINT pgbyte_cursor_probe")
-    return True
+    return row
 
 
 def _scalar(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:

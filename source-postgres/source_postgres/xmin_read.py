@@ -194,9 +194,8 @@ def _warn_of_unwritten_defaults(
     """A column added since the last sync with a default (ADD COLUMN ... DEFAULT) gives the
     rows already there its value without writing them: their xmin is unchanged, so this read
     does not send them again and downstream they lack it. Said by the first sync after (the
-    window then moves past the ALTER)."""
-    if until - since >= XID_SPACE:
-        return
+    window then moves past the ALTER). `since`..`until` spans less than 2^32 (read_by_xmin
+    re-reads otherwise)."""
     query = sql.SQL(UNWRITTEN_DEFAULTS).format(
         written=written_between(sql.SQL("a.xmin::text::int8"), since, until)
     )
