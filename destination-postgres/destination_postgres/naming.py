@@ -33,8 +33,33 @@ def schema(name: str) -> str:
 def raw_table(stream: str, schema: str | None = None) -> str:
     """`_airbyte_raw_<stream>` beside the typed table; in a raw_data_schema, which the raw
     tables of every schema share, `_airbyte_raw_<schema>__<stream>` (as Airbyte's
-    `<namespace>_raw__stream_<stream>`), so same-named streams of two schemas stay apart."""
-    return fit(stream if schema is None else f"{schema}__{stream}", prefix="_airbyte_raw_")
+    `<namespace>_raw__stream_<stream>`), so same-named streams of two schemas stay apart.
+
+    The `__` splits the pair in one place only when neither name brings underscores of its
+    own to it (a `__` inside, a schema ending or a stream starting with `_`): `sales__eu` +
+    `orders` and `sales` + `eu__orders` would both give `sales__eu__orders`, and one stream's
+    overwrite would replace the other's raw table. Such pairs end with a hash of the pair
+    instead (their names carry a run of 2+ underscores the plain ones lack, so the two forms
+    never meet); the common names keep the plain form."""
+    if schema is None:
+        return fit(stream, prefix="_airbyte_raw_")
+    return fit(_joined(schema, stream), prefix="_airbyte_raw_")
+
+
+def _joined(schema: str, stream: str) -> str:
+    plain = f"{schema}__{stream}"
+    joins_alone = not (schema.endswith("_") or stream.startswith("_"))
+    if joins_alone and "__" not in schema and "__" not in stream:
+        return plain
+    pair = hashlib.sha256(f"{len(schema)}:{schema}{stream}".encode()).hexdigest()[:_HASH_CHARS]
+    return f"{plain}_{pair}"
+
+
+def ambiguous_raw_table(stream: str, schema: str) -> str | None:
+    """The name a raw_data_schema raw table had before _joined told ambiguous pairs apart
+    (the plain `_airbyte_raw_<schema>__<stream>`), where it differs from today's; else None."""
+    old = fit(f"{schema}__{stream}", prefix="_airbyte_raw_")
+    return None if old == raw_table(stream, schema) else old
 
 
 def normalized_table(stream: str) -> str:

@@ -180,19 +180,31 @@ class Writer(Intake, Loading, Commits):
                              "table.")  # fmt: skip
 
     def _note_legacy_raw_table(self, t: StreamTarget) -> None:
-        """A raw table in raw_data_schema named as before its name held the stream's schema
-        (`_airbyte_raw_<stream>`, shared by same-named streams of every schema): say that it
-        is left as it is and where the stream's raw records go from now on."""
-        legacy = naming.raw_table(t.name)
-        if t.raw_table == legacy or ddl.relation(self.conn, t.raw_schema, legacy) is None:
+        """A raw table in raw_data_schema named as in an earlier version: before its name held
+        the stream's schema (`_airbyte_raw_<stream>`, shared by same-named streams of every
+        schema), or before a pair of names with underscores of their own at the join got a
+        hash (naming._joined): say that it is left as it is and where the stream's raw
+        records go from now on."""
+        if t.raw_table == naming.raw_table(t.name):  # no raw_data_schema: named as ever
             return
         if ddl.relation(self.conn, t.raw_schema, t.raw_table) is not None:
             return
-        self.log("WARN", f"Stream {t.label}: its raw records go to {t.raw_schema}.{t.raw_table} "
-                         "from now on (a raw table in raw_data_schema is named after the stream's "
-                         "schema too, so same-named streams of two schemas no longer share one); "
-                         f"those of earlier syncs stay in {t.raw_schema}.{legacy}, which pgbyte "
-                         "no longer writes.")  # fmt: skip
+        legacies = [
+            (naming.raw_table(t.name), "is named after the stream's schema too, so same-named "
+                                       "streams of two schemas no longer share one"),
+            (naming.ambiguous_raw_table(t.name, t.schema), "of a schema and stream whose "
+             "underscores meet at the join ends with a hash of the pair, so that no other "
+             "pair's name can be the same"),
+        ]  # fmt: skip
+        for legacy, why in legacies:
+            if legacy is None or legacy == t.raw_table:
+                continue
+            if ddl.relation(self.conn, t.raw_schema, legacy) is None:
+                continue
+            self.log("WARN", f"Stream {t.label}: its raw records go to {t.raw_schema}."
+                             f"{t.raw_table} from now on (a raw table in raw_data_schema {why}); "
+                             f"those of earlier syncs stay in {t.raw_schema}.{legacy}, which "
+                             "pgbyte no longer writes.")  # fmt: skip
 
     def run(self, batches: Iterable[list[bytes]]) -> int:
         """Process all input; returns the exit code (0 ok, 1 failed)."""

@@ -270,6 +270,20 @@ def test_long_config_schemas_are_shortened_like_namespaces(dest_config) -> None:
     assert (short.schema, short.raw_data_schema) == ("public", None)
 
 
+def test_raw_data_schema_names_are_distinct_and_plain_where_unambiguous() -> None:
+    """In raw_data_schema the join `<schema>__<stream>` stays as it was for names that bring
+    no underscores to it; pairs that would join alike get names of their own."""
+    plain = naming.raw_table("full_refresh_demo", "public")
+    assert plain == "_airbyte_raw_public__full_refresh_demo"
+    pairs = [("sales__eu", "x"), ("sales", "eu__x"), ("sales_", "_eu_x"), ("sales_", "eu__x"),
+             ("sales", "_eu__x"), ("sales___eu", "x"), ("sales", "eu_x"),
+             ("sales_eu", "x")]  # fmt: skip
+    names = {naming.raw_table(stream, schema) for schema, stream in pairs}
+    assert len(names) == len(pairs), names
+    assert naming.ambiguous_raw_table("x", "sales__eu") == "_airbyte_raw_sales__eu__x"
+    assert naming.ambiguous_raw_table("full_refresh_demo", "public") is None
+
+
 def test_properties_named_like_system_or_merge_columns_get_suffixes(run_write, dest_conn) -> None:
     """Every PostgreSQL table has the system columns xmin, xmax, ctid…: a property of that name
     (a GIS extent's xmin/xmax) gets `_1` as a meta column's namesake does, in every mode. A
