@@ -12,7 +12,7 @@ from pgbyte_common.errors import ConfigError, TransientError
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from destination_postgres.catalog import StreamTarget
+from destination_postgres.catalog import MAX_COLUMNS, META_COLUMNS, StreamTarget
 from destination_postgres.naming import temporary
 from destination_postgres.typemap import (
     PG_TYPES,
@@ -260,6 +260,8 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
         _mark_temporary(conn, raw_schema, raw_table)
     norm = target.load_norm
     if norm is None:
+        if not target.overwrite:  # (an overwrite's raw table is marked when swapped in)
+            mark_typed_behind(conn, raw_schema, raw_table)
         return []
     schema, table = norm
     ensure_schema(conn, schema)
@@ -268,6 +270,8 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     existing = existing_columns(conn, schema, table)
     if existing is not None:
         _refuse_airbyte_v2_layout(target, schema, table, existing)
+        if not target.overwrite and typed_behind(conn, raw_schema, raw_table):
+            target.rebuild_typed = target.retype_all = True
     if existing is None:
         # A raw table Airbyte's normalization made keeps text ids: its typed rows, rebuilt
         # from it below, take them as they are.
@@ -284,6 +288,8 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                 sql.SQL("SELECT EXISTS (SELECT FROM {})").format(ident(raw_schema, raw_table))
             ).fetchone()
             target.rebuild_typed = bool(found and found[0])
+        return []
+    if _too_many_columns(conn, target, schema, table, existing):
         return []
     added: list[str] = []
     refill: set[str] = set()  # the columns added or retyped
@@ -327,9 +333,45 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                     ident(schema, table), sql.Identifier(meta), sql.SQL(typ)
                 )
             )
-    if existing.get("_airbyte_ab_id") == "uuid":  # ours: a raw record per row (refill.py)
+    if existing.get("_airbyte_ab_id") == "uuid" and not target.retype_all:
+        # ours: a raw record per row (refill.py); retype_all types every row anyway
         target.refill = [c for c in target.columns if c.name in refill]
     return added
+
+
+def _too_many_columns(
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    schema: str,
+    table: str,
+    existing: dict[str, str],
+) -> bool:
+    """True, with the stream made raw only for this write, when the columns this sync adds
+    would take its typed table past PostgreSQL's 1,600 (catalog.py checks a new table's; here
+    an old table's, whose dropped columns PostgreSQL still counts). Every later sync failed on
+    the ALTER TABLE ("tables can have at most 1600 columns"), naming no table."""
+    new = [c.name for c in target.columns if c.name not in existing]
+    new += [m for m in (*META_COLUMNS, target.hashid) if m not in existing]
+    if not new:
+        return False
+    row = conn.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+        (ident(schema, table).as_string(conn),),
+    ).fetchone()
+    used = int(row[0]) if row else 0
+    if used + len(new) <= MAX_COLUMNS:
+        return False
+    target.typed_note = target.refused_warn = (
+        f"its typed table {schema}.{table} has {used} columns (PostgreSQL counts dropped ones "
+        f"too) and this sync's schema adds {len(new)}, past PostgreSQL's limit of "
+        f"{MAX_COLUMNS} columns per table, so its records are kept in the raw table only; "
+        f"drop {schema}.{table} to have the next sync rebuild it from the raw table with the "
+        "stream's current columns"
+    )
+    target.norm_table = None
+    target.rebuild_typed = target.retype_all = False
+    mark_typed_behind(conn, *target.load_raw)
+    return True
 
 
 # An overwrite's temporaries carry this comment: a relation of that name without it is not
@@ -338,10 +380,38 @@ TEMPORARY_COMMENT = "pgbyte: an overwrite sync's table, swapped in when the stre
 
 
 def _mark_temporary(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    _comment(conn, schema, table, TEMPORARY_COMMENT)
+
+
+# A raw table whose records a write kept out of the typed table (disable_type_dedupe, a stream
+# too wide to type) carries this comment: the next write that types the stream types them all
+# again from the raw table (writer: rebuild.rebuild_typed), as Airbyte's typing and deduping
+# catches up on every raw record not loaded yet. Without it the typed table stayed behind for
+# good: only a missing one was rebuilt.
+BEHIND_COMMENT = (
+    "pgbyte: holds records its typed table lacks (written raw only); the next typed write "
+    "types them all again"
+)
+
+
+def mark_typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    _comment(conn, schema, table, BEHIND_COMMENT)
+
+
+def clear_typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    """Drop the mark (and only the mark: a comment of the user's stays)."""
+    if typed_behind(conn, schema, table):
+        _comment(conn, schema, table, None)
+
+
+def typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
+    found = relation(conn, schema, table)
+    return found is not None and found[1] == BEHIND_COMMENT
+
+
+def _comment(conn: psycopg.Connection[Any], schema: str, table: str, text: str | None) -> None:
     conn.execute(
-        sql.SQL("COMMENT ON TABLE {} IS {}").format(
-            ident(schema, table), sql.Literal(TEMPORARY_COMMENT)
-        )
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(ident(schema, table), sql.Literal(text))
     )
 
 
@@ -412,6 +482,8 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
     try:
         for schema, final in pairs:
             _replace(conn, schema, final, cascade=cascade)
+        if target.norm_table is None:  # raw only: a typed table of earlier syncs lacks these
+            mark_typed_behind(conn, target.raw_schema, target.raw_table)
     finally:
         if cascade:
             conn.remove_notice_handler(notice)

@@ -1,10 +1,12 @@
-"""A typed table missing beside a raw table with records: its rows rebuilt from them.
+"""A typed table missing beside a raw table with records, or behind it: rebuilt from them.
 
 An append or append_dedup stream whose typed table was dropped by hand (or whose
 disable_type_dedupe was turned off) would otherwise start a new, empty typed table while the
 raw table holds every record already loaded. As Airbyte's typing and deduping does for a
 missing final table, the write first types them all: append by the same INSERT as a batch,
-append_dedup by one merge over all of them.
+append_dedup by one merge over all of them. A typed table that lacks records a write kept in
+the raw table only (ddl.BEHIND_COMMENT) is emptied first and rebuilt the same way: the rows it
+has are typed copies of raw records, so nothing of the stream's is lost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def rebuild_typed(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
     VACUUM let later ones take the place of). Raises RowsTooWide (nothing typed) when
     PostgreSQL refuses a typed row as too big (rawonly.py)."""
     raw = ddl.ident(*target.load_raw)
+    if target.retype_all:  # behind its raw table: every row typed again, as from scratch
+        assert target.load_norm is not None
+        conn.execute(sql.SQL("DELETE FROM {}").format(ddl.ident(*target.load_norm)))
     if not target.dedup:
         return loader.normalize(conn, target, raw)
     # A stage in the layout a batch's has (STAGE_POSITION: _pgbyte_pos NULL, ctid its order).

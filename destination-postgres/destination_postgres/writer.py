@@ -161,6 +161,7 @@ class Writer(Intake, Loading, Commits):
             ddl.claim_temporaries(self.conn, t)
             self._claimed.append(t)
         added = ddl.prepare(self.conn, t)
+        self._warn_refused(t)  # kept raw only: its typed table cannot take the new columns
         if added:
             self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
                              f"{', '.join(added)}.")  # fmt: skip
@@ -170,13 +171,17 @@ class Writer(Intake, Loading, Commits):
         dedup.prepare(self.conn, t, self.log)
         if t.rebuild_typed:
             try:
-                rebuilt = rebuild.rebuild_typed(self.conn, t)
+                with self.conn.transaction():  # a savepoint: a refusal keeps the typed rows
+                    rebuilt = rebuild.rebuild_typed(self.conn, t)
             except rawonly.RowsTooWide as exc:  # its records are too wide to type
                 rawonly.keep_raw_only(self.conn, t, exc.reason)
                 self._warn_refused(t)
                 return
+            ddl.clear_typed_behind(self.conn, *t.load_raw)
+            why = ("lacked records written to the raw table only (disable_type_dedupe, or too "
+                   "wide to type)" if t.retype_all else "was missing")  # fmt: skip
             self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
-                             f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
+                             f"{why}; rebuilt from the {rebuilt} record(s) of its raw "
                              "table.")  # fmt: skip
 
     def _note_legacy_raw_table(self, t: StreamTarget) -> None:

@@ -197,3 +197,56 @@ def test_raw_data_schema_ambiguous_name_of_earlier_syncs_is_named(
     result = run_write(catalog, lines, config=config)
     assert result.returncode == 0, result.errors
     assert any(f"stay in airbyte_raw._airbyte_raw_sales__eu__{STREAM}" in m for m in result.logs)
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup", "overwrite"])
+def test_typed_table_catches_up_after_disable_type_dedupe(run_write, dest_conn, dest_config, mode):
+    """Records written while disable_type_dedupe was on reached the raw table only; turned off
+    again, the typed table stayed behind for good (only a missing one was rebuilt). The raw
+    table is now marked, and the next typed write types every raw record again: append holds
+    each record once, append_dedup the latest per key, and after a raw-only overwrite the
+    typed table holds that overwrite's records, not those it replaced."""
+    from dest_helpers import catalog_for, record
+
+    props = {"id": {"type": "integer"}, "v": {"type": "string"}}
+    catalog = catalog_for([("toggle", props)], mode)
+    if mode == "append_dedup":
+        catalog["streams"][0]["primary_key"] = [["id"]]
+    raw_only = {**dest_config, "disable_type_dedupe": True}
+    writes = [  # (config, records) in order
+        (dest_config, [{"id": 1, "v": "a"}]),
+        (raw_only, [{"id": 2, "v": "b"}, {"id": 1, "v": "a2"}]),
+        (dest_config, [{"id": 3, "v": "c"}]),
+    ]
+    for config, data in writes:
+        result = run_write(catalog, b"\n".join(record("toggle", d) for d in data), config=config)
+        assert result.returncode == 0, result.errors
+    rows = dest_conn.execute("SELECT id, v FROM toggle ORDER BY id, v").fetchall()
+    expected = {
+        "append": [(1, "a"), (1, "a2"), (2, "b"), (3, "c")],
+        "append_dedup": [(1, "a2"), (2, "b"), (3, "c")],
+        "overwrite": [(3, "c")],
+    }[mode]
+    assert rows == expected
+    raw = dest_conn.execute("SELECT count(*) FROM _airbyte_raw_toggle").fetchone()[0]
+    assert raw == {"append": 4, "append_dedup": 4, "overwrite": 1}[mode]
+    comment = "SELECT obj_description('_airbyte_raw_toggle'::regclass, 'pg_class')"
+    assert dest_conn.execute(comment).fetchone() == (None,)  # caught up: the mark is gone
+    if mode != "overwrite":
+        assert any("rebuilt from the 3 record(s)" in m for m in result.logs), result.logs
+
+
+def test_typed_table_of_a_raw_only_overwrite_catches_up_in_append(
+    run_write, dest_conn, dest_config
+) -> None:
+    """A raw-only overwrite replaces the raw table and leaves the old typed table as it was;
+    a typed append after it types what the raw table holds, not the replaced records."""
+    from dest_helpers import catalog_for, record
+
+    props = {"id": {"type": "integer"}}
+    over, append = (catalog_for([("flip", props)], m) for m in ("overwrite", "append"))
+    assert run_write(over, record("flip", {"id": 1})).returncode == 0
+    raw_only = {**dest_config, "disable_type_dedupe": True}
+    assert run_write(over, record("flip", {"id": 2}), config=raw_only).returncode == 0
+    assert run_write(append, record("flip", {"id": 3})).returncode == 0
+    assert dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM flip").fetchone() == ([2, 3],)

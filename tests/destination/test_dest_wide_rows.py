@@ -267,3 +267,28 @@ def test_a_staged_batch_refused_keeps_the_stream_raw(dest_config, dest_conn, mod
     assert writer._stage_seq >= 10  # the batches went through shared stages
     assert count(dest_conn, "_airbyte_raw_wide") == 210 and "wide" not in table_names(dest_conn)
     assert len(logged_warns(out)) == 1 and out.getvalue().count(b'"STATE"') == 1
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_columns_added_past_the_limit_keep_the_stream_raw(run_write, dest_conn, mode) -> None:
+    """900 properties, then 900 others: the typed table cannot take them all (PostgreSQL's
+    1,600 columns, dropped ones counted). Every such sync failed on the ALTER TABLE, naming no
+    table; now the records go to the raw table with a WARN that says what to do, and dropping
+    the typed table as it says has the next sync rebuild it with the current columns."""
+    first_props = {"id": {"type": "integer"}} | {f"a{i}": {"type": "integer"} for i in range(900)}
+    later_props = {"id": {"type": "integer"}} | {f"b{i}": {"type": "integer"} for i in range(900)}
+    first = run_write(catalog(mode, [("grow", first_props)]),
+                      lines(record("grow", {"id": 1, "a0": 1})))  # fmt: skip
+    assert first.returncode == 0, first.errors
+    later = catalog(mode, [("grow", later_props)])
+    second = run_write(later, lines(record("grow", {"id": 2, "b0": 2})))
+    assert second.returncode == 0, second.errors
+    (warn,) = [m for m in second.logs if "1600 columns" in m]
+    assert "public.grow" in warn and "drop public.grow" in warn, warn
+    assert count(dest_conn, "_airbyte_raw_grow") == 2
+    assert dest_conn.execute("SELECT id FROM grow").fetchall() == [(1,)]
+    dest_conn.execute("DROP TABLE grow")
+    third = run_write(later, lines(record("grow", {"id": 3, "b0": 3})))
+    assert third.returncode == 0, third.errors
+    rows = dest_conn.execute("SELECT id, b0 FROM grow ORDER BY id").fetchall()
+    assert rows == [(1, None), (2, 2), (3, 3)]
