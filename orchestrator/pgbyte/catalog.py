@@ -15,6 +15,7 @@ the file, found before any `read` or `write` starts, not a failed sync.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,13 +48,19 @@ def validate_config(
         raise ConnectionFileError(masker.mask(f"{path}: {text}"))
 
 
+_PLACEHOLDER = re.compile(r"\$(\$?)" + re.escape(SOURCE_NAMESPACE_PLACEHOLDER[1:]))
+
+
 def map_namespace(mode: str, source_namespace: str | None) -> str | None:
     """The destination namespace for a source namespace under `namespace:` (platform rules)."""
     if mode == "source":
         return source_namespace
     if mode == "destination":
         return None
-    result = mode.replace(SOURCE_NAMESPACE_PLACEHOLDER, source_namespace or "")
+    # `$${SOURCE_NAMESPACE}` is the placeholder's text itself (the file's escape of ${VAR}).
+    result = _PLACEHOLDER.sub(
+        lambda m: SOURCE_NAMESPACE_PLACEHOLDER if m.group(1) else (source_namespace or ""), mode
+    )
     return result if result.strip() else None
 
 

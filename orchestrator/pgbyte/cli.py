@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
     state = sub.add_parser("state", help="show or reset a connection's saved state")
+    # `pgbyte state -v show C` too; a dest of its own, as above
+    state.add_argument("-v", "--verbose", dest="verbose_state", action="store_true",
+                       help="show DEBUG logs too")  # fmt: skip
     state_sub = state.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = state_sub.add_parser(
         "show", help="print the saved state per stream",
@@ -115,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("connection", metavar="CONN")
     p.add_argument("--json", action="store_true", help="print the raw saved state (JSON)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show DEBUG logs too")
     p = state_sub.add_parser(
         "reset", help="forget the saved state (all, or of some streams)",
         description="Forget the saved state: the next sync reads those streams from the start.",
@@ -287,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except Cancelled as exc:  # entry.py's handler, before a command put its own in
         sys.exit(cancelled_early(raw, exc.signum))
     try:
-        verbose = getattr(args, "verbose", False) or args.verbose_first
+        verbose = (getattr(args, "verbose", False) or args.verbose_first
+                   or getattr(args, "verbose_state", False))  # fmt: skip
         tty = False if getattr(args, "plain", False) else None
         reporter = Reporter(
             tty=tty, progress_every=getattr(args, "progress_every", 10.0),

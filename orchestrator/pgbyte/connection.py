@@ -26,6 +26,7 @@ refused by pgbyte.catalog with the same ConnectionFileError, before any `read` o
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shlex
@@ -126,10 +127,10 @@ def substitute_env(
 
     def repl(match: re.Match[str]) -> str:
         escaped, var = match.group(1), match.group(2)
+        if var in keep:  # escaped or not: the mapping step tells them apart (map_namespace)
+            return match.group(0)
         if escaped:
             return "${" + var + "}"
-        if var in keep:
-            return match.group(0)
         if var not in env:
             if not strict:
                 return ""
@@ -199,8 +200,9 @@ def load_connection(
 ) -> Connection:
     """Read and check a connection file; every problem is a ConnectionFileError naming it.
 
-    `strict=False` lets missing environment variables pass as empty strings: for commands that
-    only read the state or history and never hand a config to a connector."""
+    `strict=False` lets missing environment variables in the connectors' configs pass as empty
+    strings: for commands that only read the state or history and never hand a config to a
+    connector."""
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # a SafeLoader: no objects
@@ -225,10 +227,13 @@ def load_connection(
     # Only the namespace format keeps the platform's ${SOURCE_NAMESPACE} for the mapping step:
     # elsewhere it means nothing to pgbyte, and kept literally it would silently end up in a
     # table name (`prefix: p_${SOURCE_NAMESPACE}_`).
+    # Not strict spares only the connectors' configs (their secrets): name:, state: and the
+    # streams still decide which state file a command reads or resets, and what it says.
     data = {
-        key: substitute_env(value, environ, f"{path.name}.{key}", keep=_keep(key), strict=strict)
+        key: substitute_env(value, environ, f"{path.name}.{key}", keep=_keep(key),
+                            strict=strict or key not in ("source", "destination"))
         for key, value in raw.items()
-    }
+    }  # fmt: skip
     name = str(data.get("name") or path.stem)
     if "/" in name or "\\" in name or name in (".", ".."):
         # The name makes the default state file's name: it must stay in .pgbyte/state.
@@ -329,6 +334,9 @@ def _connector(node: Any, role: str, path: Path) -> ConnectorRef:
     config = node.get("config", {})
     if not isinstance(config, dict):
         raise ConnectionFileError(f"{path}: {role}.config must be a mapping")
+    problem = _not_json(config, f"{role}.config")
+    if problem:
+        raise ConnectionFileError(f"{path}: {problem}")
     command, image = node.get("command"), node.get("image")
     if (command is None) == (image is None):
         raise ConnectionFileError(f"{path}: {role}: give exactly one of command: or image:")
@@ -354,6 +362,36 @@ def _connector(node: Any, role: str, path: Path) -> ConnectorRef:
         argv = (str(program if program.is_absolute() else path.resolve().parent / program),
                 *argv[1:])  # fmt: skip
     return ConnectorRef(role, config, command=argv)
+
+
+_JSON_INTS = (-(2**63), 2**64 - 1)  # what orjson writes; the config goes to the connector as JSON
+
+
+def _not_json(node: Any, where: str) -> str | None:
+    """Why a config value cannot be handed to a connector as JSON (a YAML key read as a
+    boolean, an integer past 64 bits, a !!binary or !!set value), naming where; else None.
+    Found here, it was a Python traceback when the config file was written."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                return (f"{where}: the key {key!r} is not a string (YAML reads on, off, yes, no "
+                        "and bare numbers as values): quote it")  # fmt: skip
+            problem = _not_json(value, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(node, list):
+        return next((p for i, v in enumerate(node) if (p := _not_json(v, f"{where}[{i}]"))), None)
+    if isinstance(node, bool) or node is None or isinstance(node, str | float):
+        return None
+    if isinstance(node, int):
+        if _JSON_INTS[0] <= node <= _JSON_INTS[1]:
+            return None
+        # (the value unsaid: it may be a password)
+        return f"{where}: an integer out of JSON's 64-bit range; quote it"
+    if isinstance(node, datetime.date):  # a bare YAML date: written as its ISO text
+        return None
+    return f"{where}: a {type(node).__name__} value cannot be passed to the connector as JSON"
 
 
 def _streams(node: Any, path: Path) -> tuple[StreamChoice, ...] | None:

@@ -77,9 +77,14 @@ def resolve_streams(
 
 def destination_mode(conn: Connection, name: str | None, namespace: str | None) -> str:
     """The destination_sync_mode a stream syncs with, as the connection file says."""
+    choices = conn.streams or ()
     choice = next(
-        (c for c in conn.streams or () if c.name == name
+        (c for c in choices if c.name == name
          and (c.namespace is None or c.namespace == namespace)),
+        None,
+    ) or next(  # `streams: [public.users]`, the dotted shorthand sync accepts (catalog._find)
+        (c for c in choices if c.namespace is None and namespace is not None
+         and c.name == f"{namespace}.{name}"),
         None,
     )  # fmt: skip
     if choice is not None and choice.destination_sync_mode:

@@ -262,3 +262,43 @@ def test_a_name_that_would_leave_the_state_folder_is_refused(tmp_path, name: str
     with pytest.raises(ConnectionFileError, match="name must be usable as a file name"):
         text = BASE + f'name: "{name}"\n'
         load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+
+
+@pytest.mark.parametrize("key", ["name", "state"])
+def test_state_commands_still_refuse_a_missing_variable_outside_the_configs(tmp_path, key) -> None:
+    """Not strict (state show/reset, history) spares only the connectors' configs: a missing
+    variable in name: or state: made them read or reset another connection's state file
+    (`name: orders${SUFFIX}` became `orders`)."""
+    text = BASE + f'{key}: "orders${{SUFFIX}}"\n'
+    conn = load_connection(write(tmp_path, text), env={"SUFFIX": "-x"}, strict=False)
+    assert (conn.name if key == "name" else conn.state_path.name) == "orders-x"
+    with pytest.raises(ConnectionFileError, match=rf"SUFFIX is not set .*\.{key}\)"):
+        load_connection(write(tmp_path, text), env={}, strict=False)
+    assert load_connection(write(tmp_path, BASE), env={}, strict=False).name  # configs: spared
+
+
+def test_an_escaped_placeholder_in_the_namespace_format_is_literal(tmp_path) -> None:
+    """`$${SOURCE_NAMESPACE}` is the text ${SOURCE_NAMESPACE}, as `$${VAR}` is elsewhere; it
+    was replaced by the source's namespace like the placeholder."""
+    from pgbyte.catalog import map_namespace
+
+    text = BASE + 'namespace: "$${SOURCE_NAMESPACE}_${SOURCE_NAMESPACE}"\n'
+    conn = load_connection(write(tmp_path, text), env={"SRC_PW": "", "DST_PW": ""})
+    assert map_namespace(conn.namespace, "public") == "${SOURCE_NAMESPACE}_public"
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [("{ssl_mode: {mode: require, on: 1}}", "source.config.ssl_mode: the key True"),
+     ("{password: 123456789012345678901234567890}", "source.config.password: an integer"),
+     ("{password: !!binary aGVsbG8=}", "source.config.password: a bytes value"),
+     ("{tunnel: !!set {a, b}}", "source.config.tunnel: a set value")],
+)  # fmt: skip
+def test_a_config_value_json_cannot_hold_is_named(tmp_path, config, needle) -> None:
+    """A key YAML reads as a boolean, a 65-bit integer, a !!binary or !!set value: a
+    connection-file error naming where (and never the value, which may be a password), not
+    a traceback when the config was written for the connector."""
+    text = f"source: {{command: source-postgres, config: {config}}}\n" + BASE.split("\n", 4)[4]
+    with pytest.raises(ConnectionFileError) as caught:
+        load_connection(write(tmp_path, text), env={"DST_PW": ""})
+    assert needle in str(caught.value) and "1234567890" not in str(caught.value)

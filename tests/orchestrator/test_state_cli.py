@@ -150,6 +150,16 @@ def test_a_state_path_under_a_file_is_a_clear_error(tmp_path, command) -> None:
         assert orjson.loads(run.stdout)["status"] == "failed"
 
 
+@pytest.mark.parametrize("argv", [["state", "show", "-v"], ["state", "-v", "show"],
+                                  ["-v", "state", "show"], ["state", "reset", "-v"]])  # fmt: skip
+def test_verbose_is_taken_by_every_state_command(tmp_path, argv) -> None:
+    """`-v` works before or after any command, as --help says; `state show -v` and
+    `state -v show` were refused as unrecognized arguments."""
+    conn = offline_connection(tmp_path, "stream_kinds.json")
+    run = pgbyte(*argv, str(conn), password="")
+    assert run.returncode == 0, run.stderr
+
+
 def wait_for_older_transactions(source_conn, table: str) -> None:
     """Until no transaction older than `table`'s rows runs: Xmin is at-least-once, and a sync
     whose snapshot still saw one running (an autovacuum's ANALYZE) would read them again."""
@@ -278,6 +288,23 @@ def test_reset_one_stream_keeps_the_others_exactly(tmp_path) -> None:
     assert run.returncode == 0, run.stderr
     assert saved(tmp_path) == [s for s in before if s["stream"]["stream_descriptor"]
                                != {"name": "users", "namespace": "public"}]  # fmt: skip
+
+
+@pytest.mark.parametrize(("entry", "warned"), [("append", True), ("overwrite", False)])
+def test_reset_names_the_mode_of_a_dotted_streams_entry(tmp_path, entry, warned) -> None:
+    """`streams: [{name: public.users, destination_sync_mode: append}]` (the dotted shorthand
+    sync accepts): the reset took the connection's defaults (overwrite) and said the next sync
+    replaces the tables, where it appends every row again."""
+    streams = [{"name": "public.users", "sync_mode": "incremental", "cursor_field": ["id"],
+                "destination_sync_mode": entry}]  # fmt: skip
+    if entry == "overwrite":
+        streams[0]["sync_mode"] = "full_refresh"
+        del streams[0]["cursor_field"]
+    conn = offline_connection(tmp_path, "stream_kinds.json", streams=streams,
+                              destination_sync_mode="append_dedup")  # fmt: skip
+    run = pgbyte("state", "reset", str(conn), "--stream", "public.users", password="")
+    assert run.returncode == 0, run.stderr
+    assert ("WARNING append mode" in run.stdout + run.stderr) is warned, run.stdout
 
 
 def test_reset_unknown_stream_is_an_error_and_changes_nothing(tmp_path) -> None:
