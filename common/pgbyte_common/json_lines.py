@@ -1,22 +1,39 @@
-"""Parsing one protocol line: orjson, and the stdlib for the numbers orjson refuses.
+"""Parsing one protocol line exactly: orjson, and the stdlib for the numbers orjson rounds.
 
-JSON allows any number; orjson refuses integers beyond 64 bits and numbers beyond a double.
-The stdlib reads them, but int() refuses over 4,300 digits and float makes 1e400 inf: numbers
-stay their text (orjson.Fragment), so a message parsed here and serialized again by
-orjson.dumps (a STATE echoed, a RECORD renamed) keeps them exactly as they came. NaN and
-Infinity are not JSON and stay refused.
+JSON allows any number. orjson (3.13) reads an integer beyond 64 bits as a float, rounded,
+and a decimal with more digits than a double holds rounded too, without an error (1e400 it
+refuses). The stdlib reads them, but int() refuses over 4,300 digits and float makes 1e400
+inf: numbers stay their text (orjson.Fragment), so a message parsed here and serialized again
+by orjson.dumps (a STATE echoed, a RECORD renamed) keeps them exactly as they came. NaN and
+Infinity are not JSON and stay refused. Which lines orjson may round is told from their text
+(may_round): a long run of digits, which may also sit in a string — such a line then takes the
+stdlib's slower way for nothing, and is read exactly all the same.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
 
+# An integer of 19+ digits (past 64 bits from -9223372036854775809 on), a decimal of 16+
+# significant digits (the 17 characters with its point), a 16+-digit mantissa before an
+# exponent: what orjson may read rounded.
+_MAY_ROUND = re.compile(rb"\d{19,}|(?=[\d.]{17})\d+\.\d+|\d{16,}[eE]")
+
+
+def may_round(text: bytes) -> bool:
+    """Whether orjson could read a number of `text` rounded (see the module's docstring)."""
+    return _MAY_ROUND.search(text) is not None
+
 
 def loads(line: bytes) -> Any:
-    """One JSON value; raises ValueError (orjson.JSONDecodeError is one) or RecursionError."""
+    """One JSON value, its numbers exact; raises ValueError (orjson.JSONDecodeError is one) or
+    RecursionError."""
+    if may_round(line):
+        return stdlib_loads(line)
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:

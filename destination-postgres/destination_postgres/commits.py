@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import psycopg
 from pgbyte_common.interrupts import deferred
+from pgbyte_common.lines import escape_line_separators
 
 from destination_postgres import stages
 from destination_postgres.batches import Buffers, Cut, plan_shape
@@ -201,7 +202,8 @@ class Commits:
         # with the sync, and an append stream it covers got its records again next time).
         waiting = [t for t in covers if t.overwrite and not t.swapped
                    and (own is not None or t.stated > 0)]  # fmt: skip
-        entry = (orjson.dumps(msg) + b"\n", waiting, own)
+        # U+2028/U+2029 escaped, as in every line the connectors print (lines.py)
+        entry = (escape_line_separators(orjson.dumps(msg)) + b"\n", waiting, own)
         self._marks[id(entry[0])] = [(t, t.stated) for t in covers]  # for _echo_ready
         return entry, bool(covers) and len(waiting) == len(covers)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from pgbyte_common.errors import PgbyteError
-from pgbyte_common.json_lines import stdlib_loads
+from pgbyte_common.json_lines import may_round, stdlib_loads
 
 from destination_postgres.batches import count_changes
 from destination_postgres.catalog import StreamTarget
@@ -248,6 +248,8 @@ class Intake:
             if self.buffered >= self.batch_bytes:
                 self._flush_full(target)
         elif kind == "STATE":
+            if may_round(line):  # echoed: its numbers exactly as they came (json_lines.py)
+                msg = stdlib_loads(line)
             problem = state_problem(msg.get("state"))
             if problem:  # echoed, a client would save it as the connection's state
                 raise self._bad(f"is a STATE message {problem}")

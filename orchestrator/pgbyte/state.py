@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pgbyte_common import json_lines
 
 _STATS = ("sourceStats", "destinationStats")
 
@@ -124,8 +125,8 @@ class StateStore:
         if not self.path.exists():
             return []
         try:
-            data = orjson.loads(self.path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
+            data = json_lines.loads(self.path.read_bytes())  # a cursor past 64 bits exactly
+        except (OSError, ValueError, RecursionError) as exc:
             raise StateFileError(
                 f"state file {self.path} is unreadable ({exc}); fix it or run "
                 f"`{self._reset_command}` to start over"

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pgbyte_common.errors import ConfigError
@@ -280,7 +281,10 @@ def stream_cursor_state(
         field = [field]
     cursor = stream_state.get("cursor")
     count = stream_state.get("cursor_record_count") or 0
-    if not isinstance(field, list) or not (cursor is None or isinstance(cursor, str | int | float)):
+    # (Decimal: a JSON number of more digits than a float holds, read exactly: argv.py)
+    if not isinstance(field, list) or not (
+        cursor is None or isinstance(cursor, str | int | float | Decimal)
+    ):
         raise ConfigError(f"Stream {label}: the saved cursor state is malformed ({stream_state}).")
     if not field and cursor is None:  # the stream states of Airbyte's CDC states hold none
         return Unusable("the saved state holds no cursor position (the stream state of "

@@ -32,7 +32,8 @@ def run_write(tmp_path: Path, dest_config: dict[str, Any]):
             input=data, capture_output=True, timeout=300, check=False,
         )  # fmt: skip
         messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        return WriteResult(proc.returncode, messages, proc.stderr.decode(errors="replace"))
+        stderr = proc.stderr.decode(errors="replace")
+        return WriteResult(proc.returncode, messages, stderr, proc.stdout)
 
     return run
 

@@ -22,6 +22,7 @@ class WriteResult:
     returncode: int
     messages: list[dict[str, Any]]
     stderr: str
+    stdout: bytes = b""  # as printed (the messages' numbers and escapes as they were)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m.get("type") == kind]

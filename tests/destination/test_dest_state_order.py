@@ -325,3 +325,21 @@ def test_an_overwrite_complete_commits_no_other_streams_records_after_their_stat
     assert dest_conn.execute("SELECT count(*), max(id) FROM a").fetchone() == (10, 10)
     assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_a").fetchone()[0] == 10
     assert dest_conn.execute("SELECT count(*) FROM o").fetchone()[0] == 1
+
+
+def test_an_echoed_state_keeps_its_numbers_and_escapes_line_separators(run_write) -> None:
+    """A STATE (spaced, as older CDK sources print it) whose numbers orjson reads rounded
+    without an error — an integer past 64 bits, a decimal of 25 digits — is echoed with them
+    exactly as they came (a client saves it, and the next read resumes from it); a U+2028 in
+    it is escaped, as in every line the connectors print."""
+    value = ('{"big": 123456789012345678901234567890, "lsn": -9223372036854775809, '
+             '"d": 0.1000000000000000000000001, "s": "a\\u2028b"}')  # fmt: skip
+    line = ('{"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": '
+            '{"name": "s"}, "stream_state": ' + value + "}}}")  # fmt: skip
+    catalog = catalog_for([("s", {"id": {"type": "integer"}})], "append")
+    result = run_write(catalog, record("s", {"id": 1}) + b"\n" + line.encode() + b"\n")
+    assert result.returncode == 0, result.errors
+    (echoed,) = [x for x in result.stdout.splitlines() if b'"STATE"' in x]
+    for text in (b'"big":123456789012345678901234567890', b'"lsn":-9223372036854775809',
+                 b'"d":0.1000000000000000000000001', b'"s":"a\\u2028b"'):  # fmt: skip
+        assert text in echoed, echoed

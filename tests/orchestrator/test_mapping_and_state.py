@@ -231,6 +231,20 @@ def test_stream_state_replaces_its_entry_in_a_global_state(tmp_path) -> None:
     assert stream["stream"]["stream_state"] == {"cursor": 5}
 
 
+def test_a_saved_cursor_past_64_bits_is_kept_exactly(tmp_path) -> None:
+    """A state file whose cursor orjson reads rounded without an error (an integer past 64
+    bits): loaded and saved again, with another stream's state merged, it keeps every digit
+    (the source resumes from it)."""
+    path = tmp_path / "s.json"
+    number = "123456789012345678901234567890"
+    path.write_text('[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "a"}, '
+                    '"stream_state": {"cursor": ' + number + "}}}]")  # fmt: skip
+    store = StateStore(path)
+    store.merge(stream_state("b", 1))
+    store.save()
+    assert f'"cursor": {number}' in path.read_text()
+
+
 def test_state_file_is_replaced_not_rewritten(tmp_path) -> None:
     """Each save renames a new file over the old one (new inode), owner-only, no temp left."""
     path = tmp_path / "state" / "c.json"

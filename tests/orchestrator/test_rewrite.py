@@ -9,8 +9,10 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from orchestrator_helpers import FIXTURES
+from pgbyte import protocol
 from pgbyte.catalog import Route, StreamMap, map_namespace
 from pgbyte.pump import SourcePump, StreamProgress, SyncProgress
 from pgbyte.rewrite import RecordRewriter
@@ -193,6 +195,27 @@ def test_numbers_beyond_64_bits_pass_through_exactly() -> None:
     assert '"data":{"id":' + huge + ',"f":1e400}' in forwarded[0]
     assert '"stream":"p_users"' in forwarded[0]
     assert '"stream_state":{"cursor":' + huge + "}" in forwarded[1]
+
+
+@pytest.mark.parametrize(
+    "number", ["123456789012345678901234567890", "0.1000000000000000000000001",
+               "-9223372036854775809", "1234567.123456789012", "12345678901234567e5"],
+)  # fmt: skip
+def test_numbers_orjson_would_round_pass_through_exactly(number: str) -> None:
+    """orjson 3.13 reads these rounded without an error (an integer past 64 bits as a float):
+    a RECORD pgbyte renames on its slow path and a STATE it saves kept the rounded value."""
+    record = ('{"type": "RECORD", "record": {"stream": "users", "namespace": "public", '
+              '"data": {"n": ' + number + '}, "emitted_at": 1}}\n')  # fmt: skip
+    state = ('{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
+             '{"name":"users","namespace":"public"},"stream_state":{"cursor":'
+             + number + "}}}}\n")  # fmt: skip
+    p = pump(stream_map("p_", "source"))
+    out = bytes(p.process(b"\n" + (record + state).encode()))
+    forwarded = out.decode().splitlines()
+    assert '"data":{"n":' + number + "}" in forwarded[0], forwarded[0]
+    assert '"stream_state":{"cursor":' + number + "}" in forwarded[1], forwarded[1]
+    message = protocol.parse_line(state.encode())
+    assert orjson.dumps(message).decode() in state
 
 
 def _pump_through_pipes(smap: StreamMap, pieces: list[bytes]) -> tuple[SourcePump, bytes]:

@@ -252,3 +252,24 @@ def test_a_cursor_type_that_orders_alike_resumes(
                            change.format(db=f'"{database}"'))  # fmt: skip
     assert ids(second, "t") == []
     assert not warnings(second)
+
+
+def test_a_saved_cursor_past_64_bits_as_a_json_number_resumes_exactly(
+    source_conn, source_config, tmp_path
+) -> None:
+    """A state (hand-made, or another tool's) whose cursor is a JSON number past 64 bits:
+    orjson read it rounded to 1.2345678901234568e+29 without an error, and the read resumed
+    past every row up to that rounded value — none of the four rows after the saved one."""
+    base = 123456789012345678901234567890
+    source_conn.execute("CREATE TABLE t (id int PRIMARY KEY, c numeric)")
+    source_conn.execute("INSERT INTO t SELECT i, %s::numeric + i FROM generate_series(0, 5) i",
+                        (str(base),))  # fmt: skip
+    entry = standard(stream_entry("t", ["id", "c"]), "c")
+    saved = [{"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": "t", "namespace": "public"},
+        "stream_state": {"state_type": "cursor_based", "version": 2, "cursor_field": ["c"],
+                         "cursor": base + 1, "cursor_record_count": 1}}}]  # fmt: skip
+    run = read(tmp_path, source_config, [entry], state=saved)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert ids(run, "t") == [2, 3, 4, 5]
+    assert stream_state(run)["cursor"] == str(base + 5)
