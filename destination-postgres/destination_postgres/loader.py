@@ -173,15 +173,19 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     # land in any page with room), so a data stage row carries its place (overwrite: no need).
     pos_column, pos_value = (sql.SQL(""), sql.SQL("")) if target.overwrite else (
         sql.SQL(", _pgbyte_pos"), sql.SQL(", row_number() OVER ()"))  # fmt: skip
+    # emitted_at as the fast path takes it (framing.timestamp_usec): below 10^11 seconds, else
+    # milliseconds; not a number, or outside years 1-9999, the current time. (to_timestamp of
+    # 1.7e15 seconds, nanoseconds taken for milliseconds, failed the whole write.)
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (_airbyte_data, _airbyte_emitted_at{}) "
             "SELECT msg -> 'record' -> 'data', "
-            "CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
-            "THEN to_timestamp((msg -> 'record' ->> 'emitted_at')::float8 / CASE WHEN "
-            "(msg -> 'record' ->> 'emitted_at')::float8 BETWEEN 1 AND 99999999999 THEN 1 "
-            "ELSE 1000 END) "
-            "ELSE now() END{} FROM {}"
+            "CASE WHEN s >= -62135596800 AND s < 253402300800 THEN to_timestamp(s::float8) "
+            "ELSE now() END{} FROM {}, "
+            "LATERAL (SELECT CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
+            "THEN (msg -> 'record' -> 'emitted_at')::numeric END AS n) em, "
+            "LATERAL (SELECT n / CASE WHEN n BETWEEN 1 AND 99999999999 THEN 1 ELSE 1000 END "
+            "AS s) sec"
         ).format(_data_target(target), pos_column, pos_value, LINE_STAGE)
     )
 

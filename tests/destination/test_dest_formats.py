@@ -58,3 +58,26 @@ def test_numbers_beyond_a_double_on_the_slow_path(run_write, dest_conn) -> None:
         sys.set_int_max_str_digits(limit)
     row = dest_conn.execute("SELECT n::text, f::text FROM big").fetchone()
     assert row == (huge, "1" + "0" * 400)
+
+
+def test_emitted_at_out_of_range_is_taken_as_now_on_both_paths(run_write, dest_conn) -> None:
+    """An emitted_at in nanoseconds (1.7e18, read as milliseconds: year 53,000) or past year
+    9999: the fast path takes the current time, and now so does the slow path, where
+    to_timestamp failed the whole write ("timestamp out of range"), every STATE unechoed.
+    Seconds (below 10^11) stay seconds on both."""
+    values = [1_700_000_000_000_000_000, 253_402_300_800_000, "1e400", 1_700_000_000]
+    lines = []
+    for i, em in enumerate(values):
+        for spaced in (False, True):  # the fast path's canonical line, then a parsed one
+            sep = ", " if spaced else ","
+            lines.append(f'{{"type":"RECORD","record":{{"stream":"em","data":{{"id":{i}}}'
+                         f'{sep}"emitted_at":{em}}}}}')  # fmt: skip
+    result = run_write(catalog_for([("em", {"id": {"type": "integer"}})], "append"),
+                       "\n".join(lines).encode() + b"\n")  # fmt: skip
+    assert result.returncode == 0, result.errors
+    rows = dest_conn.execute(
+        "SELECT (_airbyte_data->>'id')::int, bool_and(_airbyte_emitted_at > now() - interval "
+        "'1 hour'), count(DISTINCT date_trunc('day', _airbyte_emitted_at)) "
+        "FROM _airbyte_raw_em GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert rows == [(0, True, 1), (1, True, 1), (2, True, 1), (3, False, 1)]
