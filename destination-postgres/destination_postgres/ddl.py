@@ -619,6 +619,24 @@ def _alter_type(
             f"values changed type) and PostgreSQL refuses{why} Nothing after the last echoed "
             "STATE was committed."
         ) from None
+    except _USES_OF_THE_OLD_TYPE as exc:
+        # An expression index, a CHECK or a default of the user's on the column, written for
+        # its old type (abs(v), v > 0; an operator not found is UndefinedFunction too): a
+        # system_error naming no column or table before.
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"Column {name} of {schema}.{table} must become {PG_TYPES[kind]} (the stream's "
+            f"values changed type) and PostgreSQL refuses: {first}. An index, CHECK "
+            "constraint or default on the table uses the column as its old type: drop or "
+            "change it, then sync again. Nothing after the last echoed STATE was committed."
+        ) from None
+
+
+_USES_OF_THE_OLD_TYPE = (
+    pg_errors.UndefinedFunction,
+    pg_errors.DatatypeMismatch,
+    pg_errors.CheckViolation,
+)
 
 
 def widen_to_numeric(conn: psycopg.Connection[Any], target: StreamTarget, col: Column) -> None:

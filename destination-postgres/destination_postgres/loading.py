@@ -34,8 +34,18 @@ KEYS_PROBES = 100
 # A stage the first connection has read keeps a lock and its disk space until that connection
 # commits (with the next STATEs); past this many, batches skip the stage until then.
 MAX_STAGES_PER_COMMIT = 64
-# What PostgreSQL raises when it refuses a batch's row as it moves it into the tables.
-_TYPED_REFUSALS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
+# What PostgreSQL raises when it refuses a batch's row as it moves it into the tables: the
+# values, the table's constraints, and the user's triggers (RAISE, ASSERT) and generated
+# columns. (A trigger's RAISE was a system_error naming no stream, the STATEs before the batch
+# not committed.)
+_TYPED_REFUSALS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    psycopg.errors.RaiseException,
+    psycopg.errors.AssertFailure,
+    psycopg.errors.GeneratedAlways,
+)
 
 
 class Loading:
@@ -296,6 +306,11 @@ class Loading:
                     " (a primary key value too long for the unique index append_dedup keeps on "
                     "the key: PostgreSQL indexes values up to about 2,700 bytes; sync the stream "
                     "with append, or choose a shorter key)"
+                )
+            if isinstance(exc, psycopg.errors.GeneratedAlways):
+                hint = (
+                    " (a GENERATED column in the destination table: pgbyte writes a column "
+                    "per property; drop the column's generation expression, or the column)"
                 )
             raise InputError(
                 f"A record of stream {job.target.label} on input lines {first}-{last} was "

@@ -967,3 +967,38 @@ def test_a_legacy_raw_table_without_its_typed_one_is_typed_again(run_write, dest
         "SELECT data_type FROM information_schema.columns "
         "WHERE table_name = 's' AND column_name = '_airbyte_ab_id'"
     ).fetchone() == ("character varying",)
+
+
+@pytest.mark.parametrize("refusal", ["trigger", "generated"])
+def test_a_users_trigger_or_generated_column_refusing_a_batch_is_named(
+    run_write, dest_conn, refusal: str
+) -> None:
+    """A user's trigger that RAISEs for one record, or a GENERATED column pgbyte would write:
+    the write ends naming the stream and the input lines, with the STATEs before the refused
+    batch committed and echoed, as for a CHECK (before: a system_error naming nothing, and the
+    STATE before it neither committed nor echoed)."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"], mode="append")
+    first = run_write(catalog, lines(rec("s", {"id": 9, "name": "x", "seq": 1}), state("s", 1)))
+    assert first.returncode == 0, first.errors
+    if refusal == "trigger":
+        dest_conn.execute(
+            "CREATE FUNCTION no3() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.id = 3 THEN RAISE EXCEPTION 'no id 3 please'; END IF; RETURN NEW; END $$;"
+            "CREATE TRIGGER no3 BEFORE INSERT ON s FOR EACH ROW EXECUTE FUNCTION no3()"
+        )
+        second_batch = [rec("s", {"id": 3, "name": "c", "seq": 3}), state("s", 3)]
+    else:
+        dest_conn.execute("ALTER TABLE s DROP COLUMN name, "
+                          "ADD COLUMN name text GENERATED ALWAYS AS ('g') STORED")  # fmt: skip
+        second_batch = [rec("s", {"id": 3, "name": "c", "seq": 3}), state("s", 3)]
+    result = run_write(catalog, lines(rec("s", {"id": 4, "name": "d", "seq": 2}), state("s", 2),
+                                      *second_batch))  # fmt: skip
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert "stream s on input lines" in error["message"], error
+    if refusal == "trigger":
+        assert "no id 3 please" in error["message"], error
+        assert [s["state"]["stream"]["stream_state"] for s in result.states] == [2]
+        assert typed(dest_conn, "s", "id") == [(4,), (9,)]
+    else:
+        assert "GENERATED column" in error["message"], error

@@ -140,3 +140,28 @@ def test_a_typed_table_with_airbyte_text_ids_is_not_refilled(run_write, dest_con
     )
     assert result.returncode == 0, result.errors
     assert typed(dest_conn, "legacy", "id, v") == [(1, None), (2, "b")]
+
+
+@pytest.mark.parametrize(
+    "user_object",
+    ["CREATE INDEX ev_abs ON ev (abs(n))", "ALTER TABLE ev ADD CHECK (n > 0)"],
+)  # fmt: skip
+def test_a_users_object_on_the_old_type_blocking_a_retype_is_named(
+    run_write, dest_conn, user_object: str
+) -> None:
+    """An expression index or CHECK written for the column's old type: the retype to text
+    fails, as a config_error naming the column, the table and what to do (it was a
+    system_error "function abs(text) does not exist", naming neither)."""
+    old = {"id": {"type": "integer"}, "n": {"type": "integer"}}
+    assert run_write(catalog_for([("ev", old)], "append"), rec("ev", {"id": 1, "n": 2})
+                     ).returncode == 0  # fmt: skip
+    dest_conn.execute(user_object)
+    new = {"id": {"type": "integer"}, "n": {"type": "string"}}
+    result = run_write(catalog_for([("ev", new)], "append"), rec("ev", {"id": 2, "n": "x"}))
+    assert result.returncode == 1
+    (error,) = result.errors
+    assert error["failure_type"] == "config_error", error
+    message = error["message"]
+    assert "Column n of public.ev must become text" in message, message
+    assert "An index, CHECK constraint or default" in message, message
+    assert count(dest_conn, "ev") == 1
