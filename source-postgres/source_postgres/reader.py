@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -171,7 +171,8 @@ def read_messages(
             lockable = lockable_relations(conn, streams, config.schemas)  # before BEGIN
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             lock_tables(conn, lockable)  # LOCK takes no snapshot: they are locked before it
-            tables = _resolve(conn, config, streams)  # first query: the snapshot starts here
+            # first query: the snapshot starts here
+            tables = _resolve(conn, config, streams, lines.writer.log)
             xmin = config.replication_method == "Xmin"
             snapshot = read_snapshot(conn) if xmin else None
         except psycopg.Error as exc:
@@ -232,9 +233,13 @@ def _read_streams(
 
 
 def _resolve(
-    conn: psycopg.Connection[Any], config: SourceConfig, streams: list[ConfiguredStream]
+    conn: psycopg.Connection[Any],
+    config: SourceConfig,
+    streams: list[ConfiguredStream],
+    log: Callable[[str, str], Any],
 ) -> dict[tuple[str, str | None], Table]:
-    """Map each configured stream to the readable relation it names."""
+    """Map each configured stream to the readable relation it names (a WARN where a stream
+    without namespace names relations of several schemas: which is read was said nowhere)."""
     namespaces = {s.namespace for s in streams if s.namespace is not None}
     unqualified = any(s.namespace is None for s in streams)
     if unqualified:
@@ -254,8 +259,13 @@ def _resolve(
         else:
             # A stream without namespace: the first configured schema holding that name.
             order = config.schemas or tuple(sorted({t.schema for t in found}))
-            table = next((by_key[(s, stream.name)] for s in order if (s, stream.name) in by_key),
-                         None)  # fmt: skip
+            holding = [s for s in order if (s, stream.name) in by_key]
+            table = by_key[(holding[0], stream.name)] if holding else None
+            if len(holding) > 1:
+                log("WARN", f"Stream {stream.name} has no namespace and schemas "
+                            f"{', '.join(holding)} each hold a relation of that name: read from "
+                            f"{holding[0]}, the first of them in the config's schemas (or "
+                            "by name). Give the stream its namespace to choose.")  # fmt: skip
         if table is not None:
             resolved[stream.descriptor] = table
     return resolved

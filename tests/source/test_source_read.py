@@ -203,6 +203,24 @@ def test_stream_without_namespace_uses_configured_schema(
     assert "namespace" not in result.records[0]
 
 
+def test_stream_without_namespace_in_several_schemas_says_which_is_read(
+    source_conn, source_config, write_json
+) -> None:
+    """Two configured schemas each hold the table: the first configured one is read, as
+    before, and a WARN now says so (which relation was read was said nowhere)."""
+    source_conn.execute(
+        "CREATE SCHEMA s2; CREATE TABLE s2.t (a int); INSERT INTO s2.t VALUES (5);"
+        "CREATE TABLE public.t (a int); INSERT INTO public.t VALUES (1)"
+    )
+    config = {**source_config, "schemas": ["s2", "public"]}
+    result = read(write_json, config, [table_stream("t", {"a": {}}, namespace=None)])
+    assert result.returncode == 0, result.stdout
+    assert result.data("t") == [{"a": 5}]
+    logs = [m["log"]["message"] for m in result.of_type("LOG")]
+    (warn,) = [m for m in logs if "has no namespace" in m]
+    assert "s2, public" in warn and "read from s2" in warn, warn
+
+
 def test_missing_table_fails_only_its_stream(source_conn, source_config, write_json) -> None:
     """A stream whose table is gone ends INCOMPLETE with a TRACE ERROR; the others complete."""
     source_conn.execute("CREATE TABLE ok (id int); INSERT INTO ok VALUES (1)")
