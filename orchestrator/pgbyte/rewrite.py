@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -50,6 +50,9 @@ class Rule:
     new: bytes
     route: int  # index into StreamMap.routes
     tail_namespace: str | None = None  # T layout: the record's namespace is in its tail
+    # The same bytes begin records of two routes (same-named streams of two namespaces, T
+    # layout): which route a record is of only its tail says, so such blocks are parsed.
+    shared: bool = False
 
 
 class RecordRewriter:
@@ -63,11 +66,13 @@ class RecordRewriter:
         self.bad_lines: list[bytes] = []  # RECORD-looking lines that are not JSON
         self._index = {id(route): i for i, route in enumerate(smap.routes)}
         rules: dict[bytes, Rule] = {}
+        shared: set[bytes] = set()
         self._tails: dict[str, tuple[bytes, bytes]] = {}
         for index, route in enumerate(smap.routes):
             for rule in self._route_rules(index, route):
-                rules.setdefault(rule.old, rule)  # same bytes for two routes: first one wins
-        self._rules = list(rules.values())
+                if rules.setdefault(rule.old, rule).route != rule.route:
+                    shared.add(rule.old)  # the first one's rewrite, and blocks parsed
+        self._rules = [replace(r, shared=True) if r.old in shared else r for r in rules.values()]
         # With only a prefix to add, one short pattern renames every stream-first envelope at
         # once (bytes.replace costs grow with the pattern's length).
         prefix = _common_prefix(smap)
@@ -139,7 +144,7 @@ class RecordRewriter:
                 total += count
                 if total >= expected:
                     break
-        if total != expected:
+        if total != expected or any(rule.shared for rule, _ in hits):
             return self._slow_block(seg)
         tails: dict[str, int] = defaultdict(int)
         for rule, count in hits:

@@ -283,3 +283,20 @@ def test_the_pump_forwards_lines_across_reads_long_lines_and_a_cut_tail(prefix, 
     if not prefix:
         assert out == data  # the same bytes
     assert (p.partial_tail, p.rewriter.records) == (tail, [20_001])
+
+
+@pytest.mark.parametrize("prefix", ["", "q_"])
+def test_same_named_streams_in_cdk_order_are_counted_per_stream(prefix: str) -> None:
+    """`items` in two namespaces, RECORDs in the Python CDK's key order (the namespace after
+    the data), names kept or prefixed: every record was counted under the first stream (1,300
+    and 0 emitted for 1,000 and 300), since both streams' heads are the same bytes."""
+    smap = StreamMap([Route("items", ns, prefix + "items", ns, "full_refresh", "overwrite")
+                      for ns in ("public", "other")])  # fmt: skip
+    lines = [b'{"type":"RECORD","record":{"stream":"items","data":{"id":%d},"emitted_at":1,'
+             b'"namespace":"%s"}}\n' % (i, ns.encode()) for ns, n in (("public", 5), ("other", 3))
+             for i in range(n)]  # fmt: skip
+    rewriter = RecordRewriter(smap)
+    out = bytes(rewriter.records_block(b"\n" + b"".join(lines), len(lines)))
+    assert rewriter.records == [5, 3]
+    assert out.count(f'"stream":"{prefix}items"'.encode()) == 8
+    assert out.count(b'"namespace":"other"') == 3
