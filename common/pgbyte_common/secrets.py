@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, quote_plus, unquote
 
 import orjson
 
@@ -131,7 +131,8 @@ class Masker:
     short password must not rewrite a stream name, a key or a number in a CATALOG or a STATE
     (the CDK masks the same way). Each secret is masked as it is, as it appears escaped inside
     JSON and inside a Python repr (error messages quote values either way: a PEM key's newlines
-    become two characters there) and, for multi-line values such as PEM keys, line by line.
+    become two characters there), percent-encoded as in a URI and, for multi-line values such
+    as PEM keys, line by line.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
@@ -145,6 +146,9 @@ class Masker:
                 continue
             forms = {secret, orjson.dumps(secret).decode()[1:-1], repr(secret)[1:-1]}
             forms.add(_quoted_repr(secret))
+            # percent-encoded, as in a connection URI (postgresql://user:p%40ss@host) a
+            # connector may log: quote's and quote_plus's, with / kept or encoded
+            forms.update((quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")))
             # quoted twice: a repr of a message holding a repr (a TRACE's internal_message)
             variants.update(forms, (_quoted_repr(form) for form in forms))
             for line in secret.splitlines():

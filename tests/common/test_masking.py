@@ -82,3 +82,13 @@ def test_a_short_piece_of_a_jdbc_password_masks_no_common_word() -> None:
         text = "reset this stream's state to read it whole; rows in public"
         assert masker.mask(text) == text, params
         assert "kX9" not in masker.mask(f"bad value: '{params.split('=', 1)[1]}'")
+
+
+def test_a_percent_encoded_secret_is_masked() -> None:
+    """A connector logging its connection URI writes the password percent-encoded
+    (`postgresql://u:pa%22ss%5Cw%C3%B6rd%2Fx%20y@h`): that form was printed as it was."""
+    masker = Masker(['pa"ss\\wörd/x y'])
+    for uri in ("postgresql://u:pa%22ss%5Cw%C3%B6rd%2Fx%20y@h/db",
+                "postgresql://u:pa%22ss%5Cw%C3%B6rd/x%20y@h/db",
+                "password=pa%22ss%5Cw%C3%B6rd%2Fx+y&ssl=1"):  # fmt: skip
+        assert "w%C3%B6rd" not in masker.mask(uri), uri
