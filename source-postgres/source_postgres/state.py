@@ -215,6 +215,8 @@ def _legacy(data: Any) -> dict[Descriptor, dict[str, Any]]:
     """Airbyte source-postgres's legacy state: {"cdc": false, "streams": [cursor states]}.
     With "cdc": true its streams hold no cursor (the position is the CDC part, which pgbyte does
     not read): each is then read again with a WARN, as the stream states of a CDC GLOBAL."""
+    if data == {} or data is None:  # an empty legacy state (as `{}` alone): nothing saved
+        return {}
     if not isinstance(data, dict) or not isinstance(data.get("streams"), list):
         raise _unknown('a legacy state must be an object with a "streams" list')
     states: dict[Descriptor, dict[str, Any]] = {}

@@ -77,3 +77,15 @@ def test_version_2_states_read_as_before() -> None:
     assert stream_cursor_state("t", ctid) == CtidState(3, 9, CursorState(("u",), "5", 2))
     with pytest.raises(ConfigError, match="malformed"):
         stream_cursor_state("t", {**ctid, "ctid": "(²,0)"})
+
+
+@pytest.mark.parametrize(
+    "raw", [None, [], {}, {"cdc": False, "streams": []}, [{"type": "LEGACY", "data": {}}],
+            {"type": "LEGACY", "data": {}}, [{"type": "LEGACY"}]],
+)  # fmt: skip
+def test_every_empty_input_state_starts_fresh(raw) -> None:
+    """An empty legacy state in a list ([{"type": "LEGACY", "data": {}}]) was a config_error
+    while `{}` alone, `[]` and an empty legacy object started fresh."""
+    from source_postgres.state import parse_input_state
+
+    assert parse_input_state(raw) == {}
