@@ -13,6 +13,7 @@ stdlib's slower way for nothing, and is read exactly all the same.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -41,11 +42,33 @@ def loads(line: bytes) -> Any:
 
 
 def stdlib_loads(line: bytes) -> Any:
-    """The stdlib parser alone, numbers kept as their text (see the module's docstring)."""
+    """The stdlib parser alone: numbers orjson would write back exactly as Python numbers (a
+    count stays an int), the others kept as their text (see the module's docstring)."""
     return json.loads(
-        line, parse_constant=_reject_constant, parse_int=orjson.Fragment,
-        parse_float=orjson.Fragment,
+        line, parse_constant=_reject_constant, parse_int=_exact_int, parse_float=_exact_float,
     )  # fmt: skip
+
+
+def _exact_int(text: str) -> int | orjson.Fragment:
+    """An int where orjson writes it (64 bits, signed or not), else the text (int() refuses
+    over 4,300 digits: never tried on those)."""
+    if len(text) <= 20:
+        value = int(text)
+        if -(1 << 63) <= value < 1 << 64:
+            return value
+    return orjson.Fragment(text)
+
+
+def _exact_float(text: str) -> float | orjson.Fragment:
+    """A float where a double holds the number (15 significant digits or fewer, in range),
+    else the text."""
+    mantissa = text.lower().partition("e")[0]
+    digits = mantissa.lstrip("-").replace(".", "").lstrip("0").rstrip("0")
+    if len(digits) <= 15:
+        value = float(text)
+        if math.isfinite(value) and (value != 0 or not digits):
+            return value
+    return orjson.Fragment(text)
 
 
 def _reject_constant(name: str) -> Any:

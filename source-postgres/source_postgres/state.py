@@ -312,7 +312,8 @@ def _airbyte_v3(
         not isinstance(cursors, dict)
         or len(cursors) > 1
         or any(
-            v is not None and (not isinstance(v, str | int | float) or isinstance(v, bool))
+            v is not None
+            and (not isinstance(v, str | int | float | Decimal) or isinstance(v, bool))
             for v in cursors.values()
         )
     ):
@@ -328,8 +329,9 @@ def _airbyte_v3(
             return Unusable(f"the saved state of Airbyte's source-postgres 4.x holds no value "
                             f"for cursor {name!r}")  # fmt: skip
         if isinstance(value, float):
-            # Read as a double: a long decimal (a numeric cursor) may have been rounded up,
-            # past rows not read yet. The next double down is below the saved value.
+            # Read as a double (in-process, by the CDK): a long decimal (a numeric cursor) may
+            # have been rounded up, past rows not read yet. The next double down is below the
+            # saved value. (The console script reads such a number exactly: a Decimal.)
             value = math.nextafter(value, -math.inf)
         position = CursorState((str(name),), str(value), 0, airbyte_v3=True)
     if kind == CURSOR_STATE_TYPE:
