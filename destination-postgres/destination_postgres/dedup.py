@@ -163,12 +163,28 @@ def merge(
         # "no unique or exclusion constraint matching the ON CONFLICT specification": the key
         # index prepare() found or made is gone since — another sync overwrote the table
         # meanwhile (its new table has no key index), or someone dropped the index.
-        raise TransientError(
-            f"Stream {target.label}: the unique index on the primary key of "
-            f"{target.schema}.{target.norm_table} is gone since this write began (did another "
-            "sync overwrite the table meanwhile?). Run the sync again: it makes the index anew."
-        ) from None
+        raise _index_gone(target) from None
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
+
+
+def _index_gone(target: StreamTarget) -> TransientError:
+    return TransientError(
+        f"Stream {target.label}: the unique index on the primary key of "
+        f"{target.schema}.{target.norm_table} is gone since this write began (did another "
+        "sync overwrite the table meanwhile?). Run the sync again: it makes the index anew."
+    )
+
+
+def _still_keyed(conn: psycopg.Connection[Any], target: StreamTarget, plan: DedupPlan) -> bool:
+    """The key index is still on the table the INSERT just wrote: that table is locked by it
+    until the commit, so no swap can put another in its place after this check."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass(%s) "
+        "AND indrelid = to_regclass(%s))",
+        (ddl.ident(target.schema, plan.index).as_string(conn),
+         ddl.ident(target.schema, str(target.norm_table)).as_string(conn)),
+    ).fetchone()  # fmt: skip
+    return bool(row and row[0])
 
 
 def _insert_fresh(
@@ -196,6 +212,10 @@ def _insert_fresh(
         target.dedup_plan = replace(plan, fresh=False)
         return False
     conn.execute("RELEASE SAVEPOINT pgbyte_fresh")
+    if not _still_keyed(conn, target, plan):
+        # An overwrite swapped in a table without the index meanwhile: the INSERTs, which
+        # count on it to refuse a repeated key, left duplicate keys there unnoticed.
+        raise _index_gone(target)
     stage_view = replace(target, schema="pg_temp", norm_table=plan.stage, mode="append")
     for before, col in zip(columns, target.columns, strict=True):
         if col.kind != before.kind:  # widened on the table: the stage follows, for later merges

@@ -88,6 +88,10 @@ def setup_session(conn: psycopg.Connection[Any]) -> None:
     # idle_in_transaction_session_timeout would end it (and the sync) whenever a source pauses.
     if conn.info.server_version >= 90600:  # the setting's first version
         conn.execute("SET idle_in_transaction_session_timeout = 0")
+    # ... and between transactions: a role's idle_session_timeout (PostgreSQL 14) ended the
+    # write's connection whenever a source paused longer ("idle-session timeout").
+    if conn.info.server_version >= 140000:
+        conn.execute("SET idle_session_timeout = 0")
     # An overwrite's swap DROPs the table an autovacuum may be processing (a table's first
     # autovacuum follows the sync that filled it); PostgreSQL cancels the autovacuum only after
     # the waiter's deadlock_timeout (1 s by default). Only a superuser may shorten it.

@@ -847,6 +847,25 @@ def test_a_key_index_gone_mid_write_is_a_clear_transient_error(
     assert typed(dest_conn, "s", "id, name") == [(1, "c")]
 
 
+def test_a_key_index_gone_during_a_first_load_is_a_clear_transient_error(
+    tmp_path, dest_config, dest_conn
+) -> None:
+    """A first load into an empty table INSERTs while no key repeats, counting on the key
+    index to refuse one; an overwrite racing it swaps in a table without the index. Every
+    later batch then went in unchecked (duplicate keys, exit 0); now the write stops there
+    with the same transient_error as a merge, and the duplicate is not committed."""
+    catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])
+    with live_write(tmp_path, dest_config, catalog) as write:
+        write.send_until_state(lines(rec("s", {"id": 1, "name": "a", "seq": 1}), state("s", 1)))
+        dest_conn.execute("DROP INDEX _airbyte_pk_s")
+        assert write.finish(lines(rec("s", {"id": 1, "name": "b", "seq": 2}), state("s", 2))) != 0
+        out = write.proc.stdout.read()
+    errors = [m["trace"]["error"] for m in map(json.loads, out.splitlines())
+              if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+    assert len(errors) == 1 and "is gone since this write began" in errors[0]["message"], errors
+    assert typed(dest_conn, "s", "id, name") == [(1, "a")]
+
+
 def test_failed_batch_leaves_last_committed_rows(run_write, dest_conn) -> None:
     """Bad input after a STATE: the typed rows are those committed at that STATE."""
     catalog = dedup_catalog("s", PROPS, [["id"]], ["seq"])

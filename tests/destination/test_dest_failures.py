@@ -468,3 +468,24 @@ def test_a_reader_that_goes_away_stops_the_write_with_one_line(tmp_path, dest_co
     assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
     echoed = first["state"]["destinationStats"]["recordCount"]
     assert echoed <= count(dest_conn, "gone") <= 20_000
+
+
+def test_a_roles_idle_session_timeout_does_not_end_a_write_while_the_source_pauses(
+    tmp_path, dest_config, dest_conn
+) -> None:
+    """A role with idle_session_timeout = 1s (PostgreSQL 14): the write's connections sit idle
+    between transactions while the source pauses, and PostgreSQL ended them ("terminating
+    connection due to idle-session timeout"), failing the sync. The write turns it off for its
+    sessions, as it does idle_in_transaction_session_timeout."""
+    if dest_conn.info.server_version < 140000:
+        pytest.skip("idle_session_timeout is PostgreSQL 14's")
+    with throwaway_role(dest_conn, "pgbyte_idle", "idle-pw-12345", "LOGIN CREATEDB"):
+        dest_conn.execute("ALTER ROLE pgbyte_idle SET idle_session_timeout = '1s'")
+        dest_conn.execute("GRANT CREATE ON SCHEMA public TO pgbyte_idle")
+        config = {**dest_config, "username": "pgbyte_idle", "password": "idle-pw-12345"}
+        catalog = catalog_for([("idle", {"id": {"type": "integer"}})], "append")
+        with live_write(tmp_path, config, catalog) as write:
+            write.send_until_state(_lines(record("idle", {"id": 1}), state("idle", {"n": 1})))
+            time.sleep(2.5)  # the source pauses past the role's timeout
+            assert write.finish(_lines(record("idle", {"id": 2}), state("idle", {"n": 2}))) == 0
+        assert dest_conn.execute("SELECT count(*) FROM idle").fetchone() == (2,)
