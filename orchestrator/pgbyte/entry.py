@@ -14,12 +14,27 @@ Ctrl-C) stays ignored.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
 
 
+def _reopen_closed_standard_streams() -> None:
+    """A standard stream the caller closed (`pgbyte sync C 2>&-`): /dev/null in its place.
+    Python leaves sys.stderr None then (the sync never ran: exit 1, nothing said; a closed
+    stdout was a traceback), and the next file opened would take the free descriptor, so a
+    connector inheriting it as its stderr would write into that file."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    _reopen_closed_standard_streams()
     noted: list[int] = []
 
     def note(signum: int, _frame: Any) -> None:

@@ -336,6 +336,25 @@ def test_a_closed_stdout_keeps_the_syncs_exit_status(
     assert [e["status"] for e in orjson.loads(history.stdout)] == ["succeeded", "succeeded"]
 
 
+@pytest.mark.parametrize("closed", ["2>&-", ">&-", "<&-"])
+def test_a_closed_standard_stream_is_not_a_failure(
+    tmp_path, pg_server, source_conn, source_config, dest_config, closed
+) -> None:
+    """`pgbyte sync c.yaml 2>&-` exited 1 without syncing or a word (sys.stderr was None),
+    `>&-` was a traceback: the closed stream is /dev/null now, and the sync runs."""
+    source_conn.execute("CREATE TABLE t(id integer PRIMARY KEY)")
+    source_conn.execute("INSERT INTO t VALUES (1), (2)")
+    conn = write_connection(tmp_path, source_config, dest_config)
+    run = subprocess.run(
+        ["bash", "-c", f'"$0" "$@" {closed}', console_script("pgbyte"), "sync", str(conn)],
+        env=pgbyte_env(pg_server.password), capture_output=True, text=True, timeout=180,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    history = pgbyte("history", str(conn), "--json", password="")
+    assert [e["status"] for e in orjson.loads(history.stdout)] == ["succeeded"]
+
+
 def test_pgbyte_does_not_import_psycopg_to_start() -> None:
     """pgbyte talks to no database itself: its start, on the way to every sync's first
     connector, does not pay psycopg's import (a tenth of a second), which the shared error
