@@ -134,14 +134,15 @@ def merge(
     conn: psycopg.Connection[Any],
     target: StreamTarget,
     source: sql.Composable,
+    rows: int | None = None,
     *,
     order: list[int] | None = None,
 ) -> None:
     """Merge the staged raw-layout rows of `source` into the normalized table (in the batch's
-    transaction). `order`: the input line of each staged row in stage order, when that order
-    is not the input order (see stage_order)."""
+    transaction). `rows`: how many `source` holds, when known. `order`: the input line of each
+    staged row in stage order, when that order is not the input order (see stage_order)."""
     plan: DedupPlan = target.dedup_plan
-    if plan.fresh and _insert_fresh(conn, target, plan, source):
+    if plan.fresh and _insert_fresh(conn, target, plan, source, rows):
         return
     stage = sql.Identifier("pg_temp", plan.stage)
     kinds = [c.kind for c in target.columns]
@@ -188,7 +189,11 @@ def _still_keyed(conn: psycopg.Connection[Any], target: StreamTarget, plan: Dedu
 
 
 def _insert_fresh(
-    conn: psycopg.Connection[Any], target: StreamTarget, plan: DedupPlan, source: sql.Composable
+    conn: psycopg.Connection[Any],
+    target: StreamTarget,
+    plan: DedupPlan,
+    source: sql.Composable,
+    rows: int | None,
 ) -> bool:
     """First load into an empty table: the batch's typed rows with a key, INSERTed as append
     would. False (nothing changed, plan.fresh off) when a key repeats or a constraint refuses a
@@ -220,8 +225,10 @@ def _insert_fresh(
     for before, col in zip(columns, target.columns, strict=True):
         if col.kind != before.kind:  # widened on the table: the stage follows, for later merges
             ddl.widen_to_numeric(conn, stage_view, col)
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source)).fetchone()
-    target.skipped_keys += (int(row[0]) if row else 0) - inserted
+    if rows is None:  # (a batch's is known: its raw rows were just moved; a rebuild's not)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(source)).fetchone()
+        rows = int(row[0]) if row else 0
+    target.skipped_keys += rows - inserted
     return True
 
 

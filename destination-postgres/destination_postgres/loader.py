@@ -194,7 +194,8 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
     )
 
 
-TypedStep = Callable[[psycopg.Connection[Any], StreamTarget, sql.Composable], None]
+# (conn, target, stage, the stage's row count): append_dedup's merge
+TypedStep = Callable[[psycopg.Connection[Any], StreamTarget, sql.Composable, int], None]
 
 
 def finish_batch(
@@ -210,14 +211,17 @@ def finish_batch(
     stream is raw only from here (rawonly.py)."""
     if target.overwrite:
         return
-    conn.execute(
+    moved = conn.execute(
         sql.SQL(
             "INSERT INTO {} (_airbyte_ab_id, _airbyte_data, _airbyte_emitted_at) "
             "SELECT _airbyte_ab_id, _airbyte_data, _airbyte_emitted_at FROM {}"
         ).format(ddl.ident(*target.load_raw), stage)
-    )
+    ).rowcount
     try:
-        (typed or normalize)(conn, target, stage)
+        if typed is None:
+            normalize(conn, target, stage)
+        else:
+            typed(conn, target, stage, moved)
     except RowsTooWide as exc:
         rawonly.keep_raw_only(conn, target, exc.reason)
     if stage is DATA_STAGE:

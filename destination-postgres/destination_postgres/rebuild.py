@@ -45,7 +45,7 @@ def rebuild_typed(conn: psycopg.Connection[Any], target: StreamTarget) -> int:
     )
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(REBUILD_STAGE)).fetchone()
     try:
-        dedup.merge(conn, target, REBUILD_STAGE)
+        dedup.merge(conn, target, REBUILD_STAGE, int(row[0]) if row else 0)
     finally:  # a copy of the whole raw table: never kept for the rest of the write
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
             conn.execute(sql.SQL("DROP TABLE {}").format(REBUILD_STAGE))
