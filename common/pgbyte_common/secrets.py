@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, unquote
 
 import orjson
 
@@ -118,6 +118,25 @@ _MIN_LINE = 8  # shorter lines of a multi-line secret are too common to mask ("-
 _SHORT = 4
 
 
+def _percent_pattern(secret: str) -> re.Pattern[str]:
+    """The secret percent-encoded as a URI may write it: each character as itself or as its
+    UTF-8 bytes' %XX (either case: `p%40ss`, `p%40ss%21`, `p%40Ss%2f`), a space also as `+`.
+    Matches without a `%` are left to the plain forms (_encoded_mask)."""
+    parts = []
+    for ch in secret:
+        hexes = "".join(
+            f"%[{h[0]}{h[0].lower()}][{h[1]}{h[1].lower()}]"
+            for h in (f"{b:02X}" for b in ch.encode())
+        )
+        alts = [re.escape(ch), hexes] + (["\\+"] if ch == " " else [])
+        parts.append("(?:" + "|".join(alts) + ")")
+    return re.compile("".join(parts))
+
+
+def _encoded_mask(match: re.Match[str]) -> str:
+    return MASK if "%" in match.group(0) else match.group(0)
+
+
 def _quoted_repr(text: str) -> str:
     """`text` as a Python repr of a longer string holding both quote kinds writes it (`'` as
     `\\'`): an error message quoting a value that contains the secret and a `"`."""
@@ -137,23 +156,24 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._variants: list[str] = []
+        self._encoded: list[re.Pattern[str]] = []
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         variants = set(self._variants)
+        encoded = self._encoded
         for secret in secrets:
             if not secret:
                 continue
             forms = {secret, orjson.dumps(secret).decode()[1:-1], repr(secret)[1:-1]}
             forms.add(_quoted_repr(secret))
-            # percent-encoded, as in a connection URI (postgresql://user:p%40ss@host) a
-            # connector may log: quote's and quote_plus's, with / kept or encoded
-            forms.update((quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")))
             # quoted twice: a repr of a message holding a repr (a TRACE's internal_message)
             variants.update(forms, (_quoted_repr(form) for form in forms))
             for line in secret.splitlines():
                 if len(line.strip()) >= _MIN_LINE:
                     variants.add(line.strip())
+            if quote(secret, safe="") != secret:
+                encoded.append(_percent_pattern(secret))
         self._variants = sorted(variants, key=len, reverse=True)
         self._short = {
             v: re.compile(rf"(?<![A-Za-z0-9_]){re.escape(v)}(?![A-Za-z0-9_])")
@@ -166,6 +186,9 @@ class Masker:
             if variant in text:
                 short = self._short.get(variant)
                 text = short.sub(MASK, text) if short else text.replace(variant, MASK)
+        if "%" in text:
+            for pattern in self._encoded:
+                text = pattern.sub(_encoded_mask, text)
         return text
 
     def mask_bytes(self, data: bytes) -> bytes:

@@ -5,6 +5,7 @@ Every identifier goes through psycopg.sql.Identifier; nothing here builds SQL wi
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -13,7 +14,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from destination_postgres.catalog import MAX_COLUMNS, META_COLUMNS, StreamTarget
-from destination_postgres.naming import temporary
+from destination_postgres.naming import normalized_table, temporary
 from destination_postgres.typemap import (
     PG_TYPES,
     USER_KIND,
@@ -260,8 +261,10 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
         _mark_temporary(conn, raw_schema, raw_table)
     norm = target.load_norm
     if norm is None:
-        if not target.overwrite:  # (an overwrite's raw table is marked when swapped in)
-            mark_typed_behind(conn, raw_schema, raw_table)
+        typed = target.schema, normalized_table(target.name)
+        if not target.overwrite and existing_columns(conn, *typed) is not None:
+            # (a missing typed table is rebuilt from every raw record anyway)
+            mark_typed_behind(conn, raw_schema, raw_table, target)
         return []
     schema, table = norm
     ensure_schema(conn, schema)
@@ -271,7 +274,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     if existing is not None:
         _refuse_airbyte_v2_layout(target, schema, table, existing)
         if not target.overwrite and typed_behind(conn, raw_schema, raw_table):
-            target.rebuild_typed = target.retype_all = True
+            target.rebuild_typed = target.catch_up = True
     if existing is None:
         # A raw table Airbyte's normalization made keeps text ids: its typed rows, rebuilt
         # from it below, take them as they are.
@@ -333,8 +336,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
                     ident(schema, table), sql.Identifier(meta), sql.SQL(typ)
                 )
             )
-    if existing.get("_airbyte_ab_id") == "uuid" and not target.retype_all:
-        # ours: a raw record per row (refill.py); retype_all types every row anyway
+    if existing.get("_airbyte_ab_id") == "uuid":  # ours: a raw record per row (refill.py)
         target.refill = [c for c in target.columns if c.name in refill]
     return added
 
@@ -369,8 +371,8 @@ def _too_many_columns(
         "stream's current columns"
     )
     target.norm_table = None
-    target.rebuild_typed = target.retype_all = False
-    mark_typed_behind(conn, *target.load_raw)
+    target.rebuild_typed = target.catch_up = False
+    mark_typed_behind(conn, *target.load_raw, target)
     return True
 
 
@@ -383,25 +385,44 @@ def _mark_temporary(conn: psycopg.Connection[Any], schema: str, table: str) -> N
     _comment(conn, schema, table, TEMPORARY_COMMENT)
 
 
-# A raw table whose records a write kept out of the typed table (disable_type_dedupe, a stream
-# too wide to type) carries this comment: the next write that types the stream types them all
-# again from the raw table (writer: rebuild.rebuild_typed), as Airbyte's typing and deduping
-# catches up on every raw record not loaded yet. Without it the typed table stayed behind for
-# good: only a missing one was rebuilt.
+# A raw table an append/append_dedup write loaded while its typed table exists but was not
+# written (disable_type_dedupe, a catalog too wide to type) carries this comment: the next
+# write that types the stream first types the raw records its typed table lacks (by
+# _airbyte_ab_id: writer, rebuild.rebuild_typed), as Airbyte's typing and deduping catches up
+# on the raw records not loaded yet. Without it the typed table stayed behind for good: only a
+# missing one was rebuilt. (Records PostgreSQL refused to type, rawonly.py, are not marked:
+# the next write would only be refused again.)
 BEHIND_COMMENT = (
     "pgbyte: holds records its typed table lacks (written raw only); the next typed write "
-    "types them all again"
+    "types them"
 )
 
 
-def mark_typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
-    _comment(conn, schema, table, BEHIND_COMMENT)
+def mark_typed_behind(
+    conn: psycopg.Connection[Any], schema: str, table: str, target: StreamTarget
+) -> None:
+    """Mark the raw table (once: COMMENT locks out a VACUUM of it meanwhile). A role that does
+    not own it (COMMENT needs that, INSERT does not) writes on, with a WARN."""
+    if typed_behind(conn, schema, table):
+        return
+    try:
+        with conn.transaction():  # a savepoint: the refusal leaves the write's transaction
+            _comment(conn, schema, table, BEHIND_COMMENT)
+    except pg_errors.InsufficientPrivilege:
+        target.behind_warn = (
+            f"its typed table will lack these records: {schema}.{table} could not be marked "
+            "for the next typed write to type them (only its owner may comment on it); drop "
+            "the typed table once typing is back on to have it rebuilt from the raw table"
+        )
 
 
 def clear_typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
-    """Drop the mark (and only the mark: a comment of the user's stays)."""
+    """Drop the mark (and only the mark: a comment of the user's stays). The write that types
+    the stream may, as the raw table's writer, not own it: then the mark stays, and the next
+    write's catch-up finds nothing missing."""
     if typed_behind(conn, schema, table):
-        _comment(conn, schema, table, None)
+        with contextlib.suppress(pg_errors.InsufficientPrivilege), conn.transaction():
+            _comment(conn, schema, table, None)
 
 
 def typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
@@ -482,8 +503,6 @@ def swap(conn: psycopg.Connection[Any], target: StreamTarget, *, cascade: bool) 
     try:
         for schema, final in pairs:
             _replace(conn, schema, final, cascade=cascade)
-        if target.norm_table is None:  # raw only: a typed table of earlier syncs lacks these
-            mark_typed_behind(conn, target.raw_schema, target.raw_table)
     finally:
         if cascade:
             conn.remove_notice_handler(notice)

@@ -249,7 +249,10 @@ class Intake:
                 self._flush_full(target)
         elif kind == "STATE":
             if may_round(line):  # echoed: its numbers exactly as they came (json_lines.py)
-                msg = stdlib_loads(line)
+                try:
+                    msg = stdlib_loads(line)
+                except RecursionError:  # (orjson took it: nested 1,000-1,024 deep)
+                    raise self._bad("is JSON nested too deeply to parse") from None
             problem = state_problem(msg.get("state"))
             if problem:  # echoed, a client would save it as the connection's state
                 raise self._bad(f"is a STATE message {problem}")

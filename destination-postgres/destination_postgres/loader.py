@@ -186,10 +186,12 @@ def copy_slow(conn: psycopg.Connection[Any], target: StreamTarget) -> None:
             "SELECT msg -> 'record' -> 'data', "
             "CASE WHEN s >= -62135596800 AND s < 253402300800 THEN to_timestamp(s::float8) "
             "ELSE now() END{} FROM {}, "
+            # OFFSET 0: each computed once a row (pulled up, the planner repeated the jsonb
+            # lookups in every use of n and s)
             "LATERAL (SELECT CASE WHEN jsonb_typeof(msg -> 'record' -> 'emitted_at') = 'number' "
-            "THEN (msg -> 'record' -> 'emitted_at')::numeric END AS n) em, "
+            "THEN (msg -> 'record' -> 'emitted_at')::numeric END AS n OFFSET 0) em, "
             "LATERAL (SELECT n / CASE WHEN n BETWEEN 1 AND 99999999999 THEN 1 ELSE 1000 END "
-            "AS s) sec"
+            "AS s OFFSET 0) sec"
         ).format(_data_target(target), pos_column, pos_value, LINE_STAGE)
     )
 

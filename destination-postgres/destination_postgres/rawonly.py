@@ -15,15 +15,13 @@ rest of the write, as if catalog.py had decided so: no typed table is made, one 
 
 A typed table that an earlier sync made is left as it was (an overwrite does not replace it,
 append does not fill it): its rows are typed copies of records the raw table keeps, so nothing
-in it is wrong, only missing, which the WARN says, and the raw table is marked so that the next
-write able to type the stream types them all again (ddl.BEHIND_COMMENT); dropping it would take
-the user's views, grants and indexes along, or fail the write over a dependent view. A typed
-table this write made (a new stream's, the rebuild of one missing beside its raw table,
-overwrite's temporary) holds nothing the raw table lacks and is dropped in the same
-transaction. The decision is not stored: a later write tries again, and its first refused batch
-decides the same — or, with no typed table beside a raw one with records, its rebuild does
-(refused at the first row too big, after append_dedup's rebuild has copied the raw table, as
-every rebuild does).
+in it is wrong, only missing, which the WARN says; dropping it would take the user's views,
+grants and indexes along, or fail the write over a dependent view. A typed table this write
+made (a new stream's, the rebuild of one missing beside its raw table, overwrite's temporary)
+holds nothing the raw table lacks and is dropped in the same transaction. The decision is not
+stored: a later write tries again, and its first refused batch decides the same — or, with no
+typed table beside a raw one with records, its rebuild does (refused at the first row too big,
+after append_dedup's rebuild has copied the raw table, as every rebuild does).
 """
 
 from __future__ import annotations
@@ -87,8 +85,6 @@ def keep_raw_only(conn: psycopg.Connection[Any], target: StreamTarget, reason: s
     else:
         outcome = (f" from here on: {schema}.{final}, the typed table an earlier sync made, "
                    "keeps its rows and gets no new ones")  # fmt: skip
-    if not target.overwrite:  # the next write able to type the stream catches up (ddl.py)
-        ddl.mark_typed_behind(conn, *target.load_raw)
     target.typed_note = why + outcome
     target.refused_warn = target.typed_note
     target.refused_table = final

@@ -162,6 +162,8 @@ class Writer(Intake, Loading, Commits):
             self._claimed.append(t)
         added = ddl.prepare(self.conn, t)
         self._warn_refused(t)  # kept raw only: its typed table cannot take the new columns
+        if t.behind_warn:
+            self.log("WARN", f"Stream {t.label}: {t.behind_warn}.")
         if added:
             self.log("INFO", f"Stream {t.label}: column(s) added or retyped: "
                              f"{', '.join(added)}.")  # fmt: skip
@@ -174,14 +176,20 @@ class Writer(Intake, Loading, Commits):
                 with self.conn.transaction():  # a savepoint: a refusal keeps the typed rows
                     rebuilt = rebuild.rebuild_typed(self.conn, t)
             except rawonly.RowsTooWide as exc:  # its records are too wide to type
+                if t.catch_up:  # given up: the next write would only be refused again
+                    ddl.clear_typed_behind(self.conn, *t.load_raw)
                 rawonly.keep_raw_only(self.conn, t, exc.reason)
                 self._warn_refused(t)
                 return
-            ddl.clear_typed_behind(self.conn, *t.load_raw)
-            why = ("lacked records written to the raw table only (disable_type_dedupe, or too "
-                   "wide to type)" if t.retype_all else "was missing")  # fmt: skip
+            ddl.clear_typed_behind(self.conn, *t.load_raw)  # (a mark from before, if any)
+            if t.catch_up:
+                self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
+                                 f"lacked {rebuilt} record(s) its raw table got while the "
+                                 "stream was not typed (disable_type_dedupe, or too wide); "
+                                 "typed them.")  # fmt: skip
+                return
             self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
-                             f"{why}; rebuilt from the {rebuilt} record(s) of its raw "
+                             f"was missing; rebuilt from the {rebuilt} record(s) of its raw "
                              "table.")  # fmt: skip
 
     def _note_legacy_raw_table(self, t: StreamTarget) -> None:

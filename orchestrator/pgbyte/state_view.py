@@ -144,7 +144,9 @@ def _describe_v3(kind: str, stream_state: dict[str, Any]) -> tuple[str, str] | N
     if cursor is not None and cursor[1] is None:
         return "other", f"{origin} holding no value for cursor {cursor[0]}: {from_start}"
     if cursor is not None and (
-        not isinstance(cursor[1], str | int | float) or isinstance(cursor[1], bool)
+        # (a Fragment: a number past a double's digits, kept as its text: json_lines.py)
+        not isinstance(cursor[1], str | int | float | orjson.Fragment)
+        or isinstance(cursor[1], bool)
     ):
         return "other", malformed
     if kind == "cursor_based":

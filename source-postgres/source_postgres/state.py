@@ -296,7 +296,9 @@ def stream_cursor_state(
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),
-        cursor_record_count=int(count) if _is_int(count) or isinstance(count, float) else 0,
+        cursor_record_count=(
+            int(count) if _is_int(count) or isinstance(count, float | Decimal) else 0
+        ),
         cursor_type=cursor_type if isinstance(cursor_type, str) else None,
         relation=relation if _is_int(relation) else None,
     )

@@ -85,10 +85,16 @@ def test_a_short_piece_of_a_jdbc_password_masks_no_common_word() -> None:
 
 
 def test_a_percent_encoded_secret_is_masked() -> None:
-    """A connector logging its connection URI writes the password percent-encoded
-    (`postgresql://u:pa%22ss%5Cw%C3%B6rd%2Fx%20y@h`): that form was printed as it was."""
-    masker = Masker(['pa"ss\\wörd/x y'])
+    """A connector logging its connection URI writes the password percent-encoded, wholly or
+    in part (SQLAlchemy encodes only `@:/`), in either hex case, a space as %20 or +: those
+    forms were printed as they were. A text that only looks like one without any %XX (`ab+c`
+    for `ab c`) is left alone."""
+    masker = Masker(['pa"ss\\wörd/x y', "p@ss!w0rd/x", "ab c"])
     for uri in ("postgresql://u:pa%22ss%5Cw%C3%B6rd%2Fx%20y@h/db",
-                "postgresql://u:pa%22ss%5Cw%C3%B6rd/x%20y@h/db",
-                "password=pa%22ss%5Cw%C3%B6rd%2Fx+y&ssl=1"):  # fmt: skip
-        assert "w%C3%B6rd" not in masker.mask(uri), uri
+                "postgresql://u:pa%22ss%5cw%c3%b6rd/x+y@h/db",
+                "password=pa%22ss%5Cw%C3%B6rd%2Fx+y&ssl=1",
+                "postgresql://u:p%40ss!w0rd%2Fx@h", "p%40ss%21w0rd%2fx"):  # fmt: skip
+        masked = masker.mask(uri)
+        assert "w0rd" not in masked and "%B6rd" not in masked.upper(), (uri, masked)
+        assert MASK in masked, (uri, masked)
+    assert masker.mask("ab+c, ab%20c") == f"ab+c, {MASK}"

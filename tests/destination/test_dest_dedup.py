@@ -1020,4 +1020,4 @@ def test_a_users_trigger_or_generated_column_refusing_a_batch_is_named(
         assert [s["state"]["stream"]["stream_state"] for s in result.states] == [2]
         assert typed(dest_conn, "s", "id") == [(4,), (9,)]
     else:
-        assert "GENERATED column" in error["message"], error
+        assert "GENERATED ALWAYS column" in error["message"], error

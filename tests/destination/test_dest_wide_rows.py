@@ -292,3 +292,19 @@ def test_columns_added_past_the_limit_keep_the_stream_raw(run_write, dest_conn, 
     assert third.returncode == 0, third.errors
     rows = dest_conn.execute("SELECT id, b0 FROM grow ORDER BY id").fetchall()
     assert rows == [(1, None), (2, 2), (3, 3)]
+
+
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_a_refused_record_does_not_hold_later_syncs_back(run_write, dest_conn, mode) -> None:
+    """A batch refused as too wide keeps its records raw only; later syncs of narrow records
+    type them as before (not marked for a catch-up that the same record would refuse on
+    every sync, keeping the stream raw for good)."""
+    cat = catalog(mode, [("wide", wide_props("ints"))])
+    narrow = lines(*(record("wide", {"id": n, "c1": n}) for n in (1, 2)))
+    assert run_write(cat, narrow).returncode == 0
+    refused = run_write(cat, lines(record("wide", wide_data("ints", 3))))
+    assert refused.returncode == 0 and len(too_big_warns(refused.logs)) == 1, refused.logs
+    for n in (4, 5):
+        later = run_write(cat, lines(record("wide", {"id": n, "c1": n})))
+        assert later.returncode == 0 and too_big_warns(later.logs) == [], later.logs
+    assert [r[0] for r in dest_conn.execute("SELECT id FROM wide ORDER BY id")] == [1, 2, 4, 5]

@@ -124,6 +124,20 @@ def test_show_describes_global_legacy_and_airbyte_v3_states(tmp_path, fixture, n
     assert [n for n in needles if n not in out] == [], out
 
 
+def test_show_describes_a_v3_cursor_past_a_doubles_digits(tmp_path) -> None:
+    """A version 3 state (Airbyte's source-postgres 4.x) whose cursor is a JSON number of more
+    digits than a double holds: read exactly, it was shown as malformed (the source takes it)."""
+    conn = offline_connection(tmp_path)
+    (tmp_path / "state.json").write_text(
+        '[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "t", "namespace": '
+        '"public"}, "stream_state": {"version": 3, "state_type": "cursor_based", "cursors": '
+        '{"amount": 12345.678901234567891}}}}]'
+    )
+    run = pgbyte("state", "show", str(conn), password="")
+    assert run.returncode == 0, run.stderr
+    assert "12345.678901234567891" in run.stdout and "malformed" not in run.stdout, run.stdout
+
+
 def test_show_without_state_says_so(tmp_path) -> None:
     """No state file: a plain sentence, exit 0, and --json prints an empty list."""
     conn = offline_connection(tmp_path)
