@@ -822,6 +822,11 @@ def test_state_echoed_only_after_merge_committed(tmp_path, dest_config, dest_con
     ]
 
 
+def _trace_errors(out: bytes) -> list[dict]:
+    return [m["trace"]["error"] for m in map(json.loads, out.splitlines())
+            if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+
+
 def test_a_key_index_gone_mid_write_is_a_clear_transient_error(
     tmp_path, dest_config, dest_conn
 ) -> None:
@@ -834,9 +839,7 @@ def test_a_key_index_gone_mid_write_is_a_clear_transient_error(
         write.send_until_state(lines(rec("s", {"id": 1, "name": "b", "seq": 2}), state("s", 2)))
         dest_conn.execute("DROP INDEX _airbyte_pk_s")
         assert write.finish(lines(rec("s", {"id": 1, "name": "c", "seq": 3}), state("s", 3))) != 0
-        out = write.proc.stdout.read()
-    errors = [m["trace"]["error"] for m in map(json.loads, out.splitlines())
-              if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+        errors = _trace_errors(write.proc.stdout.read())
     assert len(errors) == 1 and errors[0]["failure_type"] == "transient_error", errors
     assert "the unique index on the primary key of public.s is gone" in errors[0]["message"]
     assert typed(dest_conn, "s", "id, name") == [(1, "b")]
@@ -859,9 +862,7 @@ def test_a_key_index_gone_during_a_first_load_is_a_clear_transient_error(
         write.send_until_state(lines(rec("s", {"id": 1, "name": "a", "seq": 1}), state("s", 1)))
         dest_conn.execute("DROP INDEX _airbyte_pk_s")
         assert write.finish(lines(rec("s", {"id": 1, "name": "b", "seq": 2}), state("s", 2))) != 0
-        out = write.proc.stdout.read()
-    errors = [m["trace"]["error"] for m in map(json.loads, out.splitlines())
-              if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]  # fmt: skip
+        errors = _trace_errors(write.proc.stdout.read())
     assert len(errors) == 1 and "is gone since this write began" in errors[0]["message"], errors
     assert typed(dest_conn, "s", "id, name") == [(1, "a")]
 

@@ -176,6 +176,13 @@ def test_broken_spaced_record_line_is_withheld_and_reported() -> None:
     assert '"oops"' in p.progress.source_errors[0]["message"]
 
 
+def _state_with_cursor(number: str) -> str:
+    """A STATE line of public.users whose cursor is `number`, as written."""
+    return ('{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
+            '{"name":"users","namespace":"public"},"stream_state":{"cursor":'
+            + number + "}}}}\n")  # fmt: skip
+
+
 def test_numbers_beyond_64_bits_pass_through_exactly() -> None:
     """A RECORD pgbyte must parse to rename (a non-canonical envelope) and a STATE, each with
     an integer of 5,000 digits and 1e400: forwarded with those numbers exactly as they came
@@ -183,9 +190,7 @@ def test_numbers_beyond_64_bits_pass_through_exactly() -> None:
     huge = "9" * 5000
     record = ('{"type":"RECORD","record":{"namespace":"public","stream":"users","data":'
               '{"id":' + huge + ',"f":1e400},"emitted_at":1}}\n')  # fmt: skip
-    state = ('{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
-             '{"name":"users","namespace":"public"},"stream_state":{"cursor":'
-             + huge + "}}}}\n")  # fmt: skip
+    state = _state_with_cursor(huge)
     p = pump(stream_map("p_", "source"))
     out = bytes(p.process(b"\n" + (record + state).encode()))
     p._bad_lines()
@@ -206,9 +211,7 @@ def test_numbers_orjson_would_round_pass_through_exactly(number: str) -> None:
     a RECORD pgbyte renames on its slow path and a STATE it saves kept the rounded value."""
     record = ('{"type": "RECORD", "record": {"stream": "users", "namespace": "public", '
               '"data": {"n": ' + number + '}, "emitted_at": 1}}\n')  # fmt: skip
-    state = ('{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":'
-             '{"name":"users","namespace":"public"},"stream_state":{"cursor":'
-             + number + "}}}}\n")  # fmt: skip
+    state = _state_with_cursor(number)
     p = pump(stream_map("p_", "source"))
     out = bytes(p.process(b"\n" + (record + state).encode()))
     forwarded = out.decode().splitlines()
