@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import orjson
 
@@ -121,7 +121,8 @@ _SHORT = 4
 def _percent_pattern(secret: str) -> re.Pattern[str]:
     """The secret percent-encoded as a URI may write it: each character as itself or as its
     UTF-8 bytes' %XX (either case: `p%40ss`, `p%40ss%21`, `p%40Ss%2f`), a space also as `+`.
-    Matches without a `%` are left to the plain forms (_encoded_mask)."""
+    Any character may be encoded (Java's URLEncoder writes `~` as %7E). Matches without a %XX
+    are left to the plain forms (_encoded_mask)."""
     parts = []
     for ch in secret:
         hexes = "".join(
@@ -134,7 +135,10 @@ def _percent_pattern(secret: str) -> re.Pattern[str]:
 
 
 def _encoded_mask(match: re.Match[str]) -> str:
-    return MASK if "%" in match.group(0) else match.group(0)
+    return MASK if _PERCENT_XX.search(match.group(0)) else match.group(0)
+
+
+_PERCENT_XX = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def _quoted_repr(text: str) -> str:
@@ -156,7 +160,7 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._variants: list[str] = []
-        self._encoded: list[re.Pattern[str]] = []
+        self._encoded: dict[str, re.Pattern[str]] = {}
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -172,8 +176,9 @@ class Masker:
             for line in secret.splitlines():
                 if len(line.strip()) >= _MIN_LINE:
                     variants.add(line.strip())
-            if quote(secret, safe="") != secret:
-                encoded.append(_percent_pattern(secret))
+            # (not a short one: its %XX forms are as common as it is, `@x` in `%40xample`)
+            if len(secret) >= _SHORT and secret not in encoded:
+                encoded[secret] = _percent_pattern(secret)
         self._variants = sorted(variants, key=len, reverse=True)
         self._short = {
             v: re.compile(rf"(?<![A-Za-z0-9_]){re.escape(v)}(?![A-Za-z0-9_])")
@@ -187,7 +192,7 @@ class Masker:
                 short = self._short.get(variant)
                 text = short.sub(MASK, text) if short else text.replace(variant, MASK)
         if "%" in text:
-            for pattern in self._encoded:
+            for pattern in self._encoded.values():
                 text = pattern.sub(_encoded_mask, text)
         return text
 

@@ -80,10 +80,7 @@ class StreamTarget:
     swap_logged: bool = False  # overwrite: the swap's INFO line was written
     swapped: bool = False
     rebuild_typed: bool = False  # ddl.prepare made the typed table beside a raw one with rows
-    # ... or found the typed table behind its raw table (ddl.BEHIND_COMMENT): the raw records
-    # it lacks are typed
-    catch_up: bool = False
-    behind_warn: str | None = None  # ddl.mark_typed_behind could not mark the raw table
+    behind_warn: str | None = None  # raw only beside an existing typed table (ddl._behind)
     typed_created: bool = False  # ddl.prepare made the typed table (append, append_dedup)
     # rawonly.py: PostgreSQL refused the typed rows as too big during this write. The typed
     # table given up (norm_table is None from then on), and the WARN the main thread logs.

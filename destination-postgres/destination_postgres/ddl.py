@@ -5,7 +5,6 @@ Every identifier goes through psycopg.sql.Identifier; nothing here builds SQL wi
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import psycopg
@@ -263,8 +262,7 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     if norm is None:
         typed = target.schema, normalized_table(target.name)
         if not target.overwrite and existing_columns(conn, *typed) is not None:
-            # (a missing typed table is rebuilt from every raw record anyway)
-            mark_typed_behind(conn, raw_schema, raw_table, target)
+            target.behind_warn = _behind(*typed)
         return []
     schema, table = norm
     ensure_schema(conn, schema)
@@ -273,8 +271,6 @@ def prepare(conn: psycopg.Connection[Any], target: StreamTarget) -> list[str]:
     existing = existing_columns(conn, schema, table)
     if existing is not None:
         _refuse_airbyte_v2_layout(target, schema, table, existing)
-        if not target.overwrite and typed_behind(conn, raw_schema, raw_table):
-            target.rebuild_typed = target.catch_up = True
     if existing is None:
         # A raw table Airbyte's normalization made keeps text ids: its typed rows, rebuilt
         # from it below, take them as they are.
@@ -371,8 +367,7 @@ def _too_many_columns(
         "stream's current columns"
     )
     target.norm_table = None
-    target.rebuild_typed = target.catch_up = False
-    mark_typed_behind(conn, *target.load_raw, target)
+    target.rebuild_typed = False
     return True
 
 
@@ -382,57 +377,23 @@ TEMPORARY_COMMENT = "pgbyte: an overwrite sync's table, swapped in when the stre
 
 
 def _mark_temporary(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
-    _comment(conn, schema, table, TEMPORARY_COMMENT)
-
-
-# A raw table an append/append_dedup write loaded while its typed table exists but was not
-# written (disable_type_dedupe, a catalog too wide to type) carries this comment: the next
-# write that types the stream first types the raw records its typed table lacks (by
-# _airbyte_ab_id: writer, rebuild.rebuild_typed), as Airbyte's typing and deduping catches up
-# on the raw records not loaded yet. Without it the typed table stayed behind for good: only a
-# missing one was rebuilt. (Records PostgreSQL refused to type, rawonly.py, are not marked:
-# the next write would only be refused again.)
-BEHIND_COMMENT = (
-    "pgbyte: holds records its typed table lacks (written raw only); the next typed write "
-    "types them"
-)
-
-
-def mark_typed_behind(
-    conn: psycopg.Connection[Any], schema: str, table: str, target: StreamTarget
-) -> None:
-    """Mark the raw table (once: COMMENT locks out a VACUUM of it meanwhile). A role that does
-    not own it (COMMENT needs that, INSERT does not) writes on, with a WARN."""
-    if typed_behind(conn, schema, table):
-        return
-    try:
-        with conn.transaction():  # a savepoint: the refusal leaves the write's transaction
-            _comment(conn, schema, table, BEHIND_COMMENT)
-    except pg_errors.InsufficientPrivilege:
-        target.behind_warn = (
-            f"its typed table will lack these records: {schema}.{table} could not be marked "
-            "for the next typed write to type them (only its owner may comment on it); drop "
-            "the typed table once typing is back on to have it rebuilt from the raw table"
-        )
-
-
-def clear_typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
-    """Drop the mark (and only the mark: a comment of the user's stays). The write that types
-    the stream may, as the raw table's writer, not own it: then the mark stays, and the next
-    write's catch-up finds nothing missing."""
-    if typed_behind(conn, schema, table):
-        with contextlib.suppress(pg_errors.InsufficientPrivilege), conn.transaction():
-            _comment(conn, schema, table, None)
-
-
-def typed_behind(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
-    found = relation(conn, schema, table)
-    return found is not None and found[1] == BEHIND_COMMENT
-
-
-def _comment(conn: psycopg.Connection[Any], schema: str, table: str, text: str | None) -> None:
     conn.execute(
-        sql.SQL("COMMENT ON TABLE {} IS {}").format(ident(schema, table), sql.Literal(text))
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            ident(schema, table), sql.Literal(TEMPORARY_COMMENT)
+        )
+    )
+
+
+def _behind(schema: str, table: str) -> str:
+    """The WARN of an append/append_dedup write that leaves an existing typed table out
+    (disable_type_dedupe, a catalog too wide to type): it will lack these records, and no later
+    write types them (a catch-up by _airbyte_ab_id was tried and dropped: it put older records
+    of a key back where merges had tied, and raced concurrent writes); a missing typed table is
+    rebuilt from every raw record."""
+    return (
+        f"its typed table {schema}.{table} gets none of this write's records (written to the "
+        f"raw table only); once typing is back on, drop {schema}.{table} to have the next "
+        "sync rebuild it from the raw table"
     )
 
 

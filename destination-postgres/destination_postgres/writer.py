@@ -173,20 +173,10 @@ class Writer(Intake, Loading, Commits):
         dedup.prepare(self.conn, t, self.log)
         if t.rebuild_typed:
             try:
-                with self.conn.transaction():  # a savepoint: a refusal keeps the typed rows
-                    rebuilt = rebuild.rebuild_typed(self.conn, t)
+                rebuilt = rebuild.rebuild_typed(self.conn, t)
             except rawonly.RowsTooWide as exc:  # its records are too wide to type
-                if t.catch_up:  # given up: the next write would only be refused again
-                    ddl.clear_typed_behind(self.conn, *t.load_raw)
                 rawonly.keep_raw_only(self.conn, t, exc.reason)
                 self._warn_refused(t)
-                return
-            ddl.clear_typed_behind(self.conn, *t.load_raw)  # (a mark from before, if any)
-            if t.catch_up:
-                self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
-                                 f"lacked {rebuilt} record(s) its raw table got while the "
-                                 "stream was not typed (disable_type_dedupe, or too wide); "
-                                 "typed them.")  # fmt: skip
                 return
             self.log("INFO", f"Stream {t.label}: its typed table {t.schema}.{t.norm_table} "
                              f"was missing; rebuilt from the {rebuilt} record(s) of its raw "

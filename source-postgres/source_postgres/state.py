@@ -296,9 +296,7 @@ def stream_cursor_state(
     return CursorState(
         cursor_field=tuple(str(f) for f in field),
         cursor=None if cursor is None else str(cursor),
-        cursor_record_count=(
-            int(count) if _is_int(count) or isinstance(count, float | Decimal) else 0
-        ),
+        cursor_record_count=_count(count),
         cursor_type=cursor_type if isinstance(cursor_type, str) else None,
         relation=relation if _is_int(relation) else None,
     )
@@ -372,6 +370,17 @@ def _block_of(ctid: Any) -> int | None:
     if not (block.isascii() and block.isdigit()) or int(block) >= 2**32:
         return None  # a block number is 32 bits: (4294967296,0) is no tid PostgreSQL takes
     return int(block)
+
+
+def _count(value: Any) -> int:
+    """A saved cursor_record_count as a number of rows; 0 (re-read them) for anything else. A
+    Decimal (argv.py's exact read) of 19 digits or more is 0 too: int() of 1e9999999 never
+    returns."""
+    if _is_int(value) or isinstance(value, float):
+        return int(value) if math.isfinite(value) else 0
+    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 18:
+        return int(value)
+    return 0
 
 
 def _is_int(value: Any) -> bool:

@@ -98,3 +98,8 @@ def test_a_percent_encoded_secret_is_masked() -> None:
         assert "w0rd" not in masked and "%B6rd" not in masked.upper(), (uri, masked)
         assert MASK in masked, (uri, masked)
     assert masker.mask("ab+c, ab%20c") == f"ab+c, {MASK}"
+    assert Masker(["secret~value123"]).mask("u:secret%7Evalue123@h") == f"u:{MASK}@h"
+    # short secrets: their encoded forms are as common as they are
+    assert Masker(["@x", "%"]).mask("user%40xample.com, disk 100% full") == (
+        "user%40xample.com, disk 100% full"
+    )

@@ -199,81 +199,36 @@ def test_raw_data_schema_ambiguous_name_of_earlier_syncs_is_named(
     assert any(f"stay in airbyte_raw._airbyte_raw_sales__eu__{STREAM}" in m for m in result.logs)
 
 
-@pytest.mark.parametrize("mode", ["append", "append_dedup", "overwrite"])
-def test_typed_table_catches_up_after_disable_type_dedupe(run_write, dest_conn, dest_config, mode):
-    """Records written while disable_type_dedupe was on reached the raw table only; turned off
-    again, the typed table stayed behind for good (only a missing one was rebuilt). The raw
-    table is now marked, and the next typed write types the raw records its typed table
-    lacks: append holds each record once, append_dedup the latest per key. An overwrite
-    replaces both tables anyway."""
+@pytest.mark.parametrize("mode", ["append", "append_dedup"])
+def test_a_raw_only_write_beside_a_typed_table_says_how_to_catch_up(
+    run_write, dest_conn, dest_config, mode
+) -> None:
+    """Records written while disable_type_dedupe is on reach the raw table only; the typed
+    table an earlier sync made stays behind, silently before. The write now says so and what to
+    do: dropping the typed table has the next sync rebuild it from every raw record (append:
+    each once; append_dedup: the latest per key)."""
     from dest_helpers import catalog_for, record
 
     props = {"id": {"type": "integer"}, "v": {"type": "string"}}
     catalog = catalog_for([("toggle", props)], mode)
     if mode == "append_dedup":
         catalog["streams"][0]["primary_key"] = [["id"]]
+    first = run_write(catalog, record("toggle", {"id": 1, "v": "a"}))
+    assert first.returncode == 0, first.errors
     raw_only = {**dest_config, "disable_type_dedupe": True}
-    writes = [  # (config, records) in order
-        (dest_config, [{"id": 1, "v": "a"}]),
-        (raw_only, [{"id": 2, "v": "b"}, {"id": 1, "v": "a2"}]),
-        (dest_config, [{"id": 3, "v": "c"}]),
-    ]
-    for config, data in writes:
-        result = run_write(catalog, b"\n".join(record("toggle", d) for d in data), config=config)
-        assert result.returncode == 0, result.errors
+    data = b"\n".join(record("toggle", d) for d in ({"id": 2, "v": "b"}, {"id": 1, "v": "a2"}))
+    second = run_write(catalog, data, config=raw_only)
+    assert second.returncode == 0, second.errors
+    (warn,) = [m for m in second.logs if "gets none of this write's records" in m]
+    assert "drop public.toggle" in warn, warn
+    dest_conn.execute("DROP TABLE toggle")
+    third = run_write(catalog, record("toggle", {"id": 3, "v": "c"}))
+    assert third.returncode == 0, third.errors
     rows = dest_conn.execute("SELECT id, v FROM toggle ORDER BY id, v").fetchall()
-    expected = {
-        "append": [(1, "a"), (1, "a2"), (2, "b"), (3, "c")],
-        "append_dedup": [(1, "a2"), (2, "b"), (3, "c")],
-        "overwrite": [(3, "c")],
-    }[mode]
-    assert rows == expected
-    raw = dest_conn.execute("SELECT count(*) FROM _airbyte_raw_toggle").fetchone()[0]
-    assert raw == {"append": 4, "append_dedup": 4, "overwrite": 1}[mode]
-    comment = "SELECT obj_description('_airbyte_raw_toggle'::regclass, 'pg_class')"
-    assert dest_conn.execute(comment).fetchone() == (None,)  # caught up: the mark is gone
-    if mode != "overwrite":
-        assert any("lacked 2 record(s)" in m for m in result.logs), result.logs
-
-
-def test_a_catch_up_deletes_no_typed_row(run_write, dest_conn, dest_config) -> None:
-    """The catch-up types only raw records the typed table lacks; it deletes nothing: typed
-    rows whose raw records are gone (a raw table emptied or renamed) stay, and a user's table
-    referencing the typed one ON DELETE CASCADE keeps its rows."""
-    from dest_helpers import catalog_for, record
-
-    catalog = catalog_for([("kept", {"id": {"type": "integer"}})], "append_dedup")
-    catalog["streams"][0]["primary_key"] = [["id"]]
-    assert run_write(catalog, record("kept", {"id": 1})).returncode == 0
-    dest_conn.execute("CREATE TABLE orders (kid bigint REFERENCES kept (id) ON DELETE CASCADE)")
-    dest_conn.execute("ALTER TABLE kept ADD PRIMARY KEY (id)")
-    dest_conn.execute("INSERT INTO orders VALUES (1)")
-    dest_conn.execute("TRUNCATE _airbyte_raw_kept")
-    raw_only = {**dest_config, "disable_type_dedupe": True}
-    assert run_write(catalog, record("kept", {"id": 2}), config=raw_only).returncode == 0
-    assert run_write(catalog, record("kept", {"id": 3})).returncode == 0
-    assert dest_conn.execute("SELECT array_agg(id ORDER BY id) FROM kept").fetchone() == (
-        [1, 2, 3],
+    assert (
+        rows
+        == {
+            "append": [(1, "a"), (1, "a2"), (2, "b"), (3, "c")],
+            "append_dedup": [(1, "a2"), (2, "b"), (3, "c")],
+        }[mode]
     )
-    assert dest_conn.execute("SELECT count(*) FROM orders").fetchone() == (1,)
-
-
-def test_a_raw_only_write_by_a_role_that_does_not_own_the_raw_table(
-    run_write, dest_conn, dest_config
-) -> None:
-    """Marking the raw table (a COMMENT) needs its owner; a role that may only INSERT wrote
-    raw-only before the mark existed, and still does, with a WARN saying what to do."""
-    from db_roles import throwaway_role
-    from dest_helpers import catalog_for, record
-
-    catalog = catalog_for([("owned", {"id": {"type": "integer"}})], "append")
-    assert run_write(catalog, record("owned", {"id": 1})).returncode == 0
-    with throwaway_role(dest_conn, "pgbyte_writer", "writer-pw-12345"):
-        dest_conn.execute("GRANT USAGE, CREATE ON SCHEMA public TO pgbyte_writer")
-        dest_conn.execute("GRANT SELECT, INSERT ON owned, _airbyte_raw_owned TO pgbyte_writer")
-        config = {**dest_config, "username": "pgbyte_writer", "password": "writer-pw-12345",
-                  "disable_type_dedupe": True}  # fmt: skip
-        result = run_write(catalog, record("owned", {"id": 2}), config=config)
-        assert result.returncode == 0, result.errors
-        assert any("could not be marked" in m for m in result.logs), result.logs
-    assert dest_conn.execute("SELECT count(*) FROM _airbyte_raw_owned").fetchone() == (2,)

@@ -89,3 +89,17 @@ def test_every_empty_input_state_starts_fresh(raw) -> None:
     from source_postgres.state import parse_input_state
 
     assert parse_input_state(raw) == {}
+
+
+def test_a_saved_count_past_any_row_count_is_read_as_zero_at_once() -> None:
+    """A state file read exactly (a cursor past 64 bits sends it down the Decimal path) whose
+    cursor_record_count is 1e9999999: int() of that Decimal never returned, hanging the read.
+    It counts no rows (they are read again), as an infinite float does."""
+    from decimal import Decimal
+
+    for count in (Decimal("1e9999999"), float("inf"), Decimal("NaN")):
+        saved = {"state_type": "cursor_based", "cursor_field": ["c"], "cursor_record_count": count,
+                 "cursor": Decimal("12345678901234567890")}  # fmt: skip
+        position = stream_cursor_state("public.t", saved)
+        assert isinstance(position, CursorState), position
+        assert (position.cursor, position.cursor_record_count) == ("12345678901234567890", 0)
