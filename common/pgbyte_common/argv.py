@@ -7,8 +7,6 @@ either path identically.
 from __future__ import annotations
 
 import argparse
-import decimal
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import orjson
 
 from pgbyte_common.errors import ConfigError
-from pgbyte_common.json_lines import may_round
+from pgbyte_common.json_lines import decimal_loads, may_round
 
 
 def build_parser(prog: str, verbs: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -56,11 +54,7 @@ def load_json_file(path: str | Path, what: str) -> Any:
         if what == "state" and may_round(data):
             # A cursor past 64 bits, or of more digits than a double holds, exactly: orjson
             # would read it rounded and the read resume past rows (json_lines.py).
-            return json.loads(data, parse_float=decimal.Decimal, parse_constant=_not_json)
+            return decimal_loads(data)
         return orjson.loads(data) if data.strip() else None
     except ValueError as exc:  # orjson.JSONDecodeError is one
         raise ConfigError(f"The {what} file {path} is not valid JSON: {exc}.") from None
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")

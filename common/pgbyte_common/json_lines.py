@@ -12,6 +12,7 @@ stdlib's slower way for nothing, and is read exactly all the same.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 import re
@@ -60,6 +61,13 @@ def stdlib_loads(line: bytes) -> Any:
     return json.loads(
         line, parse_constant=_reject_constant, parse_int=_exact_int, parse_float=_exact_float,
     )  # fmt: skip
+
+
+def decimal_loads(data: bytes) -> Any:
+    """The stdlib parser with fractions as Decimal (integers are exact ints already): for a
+    value a program computes with, as the source does with a saved cursor (a Fragment is
+    only text to write back)."""
+    return json.loads(data, parse_float=decimal.Decimal, parse_constant=_reject_constant)
 
 
 def _exact_int(text: str) -> int | orjson.Fragment:
